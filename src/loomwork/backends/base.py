@@ -1,0 +1,190 @@
+"""The one async contract every model backend implements.
+
+Parameter names follow the OpenAI/vLLM completions API so that a remote server and a local model take the same
+settings. Logprobs are always the model's raw log-probabilities (natural log, before temperature and truncation):
+that is what teacher-forced scoring of the same text returns, and what the optimization accounting needs.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import InvalidInput, Unsupported
+from ..tree import Token
+
+MAX_N = 64
+
+
+class SamplingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(4, ge=1, le=MAX_N)
+    max_tokens: int = Field(48, ge=1, le=8192)
+    temperature: float = Field(1.0, ge=0.0, le=10.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)  # 0 = no top-k truncation
+    min_p: float = Field(0.0, ge=0.0, le=1.0)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    stop: tuple[str, ...] = ()
+    logprobs: int = Field(5, ge=0, le=20)  # how many alternatives to record per token
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, v):
+        if v is None:
+            return ()
+        if isinstance(v, str):
+            v = (v,)
+        v = tuple(v)
+        if any(not isinstance(s, str) or s == "" for s in v):
+            raise ValueError("stop sequences must be non-empty strings")
+        return v
+
+    @classmethod
+    def make(cls, **kwargs) -> "SamplingParams":
+        """Build from user input; one clear InvalidInput for everything wrong, naming each field."""
+        try:
+            return cls(**{k: v for k, v in kwargs.items() if v is not None})
+        except ValidationError as exc:
+            parts = []
+            for err in exc.errors():
+                name = ".".join(str(p) for p in err["loc"]) or "params"
+                msg = err["msg"]
+                if err["type"] == "extra_forbidden":
+                    msg = f"unknown sampling parameter (known: {', '.join(cls.model_fields)})"
+                parts.append(f"{name}: {msg}")
+            raise InvalidInput("invalid sampling parameters: " + "; ".join(parts)) from None
+
+    def with_seed(self) -> "SamplingParams":
+        """A copy with a concrete seed, so that every generation can be reproduced from its record."""
+        return self if self.seed is not None else self.model_copy(update={"seed": random.randrange(2**31)})
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    streaming: bool = True
+    logprobs: bool = True
+    scoring: bool = True  # logprob of each token of a given continuation
+    next_token: bool = True  # full next-token distribution at a prefix
+
+
+@dataclass
+class TokenEvent:
+    """One new token of sample ``index`` (streamed)."""
+
+    index: int
+    token: Token
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: list[Token] = field(default_factory=list)
+    finish_reason: str = "length"  # "length" | "stop" (stop sequence or end of text)
+
+
+@dataclass
+class Done:
+    """The last streamed event: all samples are complete."""
+
+    completions: list[Completion]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Backend(abc.ABC):
+    """A model behind the contract. ``name`` is the backend ("hf"); ``model`` the model it serves."""
+
+    name: str = "?"
+    capabilities = Capabilities()
+
+    def __init__(self, model: str):
+        self.model = model
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.model}"
+
+    @abc.abstractmethod
+    def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
+        """Sample ``params.n`` continuations of ``prefix``, yielding tokens as they come and ``Done`` last."""
+
+    async def complete(self, prefix: str, params: SamplingParams) -> Done:
+        done = None
+        async for event in self.stream(prefix, params):
+            if isinstance(event, Done):
+                done = event
+        assert done is not None, f"{self.ref} ended its stream without Done"
+        return done
+
+    async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
+        """Teacher-forced logprob of every token of ``continuation`` after ``prefix``."""
+        raise Unsupported(f"{self.ref} cannot score text (capability 'scoring')")
+
+    async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
+        """The k most likely next tokens after ``prefix`` with their logprobs, most likely first."""
+        raise Unsupported(f"{self.ref} cannot give a next-token distribution (capability 'next_token')")
+
+    async def close(self) -> None:
+        pass
+
+
+class StopScanner:
+    """Applies stop sequences to one sample's token stream.
+
+    Text is cut before the stop sequence (as the OpenAI API does); the token records are trimmed with it so
+    that they still tile the text exactly. Tokens are held back while they could be the start of a stop
+    sequence, so a streamed token is never taken back.
+    """
+
+    def __init__(self, stop: Sequence[str]):
+        self.stop = tuple(stop)
+        self.hold = max((len(s) for s in self.stop), default=1) - 1
+        self.pending: list[Token] = []
+        self.text = ""  # emitted text
+        self.stopped = False
+
+    def push(self, tok: Token) -> list[Token]:
+        """Feed one token; returns the tokens that are now safe to emit."""
+        if self.stopped:
+            return []
+        self.pending.append(tok)
+        pend = "".join(t.text for t in self.pending)
+        # Held-back text always covers the first len(stop) - 1 characters of any new match, so searching the
+        # pending text alone finds every stop sequence.
+        hits = [i for i in (pend.find(s) for s in self.stop) if i >= 0]
+        if hits:
+            self.stopped = True
+            out = self._take(min(hits))
+            self.pending = []
+            return out
+        safe = len(pend) - self.hold if self.hold else len(pend)
+        out: list[Token] = []
+        while self.pending and len(self.pending[0].text) <= safe:
+            t = self.pending.pop(0)
+            safe -= len(t.text)
+            out.append(t)
+            self.text += t.text
+        return out
+
+    def _take(self, chars: int) -> list[Token]:
+        out = []
+        for t in self.pending:
+            if chars <= 0:
+                break
+            piece = t if len(t.text) <= chars else Token(t.text[:chars], t.logprob, t.top, t.id, t.cont)
+            out.append(piece)
+            chars -= len(piece.text)
+            self.text += piece.text
+        return out
+
+    def flush(self) -> list[Token]:
+        """End of sampling: release what was held back."""
+        out, self.pending = ([] if self.stopped else self.pending), []
+        self.text += "".join(t.text for t in out)
+        return out

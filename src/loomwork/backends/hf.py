@@ -1,0 +1,220 @@
+"""Local transformers models on torch (CPU by default).
+
+Generation prefills the prefix once, copies its KV cache to the n samples and decodes them as one batch (the
+nanochat engine's shape), dropping finished samples from the batch. Per-token logprobs are the raw model
+log-softmax, so they equal a teacher-forced pass over the same tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from functools import lru_cache
+from typing import AsyncIterator, Callable
+
+from ..tree import Token
+from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent
+from .hf_load import load, require_torch
+
+
+class _Detok:
+    """Incremental detokenisation of one sample.
+
+    Text is decoded with a few tokens of left context, so tokenizers that drop a leading space at the start of a
+    sequence still give the right text. Tokens that end inside a multi-byte character are held and merged
+    into the next record (logprobs summed), so every record's text is whole characters.
+    """
+
+    def __init__(self, tok, context_ids: list[int]):
+        self.tok = tok
+        self.ctx = context_ids
+        self.base = tok.decode(context_ids, skip_special_tokens=False)
+        self.ids: list[int] = []
+        self.emitted = 0
+        self.held: list[tuple[int, float, tuple]] = []
+
+    def push(self, token_id: int, logprob: float, top: tuple) -> Token | None:
+        self.ids.append(token_id)
+        self.held.append((token_id, logprob, top))
+        text = self.tok.decode(self.ctx + self.ids, skip_special_tokens=False)[len(self.base):]
+        if text.endswith("\ufffd") and len(self.held) < 4:
+            return None
+        piece = text[self.emitted:]
+        self.emitted = len(text)
+        first = self.held[0]
+        out = Token(piece, sum(h[1] for h in self.held), first[2], id=first[0] if len(self.held) == 1 else None)
+        self.held = []
+        return out
+
+
+class HFBackend(Backend):
+    name = "hf"
+    capabilities = Capabilities(streaming=True, logprobs=True, scoring=True, next_token=True)
+
+    def __init__(self, model: str, *, lm=None, tokenizer=None):
+        super().__init__(model)
+        self.torch = require_torch()
+        if lm is None:
+            lm, tokenizer = load(model)
+        self.lm, self.tok = lm, tokenizer
+        self._lock = threading.Lock()  # one forward pass at a time: the CPU has no room for two
+        eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+        gen_eos = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
+        eos |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else [])
+        self.eos_ids = eos
+        self._anchor = tokenizer.encode("a", add_special_tokens=False)[-1:]
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a prefix, with the model's start token (base models expect it)."""
+        return self.tok.encode(text, add_special_tokens=True)
+
+    @lru_cache(maxsize=65536)
+    def piece(self, token_id: int) -> str:
+        """Text of one token in mid-sentence (for alternatives)."""
+        a = self.tok.decode(self._anchor, skip_special_tokens=False)
+        return self.tok.decode(self._anchor + [token_id], skip_special_tokens=False)[len(a):]
+
+    def _top(self, logprobs_row, k: int) -> tuple[tuple[str, float], ...]:
+        if k <= 0:
+            return ()
+        vals, idx = logprobs_row.topk(k)
+        return tuple((self.piece(int(i)), float(v)) for v, i in zip(vals, idx))
+
+    def _sample(self, logprobs, params: SamplingParams, gen):
+        torch = self.torch
+        if params.temperature == 0:
+            return logprobs.argmax(-1)
+        scores = logprobs / params.temperature
+        if params.top_k:
+            kth = scores.topk(min(params.top_k, scores.shape[-1]), dim=-1).values[:, -1:]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        if params.top_p < 1.0:
+            sorted_scores, order = scores.sort(dim=-1, descending=True)
+            cum = sorted_scores.softmax(-1).cumsum(-1)
+            drop = (cum - sorted_scores.softmax(-1)) >= params.top_p  # keep the smallest set reaching top_p
+            scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
+        if params.min_p > 0:
+            probs = scores.softmax(-1)
+            floor = probs.max(-1, keepdim=True).values * params.min_p
+            scores = scores.masked_fill(probs < floor, float("-inf"))
+        return torch.multinomial(scores.softmax(-1), 1, generator=gen).squeeze(-1)
+
+    # -- generation (runs in a worker thread) ------------------------------------------------------------------
+
+    def _generate(self, prefix: str, params: SamplingParams, emit: Callable, stop_flag: threading.Event) -> Done:
+        torch = self.torch
+        ids = self.encode(prefix)
+        n = params.n
+        gen = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
+        detoks = [_Detok(self.tok, ids[-4:]) for _ in range(n)]
+        scanners = [StopScanner(params.stop) for _ in range(n)]
+        comps = [Completion(text="") for _ in range(n)]
+        used = 0
+        with self._lock, torch.inference_mode():
+            out = self.lm(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :].float().expand(n, -1)
+            cache.batch_repeat_interleave(n)
+            rows = list(range(n))  # sample index of each batch row
+            for _step in range(params.max_tokens):
+                if stop_flag.is_set():
+                    break
+                logprobs = torch.log_softmax(logits, dim=-1)
+                chosen = self._sample(logprobs, params, gen)
+                keep = []
+                for r, i in enumerate(rows):
+                    tid = int(chosen[r])
+                    used += 1
+                    if tid in self.eos_ids:
+                        comps[i].finish_reason = "stop"
+                        continue
+                    tok = detoks[i].push(tid, float(logprobs[r, tid]), self._top(logprobs[r], params.logprobs))
+                    for t in scanners[i].push(tok) if tok is not None else ():
+                        comps[i].tokens.append(t)
+                        emit(TokenEvent(i, t))
+                    if scanners[i].stopped:
+                        comps[i].finish_reason = "stop"
+                    else:
+                        keep.append(r)
+                if not keep:
+                    break
+                if len(keep) < len(rows):
+                    cache.batch_select_indices(torch.tensor(keep))
+                    chosen = chosen[keep]
+                    rows = [rows[r] for r in keep]
+                if _step + 1 == params.max_tokens:
+                    break
+                out = self.lm(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
+                logits = out.logits[:, -1, :].float()
+        for i, sc in enumerate(scanners):
+            for t in sc.flush():
+                comps[i].tokens.append(t)
+                emit(TokenEvent(i, t))
+            comps[i].text = "".join(t.text for t in comps[i].tokens)
+        return Done(comps, prompt_tokens=len(ids), completion_tokens=used)
+
+    async def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop_flag = threading.Event()
+
+        def emit(event) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        def work() -> None:
+            try:
+                emit(self._generate(prefix, params, emit, stop_flag))
+            except BaseException as exc:  # surfaced in the consumer below
+                emit(exc)
+
+        thread = threading.Thread(target=work, name="loomwork-hf-generate", daemon=True)
+        thread.start()
+        try:
+            while True:
+                event = await queue.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, Done):
+                    return
+        finally:
+            stop_flag.set()  # the consumer went away (cancel): stop sampling at the next step
+
+    # -- scoring -----------------------------------------------------------------------------------------------
+
+    def _continuation_ids(self, prefix: str, continuation: str) -> tuple[list[int], list[int]]:
+        pre = self.encode(prefix)
+        full = self.encode(prefix + continuation)
+        if full[: len(pre)] == pre:
+            return pre, full[len(pre):]  # the tokenisation the model sees when it reads the whole text
+        return pre, self.tok.encode(continuation, add_special_tokens=False)
+
+    def _score(self, prefix: str, continuation: str, top: int) -> list[Token]:
+        torch = self.torch
+        pre, cont = self._continuation_ids(prefix, continuation)
+        if not cont:
+            return []
+        with self._lock, torch.inference_mode():
+            logits = self.lm(input_ids=torch.tensor([pre + cont])).logits[0, len(pre) - 1 : -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        detok = _Detok(self.tok, pre[-4:])
+        out = []
+        for pos, tid in enumerate(cont):
+            t = detok.push(tid, float(logprobs[pos, tid]), self._top(logprobs[pos], top))
+            if t is not None:
+                out.append(t)
+        return out
+
+    async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
+        return await asyncio.to_thread(self._score, prefix, continuation, top)
+
+    def _next_token(self, prefix: str, k: int) -> list[tuple[str, float]]:
+        torch = self.torch
+        with self._lock, torch.inference_mode():
+            logits = self.lm(input_ids=torch.tensor([self.encode(prefix)]), logits_to_keep=1).logits[0, -1].float()
+        return list(self._top(torch.log_softmax(logits, dim=-1), k))
+
+    async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
+        return await asyncio.to_thread(self._next_token, prefix, k)

@@ -1,0 +1,101 @@
+"""Model references (``backend:model``) to backend instances, and the list of what is available.
+
+Backends are imported only when used, so that listing models or using the mock never imports torch. Loaded
+backends are kept for the life of the process: loading a model takes seconds, sampling from it milliseconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass
+
+from .. import config
+from ..errors import NotFound
+from .base import Backend
+from .catalog import PACKAGED
+
+BACKENDS = {
+    "mock": ("loomwork.backends.mock", "MockBackend"),
+    "hf": ("loomwork.backends.hf", "HFBackend"),
+    "openai": ("loomwork.backends.openai", "OpenAIBackend"),
+}
+_loaded: dict[str, Backend] = {}
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``"hf:gemma-3-270m"`` → ``("hf", "gemma-3-270m")``. A bare packaged name means hf; bare ``mock`` the mock."""
+    ref = ref.strip()
+    backend, sep, model = ref.partition(":")
+    if not sep:
+        if ref in PACKAGED:
+            return "hf", ref
+        if ref == "mock":
+            return "mock", "default"
+        raise NotFound(f"unknown model {ref!r}: write backend:model, e.g. {config.DEFAULT_MODEL} "
+                       "(see `loomwork models`)")
+    if backend not in BACKENDS:
+        raise NotFound(f"unknown backend {backend!r} in {ref!r}: known backends are {', '.join(BACKENDS)}")
+    if not model:
+        raise NotFound(f"{ref!r} names no model")
+    return backend, model
+
+
+def get_backend(ref: str | None = None) -> Backend:
+    backend, model = split_ref(ref or config.default_model())
+    key = f"{backend}:{model}"
+    if key not in _loaded:
+        module, cls = BACKENDS[backend]
+        factory = getattr(importlib.import_module(module), cls)
+        try:
+            _loaded[key] = factory(model)
+        except ValueError:
+            raise NotFound(f"unknown {backend} model {model!r} (see `loomwork models`)") from None
+    return _loaded[key]
+
+
+def register(backend: Backend) -> None:
+    """Make an already-built backend (a test's tiny model, say) available under its ref."""
+    _loaded[backend.ref] = backend
+
+
+async def close_all() -> None:
+    for b in list(_loaded.values()):
+        await b.close()
+    _loaded.clear()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    ref: str
+    description: str
+    installed: bool
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return {"ref": self.ref, "description": self.description, "installed": self.installed, "note": self.note}
+
+
+def list_models() -> list[ModelInfo]:
+    """Everything a model reference can name here, and whether it is ready to use."""
+    torch_ok = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
+    out = [ModelInfo("mock:default", "deterministic toy model for tests and demos", True),
+           ModelInfo("mock:slow", "the toy model, 50 ms per token (to watch streaming)", True)]
+    for m in PACKAGED.values():
+        note = "" if m.installed() else m.install
+        if m.installed() and not torch_ok:
+            note = "needs torch: ./setup.sh"
+        elif m.installed():
+            from .hf_load import converted_dir  # torch-free until a conversion is actually run
+
+            try:
+                note = "converted" if converted_dir(m.name) else "converts on first use"
+            except Exception:  # an unassembled package: harmless for a listing
+                note = "converts on first use"
+        default = " [default]" if f"hf:{m.name}" == config.default_model() else ""
+        out.append(ModelInfo(f"hf:{m.name}", m.description + default, m.installed() and torch_ok, note))
+    base = os.environ.get("LOOMWORK_OPENAI_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+    out.append(ModelInfo("openai:URL#MODEL", "any OpenAI-compatible /v1/completions server", True,
+                         f"base URL from environment: {base}" if base else "e.g. openai:http://127.0.0.1:8000/v1"))
+    return out

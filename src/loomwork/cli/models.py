@@ -1,0 +1,73 @@
+"""Commands that use models: models, expand."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import click
+
+from .. import ops
+from ..backends import SamplingParams, get_backend, list_models
+from ..backends.registry import close_all
+from ..progress import bar
+from . import Context, cli, emit_json, pass_ctx
+from .nodes import node_id
+from .render import node_line
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
+def models(as_json: bool) -> None:
+    """List the models loomwork can use here, and whether each is installed."""
+    infos = list_models()
+    if as_json:
+        emit_json([m.to_json() for m in infos])
+        return
+    for m in infos:
+        mark = "✓" if m.installed else "✗"
+        note = f"  ({m.note})" if m.note else ""
+        click.echo(f"{mark} {m.ref:<28} {m.description}{note}")
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@cli.command()
+@click.argument("node")
+@click.option("-n", "n", type=int, default=4, show_default=True, help="How many continuations (1-64).")
+@click.option("-m", "--model", help="backend:model (default: hf:gemma-3-270m; env LOOMWORK_MODEL).")
+@click.option("--max-tokens", type=int, default=48, show_default=True)
+@click.option("-t", "--temperature", type=float)
+@click.option("--seed", type=int, help="Fix the sampling seed (recorded either way).")
+@click.option("-o", "options", type=(str, str), multiple=True, metavar="KEY VALUE",
+              help="Any other sampling parameter: top_p, top_k, min_p, stop, logprobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
+@pass_ctx
+def expand(ctx: Context, node: str, n: int, model: str | None, max_tokens: int, temperature: float | None,
+           seed: int | None, options: tuple[tuple[str, str], ...], as_json: bool) -> None:
+    """Sample N continuations of NODE's path and add them as its children."""
+    extra = {k.replace("-", "_"): _value(v) for k, v in options}
+    params = SamplingParams.make(n=n, max_tokens=max_tokens, temperature=temperature, seed=seed, **extra)
+    target = node_id(ctx, node)
+    backend = get_backend(model)
+
+    async def run():
+        progress = bar(params.n * params.max_tokens, f"{backend.ref}")
+        try:
+            return await ops.expand(ctx.store, target, backend, params, on_token=lambda _e: progress.update(1))
+        finally:
+            progress.close()
+            await close_all()
+
+    children = asyncio.run(run())
+    if as_json:
+        gen = ctx.store.generation(children[0].generation_id) if children else None
+        emit_json({"generation": gen.to_json() if gen else None, "children": [c.to_json() for c in children]})
+        return
+    for c in children:
+        click.echo(node_line(c, width=100))

@@ -1,0 +1,42 @@
+"""Plain-text renderings of tree values for the terminal."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
+
+from ..tree import Node
+
+ORIGIN_MARK = {"prompt": "P", "human": "H", "model": "M", "edit": "E"}
+
+
+def snippet(text: str, width: int = 70) -> str:
+    flat = text.replace("\n", "⏎")
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def node_line(node: Node, width: int = 70) -> str:
+    marks = ORIGIN_MARK.get(node.origin, "?")
+    extra = (" ★" if node.bookmarked else "") + (" [archived]" if node.archived else "")
+    extra += "".join(f" #{t}" for t in node.tags)
+    return f"{node.id} {marks} {snippet(node.text, width)!s}{extra}"
+
+
+def outline(nodes: Iterable[Node], root_id: str, include_archived: bool = False) -> list[str]:
+    """An indented outline of the subtree at ``root_id`` (siblings in creation order)."""
+    kids: dict[str | None, list[Node]] = defaultdict(list)
+    by_id = {}
+    for n in nodes:
+        by_id[n.id] = n
+        kids[n.parent_id].append(n)
+    lines: list[str] = []
+    stack = [(by_id[root_id], "", True, True)]
+    while stack:
+        node, indent, last, top = stack.pop()
+        branch = "" if top else ("└─ " if last else "├─ ")
+        lines.append(indent + branch + node_line(node))
+        shown = [c for c in kids.get(node.id, []) if include_archived or not c.archived]
+        child_indent = indent if top else indent + ("   " if last else "│  ")
+        for i, c in reversed(list(enumerate(shown))):
+            stack.append((c, child_indent, i == len(shown) - 1, False))
+    return lines

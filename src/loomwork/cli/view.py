@@ -1,0 +1,92 @@
+"""Commands that read: show, trees, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..formats.native import leaf_paths_text, tree_json
+from ..tree import path_text
+from . import Context, cli, emit_json, pass_ctx
+from .render import node_line, outline
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--tree", "mode", flag_value="tree", help="Outline of the subtree (the whole tree for a tree id).")
+@click.option("--path", "mode", flag_value="path", help="The nodes from the root to NODE, one per line.")
+@click.option("--text", "mode", flag_value="text", help="The full text of the path (default for a node).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
+@click.option("--archived", is_flag=True, help="Include archived nodes in outlines.")
+@pass_ctx
+def show(ctx: Context, ref: str, mode: str | None, as_json: bool, archived: bool) -> None:
+    """Show a node (its path's full text) or a tree (its outline)."""
+    store = ctx.store
+    kind, ident = store.resolve(ref)
+    with store.tx() as tx:
+        if kind == "tree":
+            tree = tx.tree(ident)
+            node, path = tx.node(tree.root_id), None
+            mode = mode or "tree"
+        else:
+            path = tx.path(ident)
+            node, tree = path[-1], tx.tree(path[-1].tree_id)
+            mode = mode or "text"
+        if path is None:
+            path = [node]
+        nodes = tx.tree_nodes(tree.id) if mode == "tree" else []
+    if as_json:
+        data = {"tree": tree.to_json(), "node": node.to_json(), "text": path_text(path),
+                "path": [n.id for n in path]}
+        if mode == "tree":
+            data["nodes"] = [n.to_json() for n in nodes if archived or not n.archived]
+        emit_json(data)
+    elif mode == "text":
+        click.echo(path_text(path))
+    elif mode == "path":
+        for n in path:
+            click.echo(node_line(n))
+    else:
+        click.echo(f"tree {tree.id}: {tree.title}")
+        for line in outline(nodes, node.id, include_archived=archived):
+            click.echo(line)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
+@pass_ctx
+def trees(ctx: Context, as_json: bool) -> None:
+    """List the trees in the database, newest first."""
+    rows = ctx.store.trees()
+    if as_json:
+        emit_json([{**t.to_json(), "nodes": n} for t, n in rows])
+        return
+    if not rows:
+        click.echo("no trees yet: start one with `loomwork new PROMPT`")
+    for t, n in rows:
+        click.echo(f"{t.id}  {n:>6} nodes  {t.created_at:%Y-%m-%d %H:%M}  {t.title}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@pass_ctx
+def export(ctx: Context, ref: str, fmt: str, output: Path | None) -> None:
+    """Export a tree: json (the whole tree, nested) or text (every root-to-leaf path).
+
+    Given a node, text exports that node's path."""
+    kind, ident = ctx.store.resolve(ref)
+    if kind == "node" and fmt == "text":
+        body = path_text(ctx.store.path(ident)) + "\n"
+    else:
+        tree_id = ident if kind == "tree" else ctx.store.node(ident).tree_id
+        body = (json.dumps(tree_json(ctx.store, tree_id), ensure_ascii=False, indent=2) + "\n" if fmt == "json"
+                else leaf_paths_text(ctx.store, tree_id))
+    if output:
+        output.write_text(body, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(body, nl=False)

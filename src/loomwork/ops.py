@@ -1,0 +1,237 @@
+"""Tree operations on a Store. Each one validates first and then writes in one transaction, so a refused or
+failed operation changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import AsyncIterator, Callable
+
+from .backends.base import Backend, Done, SamplingParams, TokenEvent
+from .errors import InvalidInput
+from .store import Store, Tx
+from .tree import Generation, Node, Tree, join_tokens, new_id, path_text, split_tokens, tokens_text, utcnow
+
+MAX_TAG = 200
+
+
+def _text(text: str, what: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} must be a string")
+    if text == "":
+        raise InvalidInput(f"{what} is empty")
+    if "\x00" in text:
+        raise InvalidInput(f"{what} contains a NUL character")
+    return text
+
+
+def _tag(tag: str) -> str:
+    tag = (tag or "").strip()
+    if not tag or len(tag) > MAX_TAG:
+        raise InvalidInput(f"a tag must be 1 to {MAX_TAG} characters, not {tag!r}")
+    return tag
+
+
+def _node(tx: Tx, **fields) -> Node:
+    return tx.insert_node(Node(id=new_id(), **fields))
+
+
+def new_tree(store: Store, prompt: str, title: str | None = None) -> tuple[Tree, Node]:
+    """A new tree whose root holds ``prompt``."""
+    _text(prompt, "the prompt")
+    tree_id = new_id()
+    root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=prompt, origin="prompt")
+    tree = Tree(id=tree_id, root_id=root.id, title=title or _title(prompt))
+    with store.tx() as tx:
+        tx.insert_tree(tree)
+        tx.insert_node(root)
+    return tree, root
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return line[:60] + ("…" if len(line) > 60 else "")
+
+
+def add_child(store: Store, parent_id: str, text: str, origin: str = "human") -> Node:
+    _text(text)
+    if origin not in ("human", "prompt"):
+        raise InvalidInput(f"a written child has origin human or prompt, not {origin!r}")
+    with store.tx() as tx:
+        parent = tx.node(parent_id)
+        return _node(tx, tree_id=parent.tree_id, parent_id=parent.id, text=text, origin=origin)
+
+
+def edit(store: Store, node_id: str, text: str) -> Node:
+    """Copy-on-write: the edited text becomes a new sibling (origin ``edit``); the original and its subtree stay.
+
+    Editing a root (it has no parent to hold a sibling) starts a new tree from the edited text.
+    """
+    _text(text, "the new text")
+    with store.tx() as tx:
+        old = tx.node(node_id)
+        if text == old.text:
+            raise InvalidInput(f"the new text is the same as node {node_id}'s: nothing to edit")
+        if old.parent_id is None:
+            tree_id = new_id()
+            root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=text, origin="edit", source_id=old.id)
+            tx.insert_tree(Tree(id=tree_id, root_id=root.id, title=_title(text)))
+            return tx.insert_node(root)
+        return _node(tx, tree_id=old.tree_id, parent_id=old.parent_id, text=text, origin="edit", source_id=old.id)
+
+
+def split(store: Store, node_id: str, offset: int) -> tuple[Node, Node]:
+    """Cut a node's text at a character offset. The node keeps the head; a new child takes the tail, the token
+    records after the offset, the node's children, its bookmark and a copy of its tags (the tail's full text is
+    the full text the node had)."""
+    with store.tx() as tx:
+        node = tx.node(node_id)
+        if not isinstance(offset, int) or not 0 < offset < len(node.text):
+            raise InvalidInput(f"split offset must be between 1 and {len(node.text) - 1} for node {node_id} "
+                               f"({len(node.text)} characters), not {offset}")
+        head_toks, tail_toks = split_tokens(node.tokens, offset) if node.tokens else ((), ())
+        tail = Node(id=new_id(), tree_id=node.tree_id, parent_id=node.id, text=node.text[offset:],
+                    origin=node.origin, tokens=tail_toks, generation_id=node.generation_id,
+                    sample_index=node.sample_index, source_id=node.source_id, bookmarked=node.bookmarked,
+                    archived=node.archived, tags=node.tags, meta={**node.meta, "split_from": node.id})
+        tx.reparent_children(node.id, tail.id)
+        tx.update_node(node.id, text=node.text[:offset], tokens=head_toks, bookmarked=False)
+        tx.insert_node(tail)
+        return tx.node(node.id), tx.node(tail.id)
+
+
+def merge(store: Store, node_id: str) -> Node:
+    """Join a node with its only child (the inverse of split). Refuses nodes of different origins, because the
+    optimization accounting needs to know which text a person wrote."""
+    with store.tx() as tx:
+        node = tx.node(node_id)
+        kids = tx.children(node_id, include_archived=True)
+        if len(kids) != 1:
+            raise InvalidInput(f"node {node_id} has {len(kids)} children (archived included); merge needs exactly one")
+        child = kids[0]
+        if child.origin != node.origin:
+            raise InvalidInput(f"cannot merge a {node.origin} node with a {child.origin} child: the origins differ")
+        tokens = join_tokens(node.tokens, child.tokens)
+        if node.tokens or child.tokens:
+            if tokens_text(tokens) != node.text + child.text:
+                tokens = ()  # one side has no token records; partial records would misattribute logprobs
+        meta = {k: v for k, v in node.meta.items() if k != "split_from"}
+        tx.update_node(node.id, text=node.text + child.text, tokens=tokens,
+                       bookmarked=node.bookmarked or child.bookmarked, meta=meta)
+        tx.add_tags(node.id, child.tags)
+        tx.reparent_children(child.id, node.id)
+        tx.delete_nodes([child.id])
+        return tx.node(node.id)
+
+
+def set_archived(store: Store, node_id: str, archived: bool = True) -> Node:
+    """Soft delete: an archived node and its subtree leave default listings but stay in the store."""
+    with store.tx() as tx:
+        node = tx.node(node_id)
+        if node.parent_id is None and archived:
+            raise InvalidInput(f"node {node_id} is the root of tree {node.tree_id}: a root cannot be archived")
+        tx.update_node(node_id, archived=archived)
+        return replace(node, archived=archived)
+
+
+def set_bookmark(store: Store, node_id: str, on: bool = True) -> Node:
+    with store.tx() as tx:
+        node = tx.node(node_id)
+        tx.update_node(node_id, bookmarked=on)
+        return replace(node, bookmarked=on)
+
+
+def tag(store: Store, node_id: str, *tags: str) -> Node:
+    clean = [_tag(t) for t in tags]
+    with store.tx() as tx:
+        tx.node(node_id)
+        tx.add_tags(node_id, clean)
+        return tx.node(node_id)
+
+
+def untag(store: Store, node_id: str, *tags: str) -> Node:
+    clean = [_tag(t) for t in tags]
+    with store.tx() as tx:
+        tx.node(node_id)
+        tx.remove_tags(node_id, clean)
+        return tx.node(node_id)
+
+
+def move(store: Store, node_id: str, new_parent_id: str) -> Node:
+    """Re-attach a node (with its subtree) under another node of the same tree."""
+    with store.tx() as tx:
+        node, parent = tx.node(node_id), tx.node(new_parent_id)
+        if node.parent_id is None:
+            raise InvalidInput(f"node {node_id} is a root: it cannot move")
+        if parent.tree_id != node.tree_id:
+            raise InvalidInput(f"node {new_parent_id} is in another tree ({parent.tree_id}); moves stay in a tree")
+        if new_parent_id in set(tx.subtree_ids(node_id)):
+            raise InvalidInput(f"moving {node_id} under {new_parent_id} would make a cycle "
+                               f"({new_parent_id} is {node_id} or one of its descendants)")
+        tx.update_node(node_id, parent_id=new_parent_id)
+        return replace(node, parent_id=new_parent_id)
+
+
+def delete_subtree(store: Store, node_id: str) -> int:
+    """Hard delete of a node and everything under it (deleting a root deletes its tree). Returns the count."""
+    with store.tx() as tx:
+        node = tx.node(node_id)
+        if node.parent_id is None:
+            count = len(tx.tree_nodes(node.tree_id))
+            tx.delete_tree(node.tree_id)
+            return count
+        ids = tx.subtree_ids(node_id)
+        tx.delete_nodes(ids)
+        return len(ids)
+
+
+def delete_tree(store: Store, tree_id: str) -> int:
+    with store.tx() as tx:
+        tree = tx.tree(tree_id)
+    return delete_subtree(store, tree.root_id)
+
+
+async def expand_stream(store: Store, node_id: str, backend: Backend,
+                        params: SamplingParams) -> AsyncIterator[TokenEvent | list[Node]]:
+    """Sample ``params.n`` children of a node, streaming tokens; the last item is the list of new nodes.
+
+    Nothing is written until every sample is complete, so a cancelled expansion leaves no half node behind.
+    """
+    params = params.with_seed()
+    with store.tx() as tx:
+        path = tx.path(node_id)
+    node = path[-1]
+    started = time.perf_counter()
+    done: Done | None = None
+    async for event in backend.stream(path_text(path), params):
+        if isinstance(event, Done):
+            done = event
+        else:
+            yield event
+    assert done is not None
+    gen = Generation(id=new_id(), tree_id=node.tree_id, node_id=node.id, backend=backend.name, model=backend.model,
+                     params=params.model_dump(mode="json"), seed=params.seed,
+                     duration_s=time.perf_counter() - started, prompt_tokens=done.prompt_tokens,
+                     completion_tokens=done.completion_tokens, created_at=utcnow())
+    with store.tx() as tx:
+        tx.node(node_id)  # it may have been deleted while we sampled
+        tx.insert_generation(gen)
+        children = [
+            _node(tx, tree_id=node.tree_id, parent_id=node.id, text=c.text, origin="model", tokens=tuple(c.tokens),
+                  generation_id=gen.id, sample_index=i, meta={"finish_reason": c.finish_reason})
+            for i, c in enumerate(done.completions)
+        ]
+    yield children
+
+
+async def expand(store: Store, node_id: str, backend: Backend, params: SamplingParams,
+                 on_token: Callable[[TokenEvent], None] | None = None) -> list[Node]:
+    children: list[Node] = []
+    async for event in expand_stream(store, node_id, backend, params):
+        if isinstance(event, TokenEvent):
+            if on_token:
+                on_token(event)
+        else:
+            children = event
+    return children

@@ -1,0 +1,36 @@
+"""Progress for long work (model conversion, loading, generation): shown on a terminal, silent when piped."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+
+def interactive() -> bool:
+    """LOOMWORK_PROGRESS=1/0 forces progress on/off; otherwise only when stderr is a terminal."""
+    forced = os.environ.get("LOOMWORK_PROGRESS")
+    if forced is not None:
+        return forced not in ("0", "", "false", "no")
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """Print ``message…`` before and the elapsed time after a long step."""
+    if not interactive():
+        yield
+        return
+    start = time.monotonic()
+    print(f"{message}…", file=sys.stderr, flush=True)
+    yield
+    print(f"  done in {time.monotonic() - start:.1f} s", file=sys.stderr, flush=True)
+
+
+def bar(total: int, desc: str, unit: str = "tok"):
+    """A tqdm bar on stderr, or a silent one."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not interactive(), leave=False)

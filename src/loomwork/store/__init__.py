@@ -1,0 +1,5 @@
+from .queries import Tx
+from .schema import SCHEMA_VERSION
+from .store import Store
+
+__all__ = ["Store", "Tx", "SCHEMA_VERSION"]

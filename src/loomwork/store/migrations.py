@@ -1,0 +1,61 @@
+"""Versioned schema migrations, applied in order when a store opens.
+
+Each migration is frozen once released: it describes the tables as they were at its version, never imports the
+current schema (that would make old databases and new ones diverge). Append a new function to MIGRATIONS for any
+change. A failed migration rolls back as a whole (each runs in its own transaction, with the version bump).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+def _v1_initial(conn: Connection) -> None:
+    md = MetaData()
+    ident = String(40)
+    json = JSON().with_variant(JSONB(), "postgresql")
+    when = DateTime(timezone=True)
+    Table("trees", md, Column("id", ident, primary_key=True), Column("root_id", ident, nullable=False),
+          Column("title", Text, nullable=False), Column("created_at", when, nullable=False))
+    Table("generations", md, Column("id", ident, primary_key=True),
+          Column("tree_id", ident, ForeignKey("trees.id"), nullable=False, index=True),
+          Column("node_id", ident, nullable=False), Column("backend", String(64), nullable=False),
+          Column("model", Text, nullable=False), Column("params", json, nullable=False), Column("seed", BigInteger),
+          Column("duration_s", Float, nullable=False), Column("prompt_tokens", Integer, nullable=False),
+          Column("completion_tokens", Integer, nullable=False), Column("created_at", when, nullable=False))
+    Table("nodes", md, Column("seq", Integer, primary_key=True, autoincrement=True),
+          Column("id", ident, nullable=False, unique=True),
+          Column("tree_id", ident, ForeignKey("trees.id"), nullable=False, index=True),
+          Column("parent_id", ident, ForeignKey("nodes.id")), Column("text", Text, nullable=False),
+          Column("origin", String(16), nullable=False), Column("tokens", json),
+          Column("generation_id", ident, ForeignKey("generations.id")), Column("sample_index", Integer),
+          Column("source_id", ident), Column("bookmarked", Boolean, nullable=False),
+          Column("archived", Boolean, nullable=False), Column("meta", json, nullable=False),
+          Column("created_at", when, nullable=False), Index("ix_nodes_parent_seq", "parent_id", "seq"))
+    Table("node_tags", md, Column("node_id", ident, ForeignKey("nodes.id"), primary_key=True),
+          Column("tag", String(200), primary_key=True), Index("ix_node_tags_tag", "tag"))
+    md.create_all(conn)
+
+
+Migration = Callable[[Connection], None]
+
+# Position i holds the migration that brings a database from version i to version i + 1.
+MIGRATIONS: list[Migration] = [_v1_initial]

@@ -1,0 +1,217 @@
+"""Tx: every query loomwork runs, over one connection inside one transaction. Rows become tree values here."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+from sqlalchemy import Connection, delete, func, insert, literal, or_, select, update
+
+from ..errors import InvalidInput, NotFound
+from ..tree import Generation, Node, Token, Tree
+from .schema import generations, node_tags, nodes, trees
+
+_CHUNK = 500  # stay far below SQLite's bound-parameter limit in IN (...) lists
+_NODE_FIELDS = {"text", "tokens", "parent_id", "bookmarked", "archived", "meta"}
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)  # SQLite hands back naive timestamps
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+class Tx:
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    # -- rows to values ----------------------------------------------------------------------------------------
+
+    def _nodes(self, rows) -> list[Node]:
+        rows = list(rows)
+        tags = self._tags([r.id for r in rows]) if rows else {}
+        return [
+            Node(
+                id=r.id, tree_id=r.tree_id, parent_id=r.parent_id, text=r.text, origin=r.origin,
+                tokens=tuple(Token.from_json(t) for t in (r.tokens or ())),
+                generation_id=r.generation_id, sample_index=r.sample_index, source_id=r.source_id,
+                bookmarked=bool(r.bookmarked), archived=bool(r.archived), tags=tuple(sorted(tags.get(r.id, ()))),
+                meta=r.meta or {}, created_at=_aware(r.created_at),
+            )
+            for r in rows
+        ]
+
+    def _tags(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = defaultdict(list)
+        for chunk in _chunks(ids):
+            for node_id, tag in self.conn.execute(select(node_tags.c.node_id, node_tags.c.tag)
+                                                  .where(node_tags.c.node_id.in_(chunk))):
+                out[node_id].append(tag)
+        return out
+
+    # -- nodes -------------------------------------------------------------------------------------------------
+
+    def node(self, node_id: str) -> Node:
+        found = self._nodes(self.conn.execute(select(nodes).where(nodes.c.id == node_id)))
+        if not found:
+            raise NotFound(f"no node with id {node_id!r}")
+        return found[0]
+
+    def nodes(self, ids: Sequence[str]) -> list[Node]:
+        """The nodes with these ids, in the order given."""
+        rows = {}
+        for chunk in _chunks(list(ids)):
+            rows.update({r.id: r for r in self.conn.execute(select(nodes).where(nodes.c.id.in_(chunk)))})
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise NotFound(f"no node with id {missing[0]!r}")
+        return self._nodes(rows[i] for i in ids)
+
+    def children(self, node_id: str, include_archived: bool = False) -> list[Node]:
+        q = select(nodes).where(nodes.c.parent_id == node_id).order_by(nodes.c.seq)
+        if not include_archived:
+            q = q.where(nodes.c.archived == False)  # noqa: E712 (SQL expression, not a Python comparison)
+        return self._nodes(self.conn.execute(q))
+
+    def child_count(self, node_id: str) -> int:
+        return self.conn.execute(select(func.count()).where(nodes.c.parent_id == node_id)).scalar_one()
+
+    def path(self, node_id: str) -> list[Node]:
+        """Root-to-node path, by a recursive CTE walking parent links."""
+        up = select(nodes.c.id, nodes.c.parent_id, literal(0).label("depth")).where(nodes.c.id == node_id)
+        up = up.cte("up", recursive=True)
+        up = up.union_all(
+            select(nodes.c.id, nodes.c.parent_id, (up.c.depth + 1).label("depth")).where(nodes.c.id == up.c.parent_id)
+        )
+        rows = self.conn.execute(select(nodes).join(up, up.c.id == nodes.c.id).order_by(up.c.depth.desc()))
+        found = self._nodes(rows)
+        if not found:
+            raise NotFound(f"no node with id {node_id!r}")
+        return found
+
+    def subtree_ids(self, node_id: str) -> list[str]:
+        """The node and all its descendants (archived included), by a recursive CTE walking child links."""
+        down = select(nodes.c.id).where(nodes.c.id == node_id).cte("down", recursive=True)
+        down = down.union_all(select(nodes.c.id).where(nodes.c.parent_id == down.c.id))
+        return [r[0] for r in self.conn.execute(select(down.c.id))]
+
+    def tree_nodes(self, tree_id: str) -> list[Node]:
+        """Every node of a tree (archived included), in creation order."""
+        return self._nodes(self.conn.execute(select(nodes).where(nodes.c.tree_id == tree_id).order_by(nodes.c.seq)))
+
+    def insert_node(self, node: Node) -> Node:
+        self.conn.execute(insert(nodes).values(
+            id=node.id, tree_id=node.tree_id, parent_id=node.parent_id, text=node.text, origin=node.origin,
+            tokens=[t.to_json() for t in node.tokens] if node.tokens else None,
+            generation_id=node.generation_id, sample_index=node.sample_index, source_id=node.source_id,
+            bookmarked=node.bookmarked, archived=node.archived, meta=node.meta, created_at=node.created_at,
+        ))
+        if node.tags:
+            self.conn.execute(insert(node_tags), [{"node_id": node.id, "tag": t} for t in node.tags])
+        return node
+
+    def update_node(self, node_id: str, **fields) -> None:
+        unknown = set(fields) - _NODE_FIELDS
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        if "tokens" in fields:
+            toks = fields["tokens"]
+            fields["tokens"] = [t.to_json() for t in toks] if toks else None
+        self.conn.execute(update(nodes).where(nodes.c.id == node_id).values(**fields))
+
+    def reparent_children(self, old_parent: str, new_parent: str) -> None:
+        self.conn.execute(update(nodes).where(nodes.c.parent_id == old_parent).values(parent_id=new_parent))
+
+    def add_tags(self, node_id: str, tags: Iterable[str]) -> None:
+        have = set(self._tags([node_id]).get(node_id, ()))
+        new = [t for t in dict.fromkeys(tags) if t not in have]
+        if new:
+            self.conn.execute(insert(node_tags), [{"node_id": node_id, "tag": t} for t in new])
+
+    def remove_tags(self, node_id: str, tags: Iterable[str]) -> None:
+        self.conn.execute(delete(node_tags).where(node_tags.c.node_id == node_id, node_tags.c.tag.in_(list(tags))))
+
+    def delete_nodes(self, ids: Sequence[str]) -> None:
+        for chunk in _chunks(list(ids)):
+            self.conn.execute(delete(node_tags).where(node_tags.c.node_id.in_(chunk)))
+        # Children point at parents: clear the links inside the doomed set first so row order cannot matter.
+        for chunk in _chunks(list(ids)):
+            self.conn.execute(update(nodes).where(nodes.c.id.in_(chunk)).values(parent_id=None))
+        for chunk in _chunks(list(ids)):
+            self.conn.execute(delete(nodes).where(nodes.c.id.in_(chunk)))
+
+    def search_ids(self, prefix: str, limit: int = 5) -> tuple[list[str], list[str]]:
+        """Node ids and tree ids starting with ``prefix``."""
+        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        n = [r[0] for r in self.conn.execute(select(nodes.c.id).where(nodes.c.id.like(like, escape="\\")).limit(limit))]
+        t = [r[0] for r in self.conn.execute(select(trees.c.id).where(trees.c.id.like(like, escape="\\")).limit(limit))]
+        return n, t
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        """``("node" | "tree", id)`` for an exact id or a unique prefix of at least 4 characters."""
+        ref = ref.strip()
+        if self.conn.execute(select(nodes.c.id).where(nodes.c.id == ref)).first():
+            return "node", ref
+        if self.conn.execute(select(trees.c.id).where(trees.c.id == ref)).first():
+            return "tree", ref
+        if len(ref) >= 4:
+            n, t = self.search_ids(ref)
+            hits = [("node", i) for i in n] + [("tree", i) for i in t]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                names = ", ".join(f"{kind} {i}" for kind, i in hits)
+                raise InvalidInput(f"{ref!r} is ambiguous: it starts {names}")
+        raise NotFound(f"no node or tree with id {ref!r}")
+
+    # -- trees and generations ---------------------------------------------------------------------------------
+
+    def insert_tree(self, tree: Tree) -> Tree:
+        self.conn.execute(insert(trees).values(id=tree.id, root_id=tree.root_id, title=tree.title,
+                                               created_at=tree.created_at))
+        return tree
+
+    def tree(self, tree_id: str) -> Tree:
+        r = self.conn.execute(select(trees).where(trees.c.id == tree_id)).first()
+        if r is None:
+            raise NotFound(f"no tree with id {tree_id!r}")
+        return Tree(id=r.id, root_id=r.root_id, title=r.title, created_at=_aware(r.created_at))
+
+    def trees(self) -> list[tuple[Tree, int]]:
+        """Every tree with its node count (archived included), newest first."""
+        counts = (select(nodes.c.tree_id, func.count().label("n")).group_by(nodes.c.tree_id).subquery())
+        q = (select(trees, func.coalesce(counts.c.n, 0).label("n"))
+             .outerjoin(counts, counts.c.tree_id == trees.c.id).order_by(trees.c.created_at.desc(), trees.c.id))
+        return [(Tree(id=r.id, root_id=r.root_id, title=r.title, created_at=_aware(r.created_at)), r.n)
+                for r in self.conn.execute(q)]
+
+    def delete_tree(self, tree_id: str) -> None:
+        ids = [r[0] for r in self.conn.execute(select(nodes.c.id).where(nodes.c.tree_id == tree_id))]
+        self.delete_nodes(ids)
+        self.conn.execute(delete(generations).where(generations.c.tree_id == tree_id))
+        self.conn.execute(delete(trees).where(trees.c.id == tree_id))
+
+    def insert_generation(self, g: Generation) -> Generation:
+        self.conn.execute(insert(generations).values(
+            id=g.id, tree_id=g.tree_id, node_id=g.node_id, backend=g.backend, model=g.model, params=g.params,
+            seed=g.seed, duration_s=g.duration_s, prompt_tokens=g.prompt_tokens,
+            completion_tokens=g.completion_tokens, created_at=g.created_at,
+        ))
+        return g
+
+    def generation(self, gen_id: str) -> Generation:
+        r = self.conn.execute(select(generations).where(generations.c.id == gen_id)).first()
+        if r is None:
+            raise NotFound(f"no generation with id {gen_id!r}")
+        return Generation(id=r.id, tree_id=r.tree_id, node_id=r.node_id, backend=r.backend, model=r.model,
+                          params=r.params, seed=r.seed, duration_s=r.duration_s, prompt_tokens=r.prompt_tokens,
+                          completion_tokens=r.completion_tokens, created_at=_aware(r.created_at))
+
+    def generations_of(self, tree_id: str) -> list[Generation]:
+        ids = [r[0] for r in self.conn.execute(select(generations.c.id).where(generations.c.tree_id == tree_id)
+                                                .order_by(generations.c.created_at))]
+        return [self.generation(i) for i in ids]

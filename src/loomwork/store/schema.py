@@ -1,0 +1,89 @@
+"""The current schema, as SQLAlchemy Core tables. Only store/ speaks SQL.
+
+Migrations (store/migrations.py) build this shape step by step; a test checks that a migrated database matches
+these tables, so this file and the migrations cannot drift apart silently.
+"""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+SCHEMA_VERSION = 1
+ID = String(40)
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData()
+
+meta = Table(
+    "loomwork_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+trees = Table(
+    "trees",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("root_id", ID, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+generations = Table(
+    "generations",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tree_id", ID, ForeignKey("trees.id"), nullable=False, index=True),
+    Column("node_id", ID, nullable=False),
+    Column("backend", String(64), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("params", Json, nullable=False),
+    Column("seed", BigInteger),
+    Column("duration_s", Float, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    # seq gives siblings a stable creation order; id is what users see and type.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", ID, nullable=False, unique=True),
+    Column("tree_id", ID, ForeignKey("trees.id"), nullable=False, index=True),
+    Column("parent_id", ID, ForeignKey("nodes.id")),
+    Column("text", Text, nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("tokens", Json),
+    Column("generation_id", ID, ForeignKey("generations.id")),
+    Column("sample_index", Integer),
+    Column("source_id", ID),
+    Column("bookmarked", Boolean, nullable=False),
+    Column("archived", Boolean, nullable=False),
+    Column("meta", Json, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_nodes_parent_seq", "parent_id", "seq"),
+)
+
+node_tags = Table(
+    "node_tags",
+    metadata,
+    Column("node_id", ID, ForeignKey("nodes.id"), primary_key=True),
+    Column("tag", String(200), primary_key=True),
+    Index("ix_node_tags_tag", "tag"),
+)

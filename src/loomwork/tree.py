@@ -1,0 +1,182 @@
+"""Plain tree values: Token, Node, Tree, Generation. No I/O here; every layer passes these around.
+
+A node holds only its own text segment; the full text of a node is the concatenation of the segments on its path
+from the root. Token records, when present, tile the node's text exactly: ``"".join(t.text for t in tokens)``
+equals ``node.text``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+ORIGINS = ("prompt", "human", "model", "edit")
+_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no l/o/0/1: ids are read aloud and typed
+
+
+def new_id(length: int = 10) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Token:
+    """One model token inside a node.
+
+    ``logprob`` is the model's raw natural-log probability of this token (before temperature or truncation), so
+    that it equals what teacher-forced scoring of the same text gives. ``top`` holds the k most likely
+    alternatives at this position as ``(text, logprob)`` pairs. ``cont`` marks a record that continues the
+    previous record's token: it appears only when a node was split inside a token, and merging rejoins it.
+    """
+
+    text: str
+    logprob: float | None = None
+    top: tuple[tuple[str, float], ...] = ()
+    id: int | None = None
+    cont: bool = False
+
+    def to_json(self) -> dict:
+        d: dict = {"text": self.text, "logprob": self.logprob, "top": [list(t) for t in self.top]}
+        if self.id is not None:
+            d["id"] = self.id
+        if self.cont:
+            d["cont"] = True
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Token":
+        return cls(
+            text=d["text"],
+            logprob=d.get("logprob"),
+            top=tuple((str(a), float(b)) for a, b in d.get("top") or ()),
+            id=d.get("id"),
+            cont=bool(d.get("cont", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    tree_id: str
+    parent_id: str | None
+    text: str
+    origin: str
+    tokens: tuple[Token, ...] = ()
+    generation_id: str | None = None
+    sample_index: int | None = None
+    source_id: str | None = None  # the node an edit was copied from
+    bookmarked: bool = False
+    archived: bool = False
+    tags: tuple[str, ...] = ()
+    meta: dict = field(default_factory=dict, compare=False)
+    created_at: datetime = field(default_factory=utcnow, compare=False)
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "tree_id": self.tree_id,
+            "parent_id": self.parent_id,
+            "text": self.text,
+            "origin": self.origin,
+            "tokens": [t.to_json() for t in self.tokens],
+            "generation_id": self.generation_id,
+            "sample_index": self.sample_index,
+            "source_id": self.source_id,
+            "bookmarked": self.bookmarked,
+            "archived": self.archived,
+            "tags": list(self.tags),
+            "meta": self.meta,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Tree:
+    id: str
+    root_id: str
+    title: str
+    created_at: datetime = field(default_factory=utcnow, compare=False)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "root_id": self.root_id, "title": self.title, "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One expand call: which model, with what parameters, how long it took and how many tokens it used."""
+
+    id: str
+    tree_id: str
+    node_id: str  # the node that was expanded
+    backend: str
+    model: str
+    params: dict
+    seed: int | None
+    duration_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: datetime = field(default_factory=utcnow, compare=False)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "tree_id": self.tree_id,
+            "node_id": self.node_id,
+            "backend": self.backend,
+            "model": self.model,
+            "params": self.params,
+            "seed": self.seed,
+            "duration_s": self.duration_s,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def path_text(path: Iterable[Node]) -> str:
+    return "".join(n.text for n in path)
+
+
+def tokens_text(tokens: Sequence[Token]) -> str:
+    return "".join(t.text for t in tokens)
+
+
+def split_tokens(tokens: Sequence[Token], offset: int) -> tuple[tuple[Token, ...], tuple[Token, ...]]:
+    """Split token records at a character offset of their joined text.
+
+    A token that straddles the offset becomes two records; the second is marked ``cont`` so that
+    :func:`join_tokens` restores the original exactly.
+    """
+    head: list[Token] = []
+    tail: list[Token] = []
+    pos = 0
+    for tok in tokens:
+        end = pos + len(tok.text)
+        if end <= offset:
+            head.append(tok)
+        elif pos >= offset:
+            tail.append(tok)
+        else:
+            cut = offset - pos
+            head.append(replace(tok, text=tok.text[:cut]))
+            tail.append(replace(tok, text=tok.text[cut:], cont=True))
+        pos = end
+    return tuple(head), tuple(tail)
+
+
+def join_tokens(head: Sequence[Token], tail: Sequence[Token]) -> tuple[Token, ...]:
+    """Inverse of :func:`split_tokens`: concatenate, rejoining a token that a split cut in two."""
+    if head and tail and tail[0].cont:
+        first = tail[0]
+        joined = replace(head[-1], text=head[-1].text + first.text)
+        return (*head[:-1], joined, *tail[1:])
+    return (*head, *tail)
