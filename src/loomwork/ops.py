@@ -94,10 +94,10 @@ def split(store: Store, node_id: str, offset: int) -> tuple[Node, Node]:
         tail = Node(id=new_id(), tree_id=node.tree_id, parent_id=node.id, text=node.text[offset:],
                     origin=node.origin, tokens=tail_toks, generation_id=node.generation_id,
                     sample_index=node.sample_index, source_id=node.source_id, bookmarked=node.bookmarked,
-                    archived=node.archived, tags=node.tags, meta={**node.meta, "split_from": node.id})
+                    archived=False, tags=node.tags, meta={**node.meta, "split_from": node.id})
+        tx.insert_node(tail)
         tx.reparent_children(node.id, tail.id)
         tx.update_node(node.id, text=node.text[:offset], tokens=head_toks, bookmarked=False)
-        tx.insert_node(tail)
         return tx.node(node.id), tx.node(tail.id)
 
 
@@ -110,6 +110,8 @@ def merge(store: Store, node_id: str) -> Node:
         if len(kids) != 1:
             raise InvalidInput(f"node {node_id} has {len(kids)} children (archived included); merge needs exactly one")
         child = kids[0]
+        if child.archived:
+            raise InvalidInput(f"the only child of {node_id} ({child.id}) is archived: restore it before merging")
         if child.origin != node.origin:
             raise InvalidInput(f"cannot merge a {node.origin} node with a {child.origin} child: the origins differ")
         tokens = join_tokens(node.tokens, child.tokens)

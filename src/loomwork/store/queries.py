@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, literal, select, update
 
 from ..errors import InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
@@ -124,7 +124,9 @@ class Tx:
         self.conn.execute(update(nodes).where(nodes.c.id == node_id).values(**fields))
 
     def reparent_children(self, old_parent: str, new_parent: str) -> None:
-        self.conn.execute(update(nodes).where(nodes.c.parent_id == old_parent).values(parent_id=new_parent))
+        """Move every child of ``old_parent`` (except ``new_parent`` itself) under ``new_parent``."""
+        self.conn.execute(update(nodes).where(nodes.c.parent_id == old_parent, nodes.c.id != new_parent)
+                          .values(parent_id=new_parent))
 
     def add_tags(self, node_id: str, tags: Iterable[str]) -> None:
         have = set(self._tags([node_id]).get(node_id, ()))

@@ -169,4 +169,5 @@ class Store:
     def sql(self, statement: str, **params):
         """Raw SQL for diagnostics and tests; the library itself never needs it."""
         with self.tx() as tx:
-            return list(tx.conn.execute(text(statement), params))
+            result = tx.conn.execute(text(statement), params)
+            return list(result) if result.returns_rows else []

@@ -1,0 +1,40 @@
+"""Shared fixtures: a temporary LOOMWORK_HOME and database per test, and a tiny random transformers model."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from loomwork.store import Store
+
+# Keep converted model weights in the real user cache: converting Gemma takes over a minute.
+os.environ.setdefault("LOOMWORK_PROGRESS", "0")
+
+
+@pytest.fixture(autouse=True)
+def loomwork_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("LOOMWORK_HOME", str(home))
+    monkeypatch.setenv("LOOMWORK_DB", str(home / "loom.sqlite"))
+    monkeypatch.delenv("LOOMWORK_MODEL", raising=False)
+    monkeypatch.delenv("LOOMWORK_OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return home
+
+
+@pytest.fixture
+def store(loomwork_home):
+    s = Store.open()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """A 2-layer Llama with random weights and a character-level tokenizer, built here (no downloads)."""
+    pytest.importorskip("torch")
+    from tests.tiny_model import build_tiny_lm
+
+    return build_tiny_lm()
+

@@ -1,0 +1,107 @@
+import sqlite3
+
+import pytest
+from sqlalchemy import inspect
+
+from loomwork import ops
+from loomwork.errors import StoreError
+from loomwork.store import Store, migrations, schema
+
+
+def _columns(engine):
+    insp = inspect(engine)
+    return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names()}
+
+
+def test_empty_database_migrates_to_current_schema(tmp_path):
+    store = Store.open(str(tmp_path / "a.sqlite"))
+    assert store.version() == len(migrations.MIGRATIONS) == schema.SCHEMA_VERSION
+    expected = {t.name: {c.name for c in t.columns} for t in schema.metadata.sorted_tables}
+    assert _columns(store.engine) == expected
+    assert store.sql("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_database_of_first_version_upgrades_with_its_data(tmp_path):
+    path = str(tmp_path / "old.sqlite")
+    old = Store.open(path, migrate=False)
+    old.migrate(target=1)
+    tree, root = ops.new_tree(old, "written by schema version 1")
+    child = ops.add_child(old, root.id, " and kept")
+    old.close()
+    store = Store.open(path)
+    assert store.version() == len(migrations.MIGRATIONS)
+    assert [n.text for n in store.path(child.id)] == ["written by schema version 1", " and kept"]
+
+
+def test_failed_migration_rolls_back_whole(tmp_path, monkeypatch):
+    path = str(tmp_path / "b.sqlite")
+    Store.open(path).close()
+
+    def broken(conn):
+        conn.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, broken])
+    from loomwork.store import store as store_mod
+
+    monkeypatch.setattr(store_mod, "MIGRATIONS", migrations.MIGRATIONS)
+    with pytest.raises(StoreError, match="migration to version 2 failed"):
+        Store.open(path)
+    monkeypatch.undo()
+    store = Store.open(path)
+    assert store.version() == 1
+    assert "half_done" not in inspect(store.engine).get_table_names()
+
+
+def test_newer_database_is_refused(tmp_path):
+    path = str(tmp_path / "c.sqlite")
+    s = Store.open(path)
+    s.sql("UPDATE loomwork_meta SET value = '99' WHERE key = 'schema_version'")
+    s.close()
+    with pytest.raises(StoreError, match="newer than this loomwork"):
+        Store.open(path)
+
+
+def test_corrupt_file_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "corrupt.sqlite"
+    path.write_bytes(b"this is not a database at all" * 10)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        Store.open(str(path))
+    assert path.read_bytes() == before
+
+
+def test_foreign_sqlite_database_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "foreign.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE customers (id INTEGER)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="not a loomwork database"):
+        Store.open(str(path))
+    con = sqlite3.connect(path)
+    assert [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["customers"]
+
+
+def test_bad_url_is_a_clear_error():
+    with pytest.raises(StoreError, match="cannot"):
+        Store.open("nosuchdialect://x")
+
+
+def test_recursive_queries(store):
+    tree, root = ops.new_tree(store, "r")
+    a = ops.add_child(store, root.id, "a")
+    b = ops.add_child(store, a.id, "b")
+    c = ops.add_child(store, root.id, "c")
+    assert [n.id for n in store.path(b.id)] == [root.id, a.id, b.id]
+    with store.tx() as tx:
+        assert set(tx.subtree_ids(a.id)) == {a.id, b.id}
+        assert set(tx.subtree_ids(root.id)) == {root.id, a.id, b.id, c.id}
+    assert [n.id for n in store.children(root.id)] == [a.id, c.id]
+
+
+def test_prefix_resolution(store):
+    tree, root = ops.new_tree(store, "r")
+    assert store.resolve(root.id) == ("node", root.id)
+    assert store.resolve(tree.id[:6]) == ("tree", tree.id)
+    assert store.resolve(root.id[:5])[1] == root.id

@@ -1,0 +1,27 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loomwork.tree import Token, join_tokens, split_tokens, tokens_text
+
+token_lists = st.lists(
+    st.builds(Token, text=st.text(min_size=1, max_size=5), logprob=st.floats(-20, 0), id=st.integers(0, 100)),
+    min_size=1, max_size=12,
+)
+
+
+@given(token_lists, st.data())
+def test_split_then_join_restores_tokens(tokens, data):
+    text = tokens_text(tokens)
+    offset = data.draw(st.integers(0, len(text)))
+    head, tail = split_tokens(tokens, offset)
+    assert tokens_text(head) == text[:offset]
+    assert tokens_text(tail) == text[offset:]
+    assert join_tokens(head, tail) == tuple(tokens)
+
+
+def test_straddling_token_is_cut_and_marked():
+    toks = (Token("ab", -1.0), Token("cde", -2.0))
+    head, tail = split_tokens(toks, 3)
+    assert head == (Token("ab", -1.0), Token("c", -2.0))
+    assert tail == (Token("de", -2.0, cont=True),)
+    assert Token.from_json(tail[0].to_json()) == tail[0]

@@ -1,0 +1,33 @@
+"""A tiny random causal LM with a character tokenizer, for fast and exact checks of the hf backend."""
+
+from __future__ import annotations
+
+import string
+
+CHARS = list(" " + string.ascii_letters + string.digits + ".,!?'\n")
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<s>": 0, "</s>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))  # no merges: every character is its own token
+    tk.decoder = decoders.Fuse()
+    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>")
+
+
+def build_tiny_lm(seed: int = 0):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tokenizer()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      bos_token_id=0, eos_token_id=1, tie_word_embeddings=False)
+    lm = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():  # sharpen the random logits a little so samples are not uniform noise
+        lm.lm_head.weight.mul_(8.0)
+    return lm, tok
