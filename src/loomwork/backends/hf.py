@@ -8,6 +8,7 @@ log-softmax, so they equal a teacher-forced pass over the same tokens.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from functools import lru_cache
 from typing import AsyncIterator, Callable
@@ -15,6 +16,9 @@ from typing import AsyncIterator, Callable
 from ..tree import Token
 from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent
 from .hf_load import load, require_torch
+
+
+_CONTROL_NAME = re.compile(r"^(<(start|end)_of_\w+>|\[multimodal\])$")
 
 
 class _Detok:
@@ -62,6 +66,13 @@ class HFBackend(Backend):
         gen_eos = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
         eos |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else [])
         self.eos_ids = eos
+        # Sampling never picks control tokens other than end-of-text (Gemma's base model would otherwise emit
+        # <start_of_image> and the like into prose); their logprobs are still reported as they are.
+        # GGUF conversion loses the "control" flag of Gemma's image placeholders, so those are matched by name.
+        special = {i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()
+                   if t.special or _CONTROL_NAME.match(str(t.content))}
+        banned = sorted((special | set(tokenizer.all_special_ids)) - eos)
+        self._banned = self.torch.tensor(banned, dtype=self.torch.long) if banned else None
         self._anchor = tokenizer.encode("a", add_special_tokens=False)[-1:]
 
     # -- helpers -----------------------------------------------------------------------------------------------
@@ -85,8 +96,11 @@ class HFBackend(Backend):
     def _sample(self, logprobs, params: SamplingParams, gen):
         torch = self.torch
         if params.temperature == 0:
-            return logprobs.argmax(-1)
+            greedy = logprobs if self._banned is None else logprobs.index_fill(-1, self._banned, float("-inf"))
+            return greedy.argmax(-1)
         scores = logprobs / params.temperature
+        if self._banned is not None:
+            scores = scores.index_fill(-1, self._banned, float("-inf"))
         if params.top_k:
             kth = scores.topk(min(params.top_k, scores.shape[-1]), dim=-1).values[:, -1:]
             scores = scores.masked_fill(scores < kth, float("-inf"))
