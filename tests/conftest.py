@@ -38,3 +38,13 @@ def tiny_lm():
 
     return build_tiny_lm()
 
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under LOOMWORK_NO_SKIP (set by .ci/run) a skipped test fails: CI must run everything."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("LOOMWORK_NO_SKIP") and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which LOOMWORK_NO_SKIP forbids: {report.longrepr}"

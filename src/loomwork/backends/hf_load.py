@@ -67,16 +67,23 @@ def converted_dir(model: str) -> Path | None:
     return target if (target / _DONE).exists() else None
 
 
+def _quiet_unless_interactive() -> None:
+    import transformers
+
+    if interactive():
+        transformers.utils.logging.enable_progress_bar()
+    else:
+        transformers.utils.logging.disable_progress_bar()
+
+
 def convert_gguf(model: str, gguf: Path) -> Path:
     require_torch()
-    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = _conversion_dir(model, gguf)
     if (target / _DONE).exists():
         return target
-    if not interactive():
-        transformers.utils.logging.disable_progress_bar()
+    _quiet_unless_interactive()
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     with status(f"Converting {model} from GGUF to torch weights (once; cached in {target.parent})"):
@@ -111,6 +118,7 @@ def load(model: str):
         _kind, path = resolve_source(model)
         directory = convert_gguf(model, path)
     torch.set_num_threads(os.cpu_count() or 1)
+    _quiet_unless_interactive()
     with status(f"Loading {model}"):
         try:
             tok = AutoTokenizer.from_pretrained(str(directory))

@@ -51,8 +51,9 @@ def _value(text: str):
 def expand(ctx: Context, node: str, n: int, model: str | None, max_tokens: int, temperature: float | None,
            seed: int | None, options: tuple[tuple[str, str], ...], as_json: bool) -> None:
     """Sample N continuations of NODE's path and add them as its children."""
-    extra = {k.replace("-", "_"): _value(v) for k, v in options}
-    params = SamplingParams.make(n=n, max_tokens=max_tokens, temperature=temperature, seed=seed, **extra)
+    given = {"n": n, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+    given.update({k.replace("-", "_"): _value(v) for k, v in options})  # -o wins over the defaults above
+    params = SamplingParams.make(**given)
     target = node_id(ctx, node)
     backend = get_backend(model)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .. import ops
@@ -35,7 +37,7 @@ def _print_node(node, as_json: bool) -> None:
 def new(ctx: Context, prompt: str, title: str | None, as_json: bool) -> None:
     """Start a tree from PROMPT; prints the tree id and the root node id. Use - to read PROMPT from stdin."""
     if prompt == "-":
-        prompt = click.get_text_stream("stdin").read()
+        prompt = sys.stdin.read()
     tree, root = ops.new_tree(ctx.store, prompt, title)
     if as_json:
         emit_json({"tree": tree.to_json(), "root": root.to_json()})

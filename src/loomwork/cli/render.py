@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable
 
+import math
+
 from ..tree import Node
 
 ORIGIN_MARK = {"prompt": "P", "human": "H", "model": "M", "edit": "E"}
@@ -40,3 +42,15 @@ def outline(nodes: Iterable[Node], root_id: str, include_archived: bool = False)
         for i, c in reversed(list(enumerate(shown))):
             stack.append((c, child_indent, i == len(shown) - 1, False))
     return lines
+
+
+def token_table(node: Node) -> str:
+    """One line per token: its text, its probability and the most likely alternatives."""
+    if not node.tokens:
+        return f"node {node.id} ({node.origin}) has no token records"
+    rows = []
+    for t in node.tokens:
+        p = "     ?" if t.logprob is None else f"{100 * math.exp(t.logprob):5.1f}%"
+        alts = "  ".join(f"{a!r} {100 * math.exp(lp):.1f}%" for a, lp in t.top)
+        rows.append(f"{p}  {t.text!r:<18} {alts}")
+    return "\n".join(rows)

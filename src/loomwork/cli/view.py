@@ -10,7 +10,7 @@ import click
 from ..formats.native import leaf_paths_text, tree_json
 from ..tree import path_text
 from . import Context, cli, emit_json, pass_ctx
-from .render import node_line, outline
+from .render import node_line, outline, token_table
 
 
 @cli.command()
@@ -18,6 +18,7 @@ from .render import node_line, outline
 @click.option("--tree", "mode", flag_value="tree", help="Outline of the subtree (the whole tree for a tree id).")
 @click.option("--path", "mode", flag_value="path", help="The nodes from the root to NODE, one per line.")
 @click.option("--text", "mode", flag_value="text", help="The full text of the path (default for a node).")
+@click.option("--tokens", "mode", flag_value="tokens", help="NODE's tokens with probabilities and alternatives.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
 @click.option("--archived", is_flag=True, help="Include archived nodes in outlines.")
 @pass_ctx
@@ -45,6 +46,8 @@ def show(ctx: Context, ref: str, mode: str | None, as_json: bool, archived: bool
         emit_json(data)
     elif mode == "text":
         click.echo(path_text(path))
+    elif mode == "tokens":
+        click.echo(token_table(node))
     elif mode == "path":
         for n in path:
             click.echo(node_line(n))

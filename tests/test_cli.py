@@ -1,0 +1,148 @@
+"""The CLI end to end (in process, with click's runner), including the bad-input contract: one clear message, a
+non-zero exit code, no traceback, and an unchanged database."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from loomwork.cli import cli
+
+
+@pytest.fixture
+def run(loomwork_home):
+    runner = CliRunner()
+
+    def go(*args, ok=True, input=None):
+        result = runner.invoke(cli, [str(a) for a in args], input=input)
+        if ok:
+            assert result.exit_code == 0, result.output + str(result.exception)
+        return result
+
+    return go
+
+
+def _ids(run, prompt="Once upon a time"):
+    data = json.loads(run("new", prompt, "--json").stdout)
+    return data["tree"]["id"], data["root"]["id"]
+
+
+def _db_digest(home) -> str:
+    con = sqlite3.connect(home / "loom.sqlite")
+    dump = "\n".join(con.iterdump())
+    con.close()
+    return hashlib.sha256(dump.encode()).hexdigest()
+
+
+def test_tour(run):
+    out = run("new", "Once upon a time").stdout
+    assert out.startswith("tree ") and "\nroot " in out
+    tree_id, root = _ids(run, "The lighthouse")
+    kids = json.loads(run("expand", root, "-m", "mock", "-n", 3, "--max-tokens", 8, "--seed", 1, "--json").stdout)
+    assert len(kids["children"]) == 3
+    gen = kids["generation"]
+    assert gen["backend"] == "mock" and gen["seed"] == 1 and gen["params"]["n"] == 3
+    first = kids["children"][0]
+    assert first["origin"] == "model" and first["tokens"] and first["generation_id"] == gen["id"]
+    assert run("show", first["id"]).stdout == "The lighthouse" + first["text"] + "\n"
+    human = json.loads(run("add", first["id"], " and then", "--json").stdout)
+    assert human["origin"] == "human"
+    edited = json.loads(run("edit", human["id"], " but then", "--json").stdout)
+    assert edited["origin"] == "edit" and edited["source_id"] == human["id"]
+    assert json.loads(run("show", human["id"], "--json").stdout)["node"]["text"] == " and then"
+    split = json.loads(run("split", human["id"], 4, "--json").stdout)
+    assert split["head"]["text"] == " and" and split["tail"]["text"] == " then"
+    assert json.loads(run("merge", human["id"], "--json").stdout)["text"] == " and then"
+    run("bookmark", edited["id"])
+    run("tag", edited["id"], "keep", "maybe")
+    run("tag", edited["id"], "maybe", "--remove")
+    run("archive", kids["children"][2]["id"])
+    outline = run("show", tree_id).stdout
+    assert "★ #keep" in outline and kids["children"][2]["id"] not in outline
+    assert kids["children"][2]["id"] in run("show", tree_id, "--archived").stdout
+    run("archive", kids["children"][2]["id"], "--restore")
+    run("move", edited["id"], root)
+    path = run("show", edited["id"], "--path").stdout.splitlines()
+    assert [line.split()[0] for line in path] == [root, edited["id"]]
+    listing = run("trees").stdout
+    assert tree_id in listing and "The lighthouse" in listing
+    exported = json.loads(run("export", tree_id, "--format", "json").stdout)
+    assert exported["format"] == "loomwork" and len(exported["root"]["children"]) == 4
+    text = run("export", tree_id, "--format", "text").stdout
+    assert text.count("\n--- ") + 1 == 4 and "The lighthouse but then" in text
+    models = json.loads(run("models", "--json").stdout)
+    assert {"mock:default", "hf:gemma-3-270m", "hf:smollm2-135m-instruct"} <= {m["ref"] for m in models}
+    assert run("delete", kids["children"][1]["id"], "--yes").stdout.startswith("deleted 1 node")
+
+
+def test_extra_sampling_options_and_prefixes(run):
+    _, root = _ids(run)
+    out = json.loads(run("expand", root[:5], "-m", "mock", "-n", 2, "-o", "top_k", "5",
+                         "-o", "stop", '["."]', "-o", "temperature", "0.7", "--json").stdout)
+    assert out["generation"]["params"]["top_k"] == 5 and out["generation"]["params"]["stop"] == ["."]
+    assert all("." not in c["text"] for c in out["children"])
+
+
+BAD = [
+    (["show", "nosuchnode"], "no node or tree with id"),
+    (["expand", "{root}", "-m", "mock", "-n", "0"], "n: Input should be greater than or equal to 1"),
+    (["expand", "{root}", "-m", "mock", "-n", "65"], "n: Input should be less than or equal to 64"),
+    (["expand", "{root}", "-m", "mock", "--max-tokens", "-3"], "max_tokens"),
+    (["expand", "{root}", "-m", "mock", "-o", "warp", "9"], "unknown sampling parameter"),
+    (["expand", "{root}", "-m", "gpt-17"], "unknown model 'gpt-17'"),
+    (["expand", "{root}", "-m", "hf:not-a-model"], "unknown hf model"),
+    (["expand", "{root}", "-m", "openai:http://127.0.0.1:{port}/v1#m", "-n", "1"], "cannot reach"),
+    (["split", "{root}", "0"], "split offset must be between 1 and"),
+    (["split", "{root}", "999"], "split offset must be between 1 and"),
+    (["move", "{root}", "{child}"], "is a root"),
+    (["move", "{child}", "{grandchild}"], "would make a cycle"),
+    (["merge", "{root}"], "the origins differ"),
+    (["merge", "{grandchild}"], "merge needs exactly one"),
+    (["edit", "{child}", "child"], "the same as"),
+    (["add", "{tree}", "x"], "is a tree; this command needs a node"),
+    (["tag", "{child}", " "], "a tag must be"),
+    (["archive", "{root}"], "cannot be archived"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a[:2]) + ":" + m[:20] for a, m in BAD])
+def test_bad_input_is_one_clear_error_and_changes_nothing(run, loomwork_home, args, message):
+    from tests.servers import free_port
+
+    tree, root = _ids(run)
+    child = json.loads(run("add", root, "child", "--json").stdout)["id"]
+    grandchild = json.loads(run("add", child, " grandchild", "--json").stdout)["id"]
+    ids = {"root": root, "child": child, "grandchild": grandchild, "tree": tree, "port": free_port()}
+    before = _db_digest(loomwork_home)
+    result = run(*[a.format(**ids) for a in args], ok=False)
+    assert result.exit_code != 0
+    assert message in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.output + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _db_digest(loomwork_home) == before
+
+
+def test_corrupt_and_foreign_databases(run, tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"\x00garbage" * 100)
+    r = run("--db", bad, "trees", ok=False)
+    assert r.exit_code == 1 and "not a SQLite database" in r.stderr and bad.read_bytes() == b"\x00garbage" * 100
+    foreign = tmp_path / "foreign.sqlite"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE invoices (id INTEGER)")
+    con.commit()
+    con.close()
+    r = run("--db", foreign, "new", "x", ok=False)
+    assert "not a loomwork database" in r.stderr
+
+
+def test_stdin_prompt_and_piped_output_is_quiet(run):
+    r = run("new", "-", input="from stdin\n")
+    root = r.stdout.split()[-1]
+    r = run("expand", root, "-m", "mock", "-n", 1, "--max-tokens", 4)
+    assert r.stderr == ""  # no progress bar when not on a terminal
+    assert run("show", root).stdout == "from stdin\n\n"

