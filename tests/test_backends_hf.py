@@ -84,3 +84,23 @@ async def test_stop_sequence(backend):
     cut = await backend.complete(PREFIX, SamplingParams(n=1, max_tokens=30, seed=9, stop=[stop]))
     assert cut.completions[0].text == text[: text.find(stop)]
     assert cut.completions[0].finish_reason == "stop"
+
+
+async def test_loads_a_local_hugging_face_directory(tiny_lm, tmp_path):
+    from loomwork.backends import get_backend
+
+    lm, tok = tiny_lm
+    lm.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    backend = get_backend(f"hf:{tmp_path / 'tiny'}")
+    done = await backend.complete(PREFIX, SamplingParams(n=2, max_tokens=5, seed=1))
+    ref = await HFBackend("tiny", lm=lm, tokenizer=tok).complete(PREFIX, SamplingParams(n=2, max_tokens=5, seed=1))
+    assert [c.text for c in done.completions] == [c.text for c in ref.completions]
+
+
+def test_a_directory_that_is_not_a_model_is_refused(tmp_path):
+    from loomwork.backends import get_backend
+    from loomwork.errors import NotFound
+
+    with pytest.raises(NotFound, match="no config.json"):
+        get_backend(f"hf:{tmp_path}")
