@@ -144,20 +144,17 @@ def set_bookmark(store: Store, node_id: str, on: bool = True) -> Node:
         return replace(node, bookmarked=on)
 
 
-def tag(store: Store, node_id: str, *tags: str) -> Node:
+def tag(store: Store, node_id: str, *tags: str, remove: bool = False) -> Node:
+    """Add tags to a node (or take them off with ``remove=True``)."""
     clean = [_tag(t) for t in tags]
     with store.tx() as tx:
         tx.node(node_id)
-        tx.add_tags(node_id, clean)
+        (tx.remove_tags if remove else tx.add_tags)(node_id, clean)
         return tx.node(node_id)
 
 
 def untag(store: Store, node_id: str, *tags: str) -> Node:
-    clean = [_tag(t) for t in tags]
-    with store.tx() as tx:
-        tx.node(node_id)
-        tx.remove_tags(node_id, clean)
-        return tx.node(node_id)
+    return tag(store, node_id, *tags, remove=True)
 
 
 def move(store: Store, node_id: str, new_parent_id: str) -> Node:

@@ -175,7 +175,10 @@ class HFBackend(Backend):
         stop_flag = threading.Event()
 
         def emit(event) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:  # the consumer's event loop is gone; nobody is listening any more
+                stop_flag.set()
 
         def work() -> None:
             try:

@@ -117,8 +117,7 @@ def bookmark(ctx: Context, node: str, off: bool, as_json: bool) -> None:
 @pass_ctx
 def tag(ctx: Context, node: str, tags: tuple[str, ...], remove: bool, as_json: bool) -> None:
     """Add TAGS to NODE (or remove them with --remove)."""
-    change = ops.untag if remove else ops.tag
-    _print_node(change(ctx.store, node_id(ctx, node), *tags), as_json)
+    _print_node(ops.tag(ctx.store, node_id(ctx, node), *tags, remove=remove), as_json)
 
 
 @cli.command()
