@@ -77,6 +77,12 @@ def test_tour(run):
     models = json.loads(run("models", "--json").stdout)
     assert {"mock:default", "hf:gemma-3-270m", "hf:smollm2-135m-instruct"} <= {m["ref"] for m in models}
     assert run("delete", kids["children"][1]["id"], "--yes").stdout.startswith("deleted 1 node")
+    assert run("undo", tree_id).stdout.startswith("undid delete " + kids["children"][1]["id"])
+    assert kids["children"][1]["id"] in run("show", tree_id).stdout
+    assert run("redo", root).stdout.startswith("redid delete")
+    log = run("history", tree_id).stdout.splitlines()
+    assert "expand" in log[0] and "delete" in log[-1]
+    assert "nothing to redo" in run("redo", tree_id, ok=False).stderr
 
 
 def test_extra_sampling_options_and_prefixes(run):

@@ -6,6 +6,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -29,10 +30,54 @@ class LoomMachine(RuleBasedStateMachine):
         # Ordered by creation (ids are random, so sorting them would make hypothesis's draws unreproducible).
         self.ever: dict[str, None] = {root.id: None}  # every node created and not hard-deleted
         self.archived: set[str] = set()
+        self.undo_states: list = []  # the tree's state before each change, for checking undo
+        self.redo_states: list = []
+
+    def _state(self):
+        nodes = self._nodes()
+        kids = {n.id: [c.id for c in self.store.children(n.id, include_archived=True)] for n in nodes}
+        return sorted((n.id, n.parent_id, n.text, n.origin, n.tokens, n.bookmarked, n.archived, n.tags, tuple(kids[n.id]))
+                      for n in nodes)
+
+    def _sync(self):
+        nodes = self._nodes()
+        self.ever = {n.id: None for n in nodes}
+        self.archived = {n.id for n in nodes if n.archived}
 
     def teardown(self):
         self.store.close()
         self.dir.cleanup()
+
+    def op(self, fn, *args, **kwargs):
+        """Run one operation, remembering the state before it if it changed anything."""
+        before = self._state()
+        result = fn(self.store, *args, **kwargs)
+        if self._state() != before:
+            self.undo_states.append(before)
+            self.redo_states.clear()
+        return result
+
+    @rule()
+    def undo(self):
+        if not self.undo_states:
+            return
+        current = self._state()
+        ops.undo(self.store, self.tree.id)
+        assert self._state() == self.undo_states.pop()
+        self.redo_states.append(current)
+        self._sync()
+
+    @rule()
+    def redo(self):
+        if not self.redo_states:
+            with pytest.raises(InvalidInput, match="nothing to redo"):
+                ops.redo(self.store, self.tree.id)
+            return
+        current = self._state()
+        ops.redo(self.store, self.tree.id)
+        assert self._state() == self.redo_states.pop()
+        self.undo_states.append(current)
+        self._sync()
 
     def _nodes(self):
         with self.store.tx() as tx:
@@ -41,13 +86,13 @@ class LoomMachine(RuleBasedStateMachine):
     @rule(data=st.data(), text=texts)
     def add(self, data, text):
         parent = data.draw(st.sampled_from(list(self.ever)))
-        self.ever[ops.add_child(self.store, parent, text).id] = None
+        self.ever[self.op(ops.add_child, parent, text).id] = None
 
     @rule(data=st.data(), seed=st.integers(0, 1000), n=st.integers(1, 3))
     def expand(self, data, seed, n):
         parent = data.draw(st.sampled_from(list(self.ever)))
-        kids = asyncio.run(ops.expand(self.store, parent, get_backend("mock"),
-                                      SamplingParams(n=n, max_tokens=6, seed=seed)))
+        kids = self.op(lambda store: asyncio.run(ops.expand(store, parent, get_backend("mock"),
+                                                             SamplingParams(n=n, max_tokens=6, seed=seed))))
         self.ever.update((k.id, None) for k in kids)
 
     @rule(data=st.data(), text=texts)
@@ -55,7 +100,7 @@ class LoomMachine(RuleBasedStateMachine):
         node = self.store.node(data.draw(st.sampled_from(list(self.ever))))
         if node.parent_id is None or text == node.text:
             return
-        copy = ops.edit(self.store, node.id, text)
+        copy = self.op(ops.edit, node.id, text)
         assert copy.parent_id == node.parent_id and copy.origin == "edit"
         assert self.store.node(node.id) == node  # the original is untouched
         self.ever[copy.id] = None
@@ -67,10 +112,10 @@ class LoomMachine(RuleBasedStateMachine):
             return
         kids_before = [c.id for c in self.store.children(node.id, include_archived=True)]
         offset = data.draw(st.integers(1, len(node.text) - 1))
-        head, tail = ops.split(self.store, node.id, offset)
+        head, tail = self.op(ops.split, node.id, offset)
         assert head.text + tail.text == node.text
         assert [c.id for c in self.store.children(tail.id, include_archived=True)] == kids_before
-        merged = ops.merge(self.store, head.id)
+        merged = self.op(ops.merge, head.id)
         assert merged.text == node.text and merged.tokens == node.tokens
         assert merged.bookmarked == node.bookmarked and set(merged.tags) == set(node.tags)
 
@@ -79,7 +124,7 @@ class LoomMachine(RuleBasedStateMachine):
         node = self.store.node(data.draw(st.sampled_from(list(self.ever))))
         if len(node.text) < 2:
             return
-        head, tail = ops.split(self.store, node.id, data.draw(st.integers(1, len(node.text) - 1)))
+        head, tail = self.op(ops.split, node.id, data.draw(st.integers(1, len(node.text) - 1)))
         self.ever[tail.id] = None
 
     @rule(data=st.data())
@@ -87,7 +132,7 @@ class LoomMachine(RuleBasedStateMachine):
         node_id = data.draw(st.sampled_from(list(self.ever)))
         kids = self.store.children(node_id, include_archived=True)
         try:
-            ops.merge(self.store, node_id)
+            self.op(ops.merge, node_id)
         except InvalidInput:
             assert len(kids) != 1 or kids[0].archived or kids[0].origin != self.store.node(node_id).origin
             return
@@ -99,7 +144,7 @@ class LoomMachine(RuleBasedStateMachine):
         node = self.store.node(data.draw(st.sampled_from(list(self.ever))))
         if node.parent_id is None:
             return
-        ops.set_archived(self.store, node.id, on)
+        self.op(ops.set_archived, node.id, on)
         (self.archived.add if on else self.archived.discard)(node.id)
 
     @rule(data=st.data())
@@ -110,7 +155,7 @@ class LoomMachine(RuleBasedStateMachine):
             below = set(tx.subtree_ids(node_id))
         node = self.store.node(node_id)
         try:
-            ops.move(self.store, node_id, target)
+            self.op(ops.move, node_id, target)
         except InvalidInput:
             assert node.parent_id is None or target in below
             return
@@ -119,8 +164,8 @@ class LoomMachine(RuleBasedStateMachine):
     @rule(data=st.data(), tag=st.sampled_from(["good", "bad", "x y"]), bookmark=st.booleans())
     def mark(self, data, tag, bookmark):
         node_id = data.draw(st.sampled_from(list(self.ever)))
-        ops.tag(self.store, node_id, tag)
-        ops.set_bookmark(self.store, node_id, bookmark)
+        self.op(ops.tag, node_id, tag)
+        self.op(ops.set_bookmark, node_id, bookmark)
 
     @precondition(lambda self: len(self.ever) > 3)
     @rule(data=st.data())
@@ -130,7 +175,7 @@ class LoomMachine(RuleBasedStateMachine):
             return
         with self.store.tx() as tx:
             gone = set(tx.subtree_ids(node.id))
-        assert ops.delete_subtree(self.store, node.id) == len(gone)
+        assert self.op(ops.delete_subtree, node.id) == len(gone)
         self.ever = {i: None for i in self.ever if i not in gone}
         self.archived -= gone
 

@@ -25,17 +25,26 @@ def test_database_of_first_version_upgrades_with_its_data(tmp_path):
     path = str(tmp_path / "old.sqlite")
     old = Store.open(path, migrate=False)
     old.migrate(target=1)
-    tree, root = ops.new_tree(old, "written by schema version 1")
-    child = ops.add_child(old, root.id, " and kept")
+    # rows exactly as schema version 1 wrote them
+    old.sql("INSERT INTO trees (id, root_id, title, created_at) VALUES ('t1', 'n1', 'old', '2026-01-01 00:00:00')")
+    for seq, (nid, parent, text) in enumerate([("n1", None, "written by v1"), ("n2", "n1", " and kept")], 1):
+        old.sql("INSERT INTO nodes (seq, id, tree_id, parent_id, text, origin, tokens, bookmarked, archived, meta, "
+                "created_at) VALUES (:seq, :id, 't1', :parent, :text, 'prompt', NULL, 0, 0, '{}', "
+                "'2026-01-01 00:00:00')", seq=seq, id=nid, parent=parent, text=text)
+    old.sql("INSERT INTO node_tags (node_id, tag) VALUES ('n2', 'kept')")
     old.close()
     store = Store.open(path)
     assert store.version() == len(migrations.MIGRATIONS)
-    assert [n.text for n in store.path(child.id)] == ["written by schema version 1", " and kept"]
+    assert [n.text for n in store.path("n2")] == ["written by v1", " and kept"]
+    assert store.node("n2").tags == ("kept",)
+    ops.set_bookmark(store, "n2")  # and the upgraded database takes new, undoable operations
+    assert ops.undo(store, "t1")["kind"] == "bookmark" and not store.node("n2").bookmarked
 
 
 def test_failed_migration_rolls_back_whole(tmp_path, monkeypatch):
     path = str(tmp_path / "b.sqlite")
     Store.open(path).close()
+    current = len(migrations.MIGRATIONS)
 
     def broken(conn):
         conn.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
@@ -45,11 +54,11 @@ def test_failed_migration_rolls_back_whole(tmp_path, monkeypatch):
     from loomwork.store import store as store_mod
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", migrations.MIGRATIONS)
-    with pytest.raises(StoreError, match="migration to version 2 failed"):
+    with pytest.raises(StoreError, match=f"migration to version {current + 1} failed"):
         Store.open(path)
     monkeypatch.undo()
     store = Store.open(path)
-    assert store.version() == 1
+    assert store.version() == current
     assert "half_done" not in inspect(store.engine).get_table_names()
 
 

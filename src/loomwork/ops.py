@@ -60,6 +60,7 @@ def add_child(store: Store, parent_id: str, text: str, origin: str = "human") ->
         raise InvalidInput(f"a written child has origin human or prompt, not {origin!r}")
     with store.tx() as tx:
         parent = tx.node(parent_id)
+        tx.log(parent.tree_id, "add", f"add a child to {parent.id}")
         return _node(tx, tree_id=parent.tree_id, parent_id=parent.id, text=text, origin=origin)
 
 
@@ -78,6 +79,7 @@ def edit(store: Store, node_id: str, text: str) -> Node:
             root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=text, origin="edit", source_id=old.id)
             tx.insert_tree(Tree(id=tree_id, root_id=root.id, title=_title(text)))
             return tx.insert_node(root)
+        tx.log(old.tree_id, "edit", f"edit {old.id}")
         return _node(tx, tree_id=old.tree_id, parent_id=old.parent_id, text=text, origin="edit", source_id=old.id)
 
 
@@ -90,6 +92,7 @@ def split(store: Store, node_id: str, offset: int) -> tuple[Node, Node]:
         if not isinstance(offset, int) or not 0 < offset < len(node.text):
             raise InvalidInput(f"split offset must be between 1 and {len(node.text) - 1} for node {node_id} "
                                f"({len(node.text)} characters), not {offset}")
+        tx.log(node.tree_id, "split", f"split {node.id} at {offset}")
         head_toks, tail_toks = split_tokens(node.tokens, offset) if node.tokens else ((), ())
         tail = Node(id=new_id(), tree_id=node.tree_id, parent_id=node.id, text=node.text[offset:],
                     origin=node.origin, tokens=tail_toks, generation_id=node.generation_id,
@@ -114,6 +117,7 @@ def merge(store: Store, node_id: str) -> Node:
             raise InvalidInput(f"the only child of {node_id} ({child.id}) is archived: restore it before merging")
         if child.origin != node.origin:
             raise InvalidInput(f"cannot merge a {node.origin} node with a {child.origin} child: the origins differ")
+        tx.log(node.tree_id, "merge", f"merge {node.id} with {child.id}")
         tokens = join_tokens(node.tokens, child.tokens)
         if node.tokens or child.tokens:
             if tokens_text(tokens) != node.text + child.text:
@@ -133,6 +137,7 @@ def set_archived(store: Store, node_id: str, archived: bool = True) -> Node:
         node = tx.node(node_id)
         if node.parent_id is None and archived:
             raise InvalidInput(f"node {node_id} is the root of tree {node.tree_id}: a root cannot be archived")
+        tx.log(node.tree_id, "archive" if archived else "restore", f"{'archive' if archived else 'restore'} {node_id}")
         tx.update_node(node_id, archived=archived)
         return replace(node, archived=archived)
 
@@ -140,6 +145,7 @@ def set_archived(store: Store, node_id: str, archived: bool = True) -> Node:
 def set_bookmark(store: Store, node_id: str, on: bool = True) -> Node:
     with store.tx() as tx:
         node = tx.node(node_id)
+        tx.log(node.tree_id, "bookmark", f"{'bookmark' if on else 'unbookmark'} {node_id}")
         tx.update_node(node_id, bookmarked=on)
         return replace(node, bookmarked=on)
 
@@ -148,7 +154,8 @@ def tag(store: Store, node_id: str, *tags: str, remove: bool = False) -> Node:
     """Add tags to a node (or take them off with ``remove=True``)."""
     clean = [_tag(t) for t in tags]
     with store.tx() as tx:
-        tx.node(node_id)
+        node = tx.node(node_id)
+        tx.log(node.tree_id, "tag", f"{'untag' if remove else 'tag'} {node_id}: {', '.join(clean)}")
         (tx.remove_tags if remove else tx.add_tags)(node_id, clean)
         return tx.node(node_id)
 
@@ -168,6 +175,7 @@ def move(store: Store, node_id: str, new_parent_id: str) -> Node:
         if new_parent_id in set(tx.subtree_ids(node_id)):
             raise InvalidInput(f"moving {node_id} under {new_parent_id} would make a cycle "
                                f"({new_parent_id} is {node_id} or one of its descendants)")
+        tx.log(node.tree_id, "move", f"move {node_id} under {new_parent_id}")
         tx.update_node(node_id, parent_id=new_parent_id)
         return replace(node, parent_id=new_parent_id)
 
@@ -181,6 +189,7 @@ def delete_subtree(store: Store, node_id: str) -> int:
             tx.delete_tree(node.tree_id)
             return count
         ids = tx.subtree_ids(node_id)
+        tx.log(node.tree_id, "delete", f"delete {node_id} and {len(ids) - 1} below it")
         tx.delete_nodes(ids)
         return len(ids)
 
@@ -216,6 +225,7 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
     with store.tx() as tx:
         tx.node(node_id)  # it may have been deleted while we sampled
         tx.insert_generation(gen)
+        tx.log(node.tree_id, "expand", f"expand {node.id} ×{params.n} with {backend.ref}")
         children = [
             _node(tx, tree_id=node.tree_id, parent_id=node.id, text=c.text, origin="model", tokens=tuple(c.tokens),
                   generation_id=gen.id, sample_index=i, meta={"finish_reason": c.finish_reason})
@@ -234,3 +244,15 @@ async def expand(store: Store, node_id: str, backend: Backend, params: SamplingP
         else:
             children = event
     return children
+
+
+def undo(store: Store, tree_id: str) -> dict:
+    """Take back the newest operation on a tree. Returns ``{"seq", "kind", "label", "nodes"}``."""
+    with store.tx() as tx:
+        return tx.undo(tree_id)
+
+
+def redo(store: Store, tree_id: str) -> dict:
+    """Replay the operation that the last undo took back."""
+    with store.tx() as tx:
+        return tx.redo(tree_id)

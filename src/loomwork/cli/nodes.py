@@ -141,3 +141,43 @@ def delete(ctx: Context, ref: str, yes: bool) -> None:
         click.confirm(f"Delete {kind} {ident} and everything under it, for good?", abort=True)
     count = ops.delete_tree(ctx.store, ident) if kind == "tree" else ops.delete_subtree(ctx.store, ident)
     click.echo(f"deleted {count} node{'s' if count != 1 else ''}")
+
+
+def tree_id(ctx: Context, ref: str) -> str:
+    kind, ident = ctx.store.resolve(ref)
+    return ident if kind == "tree" else ctx.store.node(ident).tree_id
+
+
+@cli.command()
+@click.argument("ref")
+@json_flag
+@pass_ctx
+def undo(ctx: Context, ref: str, as_json: bool) -> None:
+    """Take back the newest operation on a tree (give a tree id or any node id in it)."""
+    done = ops.undo(ctx.store, tree_id(ctx, ref))
+    emit_json(done) if as_json else click.echo(f"undid {done['label']}")
+
+
+@cli.command()
+@click.argument("ref")
+@json_flag
+@pass_ctx
+def redo(ctx: Context, ref: str, as_json: bool) -> None:
+    """Replay the operation the last undo took back."""
+    done = ops.redo(ctx.store, tree_id(ctx, ref))
+    emit_json(done) if as_json else click.echo(f"redid {done['label']}")
+
+
+@cli.command()
+@click.argument("ref")
+@json_flag
+@pass_ctx
+def history(ctx: Context, ref: str, as_json: bool) -> None:
+    """The operation log of a tree, oldest first (undone operations marked)."""
+    with ctx.store.tx() as tx:
+        entries = tx.history(tree_id(ctx, ref))
+    if as_json:
+        emit_json(entries)
+        return
+    for e in entries:
+        click.echo(f"{e['seq']:>5}  {e['created_at'][:19]}  {e['label']}{'  (undone)' if e['undone'] else ''}")

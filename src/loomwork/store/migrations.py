@@ -55,7 +55,22 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_oplog(conn: Connection) -> None:
+    """The operation log for undo/redo, and a per-tree change counter for watching clients."""
+    md = MetaData()
+    json = JSON().with_variant(JSONB(), "postgresql")
+    Table("trees", md, Column("id", String(40), primary_key=True))
+    Table("oplog", md, Column("seq", Integer, primary_key=True, autoincrement=True),
+          Column("tree_id", String(40), ForeignKey("trees.id"), nullable=False),
+          Column("kind", String(32), nullable=False), Column("label", Text, nullable=False),
+          Column("before", json, nullable=False), Column("after", json, nullable=False),
+          Column("undone", Boolean, nullable=False), Column("created_at", DateTime(timezone=True), nullable=False),
+          Index("ix_oplog_tree_seq", "tree_id", "seq"))
+    md.tables["oplog"].create(conn)
+    conn.exec_driver_sql("ALTER TABLE trees ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+
+
 Migration = Callable[[Connection], None]
 
 # Position i holds the migration that brings a database from version i to version i + 1.
-MIGRATIONS: list[Migration] = [_v1_initial]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog]

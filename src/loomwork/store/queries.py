@@ -10,7 +10,9 @@ from sqlalchemy import Connection, delete, func, insert, literal, select, update
 
 from ..errors import InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
-from .schema import generations, node_tags, nodes, trees
+from . import journal
+from .journal import Journal
+from .schema import generations, node_tags, nodes, oplog, trees
 
 _CHUNK = 500  # stay far below SQLite's bound-parameter limit in IN (...) lists
 _NODE_FIELDS = {"text", "tokens", "parent_id", "bookmarked", "archived", "meta"}
@@ -28,6 +30,15 @@ def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
 class Tx:
     def __init__(self, conn: Connection):
         self.conn = conn
+        self.journal: Journal | None = None
+
+    def log(self, tree_id: str, kind: str, label: str) -> None:
+        """Record this transaction's changes as one undoable operation on a tree."""
+        self.journal = Journal(self.conn, tree_id, kind, label)
+
+    def _touch(self, ids: Iterable[str]) -> None:
+        if self.journal is not None:
+            self.journal.touch(ids)
 
     # -- rows to values ----------------------------------------------------------------------------------------
 
@@ -104,6 +115,7 @@ class Tx:
         return self._nodes(self.conn.execute(select(nodes).where(nodes.c.tree_id == tree_id).order_by(nodes.c.seq)))
 
     def insert_node(self, node: Node) -> Node:
+        self._touch([node.id])
         self.conn.execute(insert(nodes).values(
             id=node.id, tree_id=node.tree_id, parent_id=node.parent_id, text=node.text, origin=node.origin,
             tokens=[t.to_json() for t in node.tokens] if node.tokens else None,
@@ -118,6 +130,7 @@ class Tx:
         unknown = set(fields) - _NODE_FIELDS
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
+        self._touch([node_id])
         if "tokens" in fields:
             toks = fields["tokens"]
             fields["tokens"] = [t.to_json() for t in toks] if toks else None
@@ -125,19 +138,24 @@ class Tx:
 
     def reparent_children(self, old_parent: str, new_parent: str) -> None:
         """Move every child of ``old_parent`` (except ``new_parent`` itself) under ``new_parent``."""
+        if self.journal is not None:
+            self._touch(r[0] for r in self.conn.execute(select(nodes.c.id).where(nodes.c.parent_id == old_parent)))
         self.conn.execute(update(nodes).where(nodes.c.parent_id == old_parent, nodes.c.id != new_parent)
                           .values(parent_id=new_parent))
 
     def add_tags(self, node_id: str, tags: Iterable[str]) -> None:
+        self._touch([node_id])
         have = set(self._tags([node_id]).get(node_id, ()))
         new = [t for t in dict.fromkeys(tags) if t not in have]
         if new:
             self.conn.execute(insert(node_tags), [{"node_id": node_id, "tag": t} for t in new])
 
     def remove_tags(self, node_id: str, tags: Iterable[str]) -> None:
+        self._touch([node_id])
         self.conn.execute(delete(node_tags).where(node_tags.c.node_id == node_id, node_tags.c.tag.in_(list(tags))))
 
     def delete_nodes(self, ids: Sequence[str]) -> None:
+        self._touch(ids)
         for chunk in _chunks(list(ids)):
             self.conn.execute(delete(node_tags).where(node_tags.c.node_id.in_(chunk)))
         # Children point at parents: clear the links inside the doomed set first so row order cannot matter.
@@ -195,6 +213,7 @@ class Tx:
         ids = [r[0] for r in self.conn.execute(select(nodes.c.id).where(nodes.c.tree_id == tree_id))]
         self.delete_nodes(ids)
         self.conn.execute(delete(generations).where(generations.c.tree_id == tree_id))
+        self.conn.execute(delete(oplog).where(oplog.c.tree_id == tree_id))
         self.conn.execute(delete(trees).where(trees.c.id == tree_id))
 
     def insert_generation(self, g: Generation) -> Generation:
@@ -217,3 +236,20 @@ class Tx:
         ids = [r[0] for r in self.conn.execute(select(generations.c.id).where(generations.c.tree_id == tree_id)
                                                 .order_by(generations.c.created_at))]
         return [self.generation(i) for i in ids]
+
+    # -- history ------------------------------------------------------------------------------------------------
+
+    def undo(self, tree_id: str) -> dict:
+        self.tree(tree_id)
+        return journal.step(self.conn, tree_id, redo=False)
+
+    def redo(self, tree_id: str) -> dict:
+        self.tree(tree_id)
+        return journal.step(self.conn, tree_id, redo=True)
+
+    def history(self, tree_id: str) -> list[dict]:
+        self.tree(tree_id)
+        return journal.history(self.conn, tree_id)
+
+    def version(self, tree_id: str) -> int:
+        return journal.version(self.conn, tree_id)

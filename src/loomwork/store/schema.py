@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ID = String(40)
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -41,6 +41,7 @@ trees = Table(
     Column("root_id", ID, nullable=False),
     Column("title", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False, server_default="0"),  # grows with every change (v2)
 )
 
 generations = Table(
@@ -86,4 +87,19 @@ node_tags = Table(
     Column("node_id", ID, ForeignKey("nodes.id"), primary_key=True),
     Column("tag", String(200), primary_key=True),
     Index("ix_node_tags_tag", "tag"),
+)
+
+# v2: the operation log behind undo/redo (store/journal.py)
+oplog = Table(
+    "oplog",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("tree_id", ID, ForeignKey("trees.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("before", Json, nullable=False),
+    Column("after", Json, nullable=False),
+    Column("undone", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_oplog_tree_seq", "tree_id", "seq"),
 )

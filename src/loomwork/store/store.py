@@ -91,7 +91,10 @@ class Store:
         """One transaction: committed when the block ends, rolled back if it raises."""
         try:
             with self.engine.begin() as conn:
-                yield Tx(conn)
+                tx = Tx(conn)
+                yield tx
+                if tx.journal is not None:
+                    tx.journal.write()
         except (OperationalError, DatabaseError) as exc:
             raise StoreError(f"database error on {self.label}: {exc.orig or exc}") from None
 

@@ -1,0 +1,127 @@
+"""The per-tree operation log behind undo and redo.
+
+Every logged operation stores the rows it touched as they were before and after it (node rows with their tags),
+so undo and redo are the same generic step: put one snapshot back. Undo refuses to run if the rows are no longer
+as the operation left them, so it can never overwrite a change it does not know about.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from ..errors import InvalidInput, NotFound
+from ..tree import utcnow
+from .schema import node_tags, nodes, oplog, trees
+
+Snapshot = dict[str, dict | None]  # node id -> row (with "tags") or None for "did not exist"
+
+
+def snapshot(conn: Connection, ids: Iterable[str]) -> Snapshot:
+    ids = list(dict.fromkeys(ids))
+    out: Snapshot = {i: None for i in ids}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        for row in conn.execute(select(nodes).where(nodes.c.id.in_(chunk))):
+            d = dict(row._mapping)
+            d["created_at"] = d["created_at"].isoformat()
+            d["tags"] = []
+            out[row.id] = d
+        for node_id, tag in conn.execute(select(node_tags.c.node_id, node_tags.c.tag).where(node_tags.c.node_id.in_(chunk))):
+            out[node_id]["tags"].append(tag)
+    for d in out.values():
+        if d:
+            d["tags"].sort()
+    return out
+
+
+def restore(conn: Connection, snap: Snapshot) -> None:
+    """Make the rows named in ``snap`` exactly as it says: update those that exist, insert the missing, delete
+    those it marks absent. Updates come before deletes so no parent link ever points at a deleted row."""
+    current = snapshot(conn, snap)
+    present = [d for d in snap.values() if d]
+    inserted = [d for d in present if current[d["id"]] is None]
+    gone = [i for i, d in snap.items() if d is None and current[i] is not None]
+    if inserted:  # parents may be among the inserted rows: link them in the update below
+        conn.execute(insert(nodes), [{**_row(d), "parent_id": None} for d in inserted])
+    if present:
+        cols = [c.name for c in nodes.columns if c.name not in ("seq", "id")]
+        stmt = update(nodes).where(nodes.c.id == bindparam("b_id")).values({c: bindparam(c) for c in cols})
+        conn.execute(stmt, [{"b_id": d["id"], **{c: _row(d)[c] for c in cols}} for d in present])
+    conn.execute(delete(node_tags).where(node_tags.c.node_id.in_(list(snap))))
+    tags = [{"node_id": d["id"], "tag": t} for d in present for t in d["tags"]]
+    if tags:
+        conn.execute(insert(node_tags), tags)
+    if gone:
+        conn.execute(delete(nodes).where(nodes.c.id.in_(gone)))
+
+
+def _row(d: dict) -> dict:
+    row = {k: v for k, v in d.items() if k != "tags"}
+    row["created_at"] = datetime.fromisoformat(d["created_at"])
+    return row
+
+
+class Journal:
+    """Collects the before-state of every row an operation touches, then writes one oplog entry."""
+
+    def __init__(self, conn: Connection, tree_id: str, kind: str, label: str):
+        self.conn, self.tree_id, self.kind, self.label = conn, tree_id, kind, label
+        self.before: Snapshot = {}
+
+    def touch(self, ids: Iterable[str]) -> None:
+        new = [i for i in ids if i not in self.before]
+        if new:
+            self.before.update(snapshot(self.conn, new))
+
+    def write(self) -> int | None:
+        if not self.before:
+            return None
+        after = snapshot(self.conn, self.before)
+        if after == self.before:
+            return None  # nothing actually changed: nothing to undo
+        # A new operation ends any redo branch: those undone entries can no longer be replayed on top of it.
+        self.conn.execute(delete(oplog).where(oplog.c.tree_id == self.tree_id, oplog.c.undone == True))  # noqa: E712
+        res = self.conn.execute(insert(oplog).values(tree_id=self.tree_id, kind=self.kind, label=self.label,
+                                                     before=self.before, after=after, undone=False,
+                                                     created_at=utcnow()))
+        bump(self.conn, self.tree_id)
+        return res.inserted_primary_key[0]
+
+
+def step(conn: Connection, tree_id: str, redo: bool) -> dict:
+    """Undo the newest active entry of a tree, or redo the oldest undone one. Returns the entry's summary."""
+    q = select(oplog).where(oplog.c.tree_id == tree_id, oplog.c.undone == redo)
+    q = q.order_by(oplog.c.seq if redo else oplog.c.seq.desc()).limit(1)
+    entry = conn.execute(q).first()
+    if entry is None:
+        raise InvalidInput(f"nothing to {'redo' if redo else 'undo'} in tree {tree_id}")
+    expect, target = (entry.before, entry.after) if redo else (entry.after, entry.before)
+    if snapshot(conn, expect) != expect:
+        raise InvalidInput(f"cannot {'redo' if redo else 'undo'} {entry.kind}: the nodes it changed were changed "
+                           "since by something outside the operation log")
+    restore(conn, target)
+    conn.execute(update(oplog).where(oplog.c.seq == entry.seq).values(undone=not redo))
+    bump(conn, tree_id)
+    return {"seq": entry.seq, "kind": entry.kind, "label": entry.label, "nodes": sorted(target)}
+
+
+def history(conn: Connection, tree_id: str) -> list[dict]:
+    rows = conn.execute(select(oplog.c.seq, oplog.c.kind, oplog.c.label, oplog.c.undone, oplog.c.created_at)
+                        .where(oplog.c.tree_id == tree_id).order_by(oplog.c.seq))
+    return [{"seq": r.seq, "kind": r.kind, "label": r.label, "undone": bool(r.undone),
+             "created_at": r.created_at.isoformat()} for r in rows]
+
+
+def bump(conn: Connection, tree_id: str) -> None:
+    conn.execute(update(trees).where(trees.c.id == tree_id).values(version=trees.c.version + 1))
+
+
+def version(conn: Connection, tree_id: str) -> int:
+    """A counter that grows with every change to the tree (for clients that watch it)."""
+    v = conn.execute(select(trees.c.version).where(trees.c.id == tree_id)).scalar_one_or_none()
+    if v is None:
+        raise NotFound(f"no tree with id {tree_id!r}")
+    return int(v)
