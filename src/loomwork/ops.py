@@ -11,7 +11,7 @@ from typing import AsyncIterator, Callable
 from .backends.base import Backend, Done, SamplingParams, TokenEvent
 from .errors import InvalidInput
 from .store import Store, Tx
-from .tree import Generation, Node, Tree, join_tokens, new_id, path_text, split_tokens, tokens_text, utcnow
+from .tree import Generation, Node, Token, Tree, join_tokens, new_id, path_text, split_tokens, tokens_text, utcnow
 
 MAX_TAG = 200
 
@@ -89,19 +89,52 @@ def split(store: Store, node_id: str, offset: int) -> tuple[Node, Node]:
     the full text the node had)."""
     with store.tx() as tx:
         node = tx.node(node_id)
-        if not isinstance(offset, int) or not 0 < offset < len(node.text):
-            raise InvalidInput(f"split offset must be between 1 and {len(node.text) - 1} for node {node_id} "
-                               f"({len(node.text)} characters), not {offset}")
         tx.log(node.tree_id, "split", f"split {node.id} at {offset}")
-        head_toks, tail_toks = split_tokens(node.tokens, offset) if node.tokens else ((), ())
-        tail = Node(id=new_id(), tree_id=node.tree_id, parent_id=node.id, text=node.text[offset:],
-                    origin=node.origin, tokens=tail_toks, generation_id=node.generation_id,
-                    sample_index=node.sample_index, source_id=node.source_id, bookmarked=node.bookmarked,
-                    archived=False, tags=node.tags, meta={**node.meta, "split_from": node.id})
-        tx.insert_node(tail)
-        tx.reparent_children(node.id, tail.id)
-        tx.update_node(node.id, text=node.text[:offset], tokens=head_toks, bookmarked=False)
-        return tx.node(node.id), tx.node(tail.id)
+        return _split(tx, node, offset)
+
+
+def _split(tx: Tx, node: Node, offset: int) -> tuple[Node, Node]:
+    if not isinstance(offset, int) or not 0 < offset < len(node.text):
+        raise InvalidInput(f"split offset must be between 1 and {len(node.text) - 1} for node {node.id} "
+                           f"({len(node.text)} characters), not {offset}")
+    head_toks, tail_toks = split_tokens(node.tokens, offset) if node.tokens else ((), ())
+    tail = Node(id=new_id(), tree_id=node.tree_id, parent_id=node.id, text=node.text[offset:],
+                origin=node.origin, tokens=tail_toks, generation_id=node.generation_id,
+                sample_index=node.sample_index, source_id=node.source_id, bookmarked=node.bookmarked,
+                archived=False, tags=node.tags, meta={**node.meta, "split_from": node.id})
+    tx.insert_node(tail)
+    tx.reparent_children(node.id, tail.id)
+    tx.update_node(node.id, text=node.text[:offset], tokens=head_toks, bookmarked=False)
+    return tx.node(node.id), tx.node(tail.id)
+
+
+def branch(store: Store, node_id: str, token_index: int, alternative: str) -> Node:
+    """Branch from an alternative token: the node is split before token ``token_index`` and the alternative
+    becomes a new child of the head (a sibling of the tail), with the alternative's logprob as its token record.
+    At token 0 the alternative is simply a new sibling of the node. Returns the new node."""
+    with store.tx() as tx:
+        node = tx.node(node_id)
+        if not node.tokens:
+            raise InvalidInput(f"node {node_id} has no token records to branch from")
+        if not 0 <= token_index < len(node.tokens):
+            raise InvalidInput(f"token index must be between 0 and {len(node.tokens) - 1}, not {token_index}")
+        tok = node.tokens[token_index]
+        alts = dict(tok.top)
+        if alternative not in alts:
+            raise InvalidInput(f"{alternative!r} is not among the recorded alternatives of token {token_index}")
+        if alternative == "":
+            raise InvalidInput("that alternative is the end of the text: there is nothing to branch with")
+        if alternative == tok.text:
+            raise InvalidInput(f"{alternative!r} is the token the node already has")
+        tx.log(node.tree_id, "branch", f"branch {node.id} at token {token_index} with {alternative!r}")
+        offset = sum(len(t.text) for t in node.tokens[:token_index])
+        parent_id = node.parent_id if offset == 0 else _split(tx, node, offset)[0].id
+        if parent_id is None:
+            raise InvalidInput(f"node {node_id} is a root: there is no parent to branch under")
+        alt = Token(alternative, alts[alternative], tok.top)
+        return _node(tx, tree_id=node.tree_id, parent_id=parent_id, text=alternative, origin="model",
+                     tokens=(alt,), generation_id=node.generation_id,
+                     meta={"alternative_of": node_id, "token_index": token_index})
 
 
 def merge(store: Store, node_id: str) -> Node:

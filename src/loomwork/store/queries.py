@@ -22,6 +22,10 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)  # SQLite hands back naive timestamps
 
 
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
@@ -90,6 +94,23 @@ class Tx:
 
     def child_count(self, node_id: str) -> int:
         return self.conn.execute(select(func.count()).where(nodes.c.parent_id == node_id)).scalar_one()
+
+    def child_counts(self, ids: Sequence[str], include_archived: bool = False) -> dict[str, int]:
+        out = {i: 0 for i in ids}
+        for chunk in _chunks(list(ids)):
+            q = select(nodes.c.parent_id, func.count()).where(nodes.c.parent_id.in_(chunk))
+            if not include_archived:
+                q = q.where(nodes.c.archived == False)  # noqa: E712
+            out.update({p: n for p, n in self.conn.execute(q.group_by(nodes.c.parent_id))})
+        return out
+
+    def search(self, text: str, tree_id: str | None = None, limit: int = 50) -> list[Node]:
+        """Nodes whose own text contains ``text`` (case-insensitive), oldest first."""
+        like = "%" + _escape_like(text.lower()) + "%"
+        q = select(nodes).where(func.lower(nodes.c.text).like(like, escape="\\"))
+        if tree_id:
+            q = q.where(nodes.c.tree_id == tree_id)
+        return self._nodes(self.conn.execute(q.order_by(nodes.c.seq).limit(limit)))
 
     def path(self, node_id: str) -> list[Node]:
         """Root-to-node path, by a recursive CTE walking parent links."""
@@ -166,7 +187,7 @@ class Tx:
 
     def search_ids(self, prefix: str, limit: int = 5) -> tuple[list[str], list[str]]:
         """Node ids and tree ids starting with ``prefix``."""
-        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        like = _escape_like(prefix) + "%"
         n = [r[0] for r in self.conn.execute(select(nodes.c.id).where(nodes.c.id.like(like, escape="\\")).limit(limit))]
         t = [r[0] for r in self.conn.execute(select(trees.c.id).where(trees.c.id.like(like, escape="\\")).limit(limit))]
         return n, t

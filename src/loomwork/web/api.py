@@ -1,0 +1,237 @@
+"""The JSON API under /api: each route is a thin call into loomwork.ops / the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from .. import ops
+from ..backends import SamplingParams, get_backend, list_models
+from ..backends.base import TokenEvent
+from ..errors import LoomworkError
+from ..store import Store
+from ..tree import Node
+
+router = APIRouter(prefix="/api")
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def node_view(n: Node, child_count: int | None = None) -> dict[str, Any]:
+    d = n.to_json()
+    if child_count is not None:
+        d["child_count"] = child_count
+    lps = [t.logprob for t in n.tokens if t.logprob is not None]
+    d["mean_logprob"] = sum(lps) / len(lps) if lps else None
+    return d
+
+
+def _with_counts(store: Store, nodes: list[Node]) -> list[dict]:
+    with store.tx() as tx:
+        counts = tx.child_counts([n.id for n in nodes])
+    return [node_view(n, counts[n.id]) for n in nodes]
+
+
+class NewTree(BaseModel):
+    prompt: str
+    title: str | None = None
+
+
+class Text(BaseModel):
+    text: str
+
+
+class Offset(BaseModel):
+    offset: int
+
+
+class Flag(BaseModel):
+    on: bool = True
+
+
+class Tags(BaseModel):
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class Move(BaseModel):
+    parent_id: str
+
+
+class Branch(BaseModel):
+    token_index: int
+    alternative: str
+
+
+class Expand(BaseModel):
+    model: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.get("/models")
+def models() -> list[dict]:
+    return [m.to_json() for m in list_models()]
+
+
+@router.get("/trees")
+def trees(request: Request) -> list[dict]:
+    return [{**t.to_json(), "nodes": n} for t, n in _store(request).trees()]
+
+
+@router.post("/trees")
+def new_tree(body: NewTree, request: Request) -> dict:
+    tree, root = ops.new_tree(_store(request), body.prompt, body.title)
+    return {"tree": tree.to_json(), "root": node_view(root, 0)}
+
+
+@router.get("/trees/{tree_id}")
+def tree(tree_id: str, request: Request) -> dict:
+    store = _store(request)
+    with store.tx() as tx:
+        t = tx.tree(tree_id)
+        root, version = tx.node(t.root_id), tx.version(tree_id)
+    return {"tree": t.to_json(), "version": version, "root": _with_counts(store, [root])[0]}
+
+
+@router.get("/trees/{tree_id}/version")
+def version(tree_id: str, request: Request) -> dict:
+    with _store(request).tx() as tx:
+        return {"version": tx.version(tree_id)}
+
+
+@router.get("/trees/{tree_id}/history")
+def history(tree_id: str, request: Request) -> list[dict]:
+    with _store(request).tx() as tx:
+        return tx.history(tree_id)
+
+
+@router.post("/trees/{tree_id}/undo")
+def undo(tree_id: str, request: Request) -> dict:
+    return ops.undo(_store(request), tree_id)
+
+
+@router.post("/trees/{tree_id}/redo")
+def redo(tree_id: str, request: Request) -> dict:
+    return ops.redo(_store(request), tree_id)
+
+
+@router.get("/nodes/{node_id}")
+def node(node_id: str, request: Request) -> dict:
+    store = _store(request)
+    return _with_counts(store, [store.node(node_id)])[0]
+
+
+@router.get("/nodes/{node_id}/path")
+def path(node_id: str, request: Request) -> list[dict]:
+    store = _store(request)
+    return _with_counts(store, store.path(node_id))
+
+
+@router.get("/nodes/{node_id}/children")
+def children(node_id: str, request: Request, archived: bool = False) -> list[dict]:
+    store = _store(request)
+    store.node(node_id)
+    return _with_counts(store, store.children(node_id, include_archived=archived))
+
+
+@router.post("/nodes/{node_id}/children")
+def add_child(node_id: str, body: Text, request: Request) -> dict:
+    return node_view(ops.add_child(_store(request), node_id, body.text), 0)
+
+
+@router.post("/nodes/{node_id}/edit")
+def edit(node_id: str, body: Text, request: Request) -> dict:
+    return node_view(ops.edit(_store(request), node_id, body.text), 0)
+
+
+@router.post("/nodes/{node_id}/split")
+def split(node_id: str, body: Offset, request: Request) -> dict:
+    head, tail = ops.split(_store(request), node_id, body.offset)
+    return {"head": node_view(head), "tail": node_view(tail)}
+
+
+@router.post("/nodes/{node_id}/merge")
+def merge(node_id: str, request: Request) -> dict:
+    return node_view(ops.merge(_store(request), node_id))
+
+
+@router.post("/nodes/{node_id}/archive")
+def archive(node_id: str, body: Flag, request: Request) -> dict:
+    return node_view(ops.set_archived(_store(request), node_id, body.on))
+
+
+@router.post("/nodes/{node_id}/bookmark")
+def bookmark(node_id: str, body: Flag, request: Request) -> dict:
+    return node_view(ops.set_bookmark(_store(request), node_id, body.on))
+
+
+@router.post("/nodes/{node_id}/tags")
+def tags(node_id: str, body: Tags, request: Request) -> dict:
+    store = _store(request)
+    if body.add:
+        ops.tag(store, node_id, *body.add)
+    if body.remove:
+        ops.untag(store, node_id, *body.remove)
+    return node_view(store.node(node_id))
+
+
+@router.post("/nodes/{node_id}/move")
+def move(node_id: str, body: Move, request: Request) -> dict:
+    return node_view(ops.move(_store(request), node_id, body.parent_id))
+
+
+@router.delete("/nodes/{node_id}")
+def delete(node_id: str, request: Request) -> dict:
+    return {"deleted": ops.delete_subtree(_store(request), node_id)}
+
+
+@router.post("/nodes/{node_id}/branch")
+def branch(node_id: str, body: Branch, request: Request) -> dict:
+    return node_view(ops.branch(_store(request), node_id, body.token_index, body.alternative), 0)
+
+
+@router.get("/search")
+def search(request: Request, q: str = Query(min_length=1), tree: str | None = None,
+           limit: int = Query(50, ge=1, le=500)) -> list[dict]:
+    store = _store(request)
+    with store.tx() as tx:
+        hits = tx.search(q, tree, limit)
+        return [{"node": node_view(h), "path": [p.id for p in tx.path(h.id)]} for h in hits]
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+@router.post("/nodes/{node_id}/expand")
+async def expand(node_id: str, body: Expand, request: Request) -> StreamingResponse:
+    """Server-sent events: ``status``, then ``token`` ({index, text, logprob}) as samples grow, then ``done``
+    ({children}) once they are stored, or ``error`` ({message}). Closing the stream cancels the expansion, and
+    then nothing is stored."""
+    store = _store(request)
+    params = SamplingParams.make(**body.params)  # bad parameters: a 400 before any stream starts
+    store.node(node_id)
+    model = body.model or request.app.state.default_model
+
+    async def events():
+        try:
+            yield _sse("status", {"message": f"loading {model}…"})
+            backend = await asyncio.to_thread(get_backend, model)
+            yield _sse("status", {"message": f"generating with {backend.ref}…"})
+            async for ev in ops.expand_stream(store, node_id, backend, params):
+                if isinstance(ev, TokenEvent):
+                    yield _sse("token", {"index": ev.index, "text": ev.token.text, "logprob": ev.token.logprob})
+                else:
+                    yield _sse("done", {"children": _with_counts(store, ev)})
+        except LoomworkError as exc:
+            yield _sse("error", {"message": str(exc)})
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -1,0 +1,39 @@
+// Building DOM. Text always goes in as text nodes: model and user text is never parsed as HTML.
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "style") node.style.cssText = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function clear(node) {
+  node.replaceChildren();
+  return node;
+}
+
+export function toast(message, kind = "error") {
+  const box = document.getElementById("toasts");
+  const item = el("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, message);
+  box.append(item);
+  setTimeout(() => item.remove(), kind === "error" ? 8000 : 3000);
+}
+
+export function pct(logprob) {
+  return logprob === null || logprob === undefined ? "?" : `${(100 * Math.exp(logprob)).toFixed(1)}%`;
+}
+
+export function snippet(text, width = 80) {
+  const flat = text.replace(/\n/g, "⏎");
+  return flat.length <= width ? flat : flat.slice(0, width - 1) + "…";
+}
