@@ -4,7 +4,6 @@ opens the store, prints results and turns LoomworkError into one line on stderr 
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -62,6 +61,3 @@ from . import models, nodes, serve, view  # noqa: E402,F401  (registers the comm
 
 __all__ = ["cli", "main"]
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -11,6 +11,8 @@ const state = {
   lastChild: new Map(), // parent id -> child last visited, for "down"
   busy: null, // AbortController of a running generation
   editing: null, // {mode: "edit"|"child", node}
+  inflight: 0, // user actions under way: the poller keeps out of their way
+  ticket: 0, // the latest navigation; older ones stop before they render (the latest request wins)
 };
 const outline = new Outline($("outline"), (id) => go(id));
 const current = () => state.path[state.path.length - 1];
@@ -18,40 +20,48 @@ const current = () => state.path[state.path.length - 1];
 function status(text) { $("status").textContent = text || ""; }
 
 async function guarded(fn) {
-  try { return await fn(); } catch (e) { toast(e.message); status(""); }
+  state.inflight += 1;
+  try { return await fn(); } catch (e) { toast(e.message); status(""); } finally { state.inflight -= 1; }
 }
 
 // -- loading ---------------------------------------------------------------------------------------------
 
 async function go(nodeId, { keepSelection = false } = {}) {
+  const ticket = ++state.ticket;
   const path = await api("GET", `/nodes/${nodeId}/path`);
   const node = path[path.length - 1];
   if (!state.tree || state.tree.id !== node.tree_id) {
     const info = await api("GET", `/trees/${node.tree_id}`);
+    if (ticket !== state.ticket) return;
     state.tree = info.tree; state.version = info.version; state.root = info.root;
     outline.reset(); outline.open.clear();
     $("tree-title").textContent = info.tree.title;
   }
+  if (ticket !== state.ticket) return;
   state.path = path;
   if (path.length > 1) state.lastChild.set(path[path.length - 2].id, nodeId);
   if (!keepSelection) state.selected = null;
   history.replaceState(null, "", `#node=${nodeId}`);
-  await render();
+  await render(ticket);
 }
 
-async function reload() {
+// Re-read the tree after a change, then show `targetId` (or, if it is gone, the deepest surviving node of the
+// current path: the current node may have been undone, or deleted in another tab).
+async function reload(targetId) {
   outline.reset();
   const info = await api("GET", `/trees/${state.tree.id}`);
   state.version = info.version; state.root = info.root; state.tree = info.tree;
-  // the current node may be gone (undo, another tab): fall back to the deepest surviving ancestor
-  for (const n of [...state.path].reverse()) {
-    try { await go(n.id, { keepSelection: true }); return; } catch (e) { if (e.status !== 404) throw e; }
+  const candidates = targetId ? [targetId] : [...state.path].reverse().map((n) => n.id);
+  for (const id of candidates) {
+    try { await go(id, { keepSelection: !targetId }); return; } catch (e) { if (e.status !== 404) throw e; }
   }
   await go(info.root.id);
 }
 
-async function render() {
-  state.children = await api("GET", `/nodes/${current().id}/children`);
+async function render(ticket = state.ticket) {
+  const children = await api("GET", `/nodes/${current().id}/children`);
+  if (ticket !== state.ticket) return;
+  state.children = children;
   renderRead($("read"), state.path, current().id, state.selected);
   renderChildren();
   const sel = state.selected && state.path.find((n) => n.id === state.selected.node);
@@ -116,18 +126,22 @@ async function generate(nodeId = current().id) {
   }
 }
 
-async function branch(node, index, text, thenGenerate) {
-  const created = await guarded(() => api("POST", `/nodes/${node.id}/branch`, { token_index: index, alternative: text }));
-  if (!created) return;
-  await reload();
-  await go(created.id);
-  if (thenGenerate) await generate(created.id);
+function branch(node, index, text, thenGenerate) {
+  return guarded(async () => {
+    const created = await api("POST", `/nodes/${node.id}/branch`, { token_index: index, alternative: text });
+    state.selected = null;
+    await reload(created.id);
+    if (thenGenerate) await generate(created.id);
+  });
 }
 
-async function mutate(fn, after) {
-  const result = await guarded(fn);
-  if (result === undefined) return;
-  await guarded(async () => { await reload(); if (after) await after(result); });
+// A change through the API, then one navigation: to target(result) when given, else back to where we were.
+async function mutate(fn, target) {
+  return guarded(async () => {
+    const result = await fn();
+    await reload(target ? target(result) : undefined);
+    return result;
+  });
 }
 
 function openEditor(mode) {
@@ -150,13 +164,13 @@ async function saveEditor() {
   const text = $("editor-text").value;
   closeEditor();
   const path = mode === "edit" ? `/nodes/${node.id}/edit` : `/nodes/${node.id}/children`;
-  await mutate(() => api("POST", path, { text }), (n) => go(n.id));
+  await mutate(() => api("POST", path, { text }), (n) => n.id);
 }
 
 function splitAtCaret() {
   const at = caretOffset();
   if (!at) { toast("Click inside the text where it should be split, then press s.", "info"); return; }
-  mutate(() => api("POST", `/nodes/${at.node}/split`, { offset: at.offset }), (r) => go(r.head.id));
+  return mutate(() => api("POST", `/nodes/${at.node}/split`, { offset: at.offset }), (r) => r.head.id);
 }
 
 const actions = {
@@ -178,13 +192,13 @@ const actions = {
   edit: () => openEditor("edit"),
   write: () => openEditor("child"),
   split: splitAtCaret,
-  merge: () => mutate(() => api("POST", `/nodes/${current().id}/merge`), (n) => go(n.id)),
+  merge: () => mutate(() => api("POST", `/nodes/${current().id}/merge`), (n) => n.id),
   bookmark: () => mutate(() => api("POST", `/nodes/${current().id}/bookmark`, { on: !current().bookmarked })),
   archive: () => {
     const node = current();
     if (state.path.length < 2) return toast("The root cannot be archived.", "info");
     return mutate(() => api("POST", `/nodes/${node.id}/archive`, { on: !node.archived }),
-      () => go(state.path[state.path.length - 2].id));
+      () => state.path[state.path.length - 2].id);
   },
   tag: () => {
     const tag = prompt("Tag (prefix with - to remove):");
@@ -192,8 +206,8 @@ const actions = {
     const body = tag.startsWith("-") ? { remove: [tag.slice(1)] } : { add: [tag] };
     return mutate(() => api("POST", `/nodes/${current().id}/tags`, body));
   },
-  undo: () => mutate(() => api("POST", `/trees/${state.tree.id}/undo`), (r) => toast(`Undid ${r.label}`, "info")),
-  redo: () => mutate(() => api("POST", `/trees/${state.tree.id}/redo`), (r) => toast(`Redid ${r.label}`, "info")),
+  undo: async () => { const r = await mutate(() => api("POST", `/trees/${state.tree.id}/undo`)); if (r) toast(`Undid ${r.label}`, "info"); },
+  redo: async () => { const r = await mutate(() => api("POST", `/trees/${state.tree.id}/redo`)); if (r) toast(`Redid ${r.label}`, "info"); },
   search: () => $("search").focus(),
   shade: () => { $("shade").checked = !$("shade").checked; applyShade(); },
   archived: async () => { outline.showArchived = !outline.showArchived; outline.reset(); await render(); },
@@ -274,10 +288,11 @@ function onSearch() {
 }
 
 async function poll() {
-  if (!state.tree || state.busy || state.editing) return;
+  const idle = () => state.tree && !state.busy && !state.editing && !state.inflight;
+  if (!idle()) return;
   try {
     const { version } = await api("GET", `/trees/${state.tree.id}/version`);
-    if (version !== state.version) await reload();
+    if (version !== state.version && idle()) await reload();
   } catch (e) { /* a transient failure: the next poll tries again */ }
 }
 

@@ -38,11 +38,11 @@ export function caretOffset() {
 
 export function renderInspector(box, node, index, onBranch) {
   clear(box);
-  if (!node) {
+  const tok = node && node.tokens[index];
+  if (!tok) {
     box.hidden = true;
     return;
   }
-  const tok = node.tokens[index];
   box.hidden = false;
   box.append(
     el("h2", {}, "Token ", el("code", {}, JSON.stringify(tok.text)), " ", pct(tok.logprob)),
