@@ -170,6 +170,7 @@ def test_expand_with_the_packaged_base_model(page):
     texts = page.locator("#children .card").all_inner_texts()
     assert len(texts) == 2 and all(t.split("\n", 1)[1].strip() for t in texts)
     page.locator("#children .card").first.click()
-    page.locator("#read .tok").first.click()
+    page.locator("#read .seg.model .tok").first.click()
+    page.locator("#inspector .alts li").nth(4).wait_for()
     assert page.locator("#inspector .alts li").count() == 5
     assert not page.errors

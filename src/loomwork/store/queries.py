@@ -136,16 +136,21 @@ class Tx:
         return self._nodes(self.conn.execute(select(nodes).where(nodes.c.tree_id == tree_id).order_by(nodes.c.seq)))
 
     def insert_node(self, node: Node) -> Node:
-        self._touch([node.id])
-        self.conn.execute(insert(nodes).values(
-            id=node.id, tree_id=node.tree_id, parent_id=node.parent_id, text=node.text, origin=node.origin,
-            tokens=[t.to_json() for t in node.tokens] if node.tokens else None,
-            generation_id=node.generation_id, sample_index=node.sample_index, source_id=node.source_id,
-            bookmarked=node.bookmarked, archived=node.archived, meta=node.meta, created_at=node.created_at,
-        ))
-        if node.tags:
-            self.conn.execute(insert(node_tags), [{"node_id": node.id, "tag": t} for t in node.tags])
+        self.insert_nodes([node])
         return node
+
+    def insert_nodes(self, batch: Sequence[Node]) -> None:
+        """Many new nodes in one statement per chunk (imports, benchmarks); parents must come before children."""
+        self._touch(n.id for n in batch)
+        rows = [dict(id=n.id, tree_id=n.tree_id, parent_id=n.parent_id, text=n.text, origin=n.origin,
+                     tokens=[t.to_json() for t in n.tokens] if n.tokens else None, generation_id=n.generation_id,
+                     sample_index=n.sample_index, source_id=n.source_id, bookmarked=n.bookmarked,
+                     archived=n.archived, meta=n.meta, created_at=n.created_at) for n in batch]
+        for i in range(0, len(rows), _CHUNK):
+            self.conn.execute(insert(nodes), rows[i : i + _CHUNK])
+        tags = [{"node_id": n.id, "tag": t} for n in batch for t in n.tags]
+        if tags:
+            self.conn.execute(insert(node_tags), tags)
 
     def update_node(self, node_id: str, **fields) -> None:
         unknown = set(fields) - _NODE_FIELDS

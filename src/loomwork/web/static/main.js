@@ -115,7 +115,7 @@ async function generate(nodeId = current().id) {
         status(`generating… ${tokens} tokens`);
         renderChildren(live);
       } else if (name === "error") throw new Error(data.message);
-      else if (name === "done") status(`${data.children.length} new children`);
+      else if (name === "done") { status(""); toast(`${data.children.length} new children`, "info"); }
     }, ctl.signal);
   } catch (e) {
     if (e.name === "AbortError") { status("cancelled: nothing was kept"); } else { toast(e.message); status(""); }
@@ -144,9 +144,12 @@ async function mutate(fn, target) {
   });
 }
 
+// The editor opens in place: in the read view, where the current segment is (edit) or after it (a new child).
 function openEditor(mode) {
   const node = current();
   state.editing = { mode, node };
+  const seg = $("read").querySelector(`.seg[data-node="${node.id}"]`);
+  if (mode === "edit") { seg.hidden = true; seg.after($("editor")); } else { $("read").append($("editor")); }
   $("editor").hidden = false;
   $("editor-label").textContent = mode === "edit"
     ? `Editing ${node.id} (saved as a new sibling; the original stays)` : `Writing a child of ${node.id}`;
@@ -157,6 +160,8 @@ function openEditor(mode) {
 function closeEditor() {
   state.editing = null;
   $("editor").hidden = true;
+  $("reader").append($("editor")); // out of the read view, which re-renders freely
+  for (const seg of $("read").querySelectorAll(".seg[hidden]")) seg.hidden = false;
 }
 
 async function saveEditor() {
