@@ -92,8 +92,16 @@ class Tx:
             q = q.where(nodes.c.archived == False)  # noqa: E712 (SQL expression, not a Python comparison)
         return self._nodes(self.conn.execute(q))
 
-    def child_count(self, node_id: str) -> int:
-        return self.conn.execute(select(func.count()).where(nodes.c.parent_id == node_id)).scalar_one()
+    def children_of(self, parent_ids: Sequence[str], include_archived: bool = False) -> dict[str, list[Node]]:
+        """The children of several nodes at once (in creation order), keyed by parent."""
+        out: dict[str, list[Node]] = {p: [] for p in parent_ids}
+        for chunk in _chunks(list(parent_ids)):
+            q = select(nodes).where(nodes.c.parent_id.in_(chunk)).order_by(nodes.c.seq)
+            if not include_archived:
+                q = q.where(nodes.c.archived == False)  # noqa: E712
+            for n in self._nodes(self.conn.execute(q)):
+                out[n.parent_id].append(n)
+        return out
 
     def child_counts(self, ids: Sequence[str], include_archived: bool = False) -> dict[str, int]:
         out = {i: 0 for i in ids}

@@ -141,6 +141,18 @@ def children(node_id: str, request: Request, archived: bool = False) -> list[dic
     return _with_counts(store, store.children(node_id, include_archived=archived))
 
 
+@router.get("/nodes/{node_id}/outline")
+def outline(node_id: str, request: Request, archived: bool = False) -> dict:
+    """The children of every node on the path to ``node_id``, in one request: what the tree view needs to show
+    the current path unfolded, however deep it is."""
+    store = _store(request)
+    with store.tx() as tx:
+        path = tx.path(node_id)
+        kids = tx.children_of([n.id for n in path], include_archived=archived)
+        counts = tx.child_counts([c.id for cs in kids.values() for c in cs])
+    return {pid: [node_view(c, counts[c.id]) for c in cs] for pid, cs in kids.items()}
+
+
 @router.post("/nodes/{node_id}/children")
 def add_child(node_id: str, body: Text, request: Request) -> dict:
     return node_view(ops.add_child(_store(request), node_id, body.text), 0)

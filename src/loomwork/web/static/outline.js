@@ -24,6 +24,10 @@ export class Outline {
 
   async render(root, path, currentId) {
     for (const n of path.slice(0, -1)) this.open.add(n.id); // the current path is always unfolded
+    if (path.some((n) => !this.kids.has(n.id))) {
+      const levels = await api("GET", `/nodes/${currentId}/outline?archived=${this.showArchived}`);
+      for (const [id, kids] of Object.entries(levels)) this.kids.set(id, kids);
+    }
     const onPath = new Set(path.map((n) => n.id));
     const list = el("ul", { class: "outline" });
     await this.item(list, root, onPath, currentId);
