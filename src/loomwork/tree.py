@@ -105,6 +105,7 @@ class Tree:
     root_id: str
     title: str
     created_at: datetime = field(default_factory=utcnow, compare=False)
+    meta: dict = field(default_factory=dict, compare=False)  # e.g. an imported file's tree-level settings
 
     def to_json(self) -> dict:
         return {"id": self.id, "root_id": self.root_id, "title": self.title, "created_at": self.created_at.isoformat()}

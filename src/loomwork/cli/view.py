@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from ..formats.native import leaf_paths_text, tree_json
+from ..formats import io as formats_io
+from ..formats.io import EXPORT_FORMATS, IMPORT_FORMATS
 from ..tree import path_text
 from . import Context, cli, emit_json, pass_ctx
 from .render import node_line, outline, token_table
@@ -74,22 +74,47 @@ def trees(ctx: Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("ref")
-@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="json", show_default=True,
+              help="json (loomwork's own), pyloom, loomsidian, jsonl (one node per line), markdown or text.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
 @pass_ctx
 def export(ctx: Context, ref: str, fmt: str, output: Path | None) -> None:
-    """Export a tree: json (the whole tree, nested) or text (every root-to-leaf path).
+    """Export a tree (given a tree id, or any node in it).
 
-    Given a node, text exports that node's path."""
+    markdown and text show every root-to-leaf path of a tree, or just the path to a node when given one."""
     kind, ident = ctx.store.resolve(ref)
-    if kind == "node" and fmt == "text":
-        body = path_text(ctx.store.path(ident)) + "\n"
-    else:
-        tree_id = ident if kind == "tree" else ctx.store.node(ident).tree_id
-        body = (json.dumps(tree_json(ctx.store, tree_id), ensure_ascii=False, indent=2) + "\n" if fmt == "json"
-                else leaf_paths_text(ctx.store, tree_id))
+    tree_id = ident if kind == "tree" else ctx.store.node(ident).tree_id
+    body = formats_io.export(ctx.store, tree_id, fmt, node_id=ident if kind == "node" else None)
     if output:
         output.write_text(body, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(body, nl=False)
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS), default="auto", show_default=True)
+@click.option("--under", help="Import as a subtree under this node instead of as new trees.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
+@pass_ctx
+def import_(ctx: Context, file: Path, fmt: str, under: str | None, as_json: bool) -> None:
+    """Import a loom file: pyloom, loomsidian, exoloom, bonsai, JSONL of nodes or loomwork's own JSON.
+
+    Each root becomes a new tree (or, with --under, a child of that node). The import is one transaction:
+    on any error nothing is written."""
+    anchor = None
+    if under:
+        from .nodes import node_id
+
+        anchor = node_id(ctx, under)
+    report = formats_io.import_file(ctx.store, file, fmt, anchor)
+    if as_json:
+        emit_json(report.to_json())
+        return
+    click.echo(f"imported {report.nodes} nodes ({report.fmt}) into tree{'s' if len(report.trees) > 1 else ''} "
+               + ", ".join(report.trees))
+    for root in report.roots[:10]:
+        click.echo(f"root {root}")
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)

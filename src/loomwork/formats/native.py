@@ -46,8 +46,8 @@ def _nest(root: Node, kids: dict) -> dict:
     return top
 
 
-def leaf_paths_text(store: Store, tree_id: str) -> str:
-    """Every root-to-leaf path (archived branches left out) as text, each under a header naming its leaf."""
+def leaf_paths(store: Store, tree_id: str) -> list[list[Node]]:
+    """Every root-to-leaf path, archived branches left out, in outline order."""
     with store.tx() as tx:
         tree = tx.tree(tree_id)
         nodes = tx.tree_nodes(tree_id)
@@ -66,6 +66,13 @@ def leaf_paths_text(store: Store, tree_id: str) -> str:
             while cur is not None:
                 path.append(by_id[cur])
                 cur = by_id[cur].parent_id
-            out.append(f"--- {nid} ---\n{path_text(reversed(path))}\n")
+            out.append(path[::-1])
         stack.extend(reversed([c.id for c in kids.get(nid, [])]))
-    return "\n".join(out)
+    return out
+
+
+def path_or_leaves_text(store: Store, tree_id: str, node_id: str | None = None) -> str:
+    """The full text of the path to ``node_id``; without a node, every leaf path under a ``--- LEAF ---`` line."""
+    if node_id:
+        return path_text(store.path(node_id)) + "\n"
+    return "\n".join(f"--- {p[-1].id} ---\n{path_text(p)}\n" for p in leaf_paths(store, tree_id))

@@ -70,7 +70,28 @@ def _v2_oplog(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE trees ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
 
 
+def _v3_curation(conn: Connection) -> None:
+    """Tree-level metadata (kept from imports), choice events (selection bits) and cached scores (intervention
+    bits)."""
+    md = MetaData()
+    json = JSON().with_variant(JSONB(), "postgresql")
+    when = DateTime(timezone=True)
+    Table("trees", md, Column("id", String(40), primary_key=True))
+    Table("choices", md, Column("id", String(40), primary_key=True),
+          Column("tree_id", String(40), ForeignKey("trees.id"), nullable=False),
+          Column("parent_id", String(40), nullable=False), Column("chosen_id", String(40), nullable=False),
+          Column("candidates", json, nullable=False), Column("acceptable", json),
+          Column("created_at", when, nullable=False), Index("ix_choices_chosen", "chosen_id"),
+          Index("ix_choices_tree", "tree_id"))
+    Table("scores", md, Column("node_id", String(40), primary_key=True), Column("model", Text, primary_key=True),
+          Column("text_hash", String(64), primary_key=True), Column("logprobs", json, nullable=False),
+          Column("created_at", when, nullable=False))
+    md.tables["choices"].create(conn)
+    md.tables["scores"].create(conn)
+    conn.exec_driver_sql(f"ALTER TABLE trees ADD COLUMN meta {json.compile(dialect=conn.dialect)}")
+
+
 Migration = Callable[[Connection], None]
 
 # Position i holds the migration that brings a database from version i to version i + 1.
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation]

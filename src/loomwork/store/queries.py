@@ -12,7 +12,7 @@ from ..errors import InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
 from . import journal
 from .journal import Journal
-from .schema import generations, node_tags, nodes, oplog, trees
+from .schema import choices, generations, node_tags, nodes, oplog, trees
 
 _CHUNK = 500  # stay far below SQLite's bound-parameter limit in IN (...) lists
 _NODE_FIELDS = {"text", "tokens", "parent_id", "bookmarked", "archived", "meta"}
@@ -226,14 +226,14 @@ class Tx:
 
     def insert_tree(self, tree: Tree) -> Tree:
         self.conn.execute(insert(trees).values(id=tree.id, root_id=tree.root_id, title=tree.title,
-                                               created_at=tree.created_at))
+                                               created_at=tree.created_at, meta=tree.meta or None))
         return tree
 
     def tree(self, tree_id: str) -> Tree:
         r = self.conn.execute(select(trees).where(trees.c.id == tree_id)).first()
         if r is None:
             raise NotFound(f"no tree with id {tree_id!r}")
-        return Tree(id=r.id, root_id=r.root_id, title=r.title, created_at=_aware(r.created_at))
+        return Tree(id=r.id, root_id=r.root_id, title=r.title, created_at=_aware(r.created_at), meta=r.meta or {})
 
     def trees(self) -> list[tuple[Tree, int]]:
         """Every tree with its node count (archived included), newest first."""
@@ -248,6 +248,7 @@ class Tx:
         self.delete_nodes(ids)
         self.conn.execute(delete(generations).where(generations.c.tree_id == tree_id))
         self.conn.execute(delete(oplog).where(oplog.c.tree_id == tree_id))
+        self.conn.execute(delete(choices).where(choices.c.tree_id == tree_id))
         self.conn.execute(delete(trees).where(trees.c.id == tree_id))
 
     def insert_generation(self, g: Generation) -> Generation:

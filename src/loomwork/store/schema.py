@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ID = String(40)
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -42,6 +42,7 @@ trees = Table(
     Column("title", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False, server_default="0"),  # grows with every change (v2)
+    Column("meta", Json),  # v3: what an import kept of the source file's tree-level data
 )
 
 generations = Table(
@@ -102,4 +103,29 @@ oplog = Table(
     Column("undone", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_oplog_tree_seq", "tree_id", "seq"),
+)
+
+# v3: curation records for the optimization accounting (curation.py)
+choices = Table(
+    "choices",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tree_id", ID, ForeignKey("trees.id"), nullable=False),
+    Column("parent_id", ID, nullable=False),
+    Column("chosen_id", ID, nullable=False),
+    Column("candidates", Json, nullable=False),  # the sibling ids the user chose among, as shown
+    Column("acceptable", Json),  # the ids marked acceptable before choosing, if any
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_choices_chosen", "chosen_id"),
+    Index("ix_choices_tree", "tree_id"),
+)
+
+scores = Table(
+    "scores",
+    metadata,
+    Column("node_id", ID, primary_key=True),
+    Column("model", Text, primary_key=True),
+    Column("text_hash", String(64), primary_key=True),  # of the full path text: a changed context rescores
+    Column("logprobs", Json, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,0 +1,132 @@
+"""The shape every importer produces, its validation, and writing it to a store in one transaction.
+
+An importer turns a file into :class:`Item` records (a key, its parent's key, text, origin, ...). ``write``
+checks them as a whole (duplicate keys, missing parents, cycles, oversized texts), gives them fresh ids, and
+inserts them: as new trees, one per root, or under an existing node. Nothing is written unless all is well.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..errors import InvalidInput
+from ..store import Store
+from ..tree import ORIGINS, Node, Token, Tree, new_id, tokens_text, utcnow
+
+MAX_TEXT = 5_000_000  # characters in one node: far above any real loom, far below what would hurt the store
+
+
+@dataclass
+class Item:
+    key: str
+    parent: str | None
+    text: str
+    origin: str = "human"
+    where: str = ""  # location in the source file, for error messages
+    tokens: tuple[Token, ...] = ()
+    bookmarked: bool = False
+    archived: bool = False
+    tags: tuple[str, ...] = ()
+    meta: dict = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass
+class Parsed:
+    """What an importer found: the items, a title, tree-level extras to keep, and notes for the user."""
+
+    fmt: str
+    items: list[Item]
+    title: str | None = None
+    tree_meta: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    fmt: str
+    trees: list[str]
+    roots: list[str]
+    nodes: int
+    notes: list[str]
+
+    def to_json(self) -> dict:
+        return {"format": self.fmt, "trees": self.trees, "roots": self.roots, "nodes": self.nodes,
+                "notes": self.notes}
+
+
+def order(items: list[Item], fmt: str) -> list[Item]:
+    """Items with every parent before its children; refuses duplicates, dangling parents and cycles."""
+    by_key: dict[str, Item] = {}
+    for it in items:
+        if it.key in by_key:
+            raise InvalidInput(f"{fmt}: duplicate node id {it.key!r} ({by_key[it.key].where} and {it.where})")
+        if not isinstance(it.text, str):
+            raise InvalidInput(f"{fmt}: {it.where}: text must be a string, not {type(it.text).__name__}")
+        if len(it.text) > MAX_TEXT:
+            raise InvalidInput(f"{fmt}: {it.where}: text is {len(it.text):,} characters (the limit is {MAX_TEXT:,})")
+        if "\x00" in it.text:
+            raise InvalidInput(f"{fmt}: {it.where}: text contains a NUL character")
+        if it.origin not in ORIGINS:
+            raise InvalidInput(f"{fmt}: {it.where}: unknown origin {it.origin!r}")
+        by_key[it.key] = it
+    kids: dict[str | None, list[Item]] = defaultdict(list)
+    for it in items:
+        if it.parent is not None and it.parent not in by_key:
+            raise InvalidInput(f"{fmt}: {it.where}: parent {it.parent!r} of node {it.key!r} does not exist")
+        kids[it.parent].append(it)
+    out: list[Item] = []
+    stack = list(reversed(kids[None]))
+    while stack:
+        it = stack.pop()
+        out.append(it)
+        stack.extend(reversed(kids.get(it.key, [])))
+    if len(out) != len(items):
+        stuck = next(it for it in items if it.key not in {o.key for o in out})
+        raise InvalidInput(f"{fmt}: the parent links of node {stuck.key!r} ({stuck.where}) form a cycle")
+    if not out:
+        raise InvalidInput(f"{fmt}: the file holds no nodes")
+    return out
+
+
+def write(store: Store, parsed: Parsed, under: str | None = None) -> Report:
+    items = order(parsed.items, parsed.fmt)
+    ids = {it.key: new_id() for it in items}
+    now = utcnow()
+    trees: list[Tree] = []
+    with store.tx() as tx:
+        anchor = tx.node(under) if under else None
+        tree_of: dict[str, str] = {}
+        nodes = []
+        for it in items:
+            if it.parent is None:
+                if anchor:
+                    tree_id, parent_id = anchor.tree_id, anchor.id
+                else:
+                    tree_id, parent_id = new_id(), None
+                    title = parsed.title if parsed.title and len([i for i in items if i.parent is None]) == 1 \
+                        else _title(it.text) or parsed.fmt + " import"
+                    trees.append(Tree(id=tree_id, root_id=ids[it.key], title=title, meta=parsed.tree_meta))
+            else:
+                tree_id, parent_id = tree_of[it.parent], ids[it.parent]
+            tree_of[it.key] = tree_id
+            tokens = it.tokens if it.tokens and tokens_text(it.tokens) == it.text else ()
+            nodes.append(Node(id=ids[it.key], tree_id=tree_id, parent_id=parent_id, text=it.text, origin=it.origin,
+                              tokens=tokens, bookmarked=it.bookmarked, archived=it.archived,
+                              tags=tuple(dict.fromkeys(t for t in it.tags if t)),
+                              meta={**it.meta, "import": {"format": parsed.fmt, "id": it.key}},
+                              created_at=it.created_at or now))
+        for t in trees:
+            tx.insert_tree(t)
+        if anchor:
+            tx.log(anchor.tree_id, "import", f"import {len(nodes)} {parsed.fmt} nodes under {anchor.id}")
+        tx.insert_nodes(nodes)
+    roots = [ids[it.key] for it in items if it.parent is None]
+    return Report(parsed.fmt, [t.id for t in trees] or [anchor.tree_id], roots, len(items), parsed.notes)
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return line[:60] + ("…" if len(line) > 60 else "")

@@ -1,0 +1,88 @@
+"""Import any supported file into a store, and export a tree in any supported format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InvalidInput, NotFound
+from ..store import Store
+from . import native, native_import, others, pyloom
+from .forest import Parsed, Report, write
+from .markdown import export_markdown
+
+IMPORTERS = {
+    "pyloom": pyloom.parse,
+    "loomsidian": others.loomsidian,
+    "exoloom": others.exoloom,
+    "bonsai": others.bonsai,
+    "loomwork": native_import.parse,
+}
+IMPORT_FORMATS = ("auto", *IMPORTERS, "jsonl")
+EXPORT_FORMATS = ("json", "pyloom", "loomsidian", "markdown", "jsonl", "text")
+
+
+def detect(data) -> str:
+    """The format of parsed JSON, by the fields each format is known for."""
+    if isinstance(data, dict):
+        if data.get("format") == "loomwork":
+            return "loomwork"
+        if data.get("loomType") == "Exoloom" or (isinstance(data.get("tree"), dict) and "lens" in data):
+            return "exoloom"
+        if isinstance(data.get("root"), dict) or ("text" in data and "children" in data):
+            return "pyloom"
+        nodes = data.get("nodes")
+        if isinstance(nodes, dict) and ("current" in data or "hoisted" in data or
+                                        any(isinstance(n, dict) and "parentId" in n for n in nodes.values())):
+            return "loomsidian"
+        if isinstance(nodes, list) and any(isinstance(n, dict) and ("childrenIds" in n or "parentIds" in n)
+                                           for n in nodes):
+            return "bonsai"
+    if isinstance(data, list) and data and all(isinstance(n, dict) and "text" in n for n in data):
+        return "pyloom"
+    raise InvalidInput("cannot tell the format: it is JSON but matches none of pyloom, loomsidian, exoloom, "
+                       "bonsai or loomwork; name one with --format")
+
+
+def parse_text(text: str, fmt: str = "auto", name: str = "input") -> Parsed:
+    if fmt not in IMPORT_FORMATS:
+        raise InvalidInput(f"unknown import format {fmt!r}: use one of {', '.join(IMPORT_FORMATS)}")
+    if fmt == "jsonl":
+        return others.jsonl(text)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if fmt == "auto" and len(lines) > 1 and all(line.lstrip().startswith("{") for line in lines):
+            return others.jsonl(text)
+        raise InvalidInput(f"{name} is not valid JSON: {exc}") from None
+    return IMPORTERS[detect(data) if fmt == "auto" else fmt](data)
+
+
+def import_file(store: Store, path: str | Path, fmt: str = "auto", under: str | None = None) -> Report:
+    """Import a file as new trees (one per root) or under node ``under``, in one transaction."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"no file {path}") from None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise InvalidInput(f"cannot read {path} as UTF-8 text: {exc}") from None
+    return write(store, parse_text(text, fmt, str(path)), under)
+
+
+def export(store: Store, tree_id: str, fmt: str, node_id: str | None = None) -> str:
+    """The tree (or, for markdown and text, the path to ``node_id``) in format ``fmt``, as text."""
+    if fmt == "json":
+        return json.dumps(native.tree_json(store, tree_id), ensure_ascii=False, indent=2) + "\n"
+    if fmt == "pyloom":
+        return json.dumps(pyloom.export(store, tree_id), ensure_ascii=False, indent=1) + "\n"
+    if fmt == "loomsidian":
+        return json.dumps(others.export_loomsidian(store, tree_id), ensure_ascii=False, indent=1) + "\n"
+    if fmt == "jsonl":
+        return others.export_jsonl(store, tree_id)
+    if fmt == "markdown":
+        return export_markdown(store, tree_id, node_id)
+    if fmt == "text":
+        return native.path_or_leaves_text(store, tree_id, node_id)
+    raise InvalidInput(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")

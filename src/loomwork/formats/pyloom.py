@@ -1,0 +1,212 @@
+"""pyloom: janus's original Loom (socketteer/loom) tree files.
+
+A file is ``{"root": node, "chapters", "tags", ...}``, a bare node, or a bare list of nodes. Nodes nest under
+``children`` and carry ``id``, ``text`` (their own segment), ``meta.source`` (AI / prompt / mixed) and ``tags``
+(``bookmark`` and ``archived`` are tags there, flags here). Per-token logprobs are in ``meta.generation.logprobs``
+or ``generation.logprobs`` (older files) or in ``model_responses[id].completions[i].tokens`` (newer ones).
+Fields loomwork has no place for are kept in ``meta.pyloom`` and written back on export.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ..errors import InvalidInput
+from ..store import Store
+from ..tree import Node, Token
+from .forest import Item, Parsed
+
+SOURCE_TO_ORIGIN = {"AI": "model", "prompt": "prompt", "mixed": "edit", "human": "human"}
+ORIGIN_TO_SOURCE = {"model": "AI", "prompt": "prompt", "edit": "mixed", "human": "human"}
+FLAG_TAGS = {"bookmark", "archived"}
+_KNOWN = {"id", "text", "children", "parent_id", "parentId", "meta", "tags", "generation", "bookmark"}
+_TIME = "%Y-%m-%d-%H.%M.%S"
+DEFAULT_TAGS = {  # the two flag tags as pyloom declares them, so its tag menus know them
+    "bookmark": {"name": "bookmark", "scope": "node", "hide": False, "show_only": False, "toggle_key": "b",
+                 "icon": "bookmark-black"},
+    "archived": {"name": "archived", "scope": "node", "hide": True, "show_only": False, "toggle_key": "!",
+                 "icon": "archive-yellow"},
+}
+
+
+def _fail(where: str, msg: str):
+    raise InvalidInput(f"pyloom: {where}: {msg}")
+
+
+def _tile(tokens: list[Token], text: str) -> tuple[Token, ...]:
+    """The contiguous run of ``tokens`` whose texts make up exactly ``text`` (completions often include the
+    prompt's tokens too), the last such run; empty when there is none (the node was edited after generation)."""
+    if not text:
+        return ()
+    starts = [0]
+    for t in tokens:
+        starts.append(starts[-1] + len(t.text))
+    index = {pos: i for i, pos in enumerate(starts)}
+    joined = "".join(t.text for t in tokens)
+    for i in range(len(tokens) - 1, -1, -1):
+        end = starts[i] + len(text)
+        if end in index and joined.startswith(text, starts[i]):
+            return tuple(tokens[i : index[end]])
+    return ()
+
+
+def _num(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _list(x) -> list:
+    return x if isinstance(x, list) else []
+
+
+def _alts(raw) -> tuple[tuple[str, float], ...]:
+    """Alternatives given as {token: logprob}, [{token, logprob}] or [[token, logprob]]; anything else is ignored."""
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    else:
+        pairs = [(d.get("token"), d.get("logprob")) if isinstance(d, dict) else tuple(d)
+                 for d in _list(raw) if isinstance(d, dict) or (isinstance(d, list) and len(d) == 2)]
+    out = [(str(a), _num(b)) for a, b in pairs if isinstance(a, str) and _num(b) is not None]
+    return tuple(sorted(out, key=lambda x: -x[1]))
+
+
+def _legacy_tokens(lp: dict) -> list[Token]:
+    toks, lps, tops = _list(lp.get("tokens")), _list(lp.get("token_logprobs")), _list(lp.get("top_logprobs"))
+    if not all(isinstance(t, str) for t in toks):
+        return []
+    return [Token(t, _num(lps[i]) if i < len(lps) else None, _alts(tops[i]) if i < len(tops) else ())
+            for i, t in enumerate(toks)]
+
+
+def _response_tokens(completion: dict) -> list[Token]:
+    out = []
+    for t in _list(completion.get("tokens")):
+        gen = t.get("generatedToken") if isinstance(t, dict) else None
+        if not isinstance(gen, dict) or not isinstance(gen.get("token"), str):
+            return []  # malformed token records: the node imports without them
+        out.append(Token(gen["token"], _num(gen.get("logprob")), _alts(t.get("counterfactuals"))))
+    return out
+
+
+def _tokens(node: dict, responses: dict) -> tuple[Token, ...]:
+    meta = node.get("meta") if isinstance(node.get("meta"), dict) else {}
+    for gen in (meta.get("generation"), node.get("generation")):
+        if not isinstance(gen, dict):
+            continue
+        if isinstance(gen.get("logprobs"), dict):
+            return _tile(_legacy_tokens(gen["logprobs"]), node["text"])
+        rid = gen.get("id")
+        resp = responses.get(rid) if isinstance(responses, dict) and isinstance(rid, str) else None
+        if isinstance(resp, dict) and isinstance(gen.get("index"), int):
+            comps = resp.get("completions") or []
+            if 0 <= gen["index"] < len(comps) and isinstance(comps[gen["index"]], dict):
+                return _tile(_response_tokens(comps[gen["index"]]), node["text"])
+    return ()
+
+
+def _created(meta: dict) -> datetime | None:
+    try:
+        return datetime.strptime(meta["creation_timestamp"], _TIME).replace(tzinfo=timezone.utc)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def parse(data) -> Parsed:
+    if isinstance(data, dict) and "root" in data:
+        roots, top = [data["root"]], data
+    elif isinstance(data, dict) and "text" in data:
+        roots, top = [data], {}
+    elif isinstance(data, list):
+        roots, top = data, {}
+    else:
+        raise InvalidInput("pyloom: expected {\"root\": node}, a node or a list of nodes")
+    responses = top.get("model_responses") or {}
+    items: list[Item] = []
+    flat = isinstance(data, list) and any(isinstance(n, dict) and ("parent_id" in n or "parentId" in n)
+                                          for n in data)
+    stack = [(n, None, f"[{i}]" if isinstance(data, list) else "root") for i, n in reversed(list(enumerate(roots)))]
+    while stack:
+        node, parent, where = stack.pop()
+        if not isinstance(node, dict):
+            _fail(where, f"a node must be an object, not {type(node).__name__}")
+        if not isinstance(node.get("text", ""), str):
+            _fail(where, f"'text' must be a string, not {type(node.get('text')).__name__}")
+        key = node.get("id", where)
+        if not isinstance(key, (str, int)):
+            _fail(where, "'id' must be a string")
+        if flat:
+            parent = node.get("parent_id", node.get("parentId"))
+        meta = node.get("meta") if isinstance(node.get("meta"), dict) else {}
+        tags = node.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            _fail(where, "'tags' must be a list of strings")
+        extra = {k: v for k, v in node.items() if k not in _KNOWN}
+        kept_meta = {k: v for k, v in meta.items() if k not in ("source", "generation")}
+        if isinstance(meta.get("generation"), dict):
+            kept_meta["generation"] = {k: v for k, v in meta["generation"].items() if k != "logprobs"}
+        source = meta.get("source") if isinstance(meta.get("source"), str) else None
+        items.append(Item(
+            key=str(key), parent=None if parent is None else str(parent), text=node.get("text", ""),
+            origin=SOURCE_TO_ORIGIN.get(source, "human"), where=where,
+            tokens=_tokens({**node, "text": node.get("text", "")}, responses),
+            bookmarked="bookmark" in tags or bool(node.get("bookmark")), archived="archived" in tags,
+            tags=tuple(t for t in tags if t not in FLAG_TAGS), created_at=_created(meta),
+            meta={"pyloom": {"node": extra, "meta": kept_meta, "source": source}},
+        ))
+        kids = node.get("children", [])
+        if not isinstance(kids, list):
+            _fail(where, "'children' must be a list")
+        if not flat:
+            for i, c in reversed(list(enumerate(kids))):
+                stack.append((c, str(key), f"{where}.children[{i}]"))
+    tree_meta = {"pyloom": {k: v for k, v in top.items() if k not in ("root", "model_responses")}}
+    return Parsed("pyloom", items, tree_meta=tree_meta)
+
+
+def _node_json(n: Node, pyloom_id: dict[str, str]) -> dict:
+    kept = n.meta.get("pyloom", {})
+    meta = dict(kept.get("meta", {}))
+    source = ORIGIN_TO_SOURCE[n.origin]
+    if kept.get("source") is None and n.origin == "human" and "source" not in meta:
+        source = None  # it had none: pyloom's oldest nodes carry no source, and should come back so
+    if source is not None:
+        meta["source"] = source
+    meta.setdefault("creation_timestamp", n.created_at.astimezone(timezone.utc).strftime(_TIME))
+    if n.tokens:
+        offsets, pos = [], 0
+        for t in n.tokens:
+            offsets.append(pos)
+            pos += len(t.text)
+        meta["generation"] = {**meta.get("generation", {}), "logprobs": {
+            "tokens": [t.text for t in n.tokens], "token_logprobs": [t.logprob for t in n.tokens],
+            "top_logprobs": [dict(t.top) for t in n.tokens], "text_offset": offsets}}
+    tags = list(n.tags) + (["bookmark"] if n.bookmarked else []) + (["archived"] if n.archived else [])
+    out = {**kept.get("node", {}), "id": pyloom_id[n.id], "text": n.text, "children": [], "tags": tags, "meta": meta}
+    if n.parent_id is not None:
+        out["parent_id"] = pyloom_id[n.parent_id]
+    return out
+
+
+def export(store: Store, tree_id: str) -> dict:
+    """The tree as a pyloom file: same schema and field names as pyloom's own, so pyloom opens it."""
+    with store.tx() as tx:
+        tree = tx.tree(tree_id)
+        nodes = tx.tree_nodes(tree_id)
+    # pyloom ids of imported nodes come back as they were; others are loomwork's ids
+    seen: set[str] = set()
+    pyloom_id = {}
+    for n in nodes:
+        orig = (n.meta.get("import") or {}).get("id") if (n.meta.get("import") or {}).get("format") == "pyloom" else None
+        pyloom_id[n.id] = orig if orig and orig not in seen else n.id
+        seen.add(pyloom_id[n.id])
+    as_json = {n.id: _node_json(n, pyloom_id) for n in nodes}
+    for n in nodes:
+        if n.parent_id is not None:
+            as_json[n.parent_id]["children"].append(as_json[n.id])
+    root = as_json[tree.root_id]
+    top = dict((tree.meta or {}).get("pyloom", {}))
+    top.setdefault("chapters", {})
+    top.setdefault("tags", DEFAULT_TAGS)
+    top["tags"] = {**DEFAULT_TAGS, **top["tags"]}
+    if top.get("selected_node_id") not in set(pyloom_id.values()):
+        top["selected_node_id"] = root["children"][0]["id"] if root["children"] else root["id"]
+    return {"root": root, **top}

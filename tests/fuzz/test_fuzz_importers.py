@@ -1,0 +1,81 @@
+"""Fuzzing the importers: whatever the input, the outcome is a clean import or one InvalidInput, never a crash.
+
+The seed corpus in corpus/ holds inputs that once reached unusual paths; hypothesis keeps the examples it finds
+interesting in hypothesis-db/ (both are committed, so every run replays them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from loomwork.errors import InvalidInput
+from loomwork.formats import io
+from loomwork.formats.forest import order
+from loomwork.store import Store
+
+HERE = Path(__file__).parent
+CORPUS = sorted((HERE / "corpus").iterdir())
+KEYS = ["root", "text", "children", "id", "parent_id", "parentId", "meta", "source", "tags", "generation",
+        "logprobs", "tokens", "token_logprobs", "top_logprobs", "nodes", "current", "parentIds", "childrenIds",
+        "content", "authorType", "tree", "lens", "bookmarks", "loomType", "format", "model_responses",
+        "completions", "index", "generatedToken", "token", "logprob", "counterfactuals", "bookmarked"]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, width=16),
+                    st.sampled_from(["", "a", "AI", "prompt", "mixed", "Exoloom", "loomwork", "x"]))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)), max_leaves=25)
+pyloom_nodes = st.recursive(
+    st.fixed_dictionaries({"id": st.text(max_size=3), "text": st.text(max_size=5)},
+                          optional={"generation": values, "meta": st.fixed_dictionaries(
+                              {}, optional={"source": values, "generation": values}), "tags": values}),
+    lambda inner: st.fixed_dictionaries({"id": st.text(max_size=3), "text": st.text(max_size=5),
+                                         "children": st.lists(inner, max_size=3)}),
+    max_leaves=8)
+pyloom_files = st.fixed_dictionaries({"root": pyloom_nodes}, optional={"model_responses": values})
+FUZZ_DB = DirectoryBasedExampleDatabase(str(HERE / "hypothesis-db"))
+
+
+def _check(text: str, fmt: str) -> None:
+    try:
+        parsed = io.parse_text(text, fmt)
+        order(parsed.items, parsed.fmt)
+    except InvalidInput:
+        pass
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
+@pytest.mark.parametrize("fmt", io.IMPORT_FORMATS)
+def test_corpus(path, fmt):
+    _check(path.read_text(), fmt)
+
+
+@settings(max_examples=300, database=FUZZ_DB, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values, st.sampled_from(io.IMPORT_FORMATS))
+def test_random_json(value, fmt):
+    _check(json.dumps(value), fmt)
+
+
+@settings(max_examples=300, database=FUZZ_DB, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pyloom_files)
+def test_pyloom_shaped(value):
+    _check(json.dumps(value), "pyloom")
+
+
+@settings(max_examples=100, database=FUZZ_DB, deadline=None)
+@given(st.text(max_size=200))
+def test_random_text(text):
+    _check(text, "auto")
+    _check(text, "jsonl")
+
+
+def test_a_clean_import_of_fuzzed_input_writes_a_valid_tree(tmp_path):
+    store = Store.open(str(tmp_path / "f.sqlite"))
+    parsed = io.parse_text(json.dumps({"root": {"id": "r", "text": "", "children": [{"text": "\x01"}]}}))
+    from loomwork.formats.forest import write
+
+    report = write(store, parsed)
+    assert report.nodes == 2
