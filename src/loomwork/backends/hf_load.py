@@ -74,6 +74,8 @@ def _quiet_unless_interactive() -> None:
         transformers.utils.logging.enable_progress_bar()
     else:
         transformers.utils.logging.disable_progress_bar()
+        # the GGUF converter uses tqdm directly, which only this switch (read per bar) silences
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def convert_gguf(model: str, gguf: Path) -> Path:
