@@ -132,3 +132,21 @@ async def test_static_ui_is_served(client):
     js = await client.get("/static/main.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert "innerHTML" not in js.text
+
+
+async def test_choose_and_bits(client, store):
+    tree, root = ops.new_tree(store, "Bits")
+    resp = await client.post(f"/api/nodes/{root.id}/expand", json={"params": {"n": 4, "max_tokens": 3, "seed": 1}})
+    kids = _events(resp.text)[-1][1]["children"]
+    chosen = (await client.post(f"/api/nodes/{kids[1]['id']}/choose", json={})).json()
+    assert chosen["bits"] == 2.0 and len(chosen["candidates"]) == 4
+    written = (await client.post(f"/api/nodes/{kids[1]['id']}/children", json={"text": " my words"})).json()
+    report = (await client.get(f"/api/nodes/{written['id']}/bits")).json()
+    assert report["model"] == "mock:default" and report["path"]["selection_bits"] == 2.0
+    assert report["nodes"][-1]["intervention_bits"] > 0
+    unscored = (await client.get(f"/api/nodes/{written['id']}/bits", params={"score": "false"})).json()
+    assert unscored["path"]["intervention_bits"] is None
+    whole = (await client.get(f"/api/trees/{tree.id}/bits")).json()
+    assert whole["tree_totals"]["selection_bits"] == 2.0 and whole["choices"] == 1
+    bad = await client.post(f"/api/nodes/{kids[1]['id']}/choose", json={"acceptable": [kids[0]["id"]]})
+    assert bad.status_code == 400 and "include the chosen" in bad.json()["error"]

@@ -72,6 +72,13 @@ def test_grow_navigate_edit_split_undo(page):
     page.keyboard.press("u")
     page.wait_for_function("[...document.querySelectorAll('#read .seg')].map(s => s.textContent).join('|') "
                            "=== 'The lighthouse keeper| climbed the stairs.'")
+    # choosing among the three samples applies log2(3) bits of selection, shown in the live counter
+    page.keyboard.press("k")
+    page.wait_for_function("document.querySelectorAll('#read .seg').length === 1")
+    page.keyboard.press("1")
+    page.wait_for_function("document.querySelectorAll('#read .seg.model').length === 1")
+    page.keyboard.press("c")
+    page.wait_for_function("document.getElementById('bits').textContent.includes('1.6 selection')")
     page.keyboard.press("?")
     assert page.locator("#help-dialog[open]").is_visible()
     assert not page.errors

@@ -26,8 +26,8 @@ _WORDS = (
     "again there then when where because while under over through into from with without before after"
 ).split()
 EOS = ""  # index 0: ends the sample
-VOCAB: tuple[str, ...] = (EOS, *(" " + w for w in _WORDS), ".", ",", "!", "?", ";", "\n", "\n\n", *(
-    c for c in string.printable if c not in "\t\r\x0b\x0c"))
+VOCAB: tuple[str, ...] = tuple(dict.fromkeys((EOS, *(" " + w for w in _WORDS), ".", ",", "!", "?", ";", "\n", "\n\n",
+                                               *(c for c in string.printable if c not in "\t\r\x0b\x0c"))))
 _BIAS = [(-1.5 if t == EOS else 2.0 if t.startswith(" ") and len(t) > 1 else 0.5 if t in ".,\n" else -3.0)
          for t in VOCAB]
 _CONTEXT_CHARS = 12

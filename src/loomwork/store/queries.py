@@ -12,7 +12,7 @@ from ..errors import InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
 from . import journal
 from .journal import Journal
-from .schema import choices, generations, node_tags, nodes, oplog, trees
+from .schema import choices, generations, node_tags, nodes, oplog, scores, trees
 
 _CHUNK = 500  # stay far below SQLite's bound-parameter limit in IN (...) lists
 _NODE_FIELDS = {"text", "tokens", "parent_id", "bookmarked", "archived", "meta"}
@@ -288,3 +288,26 @@ class Tx:
 
     def version(self, tree_id: str) -> int:
         return journal.version(self.conn, tree_id)
+
+    # -- curation records (curation.py) -------------------------------------------------------------------------
+
+    def insert_choice(self, choice_id: str, tree_id: str, parent_id: str, chosen_id: str,
+                      candidates: list[str], acceptable: list[str] | None) -> None:
+        self.conn.execute(insert(choices).values(id=choice_id, tree_id=tree_id, parent_id=parent_id,
+                                                 chosen_id=chosen_id, candidates=candidates, acceptable=acceptable,
+                                                 created_at=datetime.now(timezone.utc)))
+
+    def choices_of(self, tree_id: str) -> list:
+        """Every recorded choice in a tree, oldest first (rows with parent_id, chosen_id, candidates, acceptable)."""
+        return list(self.conn.execute(select(choices).where(choices.c.tree_id == tree_id)
+                                      .order_by(choices.c.created_at, choices.c.id)))
+
+    def score(self, node_id: str, model: str, key: str) -> list[dict] | None:
+        row = self.conn.execute(select(scores.c.logprobs).where(
+            scores.c.node_id == node_id, scores.c.model == model, scores.c.text_hash == key)).first()
+        return None if row is None else row[0]
+
+    def put_score(self, node_id: str, model: str, key: str, logprobs: list[dict]) -> None:
+        if self.score(node_id, model, key) is None:
+            self.conn.execute(insert(scores).values(node_id=node_id, model=model, text_hash=key, logprobs=logprobs,
+                                                    created_at=datetime.now(timezone.utc)))

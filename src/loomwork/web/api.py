@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from .. import ops
+from .. import curation, ops
 from ..backends import SamplingParams, get_backend, list_models
 from ..backends.base import TokenEvent
 from ..errors import LoomworkError
@@ -68,6 +68,11 @@ class Move(BaseModel):
 class Branch(BaseModel):
     token_index: int
     alternative: str
+
+
+class Choose(BaseModel):
+    candidates: list[str] | None = None
+    acceptable: list[str] | None = None
 
 
 class Expand(BaseModel):
@@ -216,6 +221,32 @@ def search(request: Request, q: str = Query(min_length=1), tree: str | None = No
     with store.tx() as tx:
         hits = tx.search(q, tree, limit)
         return [{"node": node_view(h), "path": [p.id for p in tx.path(h.id)]} for h in hits]
+
+
+@router.post("/nodes/{node_id}/choose")
+def choose(node_id: str, body: Choose, request: Request) -> dict:
+    c = curation.record_choice(_store(request), node_id, body.candidates, body.acceptable)
+    return {"id": c.id, "chosen": c.chosen_id, "candidates": list(c.candidates),
+            "acceptable": list(c.acceptable) if c.acceptable else None, "bits": c.bits}
+
+
+async def _reference(request: Request, model: str | None, score: bool):
+    return await asyncio.to_thread(get_backend, model or request.app.state.default_model) if score else None
+
+
+@router.get("/nodes/{node_id}/bits")
+async def node_bits(node_id: str, request: Request, model: str | None = None, score: bool = True) -> dict:
+    """Selection and intervention bits along the path (docs/metrics.md); scoring is cached per node."""
+    store = _store(request)
+    store.node(node_id)
+    return await curation.path_report(store, node_id, await _reference(request, model, score))
+
+
+@router.get("/trees/{tree_id}/bits")
+async def tree_bits(tree_id: str, request: Request, model: str | None = None, score: bool = True) -> dict:
+    store = _store(request)
+    store.tree(tree_id)
+    return await curation.tree_report(store, tree_id, await _reference(request, model, score))
 
 
 def _sse(event: str, data: Any) -> bytes:

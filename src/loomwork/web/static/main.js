@@ -11,6 +11,7 @@ const state = {
   lastChild: new Map(), // parent id -> child last visited, for "down"
   busy: null, // AbortController of a running generation
   editing: null, // {mode: "edit"|"child", node}
+  chosen: new Set(), // nodes whose choice this page has recorded
   inflight: 0, // user actions under way: the poller keeps out of their way
   ticket: 0, // the latest navigation; older ones stop before they render (the latest request wins)
 };
@@ -67,6 +68,30 @@ async function render(ticket = state.ticket) {
   const sel = state.selected && state.path.find((n) => n.id === state.selected.node);
   renderInspector($("inspector"), sel, sel ? state.selected.index : 0, branch);
   await outline.render(state.root, state.path, current().id);
+  showBits(ticket);
+}
+
+// The live counter: bits of selection and intervention along the current path (scored in the background).
+async function showBits(ticket) {
+  const box = $("bits");
+  const model = $("gen-model").value;
+  box.textContent = box.textContent ? box.textContent.replace(/^bits\b/, "bits…") : "bits…";
+  try {
+    const r = await api("GET", `/nodes/${current().id}/bits?model=${encodeURIComponent(model)}`);
+    if (ticket !== state.ticket) return;
+    const f = (x) => (x === null || x === undefined ? "?" : x.toFixed(1));
+    const p = r.path;
+    box.textContent = `bits ${f(p.total_bits)} = ${f(p.selection_bits)} selection + ${f(p.intervention_bits)} intervention · ${p.model_tokens} tokens`;
+  } catch (e) {
+    if (ticket === state.ticket) box.textContent = "bits: ?";
+  }
+}
+
+// Continuing from a node that was one of several samples records that choice (selection bits), once.
+async function recordChoice(node) {
+  if (!node.generation_id || state.chosen.has(node.id) || state.path.length < 2) return;
+  state.chosen.add(node.id);
+  await api("POST", `/nodes/${node.id}/choose`, {});
 }
 
 function renderChildren(live) {
@@ -100,6 +125,7 @@ function genParams() {
 
 async function generate(nodeId = current().id) {
   if (state.busy) return;
+  if (nodeId === current().id) await recordChoice(current());
   const { model, params } = genParams();
   const live = Array.from({ length: params.n || 4 }, () => "");
   const ctl = new AbortController();
@@ -168,6 +194,7 @@ async function saveEditor() {
   const { mode, node } = state.editing;
   const text = $("editor-text").value;
   closeEditor();
+  if (mode === "child") await recordChoice(node);
   const path = mode === "edit" ? `/nodes/${node.id}/edit` : `/nodes/${node.id}/children`;
   await mutate(() => api("POST", path, { text }), (n) => n.id);
 }
@@ -219,6 +246,12 @@ const actions = {
   help: () => $("help-dialog").showModal(),
   trees: () => openTrees(),
   cancel: () => { if (state.busy) state.busy.abort(); },
+  choose: async () => {
+    state.chosen.delete(current().id);
+    await recordChoice(current());
+    toast("Choice recorded", "info");
+    showBits(state.ticket);
+  },
 };
 
 export const KEYS = [
@@ -231,12 +264,12 @@ export const KEYS = [
   ["a", "archive / restore", actions.archive], ["t", "tag", actions.tag], ["u", "undo", actions.undo],
   ["U", "redo", actions.redo], ["/", "search", actions.search], ["p", "shade tokens by probability", actions.shade],
   ["o", "show archived nodes in the outline", actions.archived], ["n", "trees / new tree", actions.trees],
-  ["?", "this help", actions.help],
+  ["c", "choose this node among its siblings (selection bits)", actions.choose], ["?", "this help", actions.help],
 ];
 const KEYMAP = {
   ArrowUp: "↑ / k", k: "↑ / k", ArrowDown: "↓ / j", j: "↓ / j", ArrowLeft: "← / h", h: "← / h",
   ArrowRight: "→ / l", l: "→ / l", g: "g", w: "w", e: "e", s: "s", m: "m", b: "b", a: "a", t: "t", u: "u",
-  U: "U", "/": "/", p: "p", o: "o", n: "n", "?": "?", Escape: "Esc",
+  U: "U", "/": "/", p: "p", o: "o", n: "n", c: "c", "?": "?", Escape: "Esc",
 };
 
 function onKey(event) {

@@ -1,0 +1,75 @@
+"""Commands of the optimization accounting: choose, bits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from .. import curation
+from ..backends import get_backend
+from ..backends.registry import close_all
+from . import Context, cli, emit_json, pass_ctx
+from .nodes import node_id
+
+
+@cli.command()
+@click.argument("node")
+@click.option("--among", "candidates", multiple=True, metavar="ID",
+              help="The candidates shown (default: the siblings from the same expansion).")
+@click.option("--acceptable", multiple=True, metavar="ID",
+              help="Candidates you judged acceptable before choosing (the chosen one included).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
+@pass_ctx
+def choose(ctx: Context, node: str, candidates: tuple[str, ...], acceptable: tuple[str, ...], as_json: bool) -> None:
+    """Record that you continue from NODE, chosen among its siblings (selection bits: log2 n/m)."""
+    resolve = lambda ids: [node_id(ctx, i) for i in ids] or None  # noqa: E731
+    c = curation.record_choice(ctx.store, node_id(ctx, node), resolve(candidates), resolve(acceptable))
+    if as_json:
+        emit_json({"id": c.id, "chosen": c.chosen_id, "candidates": list(c.candidates),
+                   "acceptable": list(c.acceptable) if c.acceptable else None, "bits": c.bits})
+    else:
+        click.echo(f"chose {c.chosen_id} among {len(c.candidates)}: {c.bits:.3f} bits of selection")
+
+
+def _fmt(x) -> str:
+    return "?" if x is None else f"{x:.2f}"
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("-m", "--model", help="Reference model for intervention bits (default: the default model).")
+@click.option("--no-score", is_flag=True, help="Skip intervention bits (no model needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/metrics.md).")
+@pass_ctx
+def bits(ctx: Context, ref: str, model: str | None, no_score: bool, as_json: bool) -> None:
+    """Bits of optimization you applied: per node and summed along the path to NODE, or for a whole TREE.
+
+    Selection bits come from recorded choices (`loomwork choose`); intervention bits are -log2 p of the text
+    you wrote or edited under a reference model. See docs/metrics.md."""
+    kind, ident = ctx.store.resolve(ref)
+    backend = None if no_score else get_backend(model)
+
+    async def run():
+        try:
+            if kind == "tree":
+                return await curation.tree_report(ctx.store, ident, backend)
+            return await curation.path_report(ctx.store, ident, backend)
+        finally:
+            await close_all()
+
+    report = asyncio.run(run())
+    if as_json:
+        emit_json(report)
+        return
+    totals = report.get("path") or report["tree_totals"]
+    if kind == "node":
+        click.echo(f"{'node':<12}{'origin':<8}{'selection':>10}{'intervention':>14}{'tokens':>8}")
+        for r in report["nodes"]:
+            click.echo(f"{r['id']:<12}{r['origin']:<8}{_fmt(r['selection_bits']):>10}"
+                       f"{_fmt(r['intervention_bits']):>14}{r['model_tokens']:>8}")
+    scope = "path" if kind == "node" else "tree"
+    click.echo(f"{scope}: {_fmt(totals['selection_bits'])} bits of selection + {_fmt(totals['intervention_bits'])} "
+               f"bits of intervention = {_fmt(totals['total_bits'])} bits over {totals['model_tokens']} model tokens "
+               f"({_fmt(totals['bits_per_token'])} bits/token, {_fmt(totals['tokens_per_bit'])} tokens/bit)"
+               + (f"; reference model {report['model']}" if report["model"] else ""))
