@@ -214,3 +214,19 @@ def test_pyloom_parse_is_pure():
     before = json.dumps(data, sort_keys=True)
     pyloom.parse(data)
     assert json.dumps(data, sort_keys=True) == before
+
+
+def test_a_very_deep_tree_round_trips(store, tmp_path):
+    node = {"id": "n0", "text": "start", "children": []}
+    top = node
+    for i in range(1, 3000):
+        child = {"id": f"n{i}", "text": f" {i}", "children": []}
+        node["children"].append(child)
+        node = child
+    path = tmp_path / "deep.json"
+    path.write_text(io.dumps({"root": top}))
+    report = io.import_file(store, path)
+    assert report.nodes == 3000
+    again = tmp_path / "again.json"
+    again.write_text(io.export(store, report.trees[0], "pyloom"))
+    assert io.import_file(store, again).nodes == 3000

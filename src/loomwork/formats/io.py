@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InvalidInput, NotFound
@@ -20,6 +22,28 @@ IMPORTERS = {
 }
 IMPORT_FORMATS = ("auto", *IMPORTERS, "jsonl")
 EXPORT_FORMATS = ("json", "pyloom", "loomsidian", "markdown", "jsonl", "text")
+
+
+MAX_DEPTH = 20_000  # nesting levels for nested formats (pyloom, loomwork JSON); real looms stay far below
+
+
+@contextmanager
+def _deep():
+    """json recurses once per nesting level: allow deep trees, refuse absurd ones with one clear message."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, MAX_DEPTH + 1000))
+    try:
+        yield
+    except RecursionError:
+        raise InvalidInput(f"the tree is nested more than about {MAX_DEPTH:,} levels deep") from None
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def dumps(data, indent: int | None = None) -> str:
+    with _deep():
+        # indent=None keeps the C encoder: with any indent json falls back to pure Python (10x slower)
+        return json.dumps(data, ensure_ascii=False, indent=indent) + "\n"
 
 
 def detect(data) -> str:
@@ -50,7 +74,8 @@ def parse_text(text: str, fmt: str = "auto", name: str = "input") -> Parsed:
     if fmt == "jsonl":
         return others.jsonl(text)
     try:
-        data = json.loads(text)
+        with _deep():
+            data = json.loads(text)
     except ValueError as exc:
         lines = [line for line in text.splitlines() if line.strip()]
         if fmt == "auto" and len(lines) > 1 and all(line.lstrip().startswith("{") for line in lines):
@@ -74,11 +99,11 @@ def import_file(store: Store, path: str | Path, fmt: str = "auto", under: str | 
 def export(store: Store, tree_id: str, fmt: str, node_id: str | None = None) -> str:
     """The tree (or, for markdown and text, the path to ``node_id``) in format ``fmt``, as text."""
     if fmt == "json":
-        return json.dumps(native.tree_json(store, tree_id), ensure_ascii=False, indent=2) + "\n"
+        return dumps(native.tree_json(store, tree_id))
     if fmt == "pyloom":
-        return json.dumps(pyloom.export(store, tree_id), ensure_ascii=False, indent=1) + "\n"
+        return dumps(pyloom.export(store, tree_id))
     if fmt == "loomsidian":
-        return json.dumps(others.export_loomsidian(store, tree_id), ensure_ascii=False, indent=1) + "\n"
+        return dumps(others.export_loomsidian(store, tree_id))
     if fmt == "jsonl":
         return others.export_jsonl(store, tree_id)
     if fmt == "markdown":

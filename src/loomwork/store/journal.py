@@ -25,7 +25,7 @@ def snapshot(conn: Connection, ids: Iterable[str]) -> Snapshot:
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         for row in conn.execute(select(nodes).where(nodes.c.id.in_(chunk))):
-            d = dict(row._mapping)
+            d = {str(k): v for k, v in row._mapping.items()}  # plain str keys (SQLAlchemy's are str subclasses)
             d["created_at"] = d["created_at"].isoformat()
             d["tags"] = []
             out[row.id] = d
