@@ -148,24 +148,18 @@ def tree_id(ctx: Context, ref: str) -> str:
     return ident if kind == "tree" else ctx.store.node(ident).tree_id
 
 
-@cli.command()
-@click.argument("ref")
-@json_flag
-@pass_ctx
-def undo(ctx: Context, ref: str, as_json: bool) -> None:
-    """Take back the newest operation on a tree (give a tree id or any node id in it)."""
-    done = ops.undo(ctx.store, tree_id(ctx, ref))
-    emit_json(done) if as_json else click.echo(f"undid {done['label']}")
+def _step_command(name: str, redo: bool, doc: str) -> None:
+    @cli.command(name, help=doc)
+    @click.argument("ref")
+    @json_flag
+    @pass_ctx
+    def step(ctx: Context, ref: str, as_json: bool) -> None:
+        done = (ops.redo if redo else ops.undo)(ctx.store, tree_id(ctx, ref))
+        emit_json(done) if as_json else click.echo(f"{'redid' if redo else 'undid'} {done['label']}")
 
 
-@cli.command()
-@click.argument("ref")
-@json_flag
-@pass_ctx
-def redo(ctx: Context, ref: str, as_json: bool) -> None:
-    """Replay the operation the last undo took back."""
-    done = ops.redo(ctx.store, tree_id(ctx, ref))
-    emit_json(done) if as_json else click.echo(f"redid {done['label']}")
+_step_command("undo", False, "Take back the newest operation on a tree (give a tree id or any node id in it).")
+_step_command("redo", True, "Replay the operation the last undo took back.")
 
 
 @cli.command()
