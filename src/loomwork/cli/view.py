@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from ..formats import io as formats_io
+from ..errors import InvalidInput
 from ..formats.io import EXPORT_FORMATS, IMPORT_FORMATS
+from ..supervision import prm800k
+from ..supervision.formats import FORMATS as SUPERVISION_FORMATS
+from ..supervision.exports import STEP_QUESTION
+from ..supervision.formats import export_jsonl
 from ..tree import path_text
 from . import Context, cli, emit_json, pass_ctx
 from .render import node_line, outline, token_table
@@ -74,17 +79,25 @@ def trees(ctx: Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("ref")
-@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="json", show_default=True,
-              help="json (loomwork's own), pyloom, loomsidian, jsonl (one node per line), markdown or text.")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS + SUPERVISION_FORMATS), default="json",
+              show_default=True, help="json (loomwork's own), pyloom, loomsidian, jsonl (one node per line), "
+              "markdown, text; or training data: sft, preference, stepwise, prm800k (docs/supervision.md).")
+@click.option("--neutral", type=click.Choice(["bad", "good"]), default="bad", show_default=True,
+              help="stepwise: how a neutral (0) step rating maps (TRL's converter maps it to bad).")
+@click.option("--question", default=STEP_QUESTION, show_default=True,
+              help="sft, preference, stepwise, prm800k: the rating question that labels a step.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
 @pass_ctx
-def export(ctx: Context, ref: str, fmt: str, output: Path | None) -> None:
+def export(ctx: Context, ref: str, fmt: str, neutral: str, question: str, output: Path | None) -> None:
     """Export a tree (given a tree id, or any node in it).
 
     markdown and text show every root-to-leaf path of a tree, or just the path to a node when given one."""
     kind, ident = ctx.store.resolve(ref)
     tree_id = ident if kind == "tree" else ctx.store.node(ident).tree_id
-    body = formats_io.export(ctx.store, tree_id, fmt, node_id=ident if kind == "node" else None)
+    if fmt in SUPERVISION_FORMATS:
+        body = export_jsonl(ctx.store, tree_id, fmt, neutral_is_good=neutral == "good", question=question)
+    else:
+        body = formats_io.export(ctx.store, tree_id, fmt, node_id=ident if kind == "node" else None)
     if output:
         output.write_text(body, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
@@ -94,7 +107,8 @@ def export(ctx: Context, ref: str, fmt: str, output: Path | None) -> None:
 
 @cli.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS + ("prm800k",)), default="auto",
+              show_default=True, help="auto detects all but prm800k (PRM800K JSONL, with its ratings).")
 @click.option("--under", help="Import as a subtree under this node instead of as new trees.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
 @pass_ctx
@@ -108,7 +122,12 @@ def import_(ctx: Context, file: Path, fmt: str, under: str | None, as_json: bool
         from .nodes import node_id
 
         anchor = node_id(ctx, under)
-    report = formats_io.import_file(ctx.store, file, fmt, anchor)
+    if fmt == "prm800k":
+        if anchor:
+            raise InvalidInput("prm800k files import as new trees (one per line); --under does not apply")
+        report = prm800k.import_file(ctx.store, file)
+    else:
+        report = formats_io.import_file(ctx.store, file, fmt, anchor)
     if as_json:
         emit_json(report.to_json())
         return

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Callable
 
 from ..errors import InvalidInput
-from ..store import Store
+from ..store import Store, Tx
 from ..tree import ORIGINS, Node, Token, Tree, new_id, tokens_text, utcnow
 
 MAX_TEXT = 5_000_000  # characters in one node: far above any real loom, far below what would hurt the store
@@ -91,7 +92,10 @@ def order(items: list[Item], fmt: str) -> list[Item]:
     return out
 
 
-def write(store: Store, parsed: Parsed, under: str | None = None) -> Report:
+def write(store: Store, parsed: Parsed, under: str | None = None,
+          then: Callable[[Tx, dict[str, str], dict[str, str]], None] | None = None) -> Report:
+    """Insert ``parsed`` (checked as a whole first). ``then(tx, ids, trees)`` may write more in the same
+    transaction, given the new id of each item key and the tree each key landed in."""
     items = order(parsed.items, parsed.fmt)
     ids = {it.key: new_id() for it in items}
     now = utcnow()
@@ -123,6 +127,8 @@ def write(store: Store, parsed: Parsed, under: str | None = None) -> Report:
         if anchor:
             tx.log(anchor.tree_id, "import", f"import {len(nodes)} {parsed.fmt} nodes under {anchor.id}")
         tx.insert_nodes(nodes)
+        if then is not None:
+            then(tx, ids, tree_of)
     roots = [ids[it.key] for it in items if it.parent is None]
     return Report(parsed.fmt, [t.id for t in trees] or [anchor.tree_id], roots, len(items), parsed.notes)
 

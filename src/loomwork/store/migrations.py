@@ -91,7 +91,34 @@ def _v3_curation(conn: Connection) -> None:
     conn.exec_driver_sql(f"ALTER TABLE trees ADD COLUMN meta {json.compile(dialect=conn.dialect)}")
 
 
+def _v4_supervision(conn: Connection) -> None:
+    """Process supervision: ratings (append-only), outcome labels, audit queues and critiques."""
+    md = MetaData()
+    json = JSON().with_variant(JSONB(), "postgresql")
+    when = DateTime(timezone=True)
+    ident = String(40)
+    Table("ratings", md, Column("id", ident, primary_key=True), Column("tree_id", ident, nullable=False),
+          Column("node_id", ident, nullable=False), Column("rater", String(200), nullable=False),
+          Column("question", Text, nullable=False), Column("label", Integer, nullable=False), Column("note", Text),
+          Column("flagged", Boolean, nullable=False), Column("critique_id", ident), Column("queue_id", ident),
+          Column("created_at", when, nullable=False), Index("ix_ratings_node", "node_id"),
+          Index("ix_ratings_queue", "queue_id"), Index("ix_ratings_tree", "tree_id"))
+    Table("outcomes", md, Column("id", ident, primary_key=True), Column("tree_id", ident, nullable=False),
+          Column("node_id", ident, nullable=False), Column("rater", String(200), nullable=False),
+          Column("label", String(64), nullable=False), Column("note", Text), Column("created_at", when, nullable=False),
+          Index("ix_outcomes_node", "node_id"))
+    Table("queues", md, Column("id", ident, primary_key=True), Column("name", String(200), nullable=False, unique=True),
+          Column("filter", json, nullable=False), Column("questions", json, nullable=False),
+          Column("blinded", Boolean, nullable=False), Column("critiques", String(8), nullable=False),
+          Column("critic", Text), Column("seed", BigInteger, nullable=False), Column("created_at", when, nullable=False))
+    Table("critiques", md, Column("id", ident, primary_key=True), Column("node_id", ident, nullable=False),
+          Column("model", Text, nullable=False), Column("template", Text, nullable=False),
+          Column("text", Text, nullable=False), Column("created_at", when, nullable=False),
+          Index("ix_critiques_node", "node_id"))
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection], None]
 
 # Position i holds the migration that brings a database from version i to version i + 1.
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision]

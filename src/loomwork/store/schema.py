@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ID = String(40)
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -128,4 +128,63 @@ scores = Table(
     Column("text_hash", String(64), primary_key=True),  # of the full path text: a changed context rescores
     Column("logprobs", Json, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# v4: process supervision (supervision/)
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tree_id", ID, nullable=False),
+    Column("node_id", ID, nullable=False),
+    Column("rater", String(200), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("label", Integer, nullable=False),  # -1 bad, 0 neutral, +1 good (as in PRM800K)
+    Column("note", Text),
+    Column("flagged", Boolean, nullable=False),  # the rater was unsure
+    Column("critique_id", ID),  # the critique shown beside the step, if one was
+    Column("queue_id", ID),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ratings_node", "node_id"),
+    Index("ix_ratings_queue", "queue_id"),
+    Index("ix_ratings_tree", "tree_id"),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tree_id", ID, nullable=False),
+    Column("node_id", ID, nullable=False),
+    Column("rater", String(200), nullable=False),
+    Column("label", String(64), nullable=False),  # e.g. correct / incorrect
+    Column("note", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_outcomes_node", "node_id"),
+)
+
+queues = Table(
+    "queues",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("filter", Json, nullable=False),
+    Column("questions", Json, nullable=False),
+    Column("blinded", Boolean, nullable=False),
+    Column("critiques", String(8), nullable=False),  # off | on | half
+    Column("critic", Text),  # model ref of the critic
+    Column("seed", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+critiques = Table(
+    "critiques",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("node_id", ID, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("template", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_critiques_node", "node_id"),
 )

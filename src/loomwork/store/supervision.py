@@ -1,0 +1,73 @@
+"""SQL for process supervision: ratings, outcome labels, queues and critiques. Rows come back as plain dicts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Sequence
+
+from sqlalchemy import insert, select
+
+from ..errors import InvalidInput, NotFound
+from .queries import Tx
+from .schema import critiques, outcomes, queues, ratings
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _dicts(result) -> list[dict]:
+    return [{str(k): v for k, v in r._mapping.items()} for r in result]
+
+
+def add_rating(tx: Tx, **row) -> None:
+    tx.conn.execute(insert(ratings).values(**row, created_at=_now()))
+
+
+def ratings_for(tx: Tx, *, node_ids: Sequence[str] | None = None, tree_id: str | None = None,
+                queue_id: str | None = None) -> list[dict]:
+    """Rating records, oldest first (history included: callers pick the latest per node, rater, question)."""
+    q = select(ratings).order_by(ratings.c.created_at, ratings.c.id)
+    if node_ids is not None:
+        q = q.where(ratings.c.node_id.in_(list(node_ids)))
+    if tree_id is not None:
+        q = q.where(ratings.c.tree_id == tree_id)
+    if queue_id is not None:
+        q = q.where(ratings.c.queue_id == queue_id)
+    return _dicts(tx.conn.execute(q))
+
+
+def add_outcome(tx: Tx, **row) -> None:
+    tx.conn.execute(insert(outcomes).values(**row, created_at=_now()))
+
+
+def outcomes_for(tx: Tx, tree_id: str) -> list[dict]:
+    return _dicts(tx.conn.execute(select(outcomes).where(outcomes.c.tree_id == tree_id)
+                                  .order_by(outcomes.c.created_at, outcomes.c.id)))
+
+
+def add_queue(tx: Tx, **row) -> None:
+    if tx.conn.execute(select(queues.c.id).where(queues.c.name == row["name"])).first():
+        raise InvalidInput(f"a queue named {row['name']!r} exists already")
+    tx.conn.execute(insert(queues).values(**row, created_at=_now()))
+
+
+def queue(tx: Tx, ref: str) -> dict:
+    rows = _dicts(tx.conn.execute(select(queues).where((queues.c.id == ref) | (queues.c.name == ref))))
+    if not rows:
+        raise NotFound(f"no queue {ref!r} (see `loomwork queue list`)")
+    return rows[0]
+
+
+def all_queues(tx: Tx) -> list[dict]:
+    return _dicts(tx.conn.execute(select(queues).order_by(queues.c.created_at)))
+
+
+def add_critique(tx: Tx, **row) -> None:
+    tx.conn.execute(insert(critiques).values(**row, created_at=_now()))
+
+
+def latest_critique(tx: Tx, node_id: str) -> dict | None:
+    rows = _dicts(tx.conn.execute(select(critiques).where(critiques.c.node_id == node_id)
+                                  .order_by(critiques.c.created_at.desc(), critiques.c.id).limit(1)))
+    return rows[0] if rows else None

@@ -1,0 +1,23 @@
+"""The supervision exports as JSONL text, for `loomwork export --format sft|preference|stepwise|prm800k`."""
+
+from __future__ import annotations
+
+import json
+
+from ..store import Store
+from . import exports, prm800k
+
+FORMATS = ("sft", "preference", "stepwise", "prm800k")
+
+
+def export_jsonl(store: Store, tree_id: str, fmt: str, neutral_is_good: bool = False,
+                 question: str = exports.STEP_QUESTION) -> str:
+    if fmt == "sft":
+        rows = exports.sft(store, tree_id, question)
+    elif fmt == "preference":
+        rows = exports.preference(store, tree_id, question)
+    elif fmt == "stepwise":
+        rows = exports.stepwise(store, tree_id, neutral_is_good, question)
+    else:
+        rows = prm800k.export(store, tree_id, question)
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

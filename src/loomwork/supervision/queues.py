@@ -1,0 +1,147 @@
+"""Audit queues: which steps to audit, with which questions, and the blinded view a rater gets of each.
+
+Blinding: the view of a step holds the step and its ancestors only. No descendant text, no child counts, no
+outcome labels, no bookmarks or tags (they reveal how things turned out), no other raters' labels — unless the
+queue was created unblinded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from ..errors import InvalidInput
+from ..store import Store
+from ..store import supervision as sql
+from ..tree import ORIGINS, new_id
+from .ratings import DEFAULT_QUESTIONS, current
+
+CRITIQUE_MODES = ("off", "on", "half")
+
+
+def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: str | None = None,
+                 tag: str | None = None, origin: str | None = None, min_depth: int | None = None,
+                 max_depth: int | None = None, questions: list[str] | None = None, blinded: bool = True,
+                 critiques: str = "off", critic: str | None = None, seed: int | None = None) -> dict:
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("a queue needs a name")
+    if origin is not None and origin not in ORIGINS:
+        raise InvalidInput(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
+    if critiques not in CRITIQUE_MODES:
+        raise InvalidInput(f"critiques must be one of {', '.join(CRITIQUE_MODES)}, not {critiques!r}")
+    questions = [q.strip() for q in (questions or DEFAULT_QUESTIONS) if q.strip()]
+    if not questions:
+        raise InvalidInput("a queue needs at least one question")
+    if tree is None and subtree is None:
+        raise InvalidInput("a queue needs a tree or a subtree to draw its steps from")
+    if subtree is not None:
+        tree = store.node(subtree).tree_id
+    store.tree(tree)
+    row = dict(id=new_id(), name=name, blinded=blinded, critiques=critiques, critic=critic,
+               filter={"tree": tree, "subtree": subtree, "tag": tag, "origin": origin, "min_depth": min_depth,
+                       "max_depth": max_depth},
+               questions=questions, seed=random.randrange(2**31) if seed is None else seed)
+    with store.tx() as tx:
+        sql.add_queue(tx, **row)
+    return get_queue(store, row["id"])
+
+
+def get_queue(store: Store, ref: str) -> dict:
+    with store.tx() as tx:
+        return sql.queue(tx, ref)
+
+
+def list_queues(store: Store) -> list[dict]:
+    with store.tx() as tx:
+        return sql.all_queues(tx)
+
+
+def items(store: Store, queue: dict) -> list[str]:
+    """The steps of a queue (never a root: a root is the problem, not a step), in tree order."""
+    f = queue["filter"]
+    with store.tx() as tx:
+        nodes = tx.tree_nodes(f["tree"])
+        scope = set(tx.subtree_ids(f["subtree"])) - {f["subtree"]} if f.get("subtree") else None
+    parent = {n.id: n.parent_id for n in nodes}
+    archived = {n.id for n in nodes if n.archived}
+
+    def depth_if_visible(i: str) -> int | None:
+        d = 0
+        while parent[i] is not None:
+            if i in archived:
+                return None
+            i, d = parent[i], d + 1
+        return d
+
+    out = []
+    for n in nodes:
+        d = depth_if_visible(n.id)
+        if n.parent_id is None or d is None or (scope is not None and n.id not in scope):
+            continue
+        if f.get("tag") and f["tag"] not in n.tags or f.get("origin") and n.origin != f["origin"]:
+            continue
+        if f.get("min_depth") is not None and d < f["min_depth"] or f.get("max_depth") is not None and d > f["max_depth"]:
+            continue
+        out.append(n.id)
+    return out
+
+
+def order_for(queue: dict, rater: str, ids: list[str]) -> list[str]:
+    """A random order (to avoid position effects), fixed per queue and rater so that it survives restarts."""
+    rng = random.Random(f"{queue['seed']}:{rater}")
+    ids = list(ids)
+    rng.shuffle(ids)
+    return ids
+
+
+def shows_critique(queue: dict, node_id: str) -> bool:
+    if queue["critiques"] == "half":  # a fixed coin per item, so the comparison groups are stable
+        return hashlib.sha256(f"{queue['seed']}:{node_id}".encode()).digest()[0] % 2 == 0
+    return queue["critiques"] == "on"
+
+
+def progress(store: Store, queue: dict, rater: str) -> dict:
+    ids = items(store, queue)
+    with store.tx() as tx:
+        done_keys = current(sql.ratings_for(tx, queue_id=queue["id"]))
+    done = [i for i in ids if all((i, rater, q) in done_keys for q in queue["questions"])]
+    return {"total": len(ids), "done": len(done), "remaining": [i for i in order_for(queue, rater, ids) if i not in done]}
+
+
+def next_item(store: Store, queue: dict, rater: str) -> str | None:
+    """The next step this rater has not rated on every question yet, or None when the queue is done."""
+    remaining = progress(store, queue, rater)["remaining"]
+    return remaining[0] if remaining else None
+
+
+def audit_view(store: Store, queue: dict, node_id: str, rater: str) -> dict:
+    """What a rater may see of one step. Blinded (the default): the step and its context, nothing after it."""
+    if node_id not in set(items(store, queue)):
+        raise InvalidInput(f"node {node_id} is not an item of queue {queue['name']!r}")
+    path = store.path(node_id)
+    step = path[-1]
+    prog = progress(store, queue, rater)
+    view = {
+        "queue": {"id": queue["id"], "name": queue["name"], "questions": queue["questions"], "blinded": queue["blinded"]},
+        "step": {"id": step.id, "text": step.text, "origin": step.origin},
+        "context": [{"text": n.text, "origin": n.origin} for n in path[:-1]],
+        "progress": {"total": prog["total"], "done": prog["done"]},
+        "critique": None,
+    }
+    if shows_critique(queue, node_id):
+        with store.tx() as tx:
+            c = sql.latest_critique(tx, node_id)
+        view["critique"] = {"id": c["id"], "text": c["text"], "model": c["model"]} if c else {"pending": True}
+    with store.tx() as tx:
+        mine = current([r for r in sql.ratings_for(tx, node_ids=[node_id]) if r["rater"] == rater])
+    view["my_ratings"] = {q: r["label"] for (_n, _r, q), r in mine.items()}
+    if not queue["blinded"]:
+        with store.tx() as tx:
+            view["after"] = {"children": [c.text for c in tx.children(node_id)], "tags": list(step.tags),
+                             "bookmarked": step.bookmarked,
+                             "outcomes": [o["label"] for o in sql.outcomes_for(tx, step.tree_id) if o["node_id"] == node_id],
+                             "others": [{"rater": r["rater"], "question": r["question"], "label": r["label"]}
+                                        for r in current(sql.ratings_for(tx, node_ids=[node_id])).values()
+                                        if r["rater"] != rater]}
+    return view

@@ -1,0 +1,73 @@
+"""Ratings (process labels, append-only) and outcome labels. The latest rating per (node, rater, question) is
+the current one; earlier ones stay as history."""
+
+from __future__ import annotations
+
+from ..errors import InvalidInput
+from ..store import Store
+from ..store import supervision as sql
+from ..tree import new_id
+
+LABELS = (-1, 0, 1)
+DEFAULT_QUESTIONS = (
+    "Is this step correct, assuming the previous steps are?",
+    "Does it follow the instructions?",
+    "Does it make progress?",
+)
+
+
+def _rater(rater: str) -> str:
+    rater = (rater or "").strip()
+    if not rater or len(rater) > 200:
+        raise InvalidInput("a rater name of 1 to 200 characters is needed")
+    return rater
+
+
+def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEFAULT_QUESTIONS[0], *,
+         note: str | None = None, flagged: bool = False, queue: str | None = None,
+         critique_id: str | None = None) -> dict:
+    """Record one rating. With a queue, the node must be one of its items and the question one of its questions."""
+    if label not in LABELS or isinstance(label, bool):
+        raise InvalidInput(f"a rating is -1 (bad), 0 (neutral) or +1 (good), not {label!r}")
+    rater = _rater(rater)
+    node = store.node(node_id)
+    queue_id = None
+    if queue is not None:
+        from .queues import get_queue, items
+
+        q = get_queue(store, queue)
+        if node_id not in set(items(store, q)):
+            raise InvalidInput(f"node {node_id} is not an item of queue {q['name']!r}")
+        if question not in q["questions"]:
+            raise InvalidInput(f"queue {q['name']!r} does not ask {question!r}")
+        queue_id = q["id"]
+    row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=rater, question=question, label=label,
+               note=note or None, flagged=bool(flagged), critique_id=critique_id, queue_id=queue_id)
+    with store.tx() as tx:
+        sql.add_rating(tx, **row)
+    return row
+
+
+def current(records: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """The latest rating per (node, rater, question) among ``records`` (which come oldest first)."""
+    out = {}
+    for r in records:
+        out[(r["node_id"], r["rater"], r["question"])] = r
+    return out
+
+
+def current_for_tree(store: Store, tree_id: str) -> dict[tuple[str, str, str], dict]:
+    with store.tx() as tx:
+        return current(sql.ratings_for(tx, tree_id=tree_id))
+
+
+def label_outcome(store: Store, node_id: str, rater: str, label: str, note: str | None = None) -> dict:
+    """An outcome label (e.g. a final answer marked correct), kept apart from the step ratings."""
+    label = (label or "").strip()
+    if not label or len(label) > 64:
+        raise InvalidInput("an outcome label of 1 to 64 characters is needed (e.g. correct, incorrect)")
+    node = store.node(node_id)
+    row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=_rater(rater), label=label, note=note)
+    with store.tx() as tx:
+        sql.add_outcome(tx, **row)
+    return row
