@@ -12,10 +12,11 @@ def build_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"<s>": 0, "</s>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
+    vocab["<pad>"] = len(vocab)
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))  # no merges: every character is its own token
     tk.decoder = decoders.Fuse()
     tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>")
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
 def build_tiny_lm(seed: int = 0):
