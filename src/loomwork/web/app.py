@@ -13,6 +13,7 @@ from .. import config
 from ..errors import BackendError, InvalidInput, LoomworkError, NotFound, Unsupported
 from ..store import Store
 from .api import router
+from .audit_api import router as audit_router
 from .security import Guard, GuardMiddleware
 
 STATIC = files("loomwork.web") / "static"
@@ -37,6 +38,7 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
         return JSONResponse({"error": "invalid request: " + "; ".join(parts)}, status_code=400)
 
     app.include_router(router)
+    app.include_router(audit_router)
 
     @app.get("/api/config")
     def app_config() -> dict:
@@ -45,6 +47,10 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-store"})
+
+    @app.get("/audit", include_in_schema=False)
+    def audit_page() -> FileResponse:
+        return FileResponse(str(STATIC / "audit.html"), headers={"Cache-Control": "no-store"})
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app

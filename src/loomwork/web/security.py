@@ -79,9 +79,9 @@ class GuardMiddleware:
                                status_code=401)(scope, receive, send)
             return
         if self.guard.token and request.query_params.get("token") and request.method == "GET" \
-                and request.url.path == "/":
+                and not request.url.path.startswith(("/api/", "/static/")):
             # Swap the token in the address bar for a cookie, so it does not linger in history or get shared.
-            response = RedirectResponse("/", status_code=303)
+            response = RedirectResponse(request.url.path, status_code=303)
             response.set_cookie(COOKIE, self.guard.token, httponly=True, samesite="strict")
             await response(scope, receive, send)
             return

@@ -1,0 +1,103 @@
+"""The audit API under /api/queues: blinded step views, ratings, critiques and summaries (supervision/)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from ..backends import get_backend
+from ..supervision import critiques, queues, ratings, summary
+
+router = APIRouter(prefix="/api/queues")
+
+
+def _store(request: Request):
+    return request.app.state.store
+
+
+class NewQueue(BaseModel):
+    name: str
+    tree: str | None = None
+    subtree: str | None = None
+    tag: str | None = None
+    origin: str | None = None
+    min_depth: int | None = None
+    max_depth: int | None = None
+    questions: list[str] | None = None
+    blinded: bool = True
+    critiques: str = "off"
+    critic: str | None = None
+    seed: int | None = None
+
+
+class Rating(BaseModel):
+    node_id: str
+    rater: str
+    question: str
+    label: int
+    note: str | None = None
+    flagged: bool = False
+    critique_id: str | None = None
+
+
+def _public(q: dict, store) -> dict:
+    return {"id": q["id"], "name": q["name"], "questions": q["questions"], "blinded": q["blinded"],
+            "critiques": q["critiques"], "items": len(queues.items(store, q))}
+
+
+@router.get("")
+def list_queues(request: Request) -> list[dict]:
+    store = _store(request)
+    return [_public(q, store) for q in queues.list_queues(store)]
+
+
+@router.post("")
+def create(body: NewQueue, request: Request) -> dict:
+    store = _store(request)
+    return _public(queues.create_queue(store, **body.model_dump()), store)
+
+
+@router.get("/{queue}/next")
+def next_item(queue: str, rater: str, request: Request) -> dict:
+    """The blinded view of the rater's next step, or ``{"done": true}`` with the progress."""
+    store = _store(request)
+    q = queues.get_queue(store, queue)
+    item = queues.next_item(store, q, ratings._rater(rater))
+    if item is None:
+        prog = queues.progress(store, q, rater)
+        return {"done": True, "progress": {"total": prog["total"], "done": prog["done"]}}
+    return queues.audit_view(store, q, item, rater)
+
+
+@router.get("/{queue}/items/{node_id}")
+def item(queue: str, node_id: str, rater: str, request: Request) -> dict:
+    store = _store(request)
+    return queues.audit_view(store, queues.get_queue(store, queue), node_id, ratings._rater(rater))
+
+
+@router.post("/{queue}/items/{node_id}/critique")
+async def make_critique(queue: str, node_id: str, request: Request) -> dict:
+    """Write the critique a queue shows beside this step (with the queue's critic model), once."""
+    store = _store(request)
+    q = queues.get_queue(store, queue)
+    view = queues.audit_view(store, q, node_id, "critic")
+    if view["critique"] is None or "id" in view["critique"]:
+        return {"critique": view["critique"]}
+    backend = await asyncio.to_thread(get_backend, q["critic"] or request.app.state.default_model)
+    row = await critiques.critique(store, node_id, backend)
+    return {"critique": {"id": row["id"], "text": row["text"], "model": row["model"]}}
+
+
+@router.post("/{queue}/ratings")
+def rate(queue: str, body: Rating, request: Request) -> dict:
+    store = _store(request)
+    row = ratings.rate(store, body.node_id, body.rater, body.label, body.question, note=body.note,
+                       flagged=body.flagged, queue=queue, critique_id=body.critique_id)
+    return {"id": row["id"], "label": row["label"]}
+
+
+@router.get("/{queue}/summary")
+def queue_summary(queue: str, request: Request) -> dict:
+    return summary.queue_summary(_store(request), queue)

@@ -1,0 +1,157 @@
+// The audit page: one step at a time, seen only with its context (the server sends nothing after it).
+import { api } from "./api.js";
+import { clear, el, toast } from "./dom.js";
+
+const $ = (id) => document.getElementById(id);
+const state = { queue: null, view: null, active: 0, rater: localStorage.getItem("loomwork-rater") || "" };
+
+async function guarded(fn) {
+  try { return await fn(); } catch (e) { toast(e.message); }
+}
+
+function askRater() {
+  const name = (prompt("Your name (recorded with every rating):", state.rater) || "").trim();
+  if (name) { state.rater = name; localStorage.setItem("loomwork-rater", name); }
+  $("rater-label").textContent = state.rater ? `rater: ${state.rater}` : "no rater";
+}
+
+async function load() {
+  if (!state.queue || !state.rater) return;
+  const view = await api("GET", `/queues/${state.queue}/next?rater=${encodeURIComponent(state.rater)}`);
+  state.view = view;
+  state.active = 0;
+  $("flag").checked = false;
+  $("note").value = "";
+  if (view.done) {
+    clear($("context")); clear($("questions")); $("critique-pane").hidden = true;
+    $("step").textContent = "This queue is done for you. Thank you!";
+    $("progress").textContent = `${view.progress.done} / ${view.progress.total}`;
+    return;
+  }
+  $("progress").textContent = `${view.progress.done + 1} / ${view.progress.total}`;
+  $("context").textContent = view.context.map((c) => c.text).join("");
+  $("step").textContent = view.step.text;
+  renderQuestions();
+  await showCritique();
+}
+
+async function showCritique() {
+  const pane = $("critique-pane");
+  let c = state.view.critique;
+  pane.hidden = !c;
+  if (!c) return;
+  if (c.pending) {
+    $("critique").textContent = "The critic is writing…";
+    c = (await api("POST", `/queues/${state.queue}/items/${state.view.step.id}/critique`)).critique;
+    state.view.critique = c;
+  }
+  $("critique").textContent = `${c.text}\n\n— ${c.model}`;
+}
+
+function renderQuestions() {
+  const box = clear($("questions"));
+  state.view.queue.questions.forEach((q, i) => {
+    const mine = state.view.my_ratings[q];
+    const row = el("div", { class: `question${i === state.active ? " active" : ""}`, dataset: { index: i } },
+      el("span", { class: "text" }, q),
+      ...[-1, 0, 1].map((label) => el("button", {
+        class: mine === label ? "on" : "", onclick: () => guarded(() => rate(i, label)),
+      }, label > 0 ? "+1" : String(label))));
+    box.append(row);
+  });
+}
+
+async function rate(index, label) {
+  const v = state.view;
+  const question = v.queue.questions[index];
+  await api("POST", `/queues/${state.queue}/ratings`, {
+    node_id: v.step.id, rater: state.rater, question, label, flagged: $("flag").checked,
+    note: $("note").value || null, critique_id: v.critique && v.critique.id ? v.critique.id : null,
+  });
+  v.my_ratings[question] = label;
+  const open = v.queue.questions.findIndex((q) => !(q in v.my_ratings));
+  state.active = open < 0 ? index : open;
+  renderQuestions();
+}
+
+async function next() {
+  const v = state.view;
+  if (v && !v.done && v.queue.questions.some((q) => !(q in v.my_ratings))) {
+    toast("Answer every question first (or they stay in your queue).", "info");
+    return;
+  }
+  await load();
+}
+
+function bars(dist) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", "240"); svg.setAttribute("height", "70");
+  const total = Object.values(dist).reduce((a, b) => a + b, 0) || 1;
+  // fixed order: object keys like "0" and "1" would otherwise come before "-1"
+  ["-1", "0", "1"].map((label) => [label, dist[label] || 0]).forEach(([label, n], i) => {
+    const h = Math.round((50 * n) / total);
+    const rect = document.createElementNS(ns, "rect");
+    for (const [k, val] of Object.entries({ x: 20 + i * 70, y: 55 - h, width: 50, height: h, fill: ["#c0392b", "#999", "#2e8b57"][i] })) rect.setAttribute(k, val);
+    const text = document.createElementNS(ns, "text");
+    text.setAttribute("x", 20 + i * 70); text.setAttribute("y", 68); text.setAttribute("class", "bar-label");
+    text.textContent = `${label}: ${n}`;
+    svg.append(rect, text);
+  });
+  return svg;
+}
+
+async function showSummary() {
+  const box = clear($("summary-view"));
+  box.hidden = false;
+  const s = await api("GET", `/queues/${state.queue}/summary`);
+  const f = (x) => (x === null || x === undefined ? "—" : x.toFixed(3));
+  box.append(el("h2", {}, `Summary of ${s.queue.name}`));
+  for (const q of s.questions) {
+    box.append(el("h3", {}, q.question), bars(q.distribution));
+    const table = el("table", {},
+      el("tr", {}, el("th", {}, "ratings"), el("td", {}, String(q.ratings)), el("th", {}, "steps"), el("td", {}, String(q.items)),
+        el("th", {}, "raters"), el("td", {}, q.raters.join(", "))),
+      el("tr", {}, el("th", {}, "pairwise agreement"), el("td", { class: "agreement" }, f(q.pairwise_agreement)),
+        el("th", {}, "Krippendorff's α (ordinal)"), el("td", { class: "alpha" }, f(q.krippendorff_alpha_ordinal))),
+      ...q.pairs.map((p) => el("tr", {}, el("th", {}, p.raters.join(" × ")), el("td", {}, `${p.items} shared`),
+        el("th", {}, "agreement / κ"), el("td", { class: "kappa" }, `${f(p.agreement)} / ${f(p.kappa)}`))));
+    box.append(table);
+    if (q.with_critique) {
+      box.append(el("p", { class: "muted" }, `with critique: ${q.with_critique.items} steps, agreement ${f(q.with_critique.pairwise_agreement)}; ` +
+        `without: ${q.without_critique.items} steps, agreement ${f(q.without_critique.pairwise_agreement)}`));
+    }
+  }
+}
+
+function onKey(e) {
+  if (e.target.closest("input, textarea, select") && e.key !== "ArrowRight") return;
+  if (!state.view || state.view.done) return;
+  const map = { 1: -1, 2: 0, 3: 1 };
+  if (e.key in map) guarded(() => rate(state.active, map[e.key]));
+  else if (e.key === "f") $("flag").checked = !$("flag").checked;
+  else if (e.key === "n") { e.preventDefault(); $("note").focus(); }
+  else if (e.key === "ArrowRight") { e.target.blur && e.target.blur(); guarded(next); }
+  else if (e.key === "ArrowDown") { state.active = Math.min(state.active + 1, state.view.queue.questions.length - 1); renderQuestions(); }
+  else if (e.key === "ArrowUp") { state.active = Math.max(state.active - 1, 0); renderQuestions(); }
+}
+
+async function start() {
+  if (!state.rater) askRater();
+  $("rater-label").textContent = state.rater ? `rater: ${state.rater}` : "no rater";
+  const list = await api("GET", "/queues");
+  for (const q of list) $("queue").append(el("option", { value: q.id }, `${q.name} (${q.items} steps)`));
+  const wanted = new URLSearchParams(location.search).get("queue");
+  const pick = list.find((q) => q.id === wanted || q.name === wanted) || list[0];
+  if (!pick) { $("step").textContent = "No queues yet: create one with `loomwork queue create`."; return; }
+  $("queue").value = pick.id;
+  state.queue = pick.id;
+  $("queue").addEventListener("change", () => { state.queue = $("queue").value; guarded(load); });
+  $("rater-btn").addEventListener("click", () => { askRater(); guarded(load); });
+  $("next-btn").addEventListener("click", () => guarded(next));
+  $("summary-btn").addEventListener("click", () => guarded(showSummary));
+  document.addEventListener("keydown", onKey);
+  await load();
+}
+
+guarded(start);
