@@ -262,3 +262,27 @@ def test_cli_supervision_flow(store, tmp_path):
     assert run.invoke(cli, ["outcome", s2[0].id, "correct", "--rater", "grader"]).exit_code == 0
     r = run.invoke(cli, ["critique", s2[0].id, "-m", "mock"])
     assert r.exit_code == 0 and r.stdout.strip()
+
+
+def test_prm800k_fixture_from_the_published_schema(store):
+    report = prm800k.import_file(store, "tests/fixtures/prm800k_sample.jsonl")
+    assert len(report.trees) == 2
+    first = report.trees[0]
+    with store.tx() as tx:
+        nodes = tx.tree_nodes(first)
+    by_text = {n.text: n for n in nodes}
+    root = next(n for n in nodes if n.parent_id is None)
+    assert root.text == "How many positive divisors does 6! have?" and root.origin == "prompt"
+    human = by_text["\n720 = 2^4 * 3^2 * 5, so it has (4+1)(2+1)(1+1) = 30 divisors."]
+    assert human.origin == "human"
+    answer = by_text["\n# Answer\n\n30"]
+    assert answer.parent_id == human.id  # the human completion carried the solution on
+    siblings = [n for n in nodes if n.parent_id == by_text["\nI know that 6! means 6 times 5 times 4 times 3 times 2 times 1, which is 720."].id]
+    assert len(siblings) == 3
+    cur = ratings.current_for_tree(store, first)
+    labels = {store.node(n).text.strip(): r["label"] for (n, rater, q), r in cur.items()}
+    assert labels["720 has 28 divisors."] == -1 and labels["Let me list all divisors."] == 0
+    assert {r["rater"] for r in cur.values()} == {"340d89bc-f5b7-45e9-b272-909ba68ee363"}
+    assert sum(r["flagged"] for r in cur.values()) == 1
+    second = store.path(report.roots[1])
+    assert second[0].text == "What is 1 + 1?"
