@@ -126,6 +126,14 @@ class Backend(abc.ABC):
         """Teacher-forced logprob of every token of ``continuation`` after ``prefix``."""
         raise Unsupported(f"{self.ref} cannot score text (capability 'scoring')")
 
+    async def score_many(self, prefix: str, continuations: list[str], eos: bool = False) -> list[float]:
+        """Total logprob of each continuation after ``prefix`` (then of end-of-text, with ``eos``).
+
+        Backends that can share the prefix's computation override this; this default scores one by one."""
+        if eos:
+            raise Unsupported(f"{self.ref} cannot score the end of text")
+        return [sum(t.logprob for t in await self.score(prefix, c, top=0)) for c in continuations]
+
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
         """The k most likely next tokens after ``prefix`` with their logprobs, most likely first."""
         raise Unsupported(f"{self.ref} cannot give a next-token distribution (capability 'next_token')")

@@ -13,6 +13,7 @@ import threading
 from functools import lru_cache
 from typing import AsyncIterator, Callable
 
+from ..errors import InvalidInput
 from ..tree import Token
 from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent
 from .hf_load import load, require_torch
@@ -226,6 +227,40 @@ class HFBackend(Backend):
 
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
         return await asyncio.to_thread(self._score, prefix, continuation, top)
+
+    def _score_many(self, prefix: str, continuations: list[str], eos: bool, batch: int = 64) -> list[float]:
+        """The prefix runs once; its KV cache is copied to each batch of continuations, which run together.
+        Right padding is harmless: a causal model never lets a real token attend to the padding after it."""
+        import copy
+
+        torch = self.torch
+        pre = self.encode(prefix)
+        rows = [self._continuation_ids(prefix, c)[1] + ([min(self.eos_ids)] if eos else []) for c in continuations]
+        if any(not r for r in rows):
+            bad = next(c for c, r in zip(continuations, rows) if not r)
+            raise InvalidInput(f"the answer {bad!r} tokenises to nothing")
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else min(self.eos_ids)
+        totals: list[float] = []
+        with self._lock, torch.inference_mode():
+            out = self.lm(input_ids=torch.tensor([pre]), use_cache=True)
+            first = torch.log_softmax(out.logits[0, -1].float(), -1)
+            for start in range(0, len(rows), batch):
+                chunk = rows[start : start + batch]
+                width = max(len(r) for r in chunk)
+                ids = torch.tensor([r + [pad] * (width - len(r)) for r in chunk])
+                cache = copy.deepcopy(out.past_key_values)
+                cache.batch_repeat_interleave(len(chunk))
+                logits = self.lm(input_ids=ids, past_key_values=cache, use_cache=True).logits.float()
+                lp = torch.log_softmax(logits, -1)
+                for b, r in enumerate(chunk):
+                    total = float(first[r[0]])
+                    for j in range(1, len(r)):
+                        total += float(lp[b, j - 1, r[j]])
+                    totals.append(total)
+        return totals
+
+    async def score_many(self, prefix: str, continuations: list[str], eos: bool = False) -> list[float]:
+        return await asyncio.to_thread(self._score_many, prefix, continuations, eos)
 
     def _next_token(self, prefix: str, k: int) -> list[tuple[str, float]]:
         torch = self.torch

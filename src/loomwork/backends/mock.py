@@ -124,5 +124,12 @@ class MockBackend(Backend):
             text += piece
         return out
 
+    async def score_many(self, prefix: str, continuations: list[str], eos: bool = False) -> list[float]:
+        out = []
+        for c in continuations:
+            total = sum(t.logprob for t in await self.score(prefix, c, top=0))
+            out.append(total + (_logprobs(_tail(prefix + c))[0] if eos else 0.0))
+        return out
+
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
         return list(_top(_logprobs(_tail(prefix)), k))

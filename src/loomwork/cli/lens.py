@@ -1,0 +1,69 @@
+"""`loomwork compare`: the mode-collapse lens on the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import click
+
+from ..backends import get_backend
+from ..backends.registry import close_all
+from ..lens import suite as suites
+from ..lens.report import run_suite
+from ..progress import interactive
+from . import cli
+
+
+@cli.command()
+@click.option("-m", "--model", "models", multiple=True, required=True, help="A model to compare (repeat).")
+@click.option("--suite", "suite_ref", default="random-numbers", show_default=True,
+              help=f"A built-in suite ({', '.join(suites.builtin_names())}) or a JSON/YAML file.")
+@click.option("--samples", type=int, default=16, show_default=True, help="Samples per prompt for free generations.")
+@click.option("--max-tokens", type=int, help="Override each generation's max_tokens.")
+@click.option("--seed", type=int, help="Sampling seed (recorded in the report).")
+@click.option("--keep", "keep_regex", help="Quality filter: diversity again over samples matching this regex.")
+@click.option("--no-embeddings", is_flag=True, help="Skip embedding diversity (no embedding model needed).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write report.json and plots here.")
+def compare(models, suite_ref, samples, max_tokens, seed, keep_regex, no_embeddings, out) -> None:
+    """Compare models' output distributions on a probe suite: exact answer distributions (entropy, top-1, mass
+    on the answer set, KL and JS between models) and diversity of free generations."""
+    suite = suites.load(suite_ref)
+    keep = re.compile(keep_regex).search if keep_regex else None
+    say = (lambda m: click.echo(m, err=True)) if interactive() else (lambda _m: None)
+
+    async def run():
+        try:
+            backends = [get_backend(m) for m in models]
+            return await run_suite(backends, suite, samples, seed, max_tokens, not no_embeddings,
+                                   (lambda t: bool(keep(t))) if keep else None, say)
+        finally:
+            await close_all()
+
+    report = asyncio.run(run())
+    f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
+    for p in report["probes"]:
+        click.echo(f"\n{p['id']}: {p['prompt']!r}")
+        click.echo(f"  {'model':<30}{'top-1':>8}{'p(top-1)':>10}{'H bits':>8}{'H/Hmax':>8}{'mass':>8}")
+        for r in p["results"]:
+            click.echo(f"  {r['model']:<30}{r['top1'].strip():>8}{r['top1_prob']:>10.3f}{r['entropy_bits']:>8.2f}"
+                       f"{f(r['entropy_relative']):>8}{r['mass_on_set']:>8.3f}")
+        for c in p["between_models"]:
+            click.echo(f"  KL({c['models'][0]} || {c['models'][1]}) = {f(c['kl_ab_bits'])} bits, "
+                       f"JS = {f(c['js_bits'])} bits")
+    for g in report["generations"]:
+        click.echo(f"\n{g['id']}: {g['prompt']!r}")
+        for r in g["results"]:
+            click.echo(f"  {r['model']:<30} unique {f(r['unique_fraction'])}  distinct-2 {f(r['distinct_2'])}  "
+                       f"EAD-1 {f(r['ead_1'])}  embedding {f(r['embedding_diversity'])}")
+    for note in report["notes"]:
+        click.echo(f"note: {note}", err=True)
+    if out:
+        from ..lens.plots import write_plots
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+        plots = write_plots(report, out)
+        click.echo(f"\nwrote {out / 'report.json'} and {len(plots)} plots", err=True)

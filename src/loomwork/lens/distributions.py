@@ -1,0 +1,122 @@
+"""Exact answer distributions by teacher-forced scoring, and the divergences between them.
+
+An answer's probability is the probability of all its tokens and then of a declared terminator (several
+terminators add up: "42" counts as an answer if "." or "\\n" follows it, say). Nothing is sampled, so there is
+no sampling error; the mass outside the answer set is reported, not hidden by renormalising.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..backends.base import Backend
+from ..errors import InvalidInput, Unsupported
+
+EOS = "<eos>"  # as a terminator: the end of text itself
+LN2 = math.log(2)
+
+
+def logsumexp(xs: list[float]) -> float:
+    m = max(xs)
+    if m == -math.inf:
+        return m
+    return m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+def entropy_bits(p: list[float]) -> float:
+    return -sum(x * math.log2(x) for x in p if x > 0)
+
+
+def kl_bits(p: list[float], q: list[float]) -> float:
+    """KL(p || q) in bits; infinite where q has no mass under p's."""
+    total = 0.0
+    for a, b in zip(p, q):
+        if a > 0:
+            if b <= 0:
+                return math.inf
+            total += a * math.log2(a / b)
+    return total
+
+
+def js_bits(p: list[float], q: list[float]) -> float:
+    m = [(a + b) / 2 for a, b in zip(p, q)]
+    return (kl_bits(p, m) + kl_bits(q, m)) / 2
+
+
+@dataclass
+class AnswerDistribution:
+    model: str
+    prompt: str
+    answers: list[str]
+    logprobs: list[float]  # natural log, not renormalised: p(answer, then a terminator)
+    terminators: list[str]
+
+    @property
+    def mass(self) -> float:
+        return math.exp(logsumexp(self.logprobs))
+
+    @property
+    def probs(self) -> list[float]:
+        z = logsumexp(self.logprobs)
+        return [math.exp(lp - z) for lp in self.logprobs]
+
+    def summary(self) -> dict:
+        p, n = self.probs, len(self.answers)
+        top = max(range(n), key=lambda i: p[i])
+        h = entropy_bits(p)
+        uniform = [1 / n] * n
+        return {
+            "model": self.model, "answers": n, "mass_on_set": self.mass, "top1": self.answers[top],
+            "top1_prob": p[top], "entropy_bits": h, "entropy_relative": h / math.log2(n) if n > 1 else None,
+            "tv_to_uniform": sum(abs(a - b) for a, b in zip(p, uniform)) / 2, "kl_to_uniform_bits": kl_bits(p, uniform),
+        }
+
+    def to_json(self) -> dict:
+        return {**self.summary(), "prompt": self.prompt, "terminators": self.terminators,
+                "distribution": dict(zip(self.answers, self.probs)),
+                "logprobs": dict(zip(self.answers, self.logprobs))}
+
+
+async def answer_distribution(backend: Backend, prompt: str, answers: list[str],
+                              terminators: list[str] | str = "\n") -> AnswerDistribution:
+    if not answers:
+        raise InvalidInput("the answer set is empty")
+    if len(set(answers)) != len(answers):
+        raise InvalidInput("the answer set has duplicates")
+    if any(a == "" for a in answers):
+        raise InvalidInput("an answer is empty (it would tokenise to nothing)")
+    if not backend.capabilities.scoring:
+        raise Unsupported(f"{backend.ref} cannot score text (capability 'scoring'), which exact answer "
+                          "distributions need; sample-based metrics still work with it")
+    terms = [terminators] if isinstance(terminators, str) else list(terminators)
+    if not terms:
+        raise InvalidInput("at least one terminator is needed (use \"<eos>\" for the end of text)")
+    per_term = []
+    for term in terms:
+        if term == EOS:
+            per_term.append(await backend.score_many(prompt, answers, eos=True))
+        else:
+            per_term.append(await backend.score_many(prompt, [a + term for a in answers]))
+    logprobs = [logsumexp([row[i] for row in per_term]) for i in range(len(answers))]
+    return AnswerDistribution(backend.ref, prompt, list(answers), logprobs, terms)
+
+
+def compare(dists: list[AnswerDistribution]) -> list[dict]:
+    """KL both ways and Jensen-Shannon between each pair of models' distributions over the same answers."""
+    out = []
+    for i, a in enumerate(dists):
+        for b in dists[i + 1 :]:
+            p, q = a.probs, b.probs
+            out.append({"models": [a.model, b.model], "kl_ab_bits": kl_bits(p, q), "kl_ba_bits": kl_bits(q, p),
+                        "js_bits": js_bits(p, q)})
+    return out
+
+
+async def next_token_entropy(backend: Backend, prefix: str, k: int = 20) -> dict:
+    """Entropy of the next-token distribution (over the k most likely tokens plus the rest as one bucket)."""
+    top = await backend.next_token(prefix, k=k)
+    probs = [math.exp(lp) for _, lp in top]
+    rest = max(0.0, 1 - sum(probs))
+    return {"top": [{"token": t, "prob": p} for (t, _), p in zip(top, probs)], "top1_prob": probs[0] if probs else None,
+            "entropy_bits_lower_bound": entropy_bits(probs + [rest]), "mass_outside_top": rest}

