@@ -165,3 +165,19 @@ def test_compare_cli(tmp_path):
     assert "unique" in r.stdout and (tmp_path / "report.json").exists() and (tmp_path / "diversity.png").exists()
     r = CliRunner().invoke(cli, ["compare", "-m", "mock", "--suite", "nope.json"])
     assert r.exit_code == 1 and "no suite" in r.stderr
+
+
+async def test_mass_tree_is_consistent():
+    from loomwork.lens.masstree import mass_tree
+
+    backend = get_backend("mock")
+    tree = await mass_tree(backend, "The river", depth=2, cutoff=0.01)
+    assert tree["children"]
+    for child in tree["children"]:
+        assert child["path_prob"] >= 0.01
+        for grand in child["children"]:
+            assert grand["path_prob"] == pytest.approx(child["path_prob"] * grand["prob"])
+    total = sum(c["path_prob"] for c in tree["children"]) + tree["unexplored"]
+    assert total == pytest.approx(1.0)
+    with pytest.raises(InvalidInput):
+        await mass_tree(backend, "x", depth=0)

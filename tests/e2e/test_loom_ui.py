@@ -181,3 +181,16 @@ def test_expand_with_the_packaged_base_model(page):
     page.locator("#inspector .alts li").nth(4).wait_for()
     assert page.locator("#inspector .alts li").count() == 5
     assert not page.errors
+
+
+def test_next_token_and_mass_tree_panels(page):
+    new_tree(page, "The river")
+    page.select_option("#gen-model", "mock:default")
+    page.locator("#read").click()
+    page.keyboard.press("x")
+    page.locator("#lens-out ol.alts li").nth(9).wait_for()
+    assert "entropy" in page.inner_text("#lens-out")
+    page.keyboard.press("y")
+    page.locator("#lens-out ul.mass li").first.wait_for()
+    assert "%" in page.inner_text("#lens-out ul.mass")
+    assert not page.errors

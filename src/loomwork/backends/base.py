@@ -134,6 +134,12 @@ class Backend(abc.ABC):
             raise Unsupported(f"{self.ref} cannot score the end of text")
         return [sum(t.logprob for t in await self.score(prefix, c, top=0)) for c in continuations]
 
+    async def score_answers(self, prefix: str, answers: list[str], terminators: list[str]) -> list[list[float]]:
+        """logprob of each answer followed by each terminator (``"<eos>"``: the end of text): a row per answer."""
+        cols = [await self.score_many(prefix, answers, eos=True) if t == "<eos>"
+                else await self.score_many(prefix, [a + t for a in answers]) for t in terminators]
+        return [[col[i] for col in cols] for i in range(len(answers))]
+
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
         """The k most likely next tokens after ``prefix`` with their logprobs, most likely first."""
         raise Unsupported(f"{self.ref} cannot give a next-token distribution (capability 'next_token')")

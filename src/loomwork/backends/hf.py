@@ -228,19 +228,16 @@ class HFBackend(Backend):
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
         return await asyncio.to_thread(self._score, prefix, continuation, top)
 
-    def _score_many(self, prefix: str, continuations: list[str], eos: bool, batch: int = 64) -> list[float]:
-        """The prefix runs once; its KV cache is copied to each batch of continuations, which run together.
-        Right padding is harmless: a causal model never lets a real token attend to the padding after it."""
+    def _rows_logprobs(self, pre: list[int], rows: list[list[int]], after: list[int] = (),
+                       batch: int = 64) -> list[tuple[list[float], list[float]]]:
+        """For each row of token ids after ``pre``: the logprob of each of its tokens, and the logprobs of the
+        tokens ``after`` right after the row. The prefix runs once; its KV cache is copied to each batch of rows.
+        Right padding is harmless: no real token attends to the padding after it."""
         import copy
 
         torch = self.torch
-        pre = self.encode(prefix)
-        rows = [self._continuation_ids(prefix, c)[1] + ([min(self.eos_ids)] if eos else []) for c in continuations]
-        if any(not r for r in rows):
-            bad = next(c for c, r in zip(continuations, rows) if not r)
-            raise InvalidInput(f"the answer {bad!r} tokenises to nothing")
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else min(self.eos_ids)
-        totals: list[float] = []
+        out_rows = []
         with self._lock, torch.inference_mode():
             out = self.lm(input_ids=torch.tensor([pre]), use_cache=True)
             first = torch.log_softmax(out.logits[0, -1].float(), -1)
@@ -250,17 +247,60 @@ class HFBackend(Backend):
                 ids = torch.tensor([r + [pad] * (width - len(r)) for r in chunk])
                 cache = copy.deepcopy(out.past_key_values)
                 cache.batch_repeat_interleave(len(chunk))
-                logits = self.lm(input_ids=ids, past_key_values=cache, use_cache=True).logits.float()
-                lp = torch.log_softmax(logits, -1)
+                lp = torch.log_softmax(self.lm(input_ids=ids, past_key_values=cache, use_cache=True).logits.float(), -1)
                 for b, r in enumerate(chunk):
-                    total = float(first[r[0]])
-                    for j in range(1, len(r)):
-                        total += float(lp[b, j - 1, r[j]])
-                    totals.append(total)
-        return totals
+                    toks = [float(first[r[0]])] + [float(lp[b, j - 1, r[j]]) for j in range(1, len(r))]
+                    out_rows.append((toks, [float(lp[b, len(r) - 1, a]) for a in after]))
+        return out_rows
+
+    def _score_many(self, prefix: str, continuations: list[str], eos: bool) -> list[float]:
+        pre = self.encode(prefix)
+        rows = [self._continuation_ids(prefix, c)[1] for c in continuations]
+        if any(not r for r in rows):
+            raise InvalidInput(f"the answer {next(c for c, r in zip(continuations, rows) if not r)!r} tokenises to nothing")
+        scored = self._rows_logprobs(pre, rows, [min(self.eos_ids)] if eos else [])
+        return [sum(toks) + sum(ends) for toks, ends in scored]
 
     async def score_many(self, prefix: str, continuations: list[str], eos: bool = False) -> list[float]:
         return await asyncio.to_thread(self._score_many, prefix, continuations, eos)
+
+    def _score_answers(self, prefix: str, answers: list[str], terminators: list[str]) -> list[list[float]]:
+        """One row per answer: a terminator that is a single token right after the answer (the usual case) is read
+        off the distribution after it, instead of scoring the answer again for every terminator."""
+        pre = self.encode(prefix)
+        rows = [self._continuation_ids(prefix, a)[1] for a in answers]
+        if any(not r for r in rows):
+            raise InvalidInput(f"the answer {next(a for a, r in zip(answers, rows) if not r)!r} tokenises to nothing")
+        # which single token each terminator is, right after each answer (None: it is not one token there)
+        term_ids: list[list[int | None]] = []
+        for answer, row in zip(answers, rows):
+            ids = []
+            for term in terminators:
+                if term == "<eos>":
+                    ids.append(min(self.eos_ids))
+                    continue
+                full = self._continuation_ids(prefix, answer + term)[1]
+                ids.append(full[-1] if len(full) == len(row) + 1 and full[: len(row)] == row else None)
+            term_ids.append(ids)
+        wanted = sorted({i for ids in term_ids for i in ids if i is not None})
+        scored = self._rows_logprobs(pre, rows, wanted)
+        col = {tid: c for c, tid in enumerate(wanted)}
+        result = [[0.0] * len(terminators) for _ in answers]
+        slow: list[tuple[int, int]] = []
+        for ai, (toks, ends) in enumerate(scored):
+            for ti, tid in enumerate(term_ids[ai]):
+                if tid is None:
+                    slow.append((ai, ti))
+                else:
+                    result[ai][ti] = sum(toks) + ends[col[tid]]
+        if slow:  # the terminator merged with the answer's last token, or is several tokens: score it whole
+            totals = self._score_many(prefix, [answers[ai] + terminators[ti] for ai, ti in slow], False)
+            for (ai, ti), total in zip(slow, totals):
+                result[ai][ti] = total
+        return result
+
+    async def score_answers(self, prefix: str, answers: list[str], terminators: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self._score_answers, prefix, answers, terminators)
 
     def _next_token(self, prefix: str, k: int) -> list[tuple[str, float]]:
         torch = self.torch

@@ -92,13 +92,8 @@ async def answer_distribution(backend: Backend, prompt: str, answers: list[str],
     terms = [terminators] if isinstance(terminators, str) else list(terminators)
     if not terms:
         raise InvalidInput("at least one terminator is needed (use \"<eos>\" for the end of text)")
-    per_term = []
-    for term in terms:
-        if term == EOS:
-            per_term.append(await backend.score_many(prompt, answers, eos=True))
-        else:
-            per_term.append(await backend.score_many(prompt, [a + term for a in answers]))
-    logprobs = [logsumexp([row[i] for row in per_term]) for i in range(len(answers))]
+    rows = await backend.score_answers(prompt, answers, terms)
+    logprobs = [logsumexp(row) for row in rows]
     return AnswerDistribution(backend.ref, prompt, list(answers), logprobs, terms)
 
 

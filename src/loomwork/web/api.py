@@ -15,7 +15,9 @@ from ..backends import SamplingParams, get_backend, list_models
 from ..backends.base import TokenEvent
 from ..errors import LoomworkError
 from ..store import Store
-from ..tree import Node
+from ..lens.distributions import next_token_entropy
+from ..lens.masstree import mass_tree
+from ..tree import Node, path_text
 
 router = APIRouter(prefix="/api")
 
@@ -247,6 +249,23 @@ async def tree_bits(tree_id: str, request: Request, model: str | None = None, sc
     store = _store(request)
     store.tree(tree_id)
     return await curation.tree_report(store, tree_id, await _reference(request, model, score))
+
+
+@router.get("/nodes/{node_id}/next")
+async def next_tokens(node_id: str, request: Request, model: str | None = None, k: int = Query(10, ge=1, le=50)) -> dict:
+    """The next-token distribution after the node's full text (top k, with entropy over them)."""
+    store = _store(request)
+    backend = await _reference(request, model, True)
+    return await next_token_entropy(backend, path_text(store.path(node_id)), k)
+
+
+@router.get("/nodes/{node_id}/mass-tree")
+async def node_mass_tree(node_id: str, request: Request, model: str | None = None,
+                         depth: int = Query(3, ge=1, le=6), cutoff: float = Query(0.02, gt=0, lt=1)) -> dict:
+    """The probability-mass tree below the node's full text (lens/masstree.py)."""
+    store = _store(request)
+    backend = await _reference(request, model, True)
+    return await mass_tree(backend, path_text(store.path(node_id)), depth, cutoff)
 
 
 def _sse(event: str, data: Any) -> bytes:

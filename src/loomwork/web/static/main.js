@@ -87,6 +87,27 @@ async function showBits(ticket) {
   }
 }
 
+// The lens on the current node: its next-token distribution, or its probability-mass tree (exact, no sampling).
+async function showNext() {
+  const box = clear($("lens-out"));
+  box.append(el("p", { class: "muted" }, "computing…"));
+  const model = encodeURIComponent($("gen-model").value);
+  const r = await api("GET", `/nodes/${current().id}/next?model=${model}&k=10`);
+  clear(box).append(el("p", { class: "muted" }, `entropy ≥ ${r.entropy_bits_lower_bound.toFixed(2)} bits`),
+    el("ol", { class: "alts" }, r.top.map((t) => el("li", {}, el("code", {}, JSON.stringify(t.token)), ` ${(100 * t.prob).toFixed(1)}%`))));
+}
+
+async function showMassTree() {
+  const box = clear($("lens-out"));
+  box.append(el("p", { class: "muted" }, "computing…"));
+  const model = encodeURIComponent($("gen-model").value);
+  const tree = await api("GET", `/nodes/${current().id}/mass-tree?model=${model}&depth=3&cutoff=0.02`);
+  const render = (node) => el("ul", { class: "mass" }, node.children.map((c) => el("li", {},
+    el("code", {}, JSON.stringify(c.token)), ` ${(100 * c.prob).toFixed(1)}% (path ${(100 * c.path_prob).toFixed(1)}%)`,
+    c.children.length ? render(c) : null)));
+  clear(box).append(render(tree), el("p", { class: "muted" }, `branches below 2% of the mass are not shown`));
+}
+
 // Continuing from a node that was one of several samples records that choice (selection bits), once.
 async function recordChoice(node) {
   if (!node.generation_id || state.chosen.has(node.id) || state.path.length < 2) return;
@@ -264,12 +285,13 @@ export const KEYS = [
   ["a", "archive / restore", actions.archive], ["t", "tag", actions.tag], ["u", "undo", actions.undo],
   ["U", "redo", actions.redo], ["/", "search", actions.search], ["p", "shade tokens by probability", actions.shade],
   ["o", "show archived nodes in the outline", actions.archived], ["n", "trees / new tree", actions.trees],
-  ["c", "choose this node among its siblings (selection bits)", actions.choose], ["?", "this help", actions.help],
+  ["c", "choose this node among its siblings (selection bits)", actions.choose],
+  ["x", "next-token distribution here", () => showNext()], ["y", "probability-mass tree here", () => showMassTree()], ["?", "this help", actions.help],
 ];
 const KEYMAP = {
   ArrowUp: "↑ / k", k: "↑ / k", ArrowDown: "↓ / j", j: "↓ / j", ArrowLeft: "← / h", h: "← / h",
   ArrowRight: "→ / l", l: "→ / l", g: "g", w: "w", e: "e", s: "s", m: "m", b: "b", a: "a", t: "t", u: "u",
-  U: "U", "/": "/", p: "p", o: "o", n: "n", c: "c", "?": "?", Escape: "Esc",
+  U: "U", "/": "/", p: "p", o: "o", n: "n", c: "c", x: "x", y: "y", "?": "?", Escape: "Esc",
 };
 
 function onKey(event) {
@@ -344,6 +366,8 @@ async function start() {
   $("undo-btn").addEventListener("click", () => guarded(actions.undo));
   $("redo-btn").addEventListener("click", () => guarded(actions.redo));
   $("help-btn").addEventListener("click", actions.help);
+  $("next-btn").addEventListener("click", () => guarded(showNext));
+  $("mass-btn").addEventListener("click", () => guarded(showMassTree));
   $("trees-btn").addEventListener("click", () => guarded(openTrees));
   $("shade").addEventListener("change", applyShade);
   $("search").addEventListener("input", onSearch);
