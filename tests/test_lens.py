@@ -181,3 +181,38 @@ async def test_mass_tree_is_consistent():
     assert total == pytest.approx(1.0)
     with pytest.raises(InvalidInput):
         await mass_tree(backend, "x", depth=0)
+
+
+async def test_per_token_kl_against_direct_computation(tiny_lm):
+    import torch
+
+    from loomwork.backends.hf import HFBackend
+    from loomwork.lens.kl import per_token_kl
+    from tests.tiny_model import build_tiny_lm
+
+    lm, tok = tiny_lm
+    other_lm, _ = build_tiny_lm(seed=1)
+    model, reference = HFBackend("tiny", lm=lm, tokenizer=tok), HFBackend("tiny-1", lm=other_lm, tokenizer=tok)
+    same = await per_token_kl(model, model, ["Hello"], samples=3, max_tokens=6, seed=2)
+    assert abs(same["kl_per_token_bits"]) < 1e-6
+    r = await per_token_kl(model, reference, ["Hello"], samples=3, max_tokens=6, seed=2)
+    done = await model.complete("Hello", SamplingParams(n=3, max_tokens=6, seed=2))
+    pre = tok.encode("Hello")
+    expected = []
+    for comp in done.completions:
+        ids = pre + [t.id for t in comp.tokens]
+        with torch.no_grad():
+            p = torch.log_softmax(lm(input_ids=torch.tensor([ids])).logits[0].double(), -1)[len(pre) - 1 : -1]
+            q = torch.log_softmax(other_lm(input_ids=torch.tensor([ids])).logits[0].double(), -1)[len(pre) - 1 : -1]
+        expected.append(float((p.exp() * (p - q)).sum(-1).mean()) / math.log(2))
+    assert r["per_sample_bits"] == pytest.approx(expected, abs=1e-4)
+    mean = sum(expected) / 3
+    se = math.sqrt(sum((x - mean) ** 2 for x in expected) / 2 / 3)
+    assert r["standard_error_bits"] == pytest.approx(se, abs=1e-4)
+
+
+async def test_per_token_kl_refuses_unlike_models():
+    from loomwork.lens.kl import per_token_kl
+
+    with pytest.raises(Unsupported, match="full next-token distributions"):
+        await per_token_kl(get_backend("mock"), get_backend("mock"), ["x"])

@@ -67,3 +67,33 @@ def compare(models, suite_ref, samples, max_tokens, seed, keep_regex, no_embeddi
         (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
         plots = write_plots(report, out)
         click.echo(f"\nwrote {out / 'report.json'} and {len(plots)} plots", err=True)
+
+
+@cli.command()
+@click.option("-m", "--model", required=True, help="The model whose samples are measured.")
+@click.option("-r", "--reference", required=True, help="The reference model (same tokenizer).")
+@click.option("--suite", "suite_ref", default="creative-writing", show_default=True,
+              help="Prompts come from the suite's generations.")
+@click.option("--samples", type=int, default=8, show_default=True)
+@click.option("--max-tokens", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def kl(model, reference, suite_ref, samples, max_tokens, seed, as_json) -> None:
+    """Per-token KL(model || reference) on texts sampled from the model, with its standard error."""
+    from ..lens.kl import per_token_kl
+
+    suite = suites.load(suite_ref)
+    prompts = [g.prompt for g in suite.generations] or [p.prompt for p in suite.probes]
+
+    async def run():
+        try:
+            return await per_token_kl(get_backend(model), get_backend(reference), prompts, samples, max_tokens, seed)
+        finally:
+            await close_all()
+
+    r = asyncio.run(run())
+    if as_json:
+        click.echo(json.dumps(r, indent=1))
+    else:
+        click.echo(f"KL({r['model']} || {r['reference']}) = {r['kl_per_token_bits']:.4f} ± "
+                   f"{r['standard_error_bits']:.4f} bits per token ({r['samples']} samples, {r['tokens']} tokens)")

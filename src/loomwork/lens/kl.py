@@ -1,0 +1,59 @@
+"""Per-token KL between a model and a reference, on texts sampled from the model: the quantity a KL budget
+bounds. KL(model || reference) at each position is computed over the whole vocabulary (both models must share a
+tokenizer), averaged per sample, and reported with its standard error over samples."""
+
+from __future__ import annotations
+
+import math
+
+from ..backends.base import Backend, SamplingParams
+from ..errors import InvalidInput, Unsupported
+
+LN2 = math.log(2)
+
+
+def _full_logprobs(backend, prompt_ids: list[int], ids: list[int]):
+    """log-softmax over the vocabulary at each position of ``ids`` after ``prompt_ids`` (teacher-forced)."""
+    torch = backend.torch
+    with backend._lock, torch.inference_mode():
+        logits = backend.lm(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float()
+    return torch.log_softmax(logits[len(prompt_ids) - 1 : -1], -1)
+
+
+def _check(model: Backend, reference: Backend) -> None:
+    for b in (model, reference):
+        if not hasattr(b, "lm"):
+            raise Unsupported(f"{b.ref} gives no full next-token distributions (needed for per-token KL); "
+                              "use local hf: models")
+    if model.tok.get_vocab() != reference.tok.get_vocab():
+        raise InvalidInput(f"{model.ref} and {reference.ref} have different tokenizers: per-token KL needs one "
+                           "vocabulary (compare a tuned model with its own base)")
+
+
+async def per_token_kl(model: Backend, reference: Backend, prompts: list[str], samples: int = 8,
+                       max_tokens: int = 32, seed: int = 0) -> dict:
+    _check(model, reference)
+    per_sample: list[float] = []
+    tokens = 0
+    for prompt in prompts:
+        done = await model.complete(prompt, SamplingParams(n=samples, max_tokens=max_tokens, seed=seed))
+        pre = model.encode(prompt)
+        for comp in done.completions:
+            ids = [t.id for t in comp.tokens]
+            if not ids or any(i is None for i in ids):  # merged multi-byte records: read the ids off the text
+                ids = model._continuation_ids(prompt, comp.text)[1]
+            if not ids:
+                continue
+            lp_m = _full_logprobs(model, pre, ids)
+            lp_r = _full_logprobs(reference, pre, ids)
+            kl = (lp_m.exp() * (lp_m - lp_r)).sum(-1)  # nats, one per position
+            per_sample.append(float(kl.mean()) / LN2)
+            tokens += len(ids)
+    if not per_sample:
+        raise InvalidInput("the model produced no tokens to measure")
+    n = len(per_sample)
+    mean = sum(per_sample) / n
+    var = sum((x - mean) ** 2 for x in per_sample) / (n - 1) if n > 1 else 0.0
+    return {"model": model.ref, "reference": reference.ref, "samples": n, "tokens": tokens,
+            "kl_per_token_bits": mean, "standard_error_bits": math.sqrt(var / n),
+            "per_sample_bits": per_sample, "parameters": {"max_tokens": max_tokens, "seed": seed, "temperature": 1.0}}
