@@ -14,6 +14,7 @@ from ..errors import BackendError, InvalidInput, LoomworkError, NotFound, Unsupp
 from ..store import Store
 from .api import router
 from .audit_api import router as audit_router
+from .lens_api import router as lens_router
 from .security import Guard, GuardMiddleware
 
 STATIC = files("loomwork.web") / "static"
@@ -39,6 +40,7 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
 
     app.include_router(router)
     app.include_router(audit_router)
+    app.include_router(lens_router)
 
     @app.get("/api/config")
     def app_config() -> dict:
@@ -51,6 +53,10 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     @app.get("/audit", include_in_schema=False)
     def audit_page() -> FileResponse:
         return FileResponse(str(STATIC / "audit.html"), headers={"Cache-Control": "no-store"})
+
+    @app.get("/compare", include_in_schema=False)
+    def compare_page() -> FileResponse:
+        return FileResponse(str(STATIC / "compare.html"), headers={"Cache-Control": "no-store"})
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app

@@ -1,0 +1,63 @@
+"""The lens API: run a probe suite on models (streamed progress, then the report)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from ..backends import get_backend
+from ..errors import InvalidInput, LoomworkError
+from ..lens import suite as suites
+from ..lens.report import run_suite
+from .api import _sse
+
+router = APIRouter(prefix="/api")
+
+
+class CompareRequest(BaseModel):
+    models: list[str] = Field(min_length=1, max_length=6)
+    suite: str = "random-numbers"
+    samples: int = Field(8, ge=1, le=64)
+    seed: int | None = None
+    embeddings: bool = False
+
+
+@router.get("/suites")
+def list_suites() -> list[dict]:
+    out = []
+    for name in suites.builtin_names():
+        s = suites.load(name)
+        out.append({"name": name, "description": s.description, "probes": len(s.probes), "generations": len(s.generations)})
+    return out
+
+
+@router.post("/compare")
+async def compare(body: CompareRequest) -> StreamingResponse:
+    """Server-sent events: ``status`` messages while models load and score, then ``done`` with the report (the
+    same JSON as `loomwork compare --out`), or ``error``."""
+    if body.suite not in suites.builtin_names():
+        raise InvalidInput(f"unknown suite {body.suite!r}: use one of {', '.join(suites.builtin_names())}")
+    suite = suites.load(body.suite)
+
+    async def events():
+        queue: asyncio.Queue = asyncio.Queue()
+        try:
+            backends = []
+            for ref in body.models:
+                yield _sse("status", {"message": f"loading {ref}…"})
+                backends.append(await asyncio.to_thread(get_backend, ref))
+            task = asyncio.create_task(run_suite(backends, suite, body.samples, body.seed, embeddings=body.embeddings,
+                                                 progress=queue.put_nowait))
+            while not task.done():
+                try:
+                    yield _sse("status", {"message": await asyncio.wait_for(queue.get(), 0.5)})
+                except asyncio.TimeoutError:
+                    pass
+            yield _sse("done", {"report": task.result()})
+        except LoomworkError as exc:
+            yield _sse("error", {"message": str(exc)})
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

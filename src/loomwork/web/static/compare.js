@@ -1,0 +1,83 @@
+// The Compare page: run a probe suite on several models and show the report as tables and bar charts.
+import { api, stream } from "./api.js";
+import { clear, el, toast } from "./dom.js";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const f = (x, d = 3) => (x === null || x === undefined ? "—" : Number(x).toFixed(d));
+
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// One bar chart of a model's renormalised answer distribution.
+function distributionChart(result) {
+  const entries = Object.entries(result.distribution);
+  const w = 760, h = 110, bw = w / entries.length;
+  const max = Math.max(...entries.map(([, p]) => p), 1e-9);
+  const chart = svg("svg", { width: w, height: h + 16, class: "dist" });
+  entries.forEach(([answer, p], i) => {
+    const bh = (h * p) / max;
+    const bar = svg("rect", { x: i * bw, y: h - bh, width: Math.max(1, bw - 1), height: bh, fill: "#3457d5" });
+    bar.append(svg("title", {}, `${answer.trim()}: ${(100 * p).toFixed(2)}%`));
+    chart.append(bar);
+    if (i % Math.ceil(entries.length / 20) === 0) chart.append(svg("text", { x: i * bw, y: h + 12, class: "bar-label" }, answer.trim()));
+  });
+  return chart;
+}
+
+function render(report) {
+  const box = clear($("results"));
+  box.append(el("p", { class: "muted" }, `suite ${report.suite} · models ${report.models.join(", ")} · seed ${report.parameters.seed}`));
+  for (const p of report.probes) {
+    box.append(el("h3", {}, p.id), el("p", { class: "muted" }, JSON.stringify(p.prompt)));
+    box.append(el("table", { class: "probe" },
+      el("tr", {}, ...["model", "top-1", "p(top-1)", "H bits", "H/Hmax", "mass on set", "KL to uniform"].map((t) => el("th", {}, t))),
+      ...p.results.map((r) => el("tr", {}, el("td", {}, r.model), el("td", {}, r.top1.trim()), el("td", {}, f(r.top1_prob)),
+        el("td", {}, f(r.entropy_bits, 2)), el("td", {}, f(r.entropy_relative)), el("td", {}, f(r.mass_on_set)),
+        el("td", {}, f(r.kl_to_uniform_bits))))));
+    for (const r of p.results) box.append(el("div", { class: "muted" }, r.model), distributionChart(r));
+    for (const c of p.between_models) {
+      box.append(el("p", {}, `KL(${c.models[0]} ‖ ${c.models[1]}) = ${f(c.kl_ab_bits)} bits, KL back = ${f(c.kl_ba_bits)}, JS = ${f(c.js_bits)} bits`));
+    }
+  }
+  for (const g of report.generations) {
+    box.append(el("h3", {}, g.id), el("p", { class: "muted" }, JSON.stringify(g.prompt)));
+    box.append(el("table", { class: "generation" },
+      el("tr", {}, ...["model", "unique", "distinct-1", "distinct-2", "EAD-1", "compression", "embedding"].map((t) => el("th", {}, t))),
+      ...g.results.map((r) => el("tr", {}, el("td", {}, r.model), el("td", {}, f(r.unique_fraction)), el("td", {}, f(r.distinct_1)),
+        el("td", {}, f(r.distinct_2)), el("td", {}, f(r.ead_1)), el("td", {}, f(r.compression_ratio)), el("td", {}, f(r.embedding_diversity))))));
+  }
+  for (const note of report.notes) box.append(el("p", { class: "muted" }, `note: ${note}`));
+}
+
+async function run(e) {
+  e.preventDefault();
+  const form = new FormData($("compare-form"));
+  const models = form.getAll("model");
+  if (!models.length) return toast("Pick at least one model.");
+  const body = { models, suite: form.get("suite"), samples: Number(form.get("samples")), seed: Number(form.get("seed")),
+    embeddings: form.get("embeddings") === "on" };
+  clear($("results"));
+  try {
+    await stream("/compare", body, (name, data) => {
+      if (name === "status") $("status").textContent = data.message;
+      else if (name === "error") throw new Error(data.message);
+      else if (name === "done") { $("status").textContent = "done"; render(data.report); }
+    });
+  } catch (err) { toast(err.message); $("status").textContent = ""; }
+}
+
+async function start() {
+  for (const m of await api("GET", "/models")) {
+    if (m.ref.includes("URL")) continue;
+    $("model-choices").append(el("label", {}, el("input", { type: "checkbox", name: "model", value: m.ref, disabled: !m.installed }), ` ${m.ref} `));
+  }
+  for (const s of await api("GET", "/suites")) $("suite").append(el("option", { value: s.name }, `${s.name} (${s.probes} probes, ${s.generations} prompts)`));
+  $("compare-form").addEventListener("submit", run);
+}
+
+start().catch((e) => toast(e.message));

@@ -1,0 +1,18 @@
+"""The Compare page in real Chromium."""
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_compare_page_runs_a_suite(page):
+    page.goto(page.base + "/compare")
+    page.locator("#model-choices input[value='mock:default']").check()
+    page.locator("#model-choices input[value='mock:slow']").check()
+    page.select_option("#suite", "random-numbers")
+    page.click("#compare-form button")
+    page.locator("table.probe").nth(5).wait_for(timeout=60_000)
+    assert page.locator("table.probe tr").count() == 6 * 3
+    assert page.locator("svg.dist").count() == 12
+    assert "JS = 0.000 bits" in page.inner_text("#results")
+    assert not page.errors
