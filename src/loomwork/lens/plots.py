@@ -28,47 +28,47 @@ def write_plots(report: dict, out: Path) -> list[Path]:
                          f"H = {res['entropy_bits']:.2f} bits, mass on set {res['mass_on_set']:.1%}", fontsize=9)
             ax.set_ylabel("p (renormalised)", fontsize=8)
         fig.suptitle(probe["prompt"].replace("\n", " ⏎ ")[:100], fontsize=9)
-        fig.tight_layout()
-        path = out / f"distribution-{probe['id']}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out / f"distribution-{probe['id']}.png"))
     if report["probes"]:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.5))
         ids = [p["id"] for p in report["probes"]]
-        width = 0.8 / max(1, len(models))
-        for k, m in enumerate(models):
-            ent = [next((r["entropy_relative"] for r in p["results"] if r["model"] == m), 0) or 0 for p in report["probes"]]
-            top = [next((r["top1_prob"] for r in p["results"] if r["model"] == m), 0) for p in report["probes"]]
-            xs = [i + k * width for i in range(len(ids))]
-            a1.bar(xs, ent, width, label=m)
-            a2.bar(xs, top, width, label=m)
-        for ax, title in ((a1, "entropy / entropy of uniform"), (a2, "top-1 probability")):
-            ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(ids))], ids, rotation=30, fontsize=7)
-            ax.set_title(title, fontsize=9)
-        a1.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / "entropy-top1.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+
+        def per_probe(key: str) -> dict[str, list[float]]:
+            return {m: [next((r[key] for r in p["results"] if r["model"] == m), None) or 0 for p in report["probes"]]
+                    for m in models}
+
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.5))
+        _grouped_bars(a1, ids, per_probe("entropy_relative"), "entropy / entropy of uniform")
+        _grouped_bars(a2, ids, per_probe("top1_prob"), "top-1 probability")
+        written.append(_save(fig, out / "entropy-top1.png"))
     if report["generations"]:
         metrics = ["unique_fraction", "distinct_1", "distinct_2", "ead_1", "embedding_diversity"]
+        means = {m: [_mean([r.get(metric) for g in report["generations"] for r in g["results"] if r["model"] == m])
+                     for metric in metrics] for m in models}
         fig, ax = plt.subplots(figsize=(11, 3.5))
-        width = 0.8 / max(1, len(models))
-        for k, m in enumerate(models):
-            vals = []
-            for metric in metrics:
-                rs = [r.get(metric) for g in report["generations"] for r in g["results"] if r["model"] == m]
-                rs = [v for v in rs if v is not None]
-                vals.append(sum(rs) / len(rs) if rs else 0)
-            ax.bar([i + k * width for i in range(len(metrics))], vals, width, label=m)
-        ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(metrics))], metrics, fontsize=8)
-        ax.set_title("free-generation diversity (mean over prompts)", fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / "diversity.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        _grouped_bars(ax, metrics, means, "free-generation diversity (mean over prompts)")
+        written.append(_save(fig, out / "diversity.png"))
     return written
+
+
+def _mean(values) -> float:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else 0.0
+
+
+def _grouped_bars(ax, labels: list[str], series: dict[str, list[float]], title: str) -> None:
+    """One group of bars per label, one bar per model."""
+    width = 0.8 / max(1, len(series))
+    for k, (name, values) in enumerate(series.items()):
+        ax.bar([i + k * width for i in range(len(labels))], values, width, label=name)
+    ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels, rotation=30, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
