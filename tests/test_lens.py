@@ -216,3 +216,27 @@ async def test_per_token_kl_refuses_unlike_models():
 
     with pytest.raises(Unsupported, match="full next-token distributions"):
         await per_token_kl(get_backend("mock"), get_backend("mock"), ["x"])
+
+
+async def test_next_token_entropy_is_exact_where_the_whole_distribution_is_known(tiny_lm):
+    import torch
+
+    from loomwork.backends.hf import HFBackend
+    from loomwork.lens.distributions import next_token_entropy
+
+    lm, tok = tiny_lm
+    r = await next_token_entropy(HFBackend("tiny", lm=lm, tokenizer=tok), "Hello", k=5)
+    with torch.no_grad():
+        lp = torch.log_softmax(lm(input_ids=torch.tensor([tok.encode("Hello")])).logits[0, -1].double(), -1)
+    assert abs(r["entropy_bits"] - float(-(lp.exp() * lp).sum()) / math.log(2)) < 1e-6
+    assert r["entropy_bits_lower_bound"] <= r["entropy_bits"] + 1e-9
+
+
+async def test_a_model_without_scoring_still_gets_sampled_metrics():
+    blind = MockBackend()
+    blind.capabilities = Capabilities(scoring=False)
+    suite = suites.parse({"name": "t", "probes": [{"prompt": "Coin:", "answers": ["a", "b"]}],
+                          "generations": [{"prompt": "Once", "max_tokens": 4}]}, "inline")
+    report = await run_suite([blind], suite, samples=3, seed=1, embeddings=False)
+    assert report["probes"][0]["results"] == [] and "capability 'scoring'" in report["notes"][0]
+    assert report["generations"][0]["results"][0]["samples"] == 3

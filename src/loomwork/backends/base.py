@@ -144,6 +144,10 @@ class Backend(abc.ABC):
         """The k most likely next tokens after ``prefix`` with their logprobs, most likely first."""
         raise Unsupported(f"{self.ref} cannot give a next-token distribution (capability 'next_token')")
 
+    async def entropy(self, prefix: str) -> float | None:
+        """Entropy in bits of the full next-token distribution, where the backend can see all of it."""
+        return None
+
     async def close(self) -> None:
         pass
 

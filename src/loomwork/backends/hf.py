@@ -8,6 +8,7 @@ log-softmax, so they equal a teacher-forced pass over the same tokens.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 from functools import lru_cache
@@ -310,3 +311,13 @@ class HFBackend(Backend):
 
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
         return await asyncio.to_thread(self._next_token, prefix, k)
+
+    def _entropy(self, prefix: str) -> float:
+        torch = self.torch
+        with self._lock, torch.inference_mode():
+            logits = self.lm(input_ids=torch.tensor([self.encode(prefix)]), logits_to_keep=1).logits[0, -1].double()
+        lp = torch.log_softmax(logits, -1)
+        return float(-(lp.exp() * lp).sum()) / math.log(2)
+
+    async def entropy(self, prefix: str) -> float | None:
+        return await asyncio.to_thread(self._entropy, prefix)

@@ -133,3 +133,6 @@ class MockBackend(Backend):
 
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
         return list(_top(_logprobs(_tail(prefix)), k))
+
+    async def entropy(self, prefix: str) -> float | None:
+        return -sum(math.exp(lp) * lp for lp in _logprobs(_tail(prefix))) / math.log(2)

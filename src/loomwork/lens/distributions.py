@@ -109,9 +109,11 @@ def compare(dists: list[AnswerDistribution]) -> list[dict]:
 
 
 async def next_token_entropy(backend: Backend, prefix: str, k: int = 20) -> dict:
-    """Entropy of the next-token distribution (over the k most likely tokens plus the rest as one bucket)."""
+    """The top k next tokens and the entropy of the next-token distribution: exact over the whole vocabulary
+    where the backend can see it, else a lower bound (the top k plus the rest as one outcome)."""
     top = await backend.next_token(prefix, k=k)
     probs = [math.exp(lp) for _, lp in top]
     rest = max(0.0, 1 - sum(probs))
+    exact = await backend.entropy(prefix)
     return {"top": [{"token": t, "prob": p} for (t, _), p in zip(top, probs)], "top1_prob": probs[0] if probs else None,
-            "entropy_bits_lower_bound": entropy_bits(probs + [rest]), "mass_outside_top": rest}
+            "entropy_bits": exact, "entropy_bits_lower_bound": entropy_bits(probs + [rest]), "mass_outside_top": rest}

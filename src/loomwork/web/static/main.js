@@ -93,7 +93,8 @@ async function showNext() {
   box.append(el("p", { class: "muted" }, "computing…"));
   const model = encodeURIComponent($("gen-model").value);
   const r = await api("GET", `/nodes/${current().id}/next?model=${model}&k=10`);
-  clear(box).append(el("p", { class: "muted" }, `entropy ≥ ${r.entropy_bits_lower_bound.toFixed(2)} bits`),
+  const h = r.entropy_bits === null ? `≥ ${r.entropy_bits_lower_bound.toFixed(2)}` : r.entropy_bits.toFixed(2);
+  clear(box).append(el("p", { class: "muted" }, `entropy ${h} bits`),
     el("ol", { class: "alts" }, r.top.map((t) => el("li", {}, el("code", {}, JSON.stringify(t.token)), ` ${(100 * t.prob).toFixed(1)}%`))));
 }
 
