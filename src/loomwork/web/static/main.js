@@ -49,8 +49,10 @@ async function go(nodeId, { keepSelection = false } = {}) {
 // Re-read the tree after a change, then show `targetId` (or, if it is gone, the deepest surviving node of the
 // current path: the current node may have been undone, or deleted in another tab).
 async function reload(targetId) {
+  const started = state.ticket;
   outline.reset();
   const info = await api("GET", `/trees/${state.tree.id}`);
+  if (state.ticket !== started) return; // the person navigated meanwhile: their newer navigation wins
   state.version = info.version; state.root = info.root; state.tree = info.tree;
   const candidates = targetId ? [targetId] : [...state.path].reverse().map((n) => n.id);
   for (const id of candidates) {
