@@ -14,5 +14,6 @@ def test_compare_page_runs_a_suite(page):
     page.locator("table.probe").nth(5).wait_for(timeout=60_000)
     assert page.locator("table.probe tr").count() == 6 * 3
     assert page.locator("svg.dist").count() == 12
+    assert page.locator("svg.grouped").count() == 2  # entropy and top-1 across the probes
     assert "JS = 0.000 bits" in page.inner_text("#results")
     assert not page.errors

@@ -29,6 +29,27 @@ function distributionChart(result) {
   return chart;
 }
 
+// Grouped bars: one group per label, one bar per model (the page's version of entropy-top1.png / diversity.png).
+const COLORS = ["#3457d5", "#e07b39", "#2e8b57", "#9b59b6", "#c0392b", "#7f8c8d"];
+function groupedBars(title, labels, series) {
+  const w = 760, h = 120, groupW = w / Math.max(1, labels.length), models = Object.keys(series);
+  const bw = (groupW * 0.8) / Math.max(1, models.length);
+  const max = Math.max(1e-9, ...Object.values(series).flat().map((v) => v || 0));
+  const chart = svg("svg", { width: w, height: h + 30, class: "grouped" });
+  chart.append(svg("text", { x: 0, y: 12, class: "bar-label" }, title));
+  labels.forEach((label, i) => {
+    models.forEach((m, k) => {
+      const v = series[m][i] || 0, bh = ((h - 20) * v) / max;
+      const bar = svg("rect", { x: i * groupW + k * bw, y: h - bh, width: bw - 1, height: bh, fill: COLORS[k % COLORS.length] });
+      bar.append(svg("title", {}, `${m} · ${label}: ${f(v)}`));
+      chart.append(bar);
+    });
+    chart.append(svg("text", { x: i * groupW, y: h + 12, class: "bar-label" }, label));
+  });
+  models.forEach((m, k) => chart.append(svg("text", { x: w - 260, y: 12 + 12 * k, class: "bar-label", fill: COLORS[k % COLORS.length] }, m)));
+  return chart;
+}
+
 function render(report) {
   const box = clear($("results"));
   box.append(el("p", { class: "muted" }, `suite ${report.suite} · models ${report.models.join(", ")} · seed ${report.parameters.seed}`));
@@ -43,6 +64,19 @@ function render(report) {
     for (const c of p.between_models) {
       box.append(el("p", {}, `KL(${c.models[0]} ‖ ${c.models[1]}) = ${f(c.kl_ab_bits)} bits, KL back = ${f(c.kl_ba_bits)}, JS = ${f(c.js_bits)} bits`));
     }
+  }
+  if (report.probes.length) {
+    const ids = report.probes.map((p) => p.id);
+    const per = (key) => Object.fromEntries(report.models.map((m) => [m, report.probes.map((p) => (p.results.find((r) => r.model === m) || {})[key])]));
+    box.append(el("h3", {}, "Entropy and top-1 across probes"),
+      groupedBars("entropy / entropy of uniform", ids, per("entropy_relative")),
+      groupedBars("top-1 probability", ids, per("top1_prob")));
+  }
+  if (report.generations.length) {
+    const metrics = ["unique_fraction", "distinct_1", "distinct_2", "ead_1", "embedding_diversity"];
+    const mean = (xs) => { const v = xs.filter((x) => x !== null && x !== undefined); return v.length ? v.reduce((a, b) => a + b, 0) / v.length : 0; };
+    const series = Object.fromEntries(report.models.map((m) => [m, metrics.map((k) => mean(report.generations.map((g) => (g.results.find((r) => r.model === m) || {})[k])))]));
+    box.append(el("h3", {}, "Free-generation diversity"), groupedBars("mean over prompts", metrics, series));
   }
   for (const g of report.generations) {
     box.append(el("h3", {}, g.id), el("p", { class: "muted" }, JSON.stringify(g.prompt)));
