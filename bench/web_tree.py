@@ -37,7 +37,7 @@ def build(store: Store, count: int, rng: random.Random) -> list[str]:
     tree, root = ops.new_tree(store, "A tree for benchmarking.")
     ids = [root.id]
     batch = []
-    for i in range(count - 1):
+    for _ in range(count - 1):
         parent = ids[max(0, len(ids) - 2000):][rng.randrange(min(len(ids), 2000))]
         node = Node(id=new_id(), tree_id=tree.id, parent_id=parent, origin="model",
                     text=" " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))))
@@ -109,7 +109,7 @@ def main() -> None:
                 time.sleep(0.1)
         lat_big = latency(client, big, args.requests, rng)
         lat_small = latency(client, small, args.requests, rng)
-        print(f"API latency, ms (big tree / 10-node tree / ratio):")
+        print("API latency, ms (big tree / 10-node tree / ratio):")
         for kind in ("path", "children"):
             (b50, b95), (s50, s95) = lat_big[kind], lat_small[kind]
             print(f"  {kind:<9} p50 {b50:6.2f} / {s50:6.2f} / {b50 / s50:4.2f}   p95 {b95:6.2f} / {s95:6.2f} / {b95 / s95:4.2f}")

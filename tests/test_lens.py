@@ -16,7 +16,7 @@ from loomwork.backends.mock import MockBackend, tokenize
 from loomwork.errors import InvalidInput, NotFound, Unsupported
 from loomwork.lens import diversity as div
 from loomwork.lens import suite as suites
-from loomwork.lens.distributions import EOS, answer_distribution, compare, entropy_bits, js_bits, kl_bits
+from loomwork.lens.distributions import EOS, answer_distribution, entropy_bits, js_bits, kl_bits
 from loomwork.lens.report import run_suite
 
 probs = st.lists(st.floats(0.001, 1.0), min_size=2, max_size=12).map(lambda xs: [x / sum(xs) for x in xs])

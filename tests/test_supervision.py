@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 
@@ -14,7 +13,6 @@ from loomwork import curation, ops
 from loomwork.backends import SamplingParams, get_backend
 from loomwork.errors import InvalidInput, NotFound
 from loomwork.supervision import agreement, critiques, exports, prm800k, queues, ratings, summary
-from loomwork.supervision.formats import export_jsonl
 
 Q1 = ratings.DEFAULT_QUESTIONS[0]
 

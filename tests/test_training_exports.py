@@ -3,7 +3,7 @@ TRL's trainers on a tiny model built here."""
 
 from __future__ import annotations
 
-import json
+import math
 
 import pytest
 
@@ -75,5 +75,4 @@ def test_one_step_of_sft_dpo_and_reward_training(exported, tmp_path, tiny_lm):
     reward = RewardTrainer(model=rm, args=_args(RewardConfig, tmp_path, max_length=128),
                            train_dataset=_load(exported["preference"]), processing_class=tok)
     out = reward.train()
-    assert out.global_step == 1 and out.training_loss == out.training_loss  # a real, finite loss
-    json.dumps(out.metrics)
+    assert out.global_step == 1 and math.isfinite(out.training_loss)

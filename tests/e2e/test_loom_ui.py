@@ -18,14 +18,16 @@ def new_tree(page, prompt: str) -> None:
     page.locator("#read .seg.prompt").wait_for()
 
 
-def generate(page, n: int = 3, tokens: int = 8, seed: int = 1) -> None:
+def generate(page, n: int = 3, tokens: int = 8, seed: int | None = 1, model: str = "mock:default",
+             timeout: float = 30_000) -> None:
     page.fill("input[name=n]", str(n))
     page.fill("input[name=max_tokens]", str(tokens))
-    page.fill("input[name=seed]", str(seed))
-    page.select_option("#gen-model", "mock:default")
+    if seed is not None:
+        page.fill("input[name=seed]", str(seed))
+    page.select_option("#gen-model", model)
     page.locator("#read").click()
     page.keyboard.press("g")
-    page.locator("#children .card:not(.live)").nth(n - 1).wait_for()
+    page.locator("#children .card:not(.live)").nth(n - 1).wait_for(timeout=timeout)
 
 
 def test_grow_navigate_edit_split_undo(page):
@@ -168,12 +170,7 @@ def test_errors_appear_in_the_page(page):
 def test_expand_with_the_packaged_base_model(page):
     pytest.importorskip("torch")
     new_tree(page, "The old lighthouse keeper climbed the stairs and")
-    page.select_option("#gen-model", "hf:gemma-3-270m")
-    page.fill("input[name=n]", "2")
-    page.fill("input[name=max_tokens]", "8")
-    page.locator("#read").click()
-    page.keyboard.press("g")
-    page.locator("#children .card:not(.live)").nth(1).wait_for(timeout=120_000)
+    generate(page, n=2, tokens=8, seed=None, model="hf:gemma-3-270m", timeout=120_000)
     texts = page.locator("#children .card").all_inner_texts()
     assert len(texts) == 2 and all(t.split("\n", 1)[1].strip() for t in texts)
     page.locator("#children .card").first.click()

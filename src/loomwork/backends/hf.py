@@ -11,7 +11,6 @@ import asyncio
 import math
 import re
 import threading
-from functools import lru_cache
 from typing import AsyncIterator, Callable
 
 from ..errors import InvalidInput
@@ -76,6 +75,7 @@ class HFBackend(Backend):
         banned = sorted((special | set(tokenizer.all_special_ids)) - eos)
         self._banned = self.torch.tensor(banned, dtype=self.torch.long) if banned else None
         self._anchor = tokenizer.encode("a", add_special_tokens=False)[-1:]
+        self._pieces: dict[int, str] = {}
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -83,11 +83,13 @@ class HFBackend(Backend):
         """Token ids of a prefix, with the model's start token (base models expect it)."""
         return self.tok.encode(text, add_special_tokens=True)
 
-    @lru_cache(maxsize=65536)
     def piece(self, token_id: int) -> str:
-        """Text of one token in mid-sentence (for alternatives)."""
-        a = self.tok.decode(self._anchor, skip_special_tokens=False)
-        return self.tok.decode(self._anchor + [token_id], skip_special_tokens=False)[len(a):]
+        """Text of one token in mid-sentence (for alternatives); cached, since alternatives repeat."""
+        text = self._pieces.get(token_id)
+        if text is None:
+            a = self.tok.decode(self._anchor, skip_special_tokens=False)
+            text = self._pieces[token_id] = self.tok.decode(self._anchor + [token_id], skip_special_tokens=False)[len(a):]
+        return text
 
     def _top(self, logprobs_row, k: int) -> tuple[tuple[str, float], ...]:
         if k <= 0:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -94,7 +93,3 @@ def diversity(texts: list[str], embed: Callable | None = None) -> dict:
     out["embedding_diversity"] = embedding_diversity(embed(texts)) if embed and texts else None
     return out
 
-
-def mean_or_none(xs: list[float | None]) -> float | None:
-    vals = [x for x in xs if x is not None and not math.isnan(x)]
-    return sum(vals) / len(vals) if vals else None

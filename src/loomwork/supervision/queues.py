@@ -101,8 +101,8 @@ def shows_critique(queue: dict, node_id: str) -> bool:
     return queue["critiques"] == "on"
 
 
-def progress(store: Store, queue: dict, rater: str) -> dict:
-    ids = items(store, queue)
+def progress(store: Store, queue: dict, rater: str, ids: list[str] | None = None) -> dict:
+    ids = items(store, queue) if ids is None else ids
     with store.tx() as tx:
         done_keys = current(sql.ratings_for(tx, queue_id=queue["id"]))
     done = [i for i in ids if all((i, rater, q) in done_keys for q in queue["questions"])]
@@ -117,11 +117,12 @@ def next_item(store: Store, queue: dict, rater: str) -> str | None:
 
 def audit_view(store: Store, queue: dict, node_id: str, rater: str) -> dict:
     """What a rater may see of one step. Blinded (the default): the step and its context, nothing after it."""
-    if node_id not in set(items(store, queue)):
+    ids = items(store, queue)
+    if node_id not in set(ids):
         raise InvalidInput(f"node {node_id} is not an item of queue {queue['name']!r}")
     path = store.path(node_id)
     step = path[-1]
-    prog = progress(store, queue, rater)
+    prog = progress(store, queue, rater, ids)
     view = {
         "queue": {"id": queue["id"], "name": queue["name"], "questions": queue["questions"], "blinded": queue["blinded"]},
         "step": {"id": step.id, "text": step.text, "origin": step.origin},

@@ -16,7 +16,7 @@ DEFAULT_QUESTIONS = (
 )
 
 
-def _rater(rater: str) -> str:
+def check_rater(rater: str) -> str:
     rater = (rater or "").strip()
     if not rater or len(rater) > 200:
         raise InvalidInput("a rater name of 1 to 200 characters is needed")
@@ -29,7 +29,7 @@ def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEF
     """Record one rating. With a queue, the node must be one of its items and the question one of its questions."""
     if label not in LABELS or isinstance(label, bool):
         raise InvalidInput(f"a rating is -1 (bad), 0 (neutral) or +1 (good), not {label!r}")
-    rater = _rater(rater)
+    rater = check_rater(rater)
     node = store.node(node_id)
     queue_id = None
     if queue is not None:
@@ -67,7 +67,7 @@ def label_outcome(store: Store, node_id: str, rater: str, label: str, note: str 
     if not label or len(label) > 64:
         raise InvalidInput("an outcome label of 1 to 64 characters is needed (e.g. correct, incorrect)")
     node = store.node(node_id)
-    row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=_rater(rater), label=label, note=note)
+    row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=check_rater(rater), label=label, note=note)
     with store.tx() as tx:
         sql.add_outcome(tx, **row)
     return row

@@ -64,7 +64,7 @@ def next_item(queue: str, rater: str, request: Request) -> dict:
     """The blinded view of the rater's next step, or ``{"done": true}`` with the progress."""
     store = _store(request)
     q = queues.get_queue(store, queue)
-    item = queues.next_item(store, q, ratings._rater(rater))
+    item = queues.next_item(store, q, ratings.check_rater(rater))
     if item is None:
         prog = queues.progress(store, q, rater)
         return {"done": True, "progress": {"total": prog["total"], "done": prog["done"]}}
@@ -74,7 +74,7 @@ def next_item(queue: str, rater: str, request: Request) -> dict:
 @router.get("/{queue}/items/{node_id}")
 def item(queue: str, node_id: str, rater: str, request: Request) -> dict:
     store = _store(request)
-    return queues.audit_view(store, queues.get_queue(store, queue), node_id, ratings._rater(rater))
+    return queues.audit_view(store, queues.get_queue(store, queue), node_id, ratings.check_rater(rater))
 
 
 @router.post("/{queue}/items/{node_id}/critique")
