@@ -77,9 +77,11 @@ def test_tour(run):
     models = json.loads(run("models", "--json").stdout)
     assert {"mock:default", "hf:gemma-3-270m", "hf:smollm2-135m-instruct"} <= {m["ref"] for m in models}
     assert run("delete", kids["children"][1]["id"], "--yes").stdout.startswith("deleted 1 node")
-    assert run("undo", tree_id).stdout.startswith("undid delete " + kids["children"][1]["id"])
+    assert "would take back" in run("undo", tree_id, "--dry-run").stdout
+    undid = run("undo", tree_id).stdout
+    assert undid.startswith("undid #") and "delete " + kids["children"][1]["id"] in undid and "(yours)" in undid
     assert kids["children"][1]["id"] in run("show", tree_id).stdout
-    assert run("redo", root).stdout.startswith("redid delete")
+    assert run("redo", root).stdout.startswith("redid #")
     log = run("history", tree_id).stdout.splitlines()
     assert "expand" in log[0] and "delete" in log[-1]
     assert "nothing to redo" in run("redo", tree_id, ok=False).stderr

@@ -9,7 +9,7 @@ import pytest
 from loomwork import ops
 from loomwork.backends import SamplingParams, get_backend
 from loomwork.backends.base import TokenEvent
-from loomwork.errors import InvalidInput, NotFound
+from loomwork.errors import Conflict, InvalidInput, NotFound
 
 
 async def test_expand_records_one_generation_and_token_records(store):
@@ -59,7 +59,7 @@ async def test_expand_of_a_node_deleted_meanwhile_writes_nothing(store):
     stream = ops.expand_stream(store, child.id, get_backend("mock"), SamplingParams(n=1, max_tokens=3, seed=1))
     await stream.__anext__()
     ops.delete_subtree(store, child.id)
-    with pytest.raises(NotFound):
+    with pytest.raises(Conflict, match="deleted while the model generated"):
         async for _ in stream:
             pass
     assert store.sql("SELECT count(*) FROM generations")[0][0] == 0

@@ -120,7 +120,7 @@ async def test_host_origin_and_token_checks(store):
     assert (await g.get("/static/main.js")).status_code == 401
     assert (await g.get("/api/trees", headers={"authorization": "Bearer s3cret"})).status_code == 200
     first = await g.get("/?token=s3cret")
-    assert first.status_code == 303 and "loomwork_token=s3cret" in first.headers["set-cookie"]
+    assert first.status_code == 303 and "loomwork_token_8765=s3cret" in first.headers["set-cookie"]
     assert (await g.get("/api/trees")).status_code == 200  # the cookie set by the redirect
     fresh = httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url=BASE)
     assert (await fresh.get("/api/trees", headers={"authorization": "Bearer wrong"})).status_code == 401

@@ -12,13 +12,14 @@ Scores for intervention bits are cached per node, model and context, since scori
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from dataclasses import dataclass
 
 from .backends.base import Backend
 from .errors import InvalidInput
-from .store import Store
+from .store import Store, Tx, retrying
 from .tree import Node, Token, new_id, path_text
 
 LN2 = math.log(2)
@@ -43,37 +44,37 @@ class Choice:
         return selection_bits(len(self.candidates), len(self.acceptable) if self.acceptable else 1)
 
 
-def default_candidates(store: Store, node: Node) -> list[str]:
+def default_candidates(tx: Tx, node: Node) -> list[str]:
     """What one chooses among: the siblings sampled by the same expansion, or else every visible sibling."""
-    sibs = store.children(node.parent_id) if node.parent_id else []
+    sibs = tx.children(node.parent_id) if node.parent_id else []
     same = [s.id for s in sibs if node.generation_id and s.generation_id == node.generation_id]
     return same if node.id in same else [s.id for s in sibs if s.id == node.id or not s.archived]
 
 
+@retrying
 def record_choice(store: Store, chosen_id: str, candidates: list[str] | None = None,
                   acceptable: list[str] | None = None) -> Choice:
-    node = store.node(chosen_id)
-    if node.parent_id is None:
-        raise InvalidInput(f"node {chosen_id} is a root: there is nothing to choose it from")
-    cands = list(dict.fromkeys(candidates or default_candidates(store, node)))
-    if chosen_id not in cands:
-        raise InvalidInput(f"the chosen node {chosen_id} is not among the candidates")
-    with store.tx() as tx:
+    with store.tx() as tx:  # one transaction: the candidates are siblings when the choice commits
+        node = tx.lock(chosen_id)
+        if node.parent_id is None:
+            raise InvalidInput(f"node {chosen_id} is a root: there is nothing to choose it from")
+        cands = list(dict.fromkeys(candidates or default_candidates(tx, node)))
+        if chosen_id not in cands:
+            raise InvalidInput(f"the chosen node {chosen_id} is not among the candidates")
         for c in tx.nodes(cands):
             if c.parent_id != node.parent_id:
                 raise InvalidInput(f"candidate {c.id} is not a sibling of {chosen_id}")
-    acc = list(dict.fromkeys(acceptable)) if acceptable else None
-    if acc is not None and (chosen_id not in acc or not set(acc) <= set(cands)):
-        raise InvalidInput("the acceptable nodes must be candidates and include the chosen one")
-    choice = Choice(new_id(), node.parent_id, chosen_id, tuple(cands), tuple(acc) if acc else None)
-    with store.tx() as tx:
+        acc = list(dict.fromkeys(acceptable)) if acceptable else None
+        if acc is not None and (chosen_id not in acc or not set(acc) <= set(cands)):
+            raise InvalidInput("the acceptable nodes must be candidates and include the chosen one")
+        choice = Choice(new_id(), node.parent_id, chosen_id, tuple(cands), tuple(acc) if acc else None)
         tx.insert_choice(choice.id, node.tree_id, choice.parent_id, chosen_id, cands, acc)
     return choice
 
 
 def latest_choices(store: Store, tree_id: str) -> dict[str, Choice]:
     """The newest choice of each chosen node in a tree (choosing a node again replaces the earlier record)."""
-    with store.tx() as tx:
+    with store.read() as tx:
         rows = tx.choices_of(tree_id)
     return {r.chosen_id: Choice(r.id, r.parent_id, r.chosen_id, tuple(r.candidates),
                                 tuple(r.acceptable) if r.acceptable else None) for r in rows}
@@ -87,14 +88,19 @@ async def scored_tokens(store: Store, path: list[Node], backend: Backend) -> lis
     """The reference model's teacher-forced logprobs of the last node's text after the rest of the path."""
     node, context = path[-1], path_text(path[:-1])
     key = _key(context, node.text)
-    with store.tx() as tx:
+    with store.read() as tx:
         cached = tx.score(node.id, backend.ref, key)
     if cached is not None:
         return [Token.from_json(t) for t in cached]
     toks = await backend.score(context, node.text, top=0)
-    with store.tx() as tx:
-        tx.put_score(node.id, backend.ref, key, [t.to_json() for t in toks])
+    await asyncio.to_thread(_put_score, store, node.id, backend.ref, key, [t.to_json() for t in toks])
     return toks
+
+
+@retrying
+def _put_score(store: Store, node_id: str, ref: str, key: str, logprobs: list[dict]) -> None:
+    with store.tx() as tx:
+        tx.put_score(node_id, ref, key, logprobs)
 
 
 def _is_written(node: Node) -> bool:
@@ -142,7 +148,7 @@ async def path_report(store: Store, node_id: str, backend: Backend | None) -> di
 
 async def tree_report(store: Store, tree_id: str, backend: Backend | None) -> dict:
     """Bits applied anywhere in a tree: every recorded choice and every written node."""
-    with store.tx() as tx:
+    with store.read() as tx:
         nodes = tx.tree_nodes(tree_id)
     by_id = {n.id: n for n in nodes}
     chosen = latest_choices(store, tree_id)

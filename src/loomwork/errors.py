@@ -25,3 +25,19 @@ class BackendError(LoomworkError):
 
 class Unsupported(LoomworkError):
     """A backend lacks a capability that the call needs."""
+
+
+class Conflict(LoomworkError):
+    """The request was valid but lost a race: what it acts on changed since the caller looked (HTTP 409)."""
+
+
+class Busy(StoreError):
+    """The database stayed locked by other writers for longer than loomwork waits (HTTP 503)."""
+
+
+class Transient(StoreError):
+    """A PostgreSQL serialization failure or deadlock: the transaction is safe to run again, and is."""
+
+
+class Corrupt(StoreError):
+    """The stored rows break an invariant (a cycle, a missing parent): `loomwork check` lists them."""

@@ -1,45 +1,38 @@
 """Tree operations on a Store. Each one validates first and then writes in one transaction, so a refused or
 failed operation changes nothing.
+
+Each write transaction starts by locking the tree it changes (``tx.lock``) and only then reads what it checks, so
+concurrent operations on a tree take turns and every check holds until its write commits (docs/concurrency.md).
+``@retrying`` runs an operation again if PostgreSQL aborted it as a serialization failure or deadlock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from typing import AsyncIterator, Callable
 
+from . import validate
 from .backends.base import Backend, Done, SamplingParams, TokenEvent
-from .errors import InvalidInput
-from .store import Store, Tx
+from .errors import Conflict, InvalidInput, NotFound
+from .store import Store, Tx, retrying
 from .tree import Generation, Node, Token, Tree, join_tokens, new_id, path_text, split_tokens, tokens_text, utcnow
 
-MAX_TAG = 200
-
-
-def _text(text: str, what: str = "text") -> str:
-    if not isinstance(text, str):
-        raise InvalidInput(f"{what} must be a string")
-    if text == "":
-        raise InvalidInput(f"{what} is empty")
-    if "\x00" in text:
-        raise InvalidInput(f"{what} contains a NUL character")
-    return text
-
-
-def _tag(tag: str) -> str:
-    tag = (tag or "").strip()
-    if not tag or len(tag) > MAX_TAG:
-        raise InvalidInput(f"a tag must be 1 to {MAX_TAG} characters, not {tag!r}")
-    return tag
+MAX_TAG = validate.MAX_TAG
+_text = validate.text
 
 
 def _node(tx: Tx, **fields) -> Node:
     return tx.insert_node(Node(id=new_id(), **fields))
 
 
+@retrying
 def new_tree(store: Store, prompt: str, title: str | None = None) -> tuple[Tree, Node]:
     """A new tree whose root holds ``prompt``."""
     _text(prompt, "the prompt")
+    if title is not None:
+        validate.title(title)
     tree_id = new_id()
     root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=prompt, origin="prompt")
     tree = Tree(id=tree_id, root_id=root.id, title=title or _title(prompt))
@@ -54,16 +47,18 @@ def _title(text: str) -> str:
     return line[:60] + ("…" if len(line) > 60 else "")
 
 
+@retrying
 def add_child(store: Store, parent_id: str, text: str, origin: str = "human") -> Node:
     _text(text)
     if origin not in ("human", "prompt"):
         raise InvalidInput(f"a written child has origin human or prompt, not {origin!r}")
     with store.tx() as tx:
-        parent = tx.node(parent_id)
+        parent = tx.lock(parent_id)
         tx.log(parent.tree_id, "add", f"add a child to {parent.id}")
         return _node(tx, tree_id=parent.tree_id, parent_id=parent.id, text=text, origin=origin)
 
 
+@retrying
 def edit(store: Store, node_id: str, text: str) -> Node:
     """Copy-on-write: the edited text becomes a new sibling (origin ``edit``); the original and its subtree stay.
 
@@ -71,7 +66,7 @@ def edit(store: Store, node_id: str, text: str) -> Node:
     """
     _text(text, "the new text")
     with store.tx() as tx:
-        old = tx.node(node_id)
+        old = tx.lock(node_id)
         if text == old.text:
             raise InvalidInput(f"the new text is the same as node {node_id}'s: nothing to edit")
         if old.parent_id is None:
@@ -83,12 +78,13 @@ def edit(store: Store, node_id: str, text: str) -> Node:
         return _node(tx, tree_id=old.tree_id, parent_id=old.parent_id, text=text, origin="edit", source_id=old.id)
 
 
+@retrying
 def split(store: Store, node_id: str, offset: int) -> tuple[Node, Node]:
     """Cut a node's text at a character offset. The node keeps the head; a new child takes the tail, the token
     records after the offset, the node's children, its bookmark and a copy of its tags (the tail's full text is
     the full text the node had)."""
     with store.tx() as tx:
-        node = tx.node(node_id)
+        node = tx.lock(node_id)
         tx.log(node.tree_id, "split", f"split {node.id} at {offset}")
         return _split(tx, node, offset)
 
@@ -108,12 +104,13 @@ def _split(tx: Tx, node: Node, offset: int) -> tuple[Node, Node]:
     return tx.node(node.id), tx.node(tail.id)
 
 
+@retrying
 def branch(store: Store, node_id: str, token_index: int, alternative: str) -> Node:
     """Branch from an alternative token: the node is split before token ``token_index`` and the alternative
     becomes a new child of the head (a sibling of the tail), with the alternative's logprob as its token record.
     At token 0 the alternative is simply a new sibling of the node. Returns the new node."""
     with store.tx() as tx:
-        node = tx.node(node_id)
+        node = tx.lock(node_id)
         if not node.tokens:
             raise InvalidInput(f"node {node_id} has no token records to branch from")
         if not 0 <= token_index < len(node.tokens):
@@ -137,11 +134,12 @@ def branch(store: Store, node_id: str, token_index: int, alternative: str) -> No
                      meta={"alternative_of": node_id, "token_index": token_index})
 
 
+@retrying
 def merge(store: Store, node_id: str) -> Node:
     """Join a node with its only child (the inverse of split). Refuses nodes of different origins, because the
     optimization accounting needs to know which text a person wrote."""
     with store.tx() as tx:
-        node = tx.node(node_id)
+        node = tx.lock(node_id)
         kids = tx.children(node_id, include_archived=True)
         if len(kids) != 1:
             raise InvalidInput(f"node {node_id} has {len(kids)} children (archived included); merge needs exactly one")
@@ -164,10 +162,11 @@ def merge(store: Store, node_id: str) -> Node:
         return tx.node(node.id)
 
 
+@retrying
 def set_archived(store: Store, node_id: str, archived: bool = True) -> Node:
     """Soft delete: an archived node and its subtree leave default listings but stay in the store."""
     with store.tx() as tx:
-        node = tx.node(node_id)
+        node = tx.lock(node_id)
         if node.parent_id is None and archived:
             raise InvalidInput(f"node {node_id} is the root of tree {node.tree_id}: a root cannot be archived")
         tx.log(node.tree_id, "archive" if archived else "restore", f"{'archive' if archived else 'restore'} {node_id}")
@@ -175,19 +174,23 @@ def set_archived(store: Store, node_id: str, archived: bool = True) -> Node:
         return replace(node, archived=archived)
 
 
+@retrying
 def set_bookmark(store: Store, node_id: str, on: bool = True) -> Node:
     with store.tx() as tx:
-        node = tx.node(node_id)
+        node = tx.lock(node_id)
         tx.log(node.tree_id, "bookmark", f"{'bookmark' if on else 'unbookmark'} {node_id}")
         tx.update_node(node_id, bookmarked=on)
         return replace(node, bookmarked=on)
 
 
+@retrying
 def tag(store: Store, node_id: str, *tags: str, remove: bool = False) -> Node:
     """Add tags to a node (or take them off with ``remove=True``)."""
-    clean = [_tag(t) for t in tags]
+    clean = [validate.tag(t) for t in tags]
+    if not clean:
+        raise InvalidInput("no tags given")
     with store.tx() as tx:
-        node = tx.node(node_id)
+        node = tx.lock(node_id)
         tx.log(node.tree_id, "tag", f"{'untag' if remove else 'tag'} {node_id}: {', '.join(clean)}")
         (tx.remove_tags if remove else tx.add_tags)(node_id, clean)
         return tx.node(node_id)
@@ -197,10 +200,12 @@ def untag(store: Store, node_id: str, *tags: str) -> Node:
     return tag(store, node_id, *tags, remove=True)
 
 
+@retrying
 def move(store: Store, node_id: str, new_parent_id: str) -> Node:
     """Re-attach a node (with its subtree) under another node of the same tree."""
     with store.tx() as tx:
-        node, parent = tx.node(node_id), tx.node(new_parent_id)
+        node = tx.lock(node_id)  # with the tree locked, the cycle check below still holds when the move commits
+        parent = tx.node(new_parent_id)
         if node.parent_id is None:
             raise InvalidInput(f"node {node_id} is a root: it cannot move")
         if parent.tree_id != node.tree_id:
@@ -213,10 +218,11 @@ def move(store: Store, node_id: str, new_parent_id: str) -> Node:
         return replace(node, parent_id=new_parent_id)
 
 
+@retrying
 def delete_subtree(store: Store, node_id: str) -> int:
     """Hard delete of a node and everything under it (deleting a root deletes its tree). Returns the count."""
     with store.tx() as tx:
-        node = tx.node(node_id)
+        node = tx.lock(node_id)
         if node.parent_id is None:
             count = len(tx.tree_nodes(node.tree_id))
             tx.delete_tree(node.tree_id)
@@ -228,7 +234,7 @@ def delete_subtree(store: Store, node_id: str) -> int:
 
 
 def delete_tree(store: Store, tree_id: str) -> int:
-    with store.tx() as tx:
+    with store.read() as tx:
         tree = tx.tree(tree_id)
     return delete_subtree(store, tree.root_id)
 
@@ -237,15 +243,18 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
                         params: SamplingParams) -> AsyncIterator[TokenEvent | list[Node]]:
     """Sample ``params.n`` children of a node, streaming tokens; the last item is the list of new nodes.
 
-    Nothing is written until every sample is complete, so a cancelled expansion leaves no half node behind.
+    Nothing is written until every sample is complete, so a cancelled expansion leaves no half node behind. The
+    samples are stored under the node whose full text is the text the model was given: the node itself, or, if it
+    was split meanwhile, the node that now ends with that text. If no node does (it was moved, merged or deleted
+    while the model ran), they are refused with a Conflict, never attached to text they were not conditioned on.
     """
     params = params.with_seed()
-    with store.tx() as tx:
+    with store.read() as tx:
         path = tx.path(node_id)
-    node = path[-1]
+    node, context = path[-1], path_text(path)
     started = time.perf_counter()
     done: Done | None = None
-    async for event in backend.stream(path_text(path), params):
+    async for event in backend.stream(context, params):
         if isinstance(event, Done):
             done = event
         else:
@@ -255,16 +264,47 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
                      params=params.model_dump(mode="json"), seed=params.seed,
                      duration_s=time.perf_counter() - started, prompt_tokens=done.prompt_tokens,
                      completion_tokens=done.completion_tokens, created_at=utcnow())
+    # off the event loop: the write may wait for other writers, and the loop serves everyone else meanwhile
+    yield await asyncio.to_thread(_store_expansion, store, node_id, context, gen, done, backend.ref)
+
+
+@retrying
+def _store_expansion(store: Store, node_id: str, context: str, gen: Generation, done: Done, ref: str) -> list[Node]:
     with store.tx() as tx:
-        tx.node(node_id)  # it may have been deleted while we sampled
+        try:
+            tx.lock(node_id)
+        except NotFound:
+            raise Conflict(f"node {node_id} was deleted while the model generated: its {len(done.completions)} "
+                           "samples were not stored") from None
+        anchor = _where_context_holds(tx, node_id, context)
+        if anchor is None:
+            raise Conflict(f"node {node_id} was changed while the model generated (moved, merged or edited in "
+                           f"place), so no node ends with the text the model saw: its {len(done.completions)} "
+                           "samples were not stored")
+        gen = replace(gen, node_id=anchor.id)
         tx.insert_generation(gen)
-        tx.log(node.tree_id, "expand", f"expand {node.id} ×{params.n} with {backend.ref}")
-        children = [
-            _node(tx, tree_id=node.tree_id, parent_id=node.id, text=c.text, origin="model", tokens=tuple(c.tokens),
+        tx.log(anchor.tree_id, "expand", f"expand {anchor.id} ×{len(done.completions)} with {ref}")
+        return [
+            _node(tx, tree_id=anchor.tree_id, parent_id=anchor.id, text=c.text, origin="model", tokens=tuple(c.tokens),
                   generation_id=gen.id, sample_index=i, meta={"finish_reason": c.finish_reason})
             for i, c in enumerate(done.completions)
         ]
-    yield children
+
+
+def _where_context_holds(tx: Tx, node_id: str, context: str) -> Node | None:
+    """The node whose full text is ``context``: ``node_id`` itself, or a descendant when a split moved the end of
+    its text into a new child (depth-first, first match in creation order). None when no such node exists."""
+    path = tx.path(node_id)
+    stack = [(path[-1], path_text(path))]
+    while stack:
+        node, text = stack.pop()
+        if text == context:
+            return node
+        if context.startswith(text):
+            rest = context[len(text):]
+            kids = [k for k in tx.children(node.id, include_archived=True) if rest.startswith(k.text) and k.text]
+            stack.extend((k, text + k.text) for k in reversed(kids))
+    return None
 
 
 async def expand(store: Store, node_id: str, backend: Backend, params: SamplingParams,
@@ -279,13 +319,23 @@ async def expand(store: Store, node_id: str, backend: Backend, params: SamplingP
     return children
 
 
-def undo(store: Store, tree_id: str) -> dict:
-    """Take back the newest operation on a tree. Returns ``{"seq", "kind", "label", "nodes"}``."""
+@retrying
+def undo(store: Store, tree_id: str, expect: int | None = None, force: bool = False) -> dict:
+    """Take back the newest operation on a tree. ``expect``: the seq you mean to undo (Conflict if someone got
+    there first); ``force``: take it back even if another person did it. Returns the entry's summary
+    (``seq, kind, label, actor, mine, nodes``)."""
     with store.tx() as tx:
-        return tx.undo(tree_id)
+        return tx.step(tree_id, redo=False, expect=expect, force=force)
 
 
-def redo(store: Store, tree_id: str) -> dict:
-    """Replay the operation that the last undo took back."""
+@retrying
+def redo(store: Store, tree_id: str, expect: int | None = None, force: bool = False) -> dict:
+    """Replay the operation that the last undo took back (same ``expect`` and ``force`` as undo)."""
     with store.tx() as tx:
-        return tx.redo(tree_id)
+        return tx.step(tree_id, redo=True, expect=expect, force=force)
+
+
+def undo_preview(store: Store, tree_id: str) -> dict:
+    """``{"undo": entry | None, "redo": entry | None}``: what undo and redo would take back or replay now."""
+    with store.read() as tx:
+        return tx.undo_preview(tree_id)

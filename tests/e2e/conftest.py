@@ -59,7 +59,9 @@ def server(tmp_path):
 
 @pytest.fixture
 def page(browser, server, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    # Playwright's wait_for_function evaluates strings, which the pages' CSP forbids (no 'unsafe-eval');
+    # test_pages_work_under_their_csp runs the pages under the real policy.
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))

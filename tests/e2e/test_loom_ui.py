@@ -101,9 +101,9 @@ def test_token_inspector_branches_from_an_alternative(page):
     assert not page.errors
 
 
-def test_second_tab_sees_changes(page, browser):
+def test_second_tab_sees_changes(page):
     new_tree(page, "Shared")
-    other = browser.new_page()
+    other = page.context.new_page()  # a second tab of the same browser
     other.goto(page.url)
     other.locator("#read .seg").wait_for()
     generate(page, n=2)

@@ -8,6 +8,7 @@ import click
 
 from .. import ops
 from ..errors import InvalidInput
+from ..validate import terminal_safe
 from . import Context, cli, emit_json, pass_ctx
 from .render import node_line
 
@@ -148,18 +149,38 @@ def tree_id(ctx: Context, ref: str) -> str:
     return ident if kind == "tree" else ctx.store.node(ident).tree_id
 
 
+def _whose(entry: dict) -> str:
+    return "yours" if entry["mine"] else f"by {entry['actor']}"
+
+
 def _step_command(name: str, redo: bool, doc: str) -> None:
     @cli.command(name, help=doc)
     @click.argument("ref")
+    @click.option("--dry-run", is_flag=True, help=f"Only say what {name} would take back, and whose it is.")
+    @click.option("--force", is_flag=True, help=f"{name.capitalize()} even if another person did that operation.")
     @json_flag
     @pass_ctx
-    def step(ctx: Context, ref: str, as_json: bool) -> None:
-        done = (ops.redo if redo else ops.undo)(ctx.store, tree_id(ctx, ref))
-        emit_json(done) if as_json else click.echo(f"{'redid' if redo else 'undid'} {done['label']}")
+    def step(ctx: Context, ref: str, dry_run: bool, force: bool, as_json: bool) -> None:
+        tree = tree_id(ctx, ref)
+        if dry_run:
+            entry = ops.undo_preview(ctx.store, tree)[name]
+            if as_json:
+                emit_json(entry)
+            elif entry is None:
+                click.echo(f"nothing to {name} in tree {tree}")
+            else:
+                click.echo(f"{name} would take back #{entry['seq']} {entry['label']} ({_whose(entry)}, "
+                           f"{entry['created_at'][:19]})" if not redo else
+                           f"redo would replay #{entry['seq']} {entry['label']} ({_whose(entry)})")
+            return
+        done = (ops.redo if redo else ops.undo)(ctx.store, tree, force=force)
+        emit_json(done) if as_json else click.echo(
+            f"{'redid' if redo else 'undid'} #{done['seq']} {done['label']} ({_whose(done)})")
 
 
-_step_command("undo", False, "Take back the newest operation on a tree (give a tree id or any node id in it).")
-_step_command("redo", True, "Replay the operation the last undo took back.")
+_step_command("undo", False, "Take back the newest operation on a tree (give a tree id or any node id in it). "
+                             "Another person's operation is refused unless --force; --dry-run says what it would do.")
+_step_command("redo", True, "Replay the operation the last undo took back (same --force and --dry-run as undo).")
 
 
 @cli.command()
@@ -168,10 +189,12 @@ _step_command("redo", True, "Replay the operation the last undo took back.")
 @pass_ctx
 def history(ctx: Context, ref: str, as_json: bool) -> None:
     """The operation log of a tree, oldest first (undone operations marked)."""
-    with ctx.store.tx() as tx:
+    with ctx.store.read() as tx:
         entries = tx.history(tree_id(ctx, ref))
     if as_json:
         emit_json(entries)
         return
     for e in entries:
-        click.echo(f"{e['seq']:>5}  {e['created_at'][:19]}  {e['label']}{'  (undone)' if e['undone'] else ''}")
+        who = e["actor"] or "?"
+        click.echo(f"{e['seq']:>5}  {e['created_at'][:19]}  {who:<12} {terminal_safe(e['label'])}"
+                   f"{'  (undone)' if e['undone'] else ''}")

@@ -31,7 +31,7 @@ def show(ctx: Context, ref: str, mode: str | None, as_json: bool, archived: bool
     """Show a node (its path's full text) or a tree (its outline)."""
     store = ctx.store
     kind, ident = store.resolve(ref)
-    with store.tx() as tx:
+    with store.read() as tx:
         if kind == "tree":
             tree = tx.tree(ident)
             node, path = tx.node(tree.root_id), None

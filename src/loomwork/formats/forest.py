@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Callable
 
 from ..errors import InvalidInput
-from ..store import Store, Tx
+from ..store import Store, Tx, retrying
 from ..tree import ORIGINS, Node, Token, Tree, new_id, tokens_text, utcnow
 
 MAX_TEXT = 5_000_000  # characters in one node: far above any real loom, far below what would hurt the store
@@ -92,6 +92,7 @@ def order(items: list[Item], fmt: str) -> list[Item]:
     return out
 
 
+@retrying
 def write(store: Store, parsed: Parsed, under: str | None = None,
           then: Callable[[Tx, dict[str, str], dict[str, str]], None] | None = None) -> Report:
     """Insert ``parsed`` (checked as a whole first). ``then(tx, ids, trees)`` may write more in the same
@@ -101,7 +102,7 @@ def write(store: Store, parsed: Parsed, under: str | None = None,
     now = utcnow()
     trees: list[Tree] = []
     with store.tx() as tx:
-        anchor = tx.node(under) if under else None
+        anchor = tx.lock(under) if under else None
         tree_of: dict[str, str] = {}
         nodes = []
         for it in items:

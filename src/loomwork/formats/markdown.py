@@ -39,7 +39,7 @@ def _path_md(path) -> str:
 
 
 def export_markdown(store: Store, tree_id: str, node_id: str | None = None) -> str:
-    with store.tx() as tx:
+    with store.read() as tx:
         tree = tx.tree(tree_id)
         paths = [tx.path(node_id)] if node_id else None
     if paths is None:

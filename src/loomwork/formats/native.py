@@ -13,7 +13,7 @@ FORMAT_VERSION = 1
 def tree_json(store: Store, tree_id: str, include_archived: bool = True) -> dict:
     """``{"format": "loomwork", "version", "tree", "generations", "root"}`` with nodes nested under
     ``children`` (each node as in ``Node.to_json``, minus ``tree_id`` and ``parent_id``, which nesting implies)."""
-    with store.tx() as tx:
+    with store.read() as tx:
         tree = tx.tree(tree_id)
         nodes = tx.tree_nodes(tree_id)
         gens = tx.generations_of(tree_id)
@@ -48,7 +48,7 @@ def _nest(root: Node, kids: dict) -> dict:
 
 def leaf_paths(store: Store, tree_id: str) -> list[list[Node]]:
     """Every root-to-leaf path, archived branches left out, in outline order."""
-    with store.tx() as tx:
+    with store.read() as tx:
         tree = tx.tree(tree_id)
         nodes = tx.tree_nodes(tree_id)
     by_id = {n.id: n for n in nodes}

@@ -116,7 +116,7 @@ def jsonl(text: str) -> Parsed:
 
 
 def export_jsonl(store: Store, tree_id: str) -> str:
-    with store.tx() as tx:
+    with store.read() as tx:
         nodes = tx.tree_nodes(tree_id)
     keep = ("id", "parent_id", "text", "origin", "tokens", "bookmarked", "archived", "tags", "generation_id",
             "sample_index", "source_id", "created_at")
@@ -125,7 +125,7 @@ def export_jsonl(store: Store, tree_id: str) -> str:
 
 
 def export_loomsidian(store: Store, tree_id: str) -> dict:
-    with store.tx() as tx:
+    with store.read() as tx:
         tree = tx.tree(tree_id)
         nodes = tx.tree_nodes(tree_id)
     out = {}

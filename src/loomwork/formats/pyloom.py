@@ -193,7 +193,7 @@ def _node_json(n: Node, pyloom_id: dict[str, str]) -> dict:
 
 def export(store: Store, tree_id: str) -> dict:
     """The tree as a pyloom file: same schema and field names as pyloom's own, so pyloom opens it."""
-    with store.tx() as tx:
+    with store.read() as tx:
         tree = tx.tree(tree_id)
         nodes = tx.tree_nodes(tree_id)
     # pyloom ids of imported nodes come back as they were; others are loomwork's ids

@@ -3,18 +3,58 @@
 Every logged operation stores the rows it touched as they were before and after it (node rows with their tags),
 so undo and redo are the same generic step: put one snapshot back. Undo refuses to run if the rows are no longer
 as the operation left them, so it can never overwrite a change it does not know about.
+
+The log is per tree and shared by everyone who works on it, so each entry records its actor (who did it). An
+undo names the entry it means to take back (``expect``): when two people undo at once exactly one wins and the
+other gets a Conflict. Taking back another actor's operation needs ``force`` (the page and the CLI ask first).
 """
 
 from __future__ import annotations
 
+import getpass
+import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from ..errors import InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from ..tree import utcnow
 from .schema import node_tags, nodes, oplog, trees
+
+MAX_ACTOR = 64
+_ACTOR: ContextVar[str | None] = ContextVar("loomwork_actor", default=None)
+
+
+def clean_actor(name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > MAX_ACTOR or not name.isprintable():
+        raise InvalidInput(f"a name must be 1 to {MAX_ACTOR} printable characters, not {name!r}")
+    return name
+
+
+def default_actor() -> str:
+    """LOOMWORK_USER, else the operating-system user: the CLI and library act as this person."""
+    try:
+        return clean_actor(os.environ.get("LOOMWORK_USER") or getpass.getuser())
+    except (InvalidInput, KeyError, OSError):
+        return "unknown"
+
+
+def current_actor() -> str:
+    return _ACTOR.get() or default_actor()
+
+
+@contextmanager
+def acting_as(name: str) -> Iterator[None]:
+    """Attribute the operations logged inside the block to ``name`` (the web server sets it per request)."""
+    token = _ACTOR.set(clean_actor(name))
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
 
 Snapshot = dict[str, dict | None]  # node id -> row (with "tags") or None for "did not exist"
 
@@ -86,33 +126,61 @@ class Journal:
         self.conn.execute(delete(oplog).where(oplog.c.tree_id == self.tree_id, oplog.c.undone == True))  # noqa: E712
         res = self.conn.execute(insert(oplog).values(tree_id=self.tree_id, kind=self.kind, label=self.label,
                                                      before=self.before, after=after, undone=False,
-                                                     created_at=utcnow()))
+                                                     created_at=utcnow(), actor=current_actor()))
         bump(self.conn, self.tree_id)
         return res.inserted_primary_key[0]
 
 
-def step(conn: Connection, tree_id: str, redo: bool) -> dict:
-    """Undo the newest active entry of a tree, or redo the oldest undone one. Returns the entry's summary."""
+def _summary(entry) -> dict:
+    actor = entry.actor
+    return {"seq": entry.seq, "kind": entry.kind, "label": entry.label, "actor": actor,
+            "mine": actor is None or actor == current_actor(),  # entries from before v5 belong to anyone
+            "created_at": entry.created_at.isoformat()}
+
+
+def next_step(conn: Connection, tree_id: str, redo: bool):
+    """The entry an undo would take back (the newest active one) or a redo would replay (the oldest undone)."""
     q = select(oplog).where(oplog.c.tree_id == tree_id, oplog.c.undone == redo)
-    q = q.order_by(oplog.c.seq if redo else oplog.c.seq.desc()).limit(1)
-    entry = conn.execute(q).first()
+    return conn.execute(q.order_by(oplog.c.seq if redo else oplog.c.seq.desc()).limit(1)).first()
+
+
+def preview(conn: Connection, tree_id: str) -> dict:
+    """What undo and redo would do now, for the page's buttons and ``loomwork undo --dry-run``."""
+    return {verb: (_summary(e) if (e := next_step(conn, tree_id, verb == "redo")) is not None else None)
+            for verb in ("undo", "redo")}
+
+
+def step(conn: Connection, tree_id: str, redo: bool, expect: int | None = None, force: bool = False) -> dict:
+    """Undo the newest active entry of a tree, or redo the oldest undone one. Returns the entry's summary.
+
+    ``expect``: the seq the caller means (Conflict if another is next now). Another actor's entry needs ``force``."""
+    verb = "redo" if redo else "undo"
+    entry = next_step(conn, tree_id, redo)
     if entry is None:
-        raise InvalidInput(f"nothing to {'redo' if redo else 'undo'} in tree {tree_id}")
-    expect, target = (entry.before, entry.after) if redo else (entry.after, entry.before)
-    if snapshot(conn, expect) != expect:
-        raise InvalidInput(f"cannot {'redo' if redo else 'undo'} {entry.kind}: the nodes it changed were changed "
-                           "since by something outside the operation log")
+        if expect is not None:
+            raise Conflict(f"cannot {verb} #{expect}: someone else already did, and there is nothing left to {verb}")
+        raise InvalidInput(f"nothing to {verb} in tree {tree_id}")
+    summary = _summary(entry)
+    if expect is not None and entry.seq != expect:
+        raise Conflict(f"cannot {verb} #{expect}: the tree changed meanwhile, and the next {verb} is now "
+                       f"#{entry.seq} ({entry.label}, by {entry.actor or 'unknown'})")
+    if not summary["mine"] and not force:
+        raise Conflict(f"the next {verb} would take back {entry.actor}'s operation #{entry.seq} ({entry.label}), "
+                       f"not yours; {verb} it anyway with --force (API: \"force\": true)")
+    before, target = (entry.before, entry.after) if redo else (entry.after, entry.before)
+    if snapshot(conn, before) != before:
+        raise Conflict(f"cannot {verb} {entry.kind}: the nodes it changed were changed since by something outside "
+                       "the operation log")
     restore(conn, target)
     conn.execute(update(oplog).where(oplog.c.seq == entry.seq).values(undone=not redo))
     bump(conn, tree_id)
-    return {"seq": entry.seq, "kind": entry.kind, "label": entry.label, "nodes": sorted(target)}
+    return {**summary, "nodes": sorted(target)}
 
 
 def history(conn: Connection, tree_id: str) -> list[dict]:
-    rows = conn.execute(select(oplog.c.seq, oplog.c.kind, oplog.c.label, oplog.c.undone, oplog.c.created_at)
-                        .where(oplog.c.tree_id == tree_id).order_by(oplog.c.seq))
-    return [{"seq": r.seq, "kind": r.kind, "label": r.label, "undone": bool(r.undone),
-             "created_at": r.created_at.isoformat()} for r in rows]
+    rows = conn.execute(select(oplog.c.seq, oplog.c.kind, oplog.c.label, oplog.c.undone, oplog.c.created_at,
+                               oplog.c.actor).where(oplog.c.tree_id == tree_id).order_by(oplog.c.seq))
+    return [{**_summary(r), "undone": bool(r.undone)} for r in rows]
 
 
 def bump(conn: Connection, tree_id: str) -> None:

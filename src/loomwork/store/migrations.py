@@ -118,7 +118,12 @@ def _v4_supervision(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v5_actors(conn: Connection) -> None:
+    """Who did each logged operation, so an undo can say whose work it takes back (NULL: logged before v5)."""
+    conn.exec_driver_sql("ALTER TABLE oplog ADD COLUMN actor VARCHAR(64)")
+
+
 Migration = Callable[[Connection], None]
 
 # Position i holds the migration that brings a database from version i to version i + 1.
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors]

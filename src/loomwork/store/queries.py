@@ -6,13 +6,15 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, delete, func, insert, literal, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..errors import InvalidInput, NotFound
+from ..errors import Corrupt, InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
 from . import journal
 from .journal import Journal
-from .schema import choices, generations, node_tags, nodes, oplog, scores, trees
+from .schema import choices, critiques, generations, node_tags, nodes, oplog, outcomes, ratings, scores, trees
 
 _CHUNK = 500  # stay far below SQLite's bound-parameter limit in IN (...) lists
 _NODE_FIELDS = {"text", "tokens", "parent_id", "bookmarked", "archived", "meta"}
@@ -26,15 +28,42 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def insert_ignoring_duplicates(conn: Connection, table):
+    """INSERT that skips a row whose primary key exists (ON CONFLICT DO NOTHING in both dialects)."""
+    dialect = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    return dialect(table).on_conflict_do_nothing()
+
+
 def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
 
 
 class Tx:
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, readonly: bool = False):
         self.conn = conn
+        self.readonly = readonly
         self.journal: Journal | None = None
+
+    # -- locks ---------------------------------------------------------------------------------------------------
+
+    def lock_tree(self, tree_id: str) -> None:
+        """Take the tree's write lock until the transaction ends. Every operation that changes a tree takes it
+        before it reads what it will check, so concurrent operations on one tree run one after the other and
+        each sees the others' committed changes (PostgreSQL: a row lock on the tree; SQLite: BEGIN IMMEDIATE
+        holds the database's write lock already, and SQLAlchemy leaves FOR UPDATE out)."""
+        # FOR NO KEY UPDATE: it excludes other writers of the tree but not inserts whose foreign keys point at it
+        q = select(trees.c.id).where(trees.c.id == tree_id).with_for_update(key_share=True)
+        if self.conn.execute(q).first() is None:
+            raise NotFound(f"no tree with id {tree_id!r}")
+
+    def lock(self, node_id: str) -> Node:
+        """Lock the tree of a node (see lock_tree) and read the node as it is now."""
+        tree_id = self.conn.execute(select(nodes.c.tree_id).where(nodes.c.id == node_id)).scalar_one_or_none()
+        if tree_id is None:
+            raise NotFound(f"no node with id {node_id!r}")
+        self.lock_tree(tree_id)  # a node never changes tree, so reading its tree id before the lock is safe
+        return self.node(node_id)
 
     def log(self, tree_id: str, kind: str, label: str) -> None:
         """Record this transaction's changes as one undoable operation on a tree."""
@@ -121,22 +150,31 @@ class Tx:
         return self._nodes(self.conn.execute(q.order_by(nodes.c.seq).limit(limit)))
 
     def path(self, node_id: str) -> list[Node]:
-        """Root-to-node path, by a recursive CTE walking parent links."""
-        up = select(nodes.c.id, nodes.c.parent_id, literal(0).label("depth")).where(nodes.c.id == node_id)
-        up = up.cte("up", recursive=True)
-        up = up.union_all(
-            select(nodes.c.id, nodes.c.parent_id, (up.c.depth + 1).label("depth")).where(nodes.c.id == up.c.parent_id)
-        )
-        rows = self.conn.execute(select(nodes).join(up, up.c.id == nodes.c.id).order_by(up.c.depth.desc()))
-        found = self._nodes(rows)
-        if not found:
+        """Root-to-node path, by a recursive CTE walking parent links.
+
+        UNION (not UNION ALL) and no depth column: the database adds no row twice, so even a corrupt cycle of
+        parent links ends the walk; the order is then read off the parent links here, where a cycle is an error."""
+        up = select(nodes.c.id, nodes.c.parent_id).where(nodes.c.id == node_id).cte("up", recursive=True)
+        up = up.union(select(nodes.c.id, nodes.c.parent_id).where(nodes.c.id == up.c.parent_id))
+        rows = {r.id: r for r in self.conn.execute(select(nodes).join(up, up.c.id == nodes.c.id))}
+        if node_id not in rows:
             raise NotFound(f"no node with id {node_id!r}")
-        return found
+        chain, cur = [], node_id
+        while cur is not None:
+            row = rows.get(cur)
+            if row is None:
+                raise Corrupt(f"node {chain[-1].id} has a parent {cur} that does not exist (run `loomwork check`)")
+            if len(chain) > len(rows):
+                raise Corrupt(f"node {node_id} is its own ancestor: a cycle of parent links (run `loomwork check`)")
+            chain.append(row)
+            cur = row.parent_id
+        return self._nodes(reversed(chain))
 
     def subtree_ids(self, node_id: str) -> list[str]:
-        """The node and all its descendants (archived included), by a recursive CTE walking child links."""
+        """The node and all its descendants (archived included), by a recursive CTE walking child links (UNION, so
+        a corrupt cycle cannot make it run forever)."""
         down = select(nodes.c.id).where(nodes.c.id == node_id).cte("down", recursive=True)
-        down = down.union_all(select(nodes.c.id).where(nodes.c.parent_id == down.c.id))
+        down = down.union(select(nodes.c.id).where(nodes.c.parent_id == down.c.id))
         return [r[0] for r in self.conn.execute(select(down.c.id))]
 
     def tree_nodes(self, tree_id: str) -> list[Node]:
@@ -244,7 +282,14 @@ class Tx:
                 for r in self.conn.execute(q)]
 
     def delete_tree(self, tree_id: str) -> None:
+        """A whole tree, for good: its nodes, log and every record about them (ratings, scores, critiques), which
+        nothing could bring back to life once the log is gone."""
         ids = [r[0] for r in self.conn.execute(select(nodes.c.id).where(nodes.c.tree_id == tree_id))]
+        for chunk in _chunks(ids):
+            self.conn.execute(delete(scores).where(scores.c.node_id.in_(chunk)))
+            self.conn.execute(delete(critiques).where(critiques.c.node_id.in_(chunk)))
+        self.conn.execute(delete(ratings).where(ratings.c.tree_id == tree_id))
+        self.conn.execute(delete(outcomes).where(outcomes.c.tree_id == tree_id))
         self.delete_nodes(ids)
         self.conn.execute(delete(generations).where(generations.c.tree_id == tree_id))
         self.conn.execute(delete(oplog).where(oplog.c.tree_id == tree_id))
@@ -274,13 +319,14 @@ class Tx:
 
     # -- history ------------------------------------------------------------------------------------------------
 
-    def undo(self, tree_id: str) -> dict:
-        self.tree(tree_id)
-        return journal.step(self.conn, tree_id, redo=False)
+    def step(self, tree_id: str, redo: bool, expect: int | None = None, force: bool = False) -> dict:
+        """Undo (or redo) one logged operation of a tree; see journal.step."""
+        self.lock_tree(tree_id)
+        return journal.step(self.conn, tree_id, redo, expect, force)
 
-    def redo(self, tree_id: str) -> dict:
+    def undo_preview(self, tree_id: str) -> dict:
         self.tree(tree_id)
-        return journal.step(self.conn, tree_id, redo=True)
+        return journal.preview(self.conn, tree_id)
 
     def history(self, tree_id: str) -> list[dict]:
         self.tree(tree_id)
@@ -308,6 +354,6 @@ class Tx:
         return None if row is None else row[0]
 
     def put_score(self, node_id: str, model: str, key: str, logprobs: list[dict]) -> None:
-        if self.score(node_id, model, key) is None:
-            self.conn.execute(insert(scores).values(node_id=node_id, model=model, text_hash=key, logprobs=logprobs,
-                                                    created_at=datetime.now(timezone.utc)))
+        """Cache a score; two clients scoring the same node at once both succeed (the first one's row stays)."""
+        row = dict(node_id=node_id, model=model, text_hash=key, logprobs=logprobs, created_at=datetime.now(timezone.utc))
+        self.conn.execute(insert_ignoring_duplicates(self.conn, scores).values(**row))

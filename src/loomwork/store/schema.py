@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ID = String(40)
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -102,6 +102,7 @@ oplog = Table(
     Column("after", Json, nullable=False),
     Column("undone", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64)),  # v5: who did it (journal.current_actor); NULL for entries logged before v5
     Index("ix_oplog_tree_seq", "tree_id", "seq"),
 )
 

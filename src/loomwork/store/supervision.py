@@ -8,7 +8,7 @@ from typing import Sequence
 from sqlalchemy import insert, select
 
 from ..errors import InvalidInput, NotFound
-from .queries import Tx
+from .queries import Tx, insert_ignoring_duplicates
 from .schema import critiques, outcomes, queues, ratings
 
 
@@ -47,9 +47,11 @@ def outcomes_for(tx: Tx, tree_id: str) -> list[dict]:
 
 
 def add_queue(tx: Tx, **row) -> None:
-    if tx.conn.execute(select(queues.c.id).where(queues.c.name == row["name"])).first():
+    # ON CONFLICT DO NOTHING, not check-then-insert: two people creating the same name at once get one queue
+    # and one clear refusal, never a constraint error
+    done = tx.conn.execute(insert_ignoring_duplicates(tx.conn, queues).values(**row, created_at=_now()))
+    if done.rowcount == 0:
         raise InvalidInput(f"a queue named {row['name']!r} exists already")
-    tx.conn.execute(insert(queues).values(**row, created_at=_now()))
 
 
 def queue(tx: Tx, ref: str) -> dict:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ..backends.base import Backend, SamplingParams
 from ..errors import InvalidInput
-from ..store import Store
+from ..store import Store, retrying
 from ..store import supervision as sql
 from ..tree import new_id, path_text
 
@@ -33,6 +35,12 @@ async def critique(store: Store, node_id: str, backend: Backend, template: str =
     done = await backend.complete(prompt, SamplingParams(n=1, max_tokens=max_tokens, temperature=0.7, seed=seed))
     text = done.completions[0].text.strip() or "(the critic wrote nothing)"
     row = dict(id=new_id(), node_id=node_id, model=backend.ref, template=template, text=text)
-    with store.tx() as tx:
-        sql.add_critique(tx, **row)
+    await asyncio.to_thread(store_critique, store, row)  # a write may wait: not on the event loop
     return row
+
+
+@retrying
+def store_critique(store: Store, row: dict) -> None:
+    with store.tx() as tx:
+        tx.lock(row["node_id"])
+        sql.add_critique(tx, **row)

@@ -24,7 +24,7 @@ STEP_QUESTION = DEFAULT_QUESTIONS[0]
 class _Tree:
     def __init__(self, store: Store, tree_id: str, question: str = STEP_QUESTION):
         self.question = question
-        with store.tx() as tx:
+        with store.read() as tx:
             self.tree = tx.tree(tree_id)
             self.nodes = [n for n in tx.tree_nodes(tree_id)]
         self.by_id = {n.id: n for n in self.nodes}

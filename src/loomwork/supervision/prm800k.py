@@ -106,7 +106,7 @@ def _step_text(text: str) -> str:
 def export(store: Store, tree_id: str, question: str = STEP_QUESTION) -> list[dict]:
     t = _Tree(store, tree_id, question)
     rows = []
-    with store.tx() as tx:
+    with store.read() as tx:
         outcome_nodes = {o["node_id"] for o in sql.outcomes_for(tx, tree_id)}
     ends = [n for n in t.nodes if n.id in t.step_labels and t.visible(n)
             and not any(k.id in t.step_labels for k in t.kids.get(n.id, []))]

@@ -11,7 +11,7 @@ import hashlib
 import random
 
 from ..errors import InvalidInput
-from ..store import Store
+from ..store import Store, retrying
 from ..store import supervision as sql
 from ..tree import ORIGINS, new_id
 from .ratings import DEFAULT_QUESTIONS, current
@@ -19,6 +19,7 @@ from .ratings import DEFAULT_QUESTIONS, current
 CRITIQUE_MODES = ("off", "on", "half")
 
 
+@retrying
 def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: str | None = None,
                  tag: str | None = None, origin: str | None = None, min_depth: int | None = None,
                  max_depth: int | None = None, questions: list[str] | None = None, blinded: bool = True,
@@ -48,19 +49,19 @@ def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: s
 
 
 def get_queue(store: Store, ref: str) -> dict:
-    with store.tx() as tx:
+    with store.read() as tx:
         return sql.queue(tx, ref)
 
 
 def list_queues(store: Store) -> list[dict]:
-    with store.tx() as tx:
+    with store.read() as tx:
         return sql.all_queues(tx)
 
 
 def items(store: Store, queue: dict) -> list[str]:
     """The steps of a queue (never a root: a root is the problem, not a step), in tree order."""
     f = queue["filter"]
-    with store.tx() as tx:
+    with store.read() as tx:
         nodes = tx.tree_nodes(f["tree"])
         scope = set(tx.subtree_ids(f["subtree"])) - {f["subtree"]} if f.get("subtree") else None
     parent = {n.id: n.parent_id for n in nodes}
@@ -103,7 +104,7 @@ def shows_critique(queue: dict, node_id: str) -> bool:
 
 def progress(store: Store, queue: dict, rater: str, ids: list[str] | None = None) -> dict:
     ids = items(store, queue) if ids is None else ids
-    with store.tx() as tx:
+    with store.read() as tx:
         done_keys = current(sql.ratings_for(tx, queue_id=queue["id"]))
     done = [i for i in ids if all((i, rater, q) in done_keys for q in queue["questions"])]
     return {"total": len(ids), "done": len(done), "remaining": [i for i in order_for(queue, rater, ids) if i not in done]}
@@ -131,14 +132,14 @@ def audit_view(store: Store, queue: dict, node_id: str, rater: str) -> dict:
         "critique": None,
     }
     if shows_critique(queue, node_id):
-        with store.tx() as tx:
+        with store.read() as tx:
             c = sql.latest_critique(tx, node_id)
         view["critique"] = {"id": c["id"], "text": c["text"], "model": c["model"]} if c else {"pending": True}
-    with store.tx() as tx:
+    with store.read() as tx:
         mine = current([r for r in sql.ratings_for(tx, node_ids=[node_id]) if r["rater"] == rater])
     view["my_ratings"] = {q: r["label"] for (_n, _r, q), r in mine.items()}
     if not queue["blinded"]:
-        with store.tx() as tx:
+        with store.read() as tx:
             view["after"] = {"children": [c.text for c in tx.children(node_id)], "tags": list(step.tags),
                              "bookmarked": step.bookmarked,
                              "outcomes": [o["label"] for o in sql.outcomes_for(tx, step.tree_id) if o["node_id"] == node_id],

@@ -4,7 +4,7 @@ the current one; earlier ones stay as history."""
 from __future__ import annotations
 
 from ..errors import InvalidInput
-from ..store import Store
+from ..store import Store, retrying
 from ..store import supervision as sql
 from ..tree import new_id
 
@@ -23,6 +23,7 @@ def check_rater(rater: str) -> str:
     return rater
 
 
+@retrying
 def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEFAULT_QUESTIONS[0], *,
          note: str | None = None, flagged: bool = False, queue: str | None = None,
          critique_id: str | None = None) -> dict:
@@ -44,6 +45,7 @@ def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEF
     row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=rater, question=question, label=label,
                note=note or None, flagged=bool(flagged), critique_id=critique_id, queue_id=queue_id)
     with store.tx() as tx:
+        tx.lock(node_id)  # the node still exists when the rating commits (a delete waits, or went first)
         sql.add_rating(tx, **row)
     return row
 
@@ -57,10 +59,11 @@ def current(records: list[dict]) -> dict[tuple[str, str, str], dict]:
 
 
 def current_for_tree(store: Store, tree_id: str) -> dict[tuple[str, str, str], dict]:
-    with store.tx() as tx:
+    with store.read() as tx:
         return current(sql.ratings_for(tx, tree_id=tree_id))
 
 
+@retrying
 def label_outcome(store: Store, node_id: str, rater: str, label: str, note: str | None = None) -> dict:
     """An outcome label (e.g. a final answer marked correct), kept apart from the step ratings."""
     label = (label or "").strip()
@@ -69,5 +72,6 @@ def label_outcome(store: Store, node_id: str, rater: str, label: str, note: str 
     node = store.node(node_id)
     row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=check_rater(rater), label=label, note=note)
     with store.tx() as tx:
+        tx.lock(node_id)
         sql.add_outcome(tx, **row)
     return row

@@ -11,7 +11,7 @@ from .ratings import current
 
 def queue_summary(store: Store, queue_ref: str) -> dict:
     queue = get_queue(store, queue_ref)
-    with store.tx() as tx:
+    with store.read() as tx:
         latest = current(sql.ratings_for(tx, queue_id=queue["id"]))
     questions = []
     for q in queue["questions"]:

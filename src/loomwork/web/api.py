@@ -36,7 +36,7 @@ def node_view(n: Node, child_count: int | None = None) -> dict[str, Any]:
 
 
 def _with_counts(store: Store, nodes: list[Node]) -> list[dict]:
-    with store.tx() as tx:
+    with store.read() as tx:
         counts = tx.child_counts([n.id for n in nodes])
     return [node_view(n, counts[n.id]) for n in nodes]
 
@@ -77,6 +77,11 @@ class Choose(BaseModel):
     acceptable: list[str] | None = None
 
 
+class Step(BaseModel):
+    expect: int | None = None
+    force: bool = False
+
+
 class Expand(BaseModel):
     model: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -101,7 +106,7 @@ def new_tree(body: NewTree, request: Request) -> dict:
 @router.get("/trees/{tree_id}")
 def tree(tree_id: str, request: Request) -> dict:
     store = _store(request)
-    with store.tx() as tx:
+    with store.read() as tx:
         t = tx.tree(tree_id)
         root, version = tx.node(t.root_id), tx.version(tree_id)
     return {"tree": t.to_json(), "version": version, "root": _with_counts(store, [root])[0]}
@@ -109,24 +114,35 @@ def tree(tree_id: str, request: Request) -> dict:
 
 @router.get("/trees/{tree_id}/version")
 def version(tree_id: str, request: Request) -> dict:
-    with _store(request).tx() as tx:
+    with _store(request).read() as tx:
         return {"version": tx.version(tree_id)}
 
 
 @router.get("/trees/{tree_id}/history")
 def history(tree_id: str, request: Request) -> list[dict]:
-    with _store(request).tx() as tx:
+    with _store(request).read() as tx:
         return tx.history(tree_id)
 
 
+@router.get("/trees/{tree_id}/undo")
+def undo_preview(tree_id: str, request: Request) -> dict:
+    """What undo and redo would take back or replay now: ``{"undo": entry|null, "redo": entry|null}``, each
+    with seq, kind, label, actor and mine (whether the requester did it)."""
+    return ops.undo_preview(_store(request), tree_id)
+
+
 @router.post("/trees/{tree_id}/undo")
-def undo(tree_id: str, request: Request) -> dict:
-    return ops.undo(_store(request), tree_id)
+def undo(tree_id: str, request: Request, body: Step | None = None) -> dict:
+    """Undo the newest operation. ``expect``: the seq you mean (409 if someone got there first); ``force``:
+    take back another person's operation (409 without it)."""
+    body = body or Step()
+    return ops.undo(_store(request), tree_id, expect=body.expect, force=body.force)
 
 
 @router.post("/trees/{tree_id}/redo")
-def redo(tree_id: str, request: Request) -> dict:
-    return ops.redo(_store(request), tree_id)
+def redo(tree_id: str, request: Request, body: Step | None = None) -> dict:
+    body = body or Step()
+    return ops.redo(_store(request), tree_id, expect=body.expect, force=body.force)
 
 
 @router.get("/nodes/{node_id}")
@@ -153,7 +169,7 @@ def outline(node_id: str, request: Request, archived: bool = False) -> dict:
     """The children of every node on the path to ``node_id``, in one request: what the tree view needs to show
     the current path unfolded, however deep it is."""
     store = _store(request)
-    with store.tx() as tx:
+    with store.read() as tx:
         path = tx.path(node_id)
         kids = tx.children_of([n.id for n in path], include_archived=archived)
         counts = tx.child_counts([c.id for cs in kids.values() for c in cs])
@@ -220,7 +236,7 @@ def branch(node_id: str, body: Branch, request: Request) -> dict:
 def search(request: Request, q: str = Query(min_length=1), tree: str | None = None,
            limit: int = Query(50, ge=1, le=500)) -> list[dict]:
     store = _store(request)
-    with store.tx() as tx:
+    with store.read() as tx:
         hits = tx.search(q, tree, limit)
         return [{"node": node_view(h), "path": [p.id for p in tx.path(h.id)]} for h in hits]
 

@@ -8,35 +8,70 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import config
-from ..errors import BackendError, InvalidInput, LoomworkError, NotFound, Unsupported
+from ..errors import BackendError, Busy, Conflict, InvalidInput, LoomworkError, NotFound, Unsupported
 from ..store import Store
+from ..store.journal import acting_as, clean_actor
 from .api import router
 from .audit_api import router as audit_router
 from .lens_api import router as lens_router
 from .security import Guard, GuardMiddleware
 
 STATIC = files("loomwork.web") / "static"
-_STATUS = {NotFound: 404, InvalidInput: 400, Unsupported: 400, BackendError: 502}
+_STATUS = {NotFound: 404, InvalidInput: 400, Unsupported: 400, Conflict: 409, Busy: 503, BackendError: 502}
+USER_HEADER = "x-loomwork-user"
+
+
+class ActorMiddleware:
+    """Operations a request logs are attributed to the name in its X-Loomwork-User header (the page sends the
+    name its person chose), else to "web"; undo uses it to tell your operations from other people's."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope["headers"]).get(USER_HEADER.encode(), b"web")
+        try:
+            name = clean_actor(raw.decode("utf-8"))
+        except (UnicodeDecodeError, InvalidInput) as exc:
+            message = str(exc) if isinstance(exc, InvalidInput) else "the X-Loomwork-User header is not UTF-8"
+            await JSONResponse({"error": message}, status_code=400)(scope, receive, send)
+            return
+        with acting_as(name):
+            await self.app(scope, receive, send)
 
 
 def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-               default_model: str | None = None) -> FastAPI:
-    app = FastAPI(title="loomwork", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+               default_model: str | None = None, allow_hosts: tuple[str, ...] = ()) -> FastAPI:
+    # no docs_url: FastAPI's docs page loads its script from a CDN; the schema is at /api/openapi.json
+    app = FastAPI(title="loomwork", docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
     app.state.store = store
     app.state.default_model = default_model or config.default_model()
-    app.add_middleware(GuardMiddleware, guard=Guard(host, port, token))
+    app.add_middleware(ActorMiddleware)
+    app.add_middleware(GuardMiddleware, guard=Guard(host, port, token, tuple(allow_hosts)))
 
     @app.exception_handler(LoomworkError)
     async def loomwork_error(_request: Request, exc: LoomworkError) -> JSONResponse:
         status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 500)
         return JSONResponse({"error": str(exc)}, status_code=status)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        # the documented {"error": …} body for Starlette's own errors too (unknown route, unparsable body, …)
+        message = {"There was an error parsing the body": "the request body is not valid JSON in UTF-8 (or is "
+                   "nested too deeply)"}.get(str(exc.detail), str(exc.detail))
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"error": "invalid request: " + "; ".join(parts)}, status_code=400)
+        parts = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()[:5]]
+        return JSONResponse({"error": "invalid request: " + "; ".join(parts)[:2000]}, status_code=400)
 
     app.include_router(router)
     app.include_router(audit_router)
@@ -44,7 +79,13 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
 
     @app.get("/api/config")
     def app_config() -> dict:
-        return {"default_model": app.state.default_model, "db": store.label}
+        # the page acts as the server's own user on loopback (the same person as at its terminal); elsewhere
+        # each browser picks a name
+        from ..store.journal import default_actor
+        from .security import is_loopback
+
+        return {"default_model": app.state.default_model, "db": store.label,
+                "user": default_actor() if is_loopback(host) and not token else None}
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -1,25 +1,40 @@
-"""Safe by default: loopback only, Host and Origin checked, and an access token when bound anywhere else.
+"""Safe by default: loopback only, Host and Origin checked, an access token when bound anywhere else, bounded
+request bodies and headers that keep the pages out of frames (docs/web.md, "Safety").
 
-- Host: a request must name one of the addresses the server was started for. A DNS-rebinding page reaches us with
-  its own host name in Host, and is refused.
-- Origin: a request that changes something and says where it comes from must come from one of our own origins,
-  so another site open in the same browser cannot post to the loom.
-- Token: when the server listens on a non-loopback address, every request needs the token printed at start, as
-  ``?token=`` (once: it is then kept in a same-site cookie), an ``Authorization: Bearer`` header, or the cookie.
+- Host: a request must name an address the server answers to. On loopback that is only 127.0.0.1, localhost and
+  [::1] on our port: a DNS-rebinding page reaches us with its own host name in Host, and is refused. Bound to all
+  interfaces, the machine's own names and addresses count too, and ``--allow-host NAME`` adds a name (any port:
+  for a reverse proxy) or ``*`` (any Host, when a proxy in front checks it).
+- Origin: a request that changes something and says where it comes from must come from an allowed host, so
+  another site open in the same browser cannot post to the loom.
+- Token: off loopback, every request needs the token printed at start: an ``Authorization: Bearer`` header or
+  the cookie. ``?token=`` is accepted only on a page address, which answers with a redirect that moves it into
+  the cookie (named per port, so two servers on one host keep their own) and out of the address bar.
+- Bodies over MAX_BODY bytes are refused with 413 before the application reads them.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-COOKIE = "loomwork_token"
+MAX_BODY = 8 * 1024 * 1024  # bytes; a node's text is at most 1,000,000 characters (validate.MAX_TEXT)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: "
+                                 b"blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                 b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
 
 def is_loopback(host: str) -> bool:
@@ -31,29 +46,76 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _split_host(value: str) -> tuple[str, int | None]:
+    """``name[:port]`` or ``[v6][:port]`` -> (lower-case name, port or None)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, _, rest = value.partition("]")
+        name += "]"
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    return name, (int(port) if port.isdigit() else None)
+
+
+def _own_names() -> set[str]:
+    """This machine's host names and addresses, for a server bound to every interface."""
+    names = {socket.gethostname().lower(), socket.getfqdn().lower()}
+    for name in list(names):
+        try:
+            names |= {info[4][0] for info in socket.getaddrinfo(name, None)}
+        except OSError:
+            pass
+    return {f"[{n}]" if ":" in n else n for n in names}
+
+
 @dataclass
 class Guard:
     host: str
     port: int
     token: str | None = None
     extra_hosts: tuple[str, ...] = ()
-    allowed: set[str] = field(init=False)
+    names: set[str] = field(init=False)  # answered on our port
+    anywhere: set[str] = field(init=False)  # answered on any port (--allow-host: a proxy may use its own)
+    any_host: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        names = {self.host, *self.extra_hosts}
-        if is_loopback(self.host) or self.host in ("0.0.0.0", "::"):
-            names |= {"127.0.0.1", "localhost", "[::1]"}
-        self.allowed = {f"{n}:{self.port}" for n in names} | (names if self.port == 80 else set())
+        self.names = {_split_host(self.host)[0]} | {"127.0.0.1", "localhost", "[::1]"}
+        if self.host in ("0.0.0.0", "::"):
+            self.names |= _own_names()
+        self.any_host = "*" in self.extra_hosts
+        self.anywhere = {_split_host(h)[0] for h in self.extra_hosts if h != "*"}
 
-    def origins(self) -> set[str]:
-        return {f"http://{h}" for h in self.allowed} | {f"https://{h}" for h in self.allowed}
+    @property
+    def cookie(self) -> str:
+        return f"loomwork_token_{self.port}"
 
-    def token_ok(self, request: Request) -> bool:
+    def host_ok(self, value: str) -> bool:
+        if self.any_host:
+            return bool(value)
+        name, port = _split_host(value)
+        if name in self.anywhere:
+            return True
+        return name in self.names and (port == self.port or (port is None and self.port == 80))
+
+    def origin_ok(self, origin: str) -> bool:
+        scheme, sep, rest = origin.partition("://")
+        return bool(sep) and scheme in ("http", "https") and self.host_ok(rest)
+
+    def token_given(self, request: Request, page: bool) -> str | None:
+        bearer = request.headers.get("authorization", "")
+        return (bearer[7:].strip() if bearer.lower().startswith("bearer ") else None) \
+            or request.cookies.get(self.cookie) or (request.query_params.get("token") if page else None)
+
+    def token_ok(self, given: str | None) -> bool:
         if self.token is None:
             return True
-        given = (request.query_params.get("token") or request.cookies.get(COOKIE)
-                 or request.headers.get("authorization", "").removeprefix("Bearer ").strip())
-        return bool(given) and hmac.compare_digest(given, self.token)
+        # bytes, not str: compare_digest refuses non-ASCII str (a 500 before any auth for ?token=é)
+        return bool(given) and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.token.encode())
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers={"cache-control": "no-store"})
 
 
 class GuardMiddleware:
@@ -64,25 +126,70 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + HEADERS
+            await send(message)
+
+        refusal, receive = await self._check(scope, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send_with_headers)
+        else:
+            await self.app(scope, receive, send_with_headers)
+
+    async def _check(self, scope: Scope, receive: Receive):
         request = Request(scope)
         host = request.headers.get("host", "")
-        if host not in self.guard.allowed:
-            await JSONResponse({"error": f"unexpected Host header {host!r}"}, status_code=400)(scope, receive, send)
-            return
+        if not self.guard.host_ok(host):
+            hint = "" if is_loopback(self.guard.host) else " (start the server with --allow-host NAME to add it)"
+            return _error(400, f"unexpected Host header {host[:100]!r}{hint}"), receive
         origin = request.headers.get("origin")
-        if request.method not in SAFE_METHODS and origin is not None and origin not in self.guard.origins():
-            await JSONResponse({"error": f"cross-origin request from {origin} refused"}, status_code=403)(
-                scope, receive, send)
-            return
-        if not self.guard.token_ok(request):
-            await JSONResponse({"error": "this server needs its access token (see the URL it printed)"},
-                               status_code=401)(scope, receive, send)
-            return
-        if self.guard.token and request.query_params.get("token") and request.method == "GET" \
-                and not request.url.path.startswith(("/api/", "/static/")):
+        if request.method not in SAFE_METHODS and origin is not None and not self.guard.origin_ok(origin):
+            return _error(403, f"cross-origin request from {origin[:100]} refused"), receive
+        page = request.method == "GET" and not request.url.path.startswith(("/api/", "/static/"))
+        given = self.guard.token_given(request, page)
+        if not self.guard.token_ok(given):
+            return _error(401, "this server needs its access token: open the address it printed, or send "
+                               "'Authorization: Bearer TOKEN'"), receive
+        if self.guard.token and page and request.query_params.get("token"):
             # Swap the token in the address bar for a cookie, so it does not linger in history or get shared.
             response = RedirectResponse(request.url.path, status_code=303)
-            response.set_cookie(COOKIE, self.guard.token, httponly=True, samesite="strict")
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            response.set_cookie(self.guard.cookie, self.guard.token, httponly=True, samesite="strict", path="/")
+            return response, receive
+        return await _bounded_body(scope, receive)
+
+
+async def _bounded_body(scope: Scope, receive: Receive):
+    """Refuse bodies over MAX_BODY: by Content-Length at once, or while reading a body sent without one (it is
+    then buffered, at most MAX_BODY bytes, and replayed to the application)."""
+    length = Headers(scope=scope).get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            return _error(400, "Content-Length is not a number"), receive
+        if int(length) > MAX_BODY:
+            return _error(413, f"request body of {int(length):,} bytes is over the limit of {MAX_BODY:,}"), receive
+        return None, receive
+    if scope["method"] in SAFE_METHODS:
+        return None, receive
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None, _replay([message], receive)
+        chunks.append(message)
+        size += len(message.get("body", b""))
+        if size > MAX_BODY:
+            return _error(413, f"request body is over the limit of {MAX_BODY:,} bytes"), receive
+        if not message.get("more_body"):
+            return None, _replay(chunks, receive)
+
+
+def _replay(messages: list[Message], then: Receive) -> Receive:
+    """The buffered messages, then the connection's own (a streaming response listens there for a disconnect)."""
+    queue = list(messages)
+
+    async def receive() -> Message:
+        return queue.pop(0) if queue else await then()
+
+    return receive

@@ -1,7 +1,12 @@
 // Talking to /api. Errors become Error objects carrying the server's one-line message.
 
+// Who is acting: the server logs each operation under this name, and undo tells yours from other people's.
+let user = null;
+export function setUser(name) { user = name; }
+const who = () => (user ? { "X-Loomwork-User": user } : {});
+
 export async function api(method, path, body) {
-  const opts = { method, headers: {} };
+  const opts = { method, headers: who() };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
@@ -24,7 +29,7 @@ export async function api(method, path, body) {
 // POST that answers with server-sent events; calls onEvent(name, data) for each. Abort with `signal`.
 export async function stream(path, body, onEvent, signal) {
   const resp = await fetch("/api" + path, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
+    method: "POST", headers: { "Content-Type": "application/json", ...who() }, body: JSON.stringify(body), signal,
   });
   if (!resp.ok) {
     const data = await resp.json().catch(() => null);

@@ -1,5 +1,5 @@
 // The loom page: state, actions and keyboard. Views live in reader.js and outline.js.
-import { api, stream } from "./api.js";
+import { api, setUser, stream } from "./api.js";
 import { clear, el, pct, snippet, toast } from "./dom.js";
 import { Outline } from "./outline.js";
 import { caretOffset, renderInspector, renderRead } from "./reader.js";
@@ -71,6 +71,7 @@ async function render(ticket = state.ticket) {
   renderInspector($("inspector"), sel, sel ? state.selected.index : 0, branch);
   await outline.render(state.root, state.path, current().id);
   showBits(ticket);
+  showUndo().catch(() => {});
 }
 
 // The live counter: bits of selection and intervention along the current path (scored in the background).
@@ -185,6 +186,27 @@ function branch(node, index, text, thenGenerate) {
   });
 }
 
+// Undo or redo the entry the server says is next, naming it: if it is someone else's, ask first. `expect` makes
+// the server refuse (409) when another tab or person undid it meanwhile, instead of taking back the next one.
+async function step(verb) {
+  const entry = (await api("GET", `/trees/${state.tree.id}/undo`))[verb];
+  if (!entry) return toast(`Nothing to ${verb}.`, "info");
+  const force = !entry.mine;
+  if (force && !confirm(`${verb === "undo" ? "Undo" : "Redo"} ${entry.actor}'s operation “${entry.label}”? It is not yours.`)) return;
+  const r = await mutate(() => api("POST", `/trees/${state.tree.id}/${verb}`, { expect: entry.seq, force }));
+  if (r) toast(`${verb === "undo" ? "Undid" : "Redid"} ${r.label}${r.mine ? "" : ` (${r.actor}'s)`}`, "info");
+}
+
+// The undo and redo buttons say what they would do, and whose it is.
+async function showUndo() {
+  const next = await api("GET", `/trees/${state.tree.id}/undo`);
+  for (const verb of ["undo", "redo"]) {
+    const e = next[verb], btn = $(`${verb}-btn`);
+    btn.disabled = !e;
+    btn.title = e ? `${verb} #${e.seq} ${e.label} (${e.mine ? "yours" : `by ${e.actor}`}) — ${verb === "undo" ? "u" : "Shift+U"}` : `nothing to ${verb}`;
+  }
+}
+
 // A change through the API, then one navigation: to target(result) when given, else back to where we were.
 async function mutate(fn, target) {
   return guarded(async () => {
@@ -262,8 +284,8 @@ const actions = {
     const body = tag.startsWith("-") ? { remove: [tag.slice(1)] } : { add: [tag] };
     return mutate(() => api("POST", `/nodes/${current().id}/tags`, body));
   },
-  undo: async () => { const r = await mutate(() => api("POST", `/trees/${state.tree.id}/undo`)); if (r) toast(`Undid ${r.label}`, "info"); },
-  redo: async () => { const r = await mutate(() => api("POST", `/trees/${state.tree.id}/redo`)); if (r) toast(`Redid ${r.label}`, "info"); },
+  undo: () => step("undo"),
+  redo: () => step("redo"),
   search: () => $("search").focus(),
   shade: () => { $("shade").checked = !$("shade").checked; applyShade(); },
   archived: async () => { outline.showArchived = !outline.showArchived; outline.reset(); await render(); },
@@ -393,6 +415,16 @@ async function start() {
     if (tok && seg) { state.selected = { node: seg.dataset.node, index: Number(tok.dataset.tok) }; guarded(render); }
   });
   const config = await api("GET", "/config");
+  // on a local server the page acts as the server's own user; on a shared one each browser gets a name to change
+  const name = localStorage.getItem("loomwork.user") || config.user || `guest-${Math.random().toString(36).slice(2, 7)}`;
+  localStorage.setItem("loomwork.user", name);
+  setUser(name);
+  $("user-name").value = name;
+  $("user-name").addEventListener("change", (e) => {
+    const v = e.target.value.trim();
+    if (!v) { e.target.value = name; return; }
+    localStorage.setItem("loomwork.user", v); setUser(v); toast(`You are now “${v}”`, "info");
+  });
   const select = $("gen-model");
   for (const m of await api("GET", "/models")) {
     if (m.ref.includes("URL")) continue;
