@@ -31,6 +31,37 @@ def store(loomwork_home):
 
 
 @pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server for the whole run (started on first use); yields a maker of fresh database URLs."""
+    pytest.importorskip("psycopg")
+    from tests.servers import postgres_available, postgres_server
+
+    if not postgres_available():
+        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+    with postgres_server() as new_database:
+        yield new_database
+
+
+@pytest.fixture
+def pg(pg_server):
+    """A store on a fresh PostgreSQL database."""
+    store = Store.open(pg_server())
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, loomwork_home):
+    """The same test on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        store = Store.open()
+    else:
+        store = Store.open(request.getfixturevalue("pg_server")())
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
 def tiny_lm():
     """A 2-layer Llama with random weights and a character-level tokenizer, built here (no downloads)."""
     pytest.importorskip("torch")

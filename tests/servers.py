@@ -47,3 +47,92 @@ def llama_cpp_server(gguf: str, alias: str, timeout: float = 120.0):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _pg_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+def postgres_available() -> bool:
+    return bool(_pg_bin("initdb") and _pg_bin("pg_ctl"))
+
+
+@contextmanager
+def postgres_server():
+    """A throwaway PostgreSQL server (initdb in a temp dir, trust auth on 127.0.0.1); yields a function that
+    creates a fresh database and returns its SQLAlchemy URL."""
+    import shutil
+    import tempfile
+    import uuid
+    from pathlib import Path
+
+    import psycopg
+
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    # a directory of its own under /tmp: pytest's temp dirs are private to root, and the server runs as postgres
+    root = Path(tempfile.mkdtemp(prefix="loomwork-pg-"))
+    data = root / "data"
+    port = free_port()
+    as_postgres = os.geteuid() == 0  # the server refuses to run as root
+
+    def run(cmd):
+        cmd = ["su", "postgres", "-c", " ".join(cmd)] if as_postgres else cmd
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    run([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"])
+    run([pg_ctl, "-D", str(data), "-o", f"'-h 127.0.0.1 -p {port} -k {root} -c max_connections=200'",
+         "-l", str(root / "log"), "-w", "start"])
+    admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    for _ in range(50):
+        try:
+            psycopg.connect(admin).close()
+            break
+        except psycopg.OperationalError:
+            time.sleep(0.2)
+
+    def new_database() -> str:
+        name = "t" + uuid.uuid4().hex[:12]
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://postgres@127.0.0.1:{port}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        run([pg_ctl, "-D", str(data), "-m", "fast", "stop"])
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def loomwork_server(db: str, model: str = "mock:default", extra: tuple[str, ...] = (), timeout: float = 30.0):
+    """``loomwork serve`` in its own process over ``db``; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "LOOMWORK_DB": db, "LOOMWORK_MODEL": model}
+    proc = subprocess.Popen([sys.executable, "-m", "loomwork.cli", "serve", "--port", str(port), *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                if httpx.get(base + "/api/trees", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read() if proc.poll() is not None else ""
+                raise RuntimeError(f"loomwork serve did not start: {out}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,17 +1,10 @@
-"""The same store code against a real PostgreSQL server, started by this module (initdb in a temp dir).
+"""The same store code against a real PostgreSQL server, started by the tests (conftest: initdb in a temp dir).
 
 CI installs Debian's postgresql (see .ci/run); elsewhere these tests skip when no server binaries exist."""
 
 from __future__ import annotations
 
 import asyncio
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,58 +15,8 @@ from loomwork.errors import InvalidInput
 from loomwork.formats import io
 from loomwork.store import Store
 from loomwork.supervision import queues, ratings, summary
-from tests.servers import free_port
 
 DEMO = Path(__file__).parent.parent.parent / "shared" / "fixtures" / "pyloom" / "loom_demo.json"
-
-
-def _bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    pytest.importorskip("psycopg")
-    initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
-    # a directory of its own under /tmp: pytest's temp dirs are private to root, and the server runs as postgres
-    root = Path(tempfile.mkdtemp(prefix="loomwork-pg-"))
-    data = root / "data"
-    port = free_port()
-    as_postgres = os.geteuid() == 0  # the server refuses to run as root
-    run = (lambda cmd: subprocess.run(["su", "postgres", "-c", " ".join(cmd)], check=True, capture_output=True)) \
-        if as_postgres else (lambda cmd: subprocess.run(cmd, check=True, capture_output=True))
-    if as_postgres:
-        shutil.chown(root, "postgres")
-    run([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"])
-    run([pg_ctl, "-D", str(data), "-o", f"'-h 127.0.0.1 -p {port} -k {data.parent}'", "-l", str(data.parent / "log"),
-         "-w", "start"])
-    import psycopg
-
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    for _ in range(50):
-        try:
-            psycopg.connect(url).close()
-            break
-        except psycopg.OperationalError:
-            time.sleep(0.2)
-    yield port
-    run([pg_ctl, "-D", str(data), "-m", "fast", "stop"])
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def pg(pg_server):
-    import psycopg
-
-    name = "t" + uuid.uuid4().hex[:12]
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{pg_server}/postgres", autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {name}")
-    store = Store.open(f"postgresql+psycopg://postgres@127.0.0.1:{pg_server}/{name}")
-    yield store
-    store.close()
 
 
 def test_tree_operations_and_history_on_postgres(pg):

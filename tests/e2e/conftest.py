@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.servers import free_port
+from tests.servers import loomwork_server
 
 CHROMIUM = os.environ.get("LOOMWORK_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -36,25 +32,9 @@ def browser():
 @pytest.fixture
 def server(tmp_path):
     """``loomwork serve`` in its own process over a fresh database; yields (base_url, db_path)."""
-    port = free_port()
     db = tmp_path / "web.sqlite"
-    env = {**os.environ, "LOOMWORK_DB": str(db), "LOOMWORK_MODEL": "mock:default"}
-    proc = subprocess.Popen([sys.executable, "-m", "loomwork.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/api/trees", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"loomwork serve did not start: {proc.stdout.read() if proc.poll() is not None else ''}")
-        time.sleep(0.2)
-    yield base, db
-    proc.terminate()
-    proc.wait(10)
+    with loomwork_server(str(db)) as base:
+        yield base, db
 
 
 @pytest.fixture

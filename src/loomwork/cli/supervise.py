@@ -119,11 +119,15 @@ async def _critique(ctx: Context, node: str, backend, template: str = critiques.
 @click.option("--queue", "queue_ref", help="Rate as an item of this queue.")
 @click.option("--note")
 @click.option("--flag", is_flag=True, help="Mark the rating as unsure.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rating record as JSON.")
 @pass_ctx
-def rate(ctx: Context, node: str, label: int, rater: str, question: str, queue_ref, note, flag) -> None:
+def rate(ctx: Context, node: str, label: int, rater: str, question: str, queue_ref, note, flag, as_json) -> None:
     """Rate a step: -1 bad, 0 neutral, +1 good."""
     r = ratings.rate(ctx.store, node_id(ctx, node), rater, label, question, note=note, flagged=flag, queue=queue_ref)
-    click.echo(f"rated {r['node_id']} {label:+d} by {rater}")
+    if as_json:
+        emit_json(r)
+    else:
+        click.echo(f"rated {r['node_id']} {label:+d} by {rater}")
 
 
 @cli.command()

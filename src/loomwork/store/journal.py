@@ -77,6 +77,13 @@ def snapshot(conn: Connection, ids: Iterable[str]) -> Snapshot:
     return out
 
 
+def same(a: Snapshot, b: Snapshot) -> bool:
+    """Whether two snapshots hold the same rows, ignoring ``seq`` (an internal ordering key: a row that undo
+    put back may carry a new one, see restore)."""
+    strip = lambda snap: {i: d and {k: v for k, v in d.items() if k != "seq"} for i, d in snap.items()}  # noqa: E731
+    return strip(a) == strip(b)
+
+
 def restore(conn: Connection, snap: Snapshot) -> None:
     """Make the rows named in ``snap`` exactly as it says: update those that exist, insert the missing, delete
     those it marks absent. Updates come before deletes so no parent link ever points at a deleted row."""
@@ -85,7 +92,15 @@ def restore(conn: Connection, snap: Snapshot) -> None:
     inserted = [d for d in present if current[d["id"]] is None]
     gone = [i for i, d in snap.items() if d is None and current[i] is not None]
     if inserted:  # parents may be among the inserted rows: link them in the update below
-        conn.execute(insert(nodes), [{**_row(d), "parent_id": None} for d in inserted])
+        seqs = [d["seq"] for d in inserted]
+        taken = {r[0] for r in conn.execute(select(nodes.c.seq).where(nodes.c.seq.in_(seqs)))}
+        # since schema v5 a seq is never reused; a log written before it may name one that a newer node has
+        keep = [{**_row(d), "parent_id": None} for d in inserted if d["seq"] not in taken]
+        fresh = [{k: v for k, v in _row(d).items() if k != "seq"} | {"parent_id": None}
+                 for d in inserted if d["seq"] in taken]
+        for rows in (keep, fresh):
+            if rows:
+                conn.execute(insert(nodes), rows)
     if present:
         cols = [c.name for c in nodes.columns if c.name not in ("seq", "id")]
         stmt = update(nodes).where(nodes.c.id == bindparam("b_id")).values({c: bindparam(c) for c in cols})
@@ -120,7 +135,7 @@ class Journal:
         if not self.before:
             return None
         after = snapshot(self.conn, self.before)
-        if after == self.before:
+        if same(after, self.before):
             return None  # nothing actually changed: nothing to undo
         # A new operation ends any redo branch: those undone entries can no longer be replayed on top of it.
         self.conn.execute(delete(oplog).where(oplog.c.tree_id == self.tree_id, oplog.c.undone == True))  # noqa: E712
@@ -168,7 +183,7 @@ def step(conn: Connection, tree_id: str, redo: bool, expect: int | None = None, 
         raise Conflict(f"the next {verb} would take back {entry.actor}'s operation #{entry.seq} ({entry.label}), "
                        f"not yours; {verb} it anyway with --force (API: \"force\": true)")
     before, target = (entry.before, entry.after) if redo else (entry.after, entry.before)
-    if snapshot(conn, before) != before:
+    if not same(snapshot(conn, before), before):
         raise Conflict(f"cannot {verb} {entry.kind}: the nodes it changed were changed since by something outside "
                        "the operation log")
     restore(conn, target)

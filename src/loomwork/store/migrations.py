@@ -7,6 +7,7 @@ change. A failed migration rolls back as a whole (each runs in its own transacti
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from sqlalchemy import (
@@ -119,8 +120,34 @@ def _v4_supervision(conn: Connection) -> None:
 
 
 def _v5_actors(conn: Connection) -> None:
-    """Who did each logged operation, so an undo can say whose work it takes back (NULL: logged before v5)."""
+    """Who did each logged operation, so an undo can say whose work it takes back (NULL: logged before v5).
+
+    On SQLite, also never reuse a deleted row's seq (AUTOINCREMENT): undoing a delete puts the row back with its
+    seq, which must not have gone to a newer node meanwhile. PostgreSQL's sequences never reuse a number.
+    """
     conn.exec_driver_sql("ALTER TABLE oplog ADD COLUMN actor VARCHAR(64)")
+    if conn.dialect.name == "sqlite":
+        for table in ("nodes", "oplog"):
+            _sqlite_autoincrement(conn, table)
+
+
+def _sqlite_autoincrement(conn: Connection, table: str) -> None:
+    """Rebuild a table with ``seq INTEGER PRIMARY KEY AUTOINCREMENT`` (SQLite's documented 12-step procedure;
+    the caller has foreign keys off and checks them before commit)."""
+    sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).scalar_one()
+    new, n1 = re.subn(r"\bseq INTEGER NOT NULL", "seq INTEGER PRIMARY KEY AUTOINCREMENT", sql, count=1)
+    new, n2 = re.subn(r"PRIMARY KEY \(seq\),\s*", "", new, count=1)
+    new, n3 = re.subn(rf"^CREATE TABLE \"?{table}\"?", f"CREATE TABLE {table}_v5", new, count=1)
+    if (n1, n2, n3) != (1, 1, 1):
+        raise RuntimeError(f"unexpected definition of table {table}: {sql}")
+    indexes = [r[0] for r in conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,))]
+    conn.exec_driver_sql(new)
+    conn.exec_driver_sql(f"INSERT INTO {table}_v5 SELECT * FROM {table}")
+    conn.exec_driver_sql(f"DROP TABLE {table}")
+    conn.exec_driver_sql(f"ALTER TABLE {table}_v5 RENAME TO {table}")
+    for index in indexes:
+        conn.exec_driver_sql(index)
 
 
 Migration = Callable[[Connection], None]

@@ -14,7 +14,8 @@ from ..errors import Corrupt, InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
 from . import journal
 from .journal import Journal
-from .schema import choices, critiques, generations, node_tags, nodes, oplog, outcomes, ratings, scores, trees
+from .schema import (choices, critiques, generations, node_tags, nodes, oplog, outcomes, queues, ratings, scores,
+                     trees)
 
 _CHUNK = 500  # stay far below SQLite's bound-parameter limit in IN (...) lists
 _NODE_FIELDS = {"text", "tokens", "parent_id", "bookmarked", "archived", "meta"}
@@ -294,6 +295,11 @@ class Tx:
         self.conn.execute(delete(generations).where(generations.c.tree_id == tree_id))
         self.conn.execute(delete(oplog).where(oplog.c.tree_id == tree_id))
         self.conn.execute(delete(choices).where(choices.c.tree_id == tree_id))
+        doomed = [q.id for q in self.conn.execute(select(queues.c.id, queues.c.filter))
+                  if (q.filter or {}).get("tree") == tree_id]
+        if doomed:
+            self.conn.execute(delete(ratings).where(ratings.c.queue_id.in_(doomed)))
+            self.conn.execute(delete(queues).where(queues.c.id.in_(doomed)))
         self.conn.execute(delete(trees).where(trees.c.id == tree_id))
 
     def insert_generation(self, g: Generation) -> Generation:

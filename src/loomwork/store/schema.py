@@ -80,6 +80,7 @@ nodes = Table(
     Column("meta", Json, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_nodes_parent_seq", "parent_id", "seq"),
+    sqlite_autoincrement=True,  # v5: a deleted node's seq is never reused, so undo can put the row back as it was
 )
 
 node_tags = Table(
@@ -104,6 +105,7 @@ oplog = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("actor", String(64)),  # v5: who did it (journal.current_actor); NULL for entries logged before v5
     Index("ix_oplog_tree_seq", "tree_id", "seq"),
+    sqlite_autoincrement=True,  # v5: an entry's seq names it for undo (expect=…): never reused
 )
 
 # v3: curation records for the optimization accounting (curation.py)

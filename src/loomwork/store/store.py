@@ -249,7 +249,7 @@ class Store:
             )
         for version in range(current, target):
             try:
-                with self.engine.begin() as conn:
+                with self._migration_connection() as conn, conn.begin():
                     if self._migrated_meanwhile(conn, version):
                         continue  # another process applied this step while we waited for the write lock
                     if version == 0:
@@ -257,11 +257,30 @@ class Store:
                         conn.execute(schema.meta.insert(), [{"key": "app", "value": "loomwork"},
                                                             {"key": "schema_version", "value": "0"}])
                     MIGRATIONS[version](conn)
+                    if self.sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                        raise StoreError(f"migration to version {version + 1} would break foreign keys on "
+                                         f"{self.label}; nothing was changed")
                     conn.execute(schema.meta.update().where(schema.meta.c.key == "schema_version")
                                  .values(value=str(version + 1)))
             except (OperationalError, DatabaseError) as exc:
                 raise StoreError(f"migration to version {version + 1} failed on {self.label}: {exc.orig or exc}") from None
         return max(current, target)
+
+    @contextmanager
+    def _migration_connection(self):
+        """A connection for migrations. On SQLite with foreign-key enforcement off (only possible outside a
+        transaction), as SQLite's procedure for rebuilding a table requires; the migration then checks the keys
+        itself (PRAGMA foreign_key_check) before it commits."""
+        with self.engine.connect() as conn:
+            if not self.sqlite:
+                yield conn
+                return
+            raw = conn.connection.driver_connection
+            raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                yield conn
+            finally:
+                raw.execute("PRAGMA foreign_keys=ON")
 
     def _migrated_meanwhile(self, conn, version: int) -> bool:
         if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE already serializes; PostgreSQL needs this
