@@ -170,7 +170,7 @@ BAD = [
      "line 2: parent 'zz' of node 'b' does not exist"),
     ('{"id":"a","text":"x"}\nnot json\n', "jsonl", "line 2: not JSON"),
     ('{"nodes": {"a": {"text": 1, "parentId": null}}, "current": "a"}', "auto", "'text' must be a string"),
-    ('{"root": {"id": "a", "text": "' + "x" * 5_000_001 + '", "children": []}}', "auto", "the limit is 5,000,000"),
+    ('{"root": {"id": "a", "text": "' + "x" * 1_000_001 + '", "children": []}}', "auto", "the limit is 1,000,000"),
 ]
 
 

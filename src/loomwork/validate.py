@@ -13,6 +13,7 @@ from .errors import InvalidInput
 MAX_TEXT = 1_000_000  # characters in one node's text (a long novel is ~500,000): more is a mistake or an attack
 MAX_TAG = 200
 MAX_TITLE = 1_000
+MAX_QUERY = 1_000  # characters in a search: SQLite refuses LIKE patterns of about 50,000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -53,6 +54,19 @@ def tag(value) -> str:
     return unicode_ok(clean, "a tag")
 
 
+def name(value, what: str, max_len: int = 200) -> str:
+    """A one-line name (a rater, a queue, a question, a label): trimmed, 1 to ``max_len`` characters, no control
+    characters, valid Unicode."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, not {type(value).__name__}")
+    clean = value.strip()
+    if not clean or len(clean) > max_len:
+        raise InvalidInput(f"{what} must be 1 to {max_len} characters, not {len(clean):,}")
+    if _CONTROL.search(clean):
+        raise InvalidInput(f"{what} cannot contain control characters: {clean[:60]!r}")
+    return unicode_ok(clean, what)
+
+
 def title(value) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"a title must be a string, not {type(value).__name__}")
@@ -63,10 +77,11 @@ def title(value) -> str:
 
 def terminal_safe(value: str) -> str:
     """Text for a terminal: control characters other than newline and tab (ESC, OSC, C1, DEL, …) shown as
-    \\x1b-style escapes, so a node cannot move the cursor, retitle or clear the terminal that displays it."""
+    \\u001b-style escapes, so a node cannot move the cursor, retitle or clear the terminal that displays it.
+    The escape is JSON's, so JSON passed through it stays valid JSON with the same meaning."""
     return _CONTROL.sub(_escape, value)
 
 
 def _escape(m: re.Match) -> str:
     ch = m.group()
-    return ch if ch in "\n\t" else f"\\x{ord(ch):02x}"
+    return ch if ch in "\n\t" else f"\\u{ord(ch):04x}"

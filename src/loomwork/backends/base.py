@@ -41,8 +41,11 @@ class SamplingParams(BaseModel):
         if isinstance(v, str):
             v = (v,)
         v = tuple(v)
-        if any(not isinstance(s, str) or s == "" for s in v):
-            raise ValueError("stop sequences must be non-empty strings")
+        if len(v) > 16 or any(not isinstance(s, str) or not 0 < len(s) <= 200 for s in v):
+            raise ValueError("stop sequences must be at most 16 strings of 1 to 200 characters")
+        for s in v:
+            if "\x00" in s or any("\ud800" <= ch <= "\udfff" for ch in s):
+                raise ValueError("stop sequences must be valid Unicode without NUL")
         return v
 
     @classmethod

@@ -4,20 +4,47 @@ opens the store, prints results and turns LoomworkError into one line on stderr 
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
-from ..errors import LoomworkError
+from ..errors import InvalidInput, LoomworkError
+from ..validate import terminal_safe
 from ..store import Store
+
+
+class _TerminalSafe:
+    """Standard output with control characters escaped (validate.terminal_safe): model or imported text cannot
+    drive the terminal it is shown on. Files written with -o get the exact text."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text) -> int:
+        return self._stream.write(terminal_safe(text) if isinstance(text, str) else text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
+        stdout = sys.stdout
+        sys.stdout = _TerminalSafe(stdout)
+        try:
+            return self._invoke(ctx)
+        finally:
+            sys.stdout = stdout
+
+    def _invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except LoomworkError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {terminal_safe(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a file that cannot be read or written: the person's to fix, not a crash
+            click.echo(f"error: {terminal_safe(str(exc))}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -40,6 +67,30 @@ pass_ctx = click.make_pass_decorator(Context)
 
 def emit_json(data) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def read_stdin(what: str) -> str:
+    """Standard input as UTF-8 text, or one clear error (not a traceback) when it is not."""
+    import sys
+
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{what} on standard input is not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})"
+                           ) from None
+
+
+def write_output(path, text: str) -> None:
+    """Write a command's output file exactly as given; a missing directory is one clear error."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a directory: name a file")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"cannot write {path}: the directory {path.parent} does not exist")
+    path.write_text(text, encoding="utf-8")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

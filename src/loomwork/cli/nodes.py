@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from .. import ops
 from ..errors import InvalidInput
 from ..validate import terminal_safe
-from . import Context, cli, emit_json, pass_ctx
+from . import Context, cli, emit_json, pass_ctx, read_stdin
 from .render import node_line
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
@@ -38,7 +36,7 @@ def _print_node(node, as_json: bool) -> None:
 def new(ctx: Context, prompt: str, title: str | None, as_json: bool) -> None:
     """Start a tree from PROMPT; prints the tree id and the root node id. Use - to read PROMPT from stdin."""
     if prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = read_stdin("the prompt")
     tree, root = ops.new_tree(ctx.store, prompt, title)
     if as_json:
         emit_json({"tree": tree.to_json(), "root": root.to_json()})

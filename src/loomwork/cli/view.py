@@ -14,7 +14,7 @@ from ..supervision.formats import FORMATS as SUPERVISION_FORMATS
 from ..supervision.exports import STEP_QUESTION
 from ..supervision.formats import export_jsonl
 from ..tree import path_text
-from . import Context, cli, emit_json, pass_ctx
+from . import Context, cli, emit_json, pass_ctx, write_output
 from .render import node_line, outline, token_table
 
 
@@ -99,7 +99,7 @@ def export(ctx: Context, ref: str, fmt: str, neutral: str, question: str, output
     else:
         body = formats_io.export(ctx.store, tree_id, fmt, node_id=ident if kind == "node" else None)
     if output:
-        output.write_text(body, encoding="utf-8")
+        write_output(output, body)  # the exact text, control characters and all
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(body, nl=False)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import validate
 from ..errors import InvalidInput, NotFound
 from ..store import Store
 from . import native, native_import, others, pyloom
-from .forest import Parsed, Report, write
+from .forest import Parsed, Report, refuse_unstorable_strings, write
 from .markdown import export_markdown
 
 IMPORTERS = {
@@ -68,9 +70,14 @@ def detect(data) -> str:
                        "bonsai or loomwork; name one with --format")
 
 
+# JSON escapes that decode to what no database stores as text: a surrogate (valid only as a high-low pair) or NUL
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+
+
 def parse_text(text: str, fmt: str = "auto", name: str = "input") -> Parsed:
     if fmt not in IMPORT_FORMATS:
         raise InvalidInput(f"unknown import format {fmt!r}: use one of {', '.join(IMPORT_FORMATS)}")
+    validate.unicode_ok(text, name)  # raw NUL or surrogates (from a caller that decoded with surrogateescape)
     if fmt == "jsonl":
         return others.jsonl(text)
     try:
@@ -81,6 +88,8 @@ def parse_text(text: str, fmt: str = "auto", name: str = "input") -> Parsed:
         if fmt == "auto" and len(lines) > 1 and all(line.lstrip().startswith("{") for line in lines):
             return others.jsonl(text)
         raise InvalidInput(f"{name} is not valid JSON: {exc}") from None
+    if _SUSPECT_ESCAPE.search(text):
+        refuse_unstorable_strings(data, name)
     return IMPORTERS[detect(data) if fmt == "auto" else fmt](data)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import InvalidInput
 from ..tree import Token
-from .forest import Item, Parsed
+from .forest import Item, Parsed, ident
 
 
 def parse(data) -> Parsed:
@@ -21,13 +21,20 @@ def parse(data) -> Parsed:
         except (KeyError, TypeError, ValueError):
             raise InvalidInput(f"loomwork: {where}: malformed 'tokens'") from None
         meta = node.get("meta") if isinstance(node.get("meta"), dict) else {}
-        items.append(Item(key=str(node["id"]), parent=parent, text=node.get("text", ""),
+        tags = node.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise InvalidInput(f"loomwork: {where}: 'tags' must be a list of strings")
+        key = ident(node["id"], "loomwork", where)
+        items.append(Item(key=key, parent=parent, text=node.get("text", ""),
                           origin=node.get("origin", "human"), where=where, tokens=tokens,
                           bookmarked=bool(node.get("bookmarked")), archived=bool(node.get("archived")),
-                          tags=tuple(node.get("tags") or ()), meta={k: v for k, v in meta.items() if k != "import"}))
+                          tags=tuple(tags), meta={k: v for k, v in meta.items() if k != "import"}))
         kids = node.get("children") or []
         if not isinstance(kids, list):
             raise InvalidInput(f"loomwork: {where}: 'children' must be a list")
-        stack.extend((c, str(node["id"]), f"{where}.children[{i}]") for i, c in reversed(list(enumerate(kids))))
+        stack.extend((c, key, f"{where}.children[{i}]") for i, c in reversed(list(enumerate(kids))))
     tree = data.get("tree") if isinstance(data.get("tree"), dict) else {}
-    return Parsed("loomwork", items, title=tree.get("title"))
+    title = tree.get("title")
+    if title is not None and not isinstance(title, str):
+        raise InvalidInput(f"loomwork: tree.title must be a string, not {type(title).__name__}")
+    return Parsed("loomwork", items, title=title)

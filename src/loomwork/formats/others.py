@@ -7,7 +7,7 @@ import json
 from ..errors import InvalidInput
 from ..store import Store
 from ..tree import Token
-from .forest import Item, Parsed
+from .forest import Item, Parsed, ident, refuse_unstorable_strings
 
 
 def _obj(value, fmt: str, where: str) -> dict:
@@ -31,8 +31,8 @@ def loomsidian(data) -> Parsed:
         where = f"nodes[{key!r}]"
         n = _obj(n, "loomsidian", where)
         parent = n.get("parentId")
-        if parent is not None and not isinstance(parent, str):
-            raise InvalidInput(f"loomsidian: {where}: 'parentId' must be a string or null")
+        if parent is not None:
+            parent = ident(parent, "loomsidian", where, "parentId")
         items.append(Item(key=key, parent=parent, text=_str(n.get("text", ""), "loomsidian", where, "text"),
                           where=where, bookmarked=bool(n.get("bookmarked")),
                           meta={"loomsidian": {k: v for k, v in n.items() if k not in ("text", "parentId", "bookmarked")}}))
@@ -50,13 +50,16 @@ def exoloom(data) -> Parsed:
     marks = set((data.get("lens") or {}).get("bookmarks") or [])
     order = {}
     for key, n in nodes.items():
-        for i, child in enumerate(_obj(n, "exoloom", f"tree.nodes[{key!r}]").get("childrenIds") or []):
+        for i, child in enumerate(_ids(_obj(n, "exoloom", f"tree.nodes[{key!r}]").get("childrenIds"), "exoloom",
+                                       f"tree.nodes[{key!r}]", "childrenIds")):
             order[child] = i
     items = []
     for key in sorted(nodes, key=lambda k: order.get(k, -1)):
         n, where = nodes[key], f"tree.nodes[{key!r}]"
         author = str(n.get("authorType", "human")).lower()
-        items.append(Item(key=key, parent=n.get("parentId"), where=where,
+        parent = n.get("parentId")
+        items.append(Item(key=key, parent=None if parent is None else ident(parent, "exoloom", where, "parentId"),
+                          where=where,
                           text=_str(n.get("content", ""), "exoloom", where, "content"),
                           origin=_AUTHOR.get(author, "human"), bookmarked=key in marks,
                           meta={"exoloom": {"authorType": n.get("authorType")}}))
@@ -71,19 +74,26 @@ def bonsai(data) -> Parsed:
         raise InvalidInput("bonsai: 'nodes' must be a list")
     items, notes, rank = [], [], {}
     for i, n in enumerate(nodes):
-        for j, child in enumerate(_obj(n, "bonsai", f"nodes[{i}]").get("childrenIds") or []):
+        for j, child in enumerate(_ids(_obj(n, "bonsai", f"nodes[{i}]").get("childrenIds"), "bonsai", f"nodes[{i}]",
+                                       "childrenIds")):
             rank.setdefault(child, j)
-    for i, n in sorted(enumerate(nodes), key=lambda p: rank.get(p[1].get("id"), -1)):
+    for i, n in sorted(enumerate(nodes), key=lambda p: rank.get(ident(p[1].get("id", ""), "bonsai", "node"), -1)):
         where = f"nodes[{i}]"
-        parents = n.get("parentIds") or []
-        if not isinstance(parents, list):
-            raise InvalidInput(f"bonsai: {where}: 'parentIds' must be a list")
+        parents = _ids(n.get("parentIds"), "bonsai", where, "parentIds")
         if len(parents) > 1:
             notes.append(f"node {n.get('id')!r} has {len(parents)} parents: kept {parents[0]!r}, dropped "
                          + ", ".join(repr(p) for p in parents[1:]))
-        items.append(Item(key=str(n.get("id", where)), parent=str(parents[0]) if parents else None, where=where,
-                          text=_str(n.get("text", ""), "bonsai", where, "text")))
+        items.append(Item(key=ident(n.get("id", where), "bonsai", where), parent=parents[0] if parents else None,
+                          where=where, text=_str(n.get("text", ""), "bonsai", where, "text")))
     return Parsed("bonsai", items, notes=notes)
+
+
+def _ids(value, fmt: str, where: str, field: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput(f"{fmt}: {where}: '{field}' must be a list of ids, not {type(value).__name__}")
+    return [ident(v, fmt, where, field) for v in value]
 
 
 def jsonl(text: str) -> Parsed:
@@ -96,8 +106,10 @@ def jsonl(text: str) -> Parsed:
         where = f"line {number}"
         try:
             n = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidInput(f"jsonl: {where}: not JSON ({exc})") from None
+        if "\\u" in line:
+            refuse_unstorable_strings(n, f"jsonl: {where}")
         n = _obj(n, "jsonl", where)
         if "id" not in n:
             raise InvalidInput(f"jsonl: {where}: a node needs an 'id'")
@@ -108,7 +120,9 @@ def jsonl(text: str) -> Parsed:
         tags = n.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise InvalidInput(f"jsonl: {where}: 'tags' must be a list of strings")
-        items.append(Item(key=str(n["id"]), parent=None if n.get("parent_id") is None else str(n["parent_id"]),
+        parent = n.get("parent_id")
+        items.append(Item(key=ident(n["id"], "jsonl", where),
+                          parent=None if parent is None else ident(parent, "jsonl", where, "parent_id"),
                           text=_str(n.get("text", ""), "jsonl", where, "text"), origin=n.get("origin", "human"),
                           where=where, tokens=tokens, bookmarked=bool(n.get("bookmarked")),
                           archived=bool(n.get("archived")), tags=tuple(tags)))

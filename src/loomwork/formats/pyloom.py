@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from ..errors import InvalidInput
 from ..store import Store
 from ..tree import Node, Token
-from .forest import Item, Parsed
+from .forest import Item, Parsed, ident
 
 SOURCE_TO_ORIGIN = {"AI": "model", "prompt": "prompt", "mixed": "edit", "human": "human"}
 ORIGIN_TO_SOURCE = {"model": "AI", "prompt": "prompt", "edit": "mixed", "human": "human"}
@@ -71,8 +71,9 @@ def _alts(raw) -> tuple[tuple[str, float], ...]:
 
 def _legacy_tokens(lp: dict) -> list[Token]:
     toks, lps, tops = _list(lp.get("tokens")), _list(lp.get("token_logprobs")), _list(lp.get("top_logprobs"))
-    if not all(isinstance(t, str) for t in toks):
-        return []
+    bad = next((i for i, t in enumerate(toks) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InvalidInput(f"logprobs.tokens[{bad}] must be a string, not {type(toks[bad]).__name__}")
     return [Token(t, _num(lps[i]) if i < len(lps) else None, _alts(tops[i]) if i < len(tops) else ())
             for i, t in enumerate(toks)]
 
@@ -135,11 +136,10 @@ def parse(data) -> Parsed:
             _fail(where, f"a node must be an object, not {type(node).__name__}")
         if not isinstance(node.get("text", ""), str):
             _fail(where, f"'text' must be a string, not {type(node.get('text')).__name__}")
-        key = node.get("id", where)
-        if not isinstance(key, (str, int)):
-            _fail(where, "'id' must be a string")
+        key = ident(node.get("id", where), "pyloom", where)
         if flat:
             parent = node.get("parent_id", node.get("parentId"))
+            parent = None if parent is None else ident(parent, "pyloom", where, "parent_id")
         meta = node.get("meta") if isinstance(node.get("meta"), dict) else {}
         tags = node.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -149,10 +149,14 @@ def parse(data) -> Parsed:
         if isinstance(meta.get("generation"), dict):
             kept_meta["generation"] = {k: v for k, v in meta["generation"].items() if k != "logprobs"}
         source = meta.get("source") if isinstance(meta.get("source"), str) else None
+        try:
+            tokens = _tokens({**node, "text": node.get("text", "")}, responses)
+        except InvalidInput as exc:
+            _fail(where, str(exc))
         items.append(Item(
-            key=str(key), parent=None if parent is None else str(parent), text=node.get("text", ""),
+            key=key, parent=parent, text=node.get("text", ""),
             origin=SOURCE_TO_ORIGIN.get(source, "human"), where=where,
-            tokens=_tokens({**node, "text": node.get("text", "")}, responses),
+            tokens=tokens,
             bookmarked="bookmark" in tags or bool(node.get("bookmark")), archived="archived" in tags,
             tags=tuple(t for t in tags if t not in FLAG_TAGS), created_at=_created(meta),
             meta={"pyloom": {"node": extra, "meta": kept_meta, "source": source}},
@@ -209,9 +213,9 @@ def export(store: Store, tree_id: str) -> dict:
             as_json[n.parent_id]["children"].append(as_json[n.id])
     root = as_json[tree.root_id]
     top = dict((tree.meta or {}).get("pyloom", {}))
-    top.setdefault("chapters", {})
-    top.setdefault("tags", DEFAULT_TAGS)
-    top["tags"] = {**DEFAULT_TAGS, **top["tags"]}
+    if not isinstance(top.get("chapters"), dict):
+        top["chapters"] = {}  # pyloom reads these two as objects; a file may have held anything there
+    top["tags"] = {**DEFAULT_TAGS, **(top["tags"] if isinstance(top.get("tags"), dict) else {})}
     if top.get("selected_node_id") not in set(pyloom_id.values()):
         top["selected_node_id"] = root["children"][0]["id"] if root["children"] else root["id"]
     return {"root": root, **top}

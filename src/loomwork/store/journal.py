@@ -15,7 +15,7 @@ import getpass
 import os
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -66,7 +66,7 @@ def snapshot(conn: Connection, ids: Iterable[str]) -> Snapshot:
         chunk = ids[i : i + 500]
         for row in conn.execute(select(nodes).where(nodes.c.id.in_(chunk))):
             d = {str(k): v for k, v in row._mapping.items()}  # plain str keys (SQLAlchemy's are str subclasses)
-            d["created_at"] = d["created_at"].isoformat()
+            d["created_at"] = _utc(d["created_at"]).isoformat()
             d["tags"] = []
             out[row.id] = d
         for node_id, tag in conn.execute(select(node_tags.c.node_id, node_tags.c.tag).where(node_tags.c.node_id.in_(chunk))):
@@ -77,11 +77,23 @@ def snapshot(conn: Connection, ids: Iterable[str]) -> Snapshot:
     return out
 
 
+def _utc(ts: datetime) -> datetime:
+    """SQLite hands back naive timestamps (they are UTC), PostgreSQL aware ones in the session's time zone."""
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+
+
+def _comparable(d: dict | None) -> dict | None:
+    if d is None:
+        return None
+    # seq: an internal ordering key (a row that undo put back may carry a new one, see restore); created_at: the
+    # same instant, whichever database wrote the snapshot (a backup moves a log from PostgreSQL to SQLite)
+    return {**{k: v for k, v in d.items() if k != "seq"},
+            "created_at": _utc(datetime.fromisoformat(d["created_at"]))}
+
+
 def same(a: Snapshot, b: Snapshot) -> bool:
-    """Whether two snapshots hold the same rows, ignoring ``seq`` (an internal ordering key: a row that undo
-    put back may carry a new one, see restore)."""
-    strip = lambda snap: {i: d and {k: v for k, v in d.items() if k != "seq"} for i, d in snap.items()}  # noqa: E731
-    return strip(a) == strip(b)
+    """Whether two snapshots hold the same rows (see _comparable)."""
+    return a.keys() == b.keys() and all(_comparable(a[i]) == _comparable(b[i]) for i in a)
 
 
 def restore(conn: Connection, snap: Snapshot) -> None:

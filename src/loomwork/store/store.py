@@ -25,7 +25,7 @@ from typing import Callable, Iterator, TypeVar
 import orjson
 from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .. import config
@@ -39,10 +39,13 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def _dumps(value) -> str:
     # orjson is several times faster than json for the token and meta columns, which dominate big imports;
-    # json takes what orjson refuses (str subclasses as keys, say)
+    # json takes what orjson refuses (str subclasses as keys, say), but never lone surrogates: json would write
+    # them as escapes that no reader (orjson, PostgreSQL's JSONB) accepts back
     try:
         return orjson.dumps(value).decode()
-    except TypeError:
+    except TypeError as exc:
+        if "surrogates" in str(exc):
+            raise InvalidInput("text that is not valid Unicode (a lone surrogate) cannot be stored") from None
         return json.dumps(value)
 
 
@@ -64,7 +67,7 @@ def _check_sqlite_file(path: Path, create_parents: bool) -> None:
     if not path.exists() or path.stat().st_size == 0:
         parent = path.parent
         if not parent.is_dir():
-            above = next((p for p in parent.parents if p.exists()), None)
+            above = next((p for p in (parent, *parent.parents) if p.exists()), None)
             if above is not None and not above.is_dir():
                 raise StoreError(f"cannot create a database at {path}: {above} is a file, not a directory")
             if not create_parents:
@@ -81,7 +84,6 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # taking over BEGIN ourselves (the SQLAlchemy-documented recipe) makes every transaction real.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers (the web UI) never block the writer
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(WAIT_S * 1000)}")  # other processes' writers: wait, do not fail
     cur.close()
@@ -154,7 +156,32 @@ class Store:
         store = cls(engine, label)
         if migrate:
             store.migrate()
+            store._verify_tables()
+            if store.sqlite:
+                # readers (the web UI) never block the writer. Set here, once the file is known to be ours: the
+                # journal mode is kept in the file, and another program's database must be left as it was.
+                with store.engine.connect() as conn:
+                    conn.connection.driver_connection.execute("PRAGMA journal_mode=WAL")
         return store
+
+    def _verify_tables(self) -> None:
+        """Refuse a database whose tables have our names but not our columns (another program's, or damaged)."""
+        try:
+            with self.engine.connect().execution_options(loomwork_write=False) as conn:
+                inspector = inspect(conn)
+                have = set(inspector.get_table_names())
+                for table in schema.metadata.sorted_tables:
+                    if table.name not in have:
+                        raise StoreError(f"{self.label} lacks loomwork's table {table.name}: not a loomwork database")
+                    missing = {c.name for c in table.columns} - {c["name"] for c in inspector.get_columns(table.name)}
+                    if missing:
+                        raise StoreError(f"{self.label} has a table {table.name} that is not loomwork's (it lacks "
+                                         f"{', '.join(sorted(missing))})")
+                app = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "app")).scalar()
+        except (OperationalError, DatabaseError) as exc:
+            raise StoreError(f"cannot read database {self.label}: {exc.orig or exc}") from None
+        if app != "loomwork":
+            raise StoreError(f"{self.label} has a loomwork_meta table that another program wrote (app={app!r})")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -214,6 +241,10 @@ class Store:
             if self.sqlite and ("database is locked" in str(orig) or "database is busy" in str(orig)):
                 raise Busy(f"{self.label} stayed locked by another writer for more than {WAIT_S:.0f} s") from None
             raise StoreError(f"database error on {self.label}: {orig}") from None
+        except StatementError as exc:  # raised while binding parameters, before the database saw anything
+            if isinstance(exc.orig, (InvalidInput, UnicodeEncodeError)):
+                raise InvalidInput("text that is not valid Unicode (a lone surrogate) cannot be stored") from None
+            raise StoreError(f"database error on {self.label}: {exc.orig or exc}") from None
         except PoolTimeout:
             raise Busy(f"no free connection to {self.label} for {WAIT_S:.0f} s (too many requests at once)") from None
         except UnicodeEncodeError as exc:  # the last guard; validation names the field before we get here

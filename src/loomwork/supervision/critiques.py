@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ..backends.base import Backend, SamplingParams
+from .. import validate
 from ..errors import InvalidInput
 from ..store import Store, retrying
 from ..store import supervision as sql
@@ -18,6 +19,7 @@ DEFAULT_TEMPLATE = (
 
 
 def render(template: str, context: str, step: str) -> str:
+    validate.text(template, "the critique template")
     if "{step}" not in template:
         raise InvalidInput("a critique template must contain {step} (and may contain {context})")
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+from .. import validate
 from ..errors import InvalidInput
 from ..store import Store, retrying
 from ..store import supervision as sql
@@ -24,14 +25,13 @@ def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: s
                  tag: str | None = None, origin: str | None = None, min_depth: int | None = None,
                  max_depth: int | None = None, questions: list[str] | None = None, blinded: bool = True,
                  critiques: str = "off", critic: str | None = None, seed: int | None = None) -> dict:
-    name = (name or "").strip()
-    if not name:
-        raise InvalidInput("a queue needs a name")
+    name = validate.name(name or "", "a queue's name")
     if origin is not None and origin not in ORIGINS:
         raise InvalidInput(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
     if critiques not in CRITIQUE_MODES:
         raise InvalidInput(f"critiques must be one of {', '.join(CRITIQUE_MODES)}, not {critiques!r}")
-    questions = [q.strip() for q in (questions or DEFAULT_QUESTIONS) if q.strip()]
+    questions = [validate.name(q, "a question", 1000) for q in (questions or DEFAULT_QUESTIONS)
+                 if not isinstance(q, str) or q.strip()]
     if not questions:
         raise InvalidInput("a queue needs at least one question")
     if tree is None and subtree is None:

@@ -3,6 +3,7 @@ the current one; earlier ones stay as history."""
 
 from __future__ import annotations
 
+from .. import validate
 from ..errors import InvalidInput
 from ..store import Store, retrying
 from ..store import supervision as sql
@@ -17,10 +18,7 @@ DEFAULT_QUESTIONS = (
 
 
 def check_rater(rater: str) -> str:
-    rater = (rater or "").strip()
-    if not rater or len(rater) > 200:
-        raise InvalidInput("a rater name of 1 to 200 characters is needed")
-    return rater
+    return validate.name(rater or "", "a rater name")
 
 
 @retrying
@@ -31,6 +29,9 @@ def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEF
     if label not in LABELS or isinstance(label, bool):
         raise InvalidInput(f"a rating is -1 (bad), 0 (neutral) or +1 (good), not {label!r}")
     rater = check_rater(rater)
+    question = validate.name(question, "the question", 1000)
+    if note is not None:
+        validate.text(note, "the note", empty_ok=True)
     node = store.node(node_id)
     queue_id = None
     if queue is not None:
@@ -66,9 +67,9 @@ def current_for_tree(store: Store, tree_id: str) -> dict[tuple[str, str, str], d
 @retrying
 def label_outcome(store: Store, node_id: str, rater: str, label: str, note: str | None = None) -> dict:
     """An outcome label (e.g. a final answer marked correct), kept apart from the step ratings."""
-    label = (label or "").strip()
-    if not label or len(label) > 64:
-        raise InvalidInput("an outcome label of 1 to 64 characters is needed (e.g. correct, incorrect)")
+    label = validate.name(label or "", "an outcome label (e.g. correct, incorrect)", 64)
+    if note is not None:
+        validate.text(note, "the note", empty_ok=True)
     node = store.node(node_id)
     row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=check_rater(rater), label=label, note=note)
     with store.tx() as tx:

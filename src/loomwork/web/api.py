@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from .. import curation, ops
+from .. import curation, ops, validate
 from ..backends import SamplingParams, get_backend, list_models
 from ..backends.base import TokenEvent
 from ..errors import LoomworkError
@@ -233,8 +233,10 @@ def branch(node_id: str, body: Branch, request: Request) -> dict:
 
 
 @router.get("/search")
-def search(request: Request, q: str = Query(min_length=1), tree: str | None = None,
-           limit: int = Query(50, ge=1, le=500)) -> list[dict]:
+def search(request: Request, q: str = Query(min_length=1, max_length=validate.MAX_QUERY),
+           tree: str | None = None, limit: int = Query(50, ge=1, le=500)) -> list[dict]:
+    """Nodes whose text contains ``q`` (1 to 1,000 characters), oldest first."""
+    validate.unicode_ok(q, "the search")
     store = _store(request)
     with store.read() as tx:
         hits = tx.search(q, tree, limit)
@@ -285,7 +287,8 @@ async def node_mass_tree(node_id: str, request: Request, model: str | None = Non
 
 
 def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    # backslashreplace: a lone surrogate echoed in a message becomes its JSON escape, not a failed stream
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode("utf-8", "backslashreplace")
 
 
 @router.post("/nodes/{node_id}/expand")
@@ -296,7 +299,7 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
     store = _store(request)
     params = SamplingParams.make(**body.params)  # bad parameters: a 400 before any stream starts
     store.node(node_id)
-    model = body.model or request.app.state.default_model
+    model = validate.unicode_ok(body.model or request.app.state.default_model, "the model")
 
     async def events():
         try:

@@ -140,6 +140,9 @@ class GuardMiddleware:
 
     async def _check(self, scope: Scope, receive: Receive):
         request = Request(scope)
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            # PostgreSQL cannot take NUL in any string: refuse it at the door, whatever the route
+            return _error(400, "the address contains a NUL character"), receive
         host = request.headers.get("host", "")
         if not self.guard.host_ok(host):
             hint = "" if is_loopback(self.guard.host) else " (start the server with --allow-host NAME to add it)"
