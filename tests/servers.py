@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from pathlib import Path
 from contextlib import contextmanager
 
 import httpx
@@ -19,40 +24,48 @@ def free_port() -> int:
 
 
 @contextmanager
-def llama_cpp_server(gguf: str, alias: str, timeout: float = 120.0):
-    """llama-cpp-python's OpenAI-compatible server; yields its base URL (…/v1)."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", alias,
-           "--host", "127.0.0.1", "--port", str(port), "--logits_all", "true", "--n_ctx", "1024",
-           "--n_threads", str(os.cpu_count() or 1), "--verbose", "false"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}/v1"
+def _serving(cmd: list[str], probe: str, what: str, timeout: float, env: dict | None = None):
+    """Start ``cmd``, wait until ``probe`` answers 200 (or the process dies), hand over, and stop it afterwards.
+    Its output goes to a file, not a pipe: a server that logged more than a pipe holds would stop."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {proc.stderr.read()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"{what} exited: {log.read()[-2000:].decode(errors='replace')}")
             try:
-                if httpx.get(base + "/models", timeout=1).status_code == 200:
+                if httpx.get(probe, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start in time")
-            time.sleep(0.3)
-        yield base
+                raise RuntimeError(f"{what} did not start in {timeout:.0f} s")
+            time.sleep(0.2)
+        yield
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
+
+
+@contextmanager
+def llama_cpp_server(gguf: str, alias: str, timeout: float = 120.0):
+    """llama-cpp-python's OpenAI-compatible server; yields its base URL (…/v1)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", alias,
+           "--host", "127.0.0.1", "--port", str(port), "--logits_all", "true", "--n_ctx", "1024",
+           "--n_threads", str(os.cpu_count() or 1), "--verbose", "false"]
+    base = f"http://127.0.0.1:{port}/v1"
+    with _serving(cmd, base + "/models", "llama_cpp.server", timeout):
+        yield base
 
 
 def _pg_bin(name: str) -> str | None:
-    import glob
-    import shutil
-
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return found[-1] if found else shutil.which(name)
 
@@ -65,11 +78,6 @@ def postgres_available() -> bool:
 def postgres_server():
     """A throwaway PostgreSQL server (initdb in a temp dir, trust auth on 127.0.0.1); yields a function that
     creates a fresh database and returns its SQLAlchemy URL."""
-    import shutil
-    import tempfile
-    import uuid
-    from pathlib import Path
-
     import psycopg
 
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
@@ -114,25 +122,7 @@ def loomwork_server(db: str, model: str = "mock:default", extra: tuple[str, ...]
     """``loomwork serve`` in its own process over ``db``; yields its base URL."""
     port = free_port()
     env = {**os.environ, "LOOMWORK_DB": db, "LOOMWORK_MODEL": model}
-    proc = subprocess.Popen([sys.executable, "-m", "loomwork.cli", "serve", "--port", str(port), *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                if httpx.get(base + "/api/trees", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read() if proc.poll() is not None else ""
-                raise RuntimeError(f"loomwork serve did not start: {out}")
-            time.sleep(0.2)
+    cmd = [sys.executable, "-m", "loomwork.cli", "serve", "--port", str(port), *extra]
+    with _serving(cmd, base + "/api/trees", "loomwork serve", timeout, env):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()

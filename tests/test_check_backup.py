@@ -46,7 +46,7 @@ def test_each_kind_of_corruption_is_reported_with_its_id(tmp_path):
     db = tmp_path / "broken.sqlite"
     store = Store.open(str(db))
     tree, root, a, b, c = _small_tree(store)
-    q = queues.create_queue(store, "q", tree=tree.id, questions=["ok?"])
+    queues.create_queue(store, "q", tree=tree.id, questions=["ok?"])
     ratings.rate(store, c.id, "ann", 1, "ok?", queue="q")
     t2, r2 = ops.new_tree(store, "Other")
     x = ops.add_child(store, r2.id, " x")

@@ -3,7 +3,6 @@ acknowledged lost, no invariant broken; the races of moving, undoing and expandi
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -17,7 +16,7 @@ from loomwork.store import Store
 from loomwork.store.check import check
 from loomwork.store.journal import acting_as
 from tests.servers import loomwork_server
-from tests.workload import MIX, CliClient, HttpClient, audit, run_clients, setup
+from tests.workload import MIX, CliClient, HttpClient, audit, run_clients, setup, soak
 
 
 def _db_url(store: Store) -> str:
@@ -50,7 +49,7 @@ def test_crossed_moves_never_make_a_cycle(any_store):
             barrier = threading.Barrier(2)
             results = {}
 
-            def move(store, node, parent):
+            def move(store, node, parent, barrier=barrier, results=results):
                 barrier.wait()
                 try:
                     ops.move(store, node, parent)
@@ -205,3 +204,10 @@ def test_writers_in_two_processes_wait_for_each_other(tmp_path):
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     assert len(store.children(root.id)) == 450 and check(store).ok
+
+
+def test_soak_every_kind_of_operation_with_checks_between_rounds(any_store):
+    """bench/soak.py in small: every kind of write from library, HTTP and CLI clients, audited after each round."""
+    lines: list[str] = []
+    problems = soak(any_store, _db_url(any_store), ops=600, per_round=200, seed=11, out=lines.append)
+    assert problems == [] and len(lines) == 3, lines

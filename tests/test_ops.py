@@ -9,7 +9,7 @@ import pytest
 from loomwork import ops
 from loomwork.backends import SamplingParams, get_backend
 from loomwork.backends.base import TokenEvent
-from loomwork.errors import Conflict, InvalidInput, NotFound
+from loomwork.errors import Conflict, InvalidInput
 
 
 async def test_expand_records_one_generation_and_token_records(store):

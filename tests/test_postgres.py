@@ -13,7 +13,6 @@ from loomwork import curation, ops
 from loomwork.backends import SamplingParams, get_backend
 from loomwork.errors import InvalidInput
 from loomwork.formats import io
-from loomwork.store import Store
 from loomwork.supervision import queues, ratings, summary
 
 DEMO = Path(__file__).parent.parent.parent / "shared" / "fixtures" / "pyloom" / "loom_demo.json"

@@ -289,3 +289,24 @@ def test_prm800k_fixture_from_the_published_schema(store):
     assert sum(r["flagged"] for r in cur.values()) == 1
     second = store.path(report.roots[1])
     assert second[0].text == "What is 1 + 1?"
+
+
+def test_membership_of_one_node_agrees_with_the_whole_queue(store):
+    import random
+
+    rng = random.Random(4)
+    tree, root = ops.new_tree(store, "Problem")
+    ids = [root.id]
+    for i in range(120):
+        node = ops.add_child(store, rng.choice(ids), f" step {i}")
+        ids.append(node.id)
+        if rng.random() < 0.2:
+            ops.tag(store, node.id, "math")
+        if rng.random() < 0.08:
+            ops.set_archived(store, node.id)
+    with store.read() as tx:
+        big = max(ids[1:8], key=lambda i: len(tx.subtree_ids(i)))
+    for spec in ({}, {"tag": "math"}, {"min_depth": 2, "max_depth": 4}, {"subtree": big}, {"origin": "human"}):
+        q = queues.create_queue(store, f"q{len(spec)}{sorted(spec)}", tree=tree.id, questions=["ok?"], **spec)
+        members = set(queues.items(store, q))
+        assert members and members == {i for i in ids if queues.is_item(store, q, i)}, spec

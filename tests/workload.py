@@ -29,12 +29,18 @@ from loomwork.errors import Busy, Conflict, InvalidInput, NotFound, StoreError
 from loomwork.store import Store
 from loomwork.store.check import check
 from loomwork.store.journal import acting_as
+from loomwork.formats import io
 from loomwork.supervision import queues, ratings
+from tests.servers import loomwork_server
 
 WORDS = "the loom thread weave river light stone night door voice dream".split()
 # the operations of the issue's mix, with how often each is drawn
 MIX = {"add": 20, "expand": 10, "edit": 8, "split": 8, "merge": 6, "move": 8, "tag": 10, "archive": 6,
        "bookmark": 4, "undo": 6, "redo": 3, "choose": 4, "rate": 5, "branch": 2}
+# the soak adds the rest: hard deletes, imports under a node, outcome labels
+SOAK_MIX = {**MIX, "delete": 2, "import": 1, "outcome": 2}
+PYLOOM = json.dumps({"root": {"id": "r", "text": " imported", "children": [
+    {"id": "a", "text": " one", "meta": {"source": "AI"}}, {"id": "b", "text": " two", "children": [{"text": " three"}]}]}})
 QUESTION = "Is this step correct?"
 
 
@@ -53,6 +59,7 @@ class Tally:
     failures: list[str] = field(default_factory=list)
     created: set[str] = field(default_factory=set)  # acknowledged new node ids
     ratings: set[str] = field(default_factory=set)
+    outcomes: set[str] = field(default_factory=set)
     choices: set[str] = field(default_factory=set)
     undone: set[str] = field(default_factory=set)  # nodes an acknowledged undo or redo said it changed
     by_client: Counter = field(default_factory=Counter)  # operations each client finished (done or refused)
@@ -74,6 +81,13 @@ class Pool:
         with self.lock:
             self.ids.extend(ids)
 
+    def forget(self, message: str) -> None:
+        """Drop an id that a refusal said no longer exists (deleted, merged or undone by another client)."""
+        if "no node with id '" in message:
+            gone = message.split("no node with id '")[1].split("'")[0]
+            with self.lock:
+                self.ids = [i for i in self.ids if i != gone]
+
     def pick(self, rng: random.Random) -> str:
         with self.lock:
             return rng.choice(self.ids[-400:]) if rng.random() < 0.8 else rng.choice(self.ids)
@@ -85,6 +99,8 @@ def _classify(message: str) -> Exception:
 
 
 class LibraryClient:
+    kinds = set(SOAK_MIX)
+
     def __init__(self, store: Store, name: str):
         self.store, self.name, self.mock = store, name, get_backend("mock")
 
@@ -143,8 +159,19 @@ class LibraryClient:
     def _rate(self, node, queue, label):
         return ratings.rate(self.store, node, self.name, label, QUESTION, queue=queue)
 
+    def _delete(self, node):
+        return {"deleted": ops.delete_subtree(self.store, node)}
+
+    def _import(self, node):
+        return {"roots": io.write(self.store, io.parse_text(PYLOOM), under=node).roots}
+
+    def _outcome(self, node, label):
+        return ratings.label_outcome(self.store, node, self.name, label)
+
 
 class HttpClient:
+    kinds = set(SOAK_MIX) - {"import", "outcome"}  # the API has no import or outcome route
+
     def __init__(self, base: str, name: str):
         self.http = httpx.Client(base_url=base + "/api", headers={"X-Loomwork-User": name}, timeout=120)
         self.name = name
@@ -226,9 +253,14 @@ class HttpClient:
         return self._send("POST", f"/queues/{queue}/ratings",
                           {"node_id": node, "rater": self.name, "question": QUESTION, "label": label})
 
+    def _delete(self, node):
+        return self._send("DELETE", f"/nodes/{node}")
+
 
 class CliClient:
     """The ``loomwork`` command, one process per operation, as a person at a terminal beside the server."""
+
+    kinds = set(SOAK_MIX) - {"branch", "import", "outcome"}
 
     def __init__(self, db: str, name: str):
         self.db, self.name = db, name
@@ -237,11 +269,11 @@ class CliClient:
     def call(self, op: str, *args):
         return getattr(self, "_" + op)(*args)
 
-    def _run(self, *argv):
+    def _run(self, *argv, parse: bool = True):
         p = subprocess.run([sys.executable, "-m", "loomwork.cli", *map(str, argv)], env=self.env,
                            capture_output=True, text=True, timeout=300)
         if p.returncode == 0:
-            return json.loads(p.stdout) if p.stdout.strip() else {}
+            return json.loads(p.stdout) if parse else {}
         err = p.stderr.strip()
         if p.returncode == 1 and err.startswith("error: ") and "\n" not in err:
             raise _classify(err)
@@ -293,12 +325,16 @@ class CliClient:
     def _rate(self, node, queue, label):
         return self._run("rate", node, label, "--rater", self.name, "-q", QUESTION, "--queue", queue, "--json")
 
+    def _delete(self, node):
+        return self._run("delete", node, "--yes", parse=False)
+
 
 @dataclass
 class World:
     """What every client of one run shares."""
 
     tree_id: str
+    root_id: str
     queue: str
     pool: Pool
     tally: Tally
@@ -308,16 +344,19 @@ def setup(store: Store, seed: int = 0) -> World:
     tree, root = ops.new_tree(store, "The workload begins:")
     first = [ops.add_child(store, root.id, f" {w}").id for w in WORDS[:4]]
     queue = queues.create_queue(store, f"workload-{tree.id}", tree=tree.id, questions=[QUESTION], seed=seed)
-    return World(tree.id, queue["name"], Pool([root.id, *first]), Tally())
+    return World(tree.id, root.id, queue["name"], Pool([root.id, *first]), Tally())
 
 
-def one_operation(client, world: World, rng: random.Random, kind: str | None = None) -> None:
-    kind = kind or rng.choices(list(MIX), weights=list(MIX.values()))[0]
+def one_operation(client, world: World, rng: random.Random, kind: str | None = None, mix: dict = MIX) -> None:
+    if kind is None:
+        kinds = [k for k in mix if k in client.kinds]
+        kind = rng.choices(kinds, weights=[mix[k] for k in kinds])[0]
     tally, node = world.tally, world.pool.pick(rng)
     started = time.perf_counter()
     try:
         made = _operate(client, world, rng, kind, node)
-    except Refused:
+    except Refused as exc:
+        world.pool.forget(str(exc))
         with tally.lock:
             tally.refused[kind] += 1
         return
@@ -372,6 +411,16 @@ def _operate(client, world: World, rng: random.Random, kind: str, node: str) -> 
     if kind == "rate":
         world.tally.ratings.add(client.call("rate", node, world.queue, rng.choice([-1, 0, 1]))["id"])
         return []
+    if kind == "delete":
+        if node == world.root_id:
+            raise Refused("the workload keeps its tree")
+        client.call("delete", node)
+        return []
+    if kind == "import":
+        return client.call("import", node)["roots"]
+    if kind == "outcome":
+        world.tally.outcomes.add(client.call("outcome", node, rng.choice(["correct", "incorrect"]))["id"])
+        return []
     if kind == "branch":
         got = client.call("get", node)
         options = [(i, a) for i, t in enumerate(got.get("tokens") or []) for a, _lp in t["top"]
@@ -382,7 +431,7 @@ def _operate(client, world: World, rng: random.Random, kind: str, node: str) -> 
     raise ValueError(kind)
 
 
-def run_clients(clients: list, world: World, total: int, seed: int) -> float:
+def run_clients(clients: list, world: World, total: int, seed: int, mix: dict = MIX) -> float:
     """Run ``total`` operations shared among ``clients`` (one thread each); returns the seconds taken."""
     counter = iter(range(total))
     lock = threading.Lock()
@@ -393,7 +442,7 @@ def run_clients(clients: list, world: World, total: int, seed: int) -> float:
             with lock:
                 if next(counter, None) is None:
                     return
-            one_operation(client, world, rng)
+            one_operation(client, world, rng, mix=mix)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(clients)]
@@ -413,11 +462,34 @@ def audit(store: Store, world: World) -> list[str]:
         logged = {i for e in tx.conn.exec_driver_sql("SELECT before, after FROM oplog")
                   for snap in e for i in (json.loads(snap) if isinstance(snap, str) else snap)}
         rating_ids = {r[0] for r in tx.conn.exec_driver_sql("SELECT id FROM ratings")}
+        outcome_ids = {r[0] for r in tx.conn.exec_driver_sql("SELECT id FROM outcomes")}
         choice_ids = {r[0] for r in tx.conn.exec_driver_sql("SELECT id FROM choices")}
     # A node made by an acknowledged operation is in the tree, or in a log entry (a merge or delete took it away,
     # undoably), or an acknowledged undo took its creation back (and a later operation ended that redo branch).
     # Anything else was acknowledged and then lost.
     out += [f"lost node {i}" for i in sorted(world.tally.created - existing - logged - world.tally.undone)]
     out += [f"lost rating {i}" for i in sorted(world.tally.ratings - rating_ids)]
+    out += [f"lost outcome {i}" for i in sorted(world.tally.outcomes - outcome_ids)]
     out += [f"lost choice {i}" for i in sorted(world.tally.choices - choice_ids)]
     return out
+
+
+def soak(store: Store, db: str, ops: int, per_round: int, seed: int, cli: bool = True, out=print) -> list[str]:
+    """Run the soak on an open store; returns every problem found (empty when all is well)."""
+    world = setup(store, seed=seed)
+    problems: list[str] = []
+    with loomwork_server(db) as base:
+        clients = [LibraryClient(store, f"lib{i}") for i in range(3)] + \
+                  [HttpClient(base, f"http{i}") for i in range(2)] + ([CliClient(db, "cli")] if cli else [])
+        done = 0
+        while done < ops:
+            n = min(per_round, ops - done)
+            seconds = run_clients(clients, world, total=n, seed=seed * 7919 + done, mix=SOAK_MIX)
+            done += n
+            found = audit(store, world) + world.tally.failures
+            world.tally.failures.clear()
+            problems += found
+            t = world.tally
+            out(f"{done:>6} ops  {n / seconds:6.0f} ops/s  done {sum(t.done.values()):>6}  refused "
+                f"{sum(t.refused.values()):>5}  problems {len(found)}" + (f"  first: {found[0]}" if found else ""))
+    return problems

@@ -111,7 +111,7 @@ async def _critique(ctx: Context, node: str, backend, template: str = critiques.
         await close_all()
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})  # so that `rate NODE -1` reads -1 as the label
 @click.argument("node")
 @click.argument("label", type=int)
 @click.option("--rater", required=True)

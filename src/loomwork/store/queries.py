@@ -82,7 +82,7 @@ class Tx:
         return [
             Node(
                 id=r.id, tree_id=r.tree_id, parent_id=r.parent_id, text=r.text, origin=r.origin,
-                tokens=tuple(Token.from_json(t) for t in (r.tokens or ())),
+                tokens=tuple(Token.from_json(t) for t in (getattr(r, "tokens", None) or ())),
                 generation_id=r.generation_id, sample_index=r.sample_index, source_id=r.source_id,
                 bookmarked=bool(r.bookmarked), archived=bool(r.archived), tags=tuple(sorted(tags.get(r.id, ()))),
                 meta=r.meta or {}, created_at=_aware(r.created_at),
@@ -122,11 +122,14 @@ class Tx:
             q = q.where(nodes.c.archived == False)  # noqa: E712 (SQL expression, not a Python comparison)
         return self._nodes(self.conn.execute(q))
 
-    def children_of(self, parent_ids: Sequence[str], include_archived: bool = False) -> dict[str, list[Node]]:
-        """The children of several nodes at once (in creation order), keyed by parent."""
+    def children_of(self, parent_ids: Sequence[str], include_archived: bool = False,
+                    tokens: bool = True) -> dict[str, list[Node]]:
+        """The children of several nodes at once (in creation order), keyed by parent. ``tokens=False`` leaves
+        the token records out (an outline shows none, and decoding them was most of its cost)."""
         out: dict[str, list[Node]] = {p: [] for p in parent_ids}
+        columns = nodes.columns if tokens else [c for c in nodes.columns if c.name != "tokens"]
         for chunk in _chunks(list(parent_ids)):
-            q = select(nodes).where(nodes.c.parent_id.in_(chunk)).order_by(nodes.c.seq)
+            q = select(*columns).where(nodes.c.parent_id.in_(chunk)).order_by(nodes.c.seq)
             if not include_archived:
                 q = q.where(nodes.c.archived == False)  # noqa: E712
             for n in self._nodes(self.conn.execute(q)):
@@ -151,13 +154,21 @@ class Tx:
         return self._nodes(self.conn.execute(q.order_by(nodes.c.seq).limit(limit)))
 
     def path(self, node_id: str) -> list[Node]:
-        """Root-to-node path, by a recursive CTE walking parent links.
+        """Root-to-node path, by a recursive CTE walking parent links."""
+        return self._nodes(self._ancestry(node_id, list(nodes.columns)))
+
+    def path_ids(self, node_id: str) -> list[str]:
+        """The ids of the root-to-node path (no rows read but the links)."""
+        return [r.id for r in self._ancestry(node_id, [nodes.c.id, nodes.c.parent_id])]
+
+    def _ancestry(self, node_id: str, columns: list) -> list:
+        """The rows from the root to ``node_id``, in order.
 
         UNION (not UNION ALL) and no depth column: the database adds no row twice, so even a corrupt cycle of
         parent links ends the walk; the order is then read off the parent links here, where a cycle is an error."""
         up = select(nodes.c.id, nodes.c.parent_id).where(nodes.c.id == node_id).cte("up", recursive=True)
         up = up.union(select(nodes.c.id, nodes.c.parent_id).where(nodes.c.id == up.c.parent_id))
-        rows = {r.id: r for r in self.conn.execute(select(nodes).join(up, up.c.id == nodes.c.id))}
+        rows = {r.id: r for r in self.conn.execute(select(*columns).join(up, up.c.id == nodes.c.id))}
         if node_id not in rows:
             raise NotFound(f"no node with id {node_id!r}")
         chain, cur = [], node_id
@@ -169,7 +180,7 @@ class Tx:
                 raise Corrupt(f"node {node_id} is its own ancestor: a cycle of parent links (run `loomwork check`)")
             chain.append(row)
             cur = row.parent_id
-        return self._nodes(reversed(chain))
+        return chain[::-1]
 
     def subtree_ids(self, node_id: str) -> list[str]:
         """The node and all its descendants (archived included), by a recursive CTE walking child links (UNION, so

@@ -11,10 +11,10 @@ import hashlib
 import random
 
 from .. import validate
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from ..store import Store, retrying
 from ..store import supervision as sql
-from ..tree import ORIGINS, new_id
+from ..tree import ORIGINS, Node, new_id
 from .ratings import DEFAULT_QUESTIONS, current
 
 CRITIQUE_MODES = ("off", "on", "half")
@@ -64,28 +64,53 @@ def items(store: Store, queue: dict) -> list[str]:
     with store.read() as tx:
         nodes = tx.tree_nodes(f["tree"])
         scope = set(tx.subtree_ids(f["subtree"])) - {f["subtree"]} if f.get("subtree") else None
-    parent = {n.id: n.parent_id for n in nodes}
-    archived = {n.id for n in nodes if n.archived}
+    by_id = {n.id: n for n in nodes}
+    depth: dict[str, int | None] = {}  # None: archived, or below an archived node
 
-    def depth_if_visible(i: str) -> int | None:
-        d = 0
-        while parent[i] is not None:
-            if i in archived:
-                return None
-            i, d = parent[i], d + 1
-        return d
+    def depth_if_visible(node: Node) -> int | None:  # memoized walk up: linear in the tree, however deep
+        trail, cur = [], node
+        while cur.id not in depth:
+            if cur.parent_id is None:
+                depth[cur.id] = 0
+            elif cur.archived:
+                depth[cur.id] = None
+            else:
+                trail.append(cur)
+                cur = by_id[cur.parent_id]
+        d = depth[cur.id]
+        for m in reversed(trail):
+            d = None if d is None else d + 1
+            depth[m.id] = d
+        return depth[node.id]
 
-    out = []
-    for n in nodes:
-        d = depth_if_visible(n.id)
-        if n.parent_id is None or d is None or (scope is not None and n.id not in scope):
-            continue
-        if f.get("tag") and f["tag"] not in n.tags or f.get("origin") and n.origin != f["origin"]:
-            continue
-        if f.get("min_depth") is not None and d < f["min_depth"] or f.get("max_depth") is not None and d > f["max_depth"]:
-            continue
-        out.append(n.id)
-    return out
+    return [n.id for n in nodes if n.parent_id is not None and (scope is None or n.id in scope)
+            and _keeps(f, n, depth_if_visible(n))]
+
+
+def _keeps(f: dict, node: Node, depth: int | None) -> bool:
+    """Whether a visible non-root node at ``depth`` passes the queue's tag, origin and depth filters."""
+    if depth is None:
+        return False
+    if f.get("tag") and f["tag"] not in node.tags or f.get("origin") and node.origin != f["origin"]:
+        return False
+    return not (f.get("min_depth") is not None and depth < f["min_depth"]
+                or f.get("max_depth") is not None and depth > f["max_depth"])
+
+
+def is_item(store: Store, queue: dict, node_id: str) -> bool:
+    """Whether a node is one of the queue's steps, from its path alone (not the whole tree: ratings ask this)."""
+    f = queue["filter"]
+    with store.read() as tx:
+        try:
+            path = tx.path(node_id)
+        except NotFound:
+            return False
+    node = path[-1]
+    if node.tree_id != f["tree"] or node.parent_id is None or any(n.archived for n in path[1:]):
+        return False
+    if f.get("subtree") and f["subtree"] not in {n.id for n in path[:-1]}:
+        return False
+    return _keeps(f, node, len(path) - 1)
 
 
 def order_for(queue: dict, rater: str, ids: list[str]) -> list[str]:

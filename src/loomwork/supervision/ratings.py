@@ -35,10 +35,10 @@ def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEF
     node = store.node(node_id)
     queue_id = None
     if queue is not None:
-        from .queues import get_queue, items
+        from .queues import get_queue, is_item
 
         q = get_queue(store, queue)
-        if node_id not in set(items(store, q)):
+        if not is_item(store, q, node_id):
             raise InvalidInput(f"node {node_id} is not an item of queue {q['name']!r}")
         if question not in q["questions"]:
             raise InvalidInput(f"queue {q['name']!r} does not ask {question!r}")

@@ -14,7 +14,7 @@ from .. import curation, ops, validate
 from ..backends import SamplingParams, get_backend, list_models
 from ..backends.base import TokenEvent
 from ..errors import LoomworkError
-from ..store import Store
+from ..store import Store, Tx
 from ..lens.distributions import next_token_entropy
 from ..lens.masstree import mass_tree
 from ..tree import Node, path_text
@@ -26,8 +26,10 @@ def _store(request: Request) -> Store:
     return request.app.state.store
 
 
-def node_view(n: Node, child_count: int | None = None) -> dict[str, Any]:
+def node_view(n: Node, child_count: int | None = None, tokens: bool = True) -> dict[str, Any]:
     d = n.to_json()
+    if not tokens:
+        del d["tokens"]
     if child_count is not None:
         d["child_count"] = child_count
     lps = [t.logprob for t in n.tokens if t.logprob is not None]
@@ -35,10 +37,15 @@ def node_view(n: Node, child_count: int | None = None) -> dict[str, Any]:
     return d
 
 
+def _views(tx: Tx, nodes: list[Node]) -> list[dict]:
+    """Node views with child counts, read in the caller's transaction (one snapshot, one round of BEGIN/COMMIT)."""
+    counts = tx.child_counts([n.id for n in nodes])
+    return [node_view(n, counts[n.id]) for n in nodes]
+
+
 def _with_counts(store: Store, nodes: list[Node]) -> list[dict]:
     with store.read() as tx:
-        counts = tx.child_counts([n.id for n in nodes])
-    return [node_view(n, counts[n.id]) for n in nodes]
+        return _views(tx, nodes)
 
 
 class NewTree(BaseModel):
@@ -105,11 +112,9 @@ def new_tree(body: NewTree, request: Request) -> dict:
 
 @router.get("/trees/{tree_id}")
 def tree(tree_id: str, request: Request) -> dict:
-    store = _store(request)
-    with store.read() as tx:
+    with _store(request).read() as tx:
         t = tx.tree(tree_id)
-        root, version = tx.node(t.root_id), tx.version(tree_id)
-    return {"tree": t.to_json(), "version": version, "root": _with_counts(store, [root])[0]}
+        return {"tree": t.to_json(), "version": tx.version(tree_id), "root": _views(tx, [tx.node(t.root_id)])[0]}
 
 
 @router.get("/trees/{tree_id}/version")
@@ -147,33 +152,32 @@ def redo(tree_id: str, request: Request, body: Step | None = None) -> dict:
 
 @router.get("/nodes/{node_id}")
 def node(node_id: str, request: Request) -> dict:
-    store = _store(request)
-    return _with_counts(store, [store.node(node_id)])[0]
+    with _store(request).read() as tx:
+        return _views(tx, [tx.node(node_id)])[0]
 
 
 @router.get("/nodes/{node_id}/path")
 def path(node_id: str, request: Request) -> list[dict]:
-    store = _store(request)
-    return _with_counts(store, store.path(node_id))
+    with _store(request).read() as tx:
+        return _views(tx, tx.path(node_id))
 
 
 @router.get("/nodes/{node_id}/children")
 def children(node_id: str, request: Request, archived: bool = False) -> list[dict]:
-    store = _store(request)
-    store.node(node_id)
-    return _with_counts(store, store.children(node_id, include_archived=archived))
+    with _store(request).read() as tx:
+        tx.node(node_id)
+        return _views(tx, tx.children(node_id, include_archived=archived))
 
 
 @router.get("/nodes/{node_id}/outline")
 def outline(node_id: str, request: Request, archived: bool = False) -> dict:
     """The children of every node on the path to ``node_id``, in one request: what the tree view needs to show
-    the current path unfolded, however deep it is."""
+    the current path unfolded, however deep it is. Nodes come without token records (and mean_logprob: null)."""
     store = _store(request)
     with store.read() as tx:
-        path = tx.path(node_id)
-        kids = tx.children_of([n.id for n in path], include_archived=archived)
+        kids = tx.children_of(tx.path_ids(node_id), include_archived=archived, tokens=False)
         counts = tx.child_counts([c.id for cs in kids.values() for c in cs])
-    return {pid: [node_view(c, counts[c.id]) for c in cs] for pid, cs in kids.items()}
+    return {pid: [node_view(c, counts[c.id], tokens=False) for c in cs] for pid, cs in kids.items()}
 
 
 @router.post("/nodes/{node_id}/children")
