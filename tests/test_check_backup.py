@@ -174,7 +174,7 @@ def test_restore_refuses_what_is_not_a_backup_and_changes_nothing(tmp_path, stor
     before = counts(store)
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"not a database at all" * 100)
-    with pytest.raises(InvalidInput, match="not a loomwork backup"):
+    with pytest.raises(InvalidInput, match="cannot be restored: .* not a SQLite database"):
         restore(store, junk, replace=True)
     assert counts(store) == before
     result = CliRunner().invoke(cli, ["restore", str(tmp_path / "missing.sqlite")])

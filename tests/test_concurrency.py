@@ -163,6 +163,45 @@ async def test_expansion_lands_where_its_context_still_holds(store, change, wher
     assert gen.node_id == kids[0].parent_id
 
 
+async def test_expansion_lands_on_the_parent_a_node_was_merged_into(store):
+    _, root = ops.new_tree(store, "Once upon")
+    parent = ops.add_child(store, root.id, " a time")
+    node = ops.add_child(store, parent.id, " there was")
+    stream = ops.expand_stream(store, node.id, get_backend("mock"), SamplingParams(n=2, max_tokens=3, seed=1))
+    await stream.__anext__()
+    ops.merge(store, parent.id)  # the node is gone; its parent now ends with exactly the text the model saw
+    kids = [ev async for ev in stream][-1]
+    assert {k.parent_id for k in kids} == {parent.id}
+    assert "".join(n.text for n in store.path(kids[0].id)[:-1]) == "Once upon a time there was"
+
+
+def test_redo_branches_are_per_person(any_store):
+    tree, root = ops.new_tree(any_store, "r")
+    with acting_as("alice"):
+        mine = ops.add_child(any_store, root.id, " alice's")
+        ops.undo(any_store, tree.id)
+    with acting_as("bob"):
+        ops.add_child(any_store, root.id, " bob's")  # ends bob's redo branch, not alice's
+    with acting_as("alice"):
+        assert ops.undo_preview(any_store, tree.id)["redo"]["actor"] == "alice"
+        ops.redo(any_store, tree.id)
+        assert any_store.node(mine.id).text == " alice's"
+        ops.undo(any_store, tree.id, force=True)  # bob's add is newest: taking it back needs force
+    assert check(any_store).ok
+    # when someone else's later work touched the same node, the redo is refused, not forced through
+    tree2, root2 = ops.new_tree(any_store, "r2")
+    with acting_as("alice"):
+        node = ops.add_child(any_store, root2.id, " n")
+        ops.tag(any_store, node.id, "a")
+        ops.undo(any_store, tree2.id)  # the tag
+    with acting_as("bob"):
+        ops.set_bookmark(any_store, node.id)
+    with acting_as("alice"):
+        with pytest.raises(Conflict, match="changed since"):
+            ops.redo(any_store, tree2.id)
+    assert check(any_store).ok
+
+
 @pytest.mark.parametrize("change", [
     lambda s, n: ops.move(s, n.id, ops.add_child(s, n.parent_id, " elsewhere").id),
     lambda s, n: (ops.add_child(s, n.id, " only"), ops.merge(s, n.id)),

@@ -289,3 +289,118 @@ def test_terminal_output_escapes_control_characters_and_files_keep_them(store, t
 
 def path_text_of(store, node_id):
     return "".join(n.text for n in store.path(node_id))
+
+
+# -- what a reviewer trying it as a new user found -------------------------------------------------------------
+
+def test_non_finite_numbers_in_files_are_refused(store, tmp_path):
+    before = fingerprint(store)
+    for name, line in (("inf.jsonl", '{"id":"a","parent_id":null,"text":"x","origin":"model","tokens":[{"text":"x",'
+                                     '"logprob":-0.5,"top":[["x",-0.5],["y",-Infinity]]}]}'),
+                       ("nan.json", '{"root": {"id": "a", "text": "x", "meta": {"w": NaN}}}'),
+                       ("pos.jsonl", '{"id":"a","parent_id":null,"text":"x","tokens":[{"text":"x","logprob":2,"top":[]}]}')):
+        (tmp_path / name).write_text(line + "\n")
+        result = CliRunner().invoke(cli, ["import", str(tmp_path / name)])
+        assert result.exit_code == 1 and ("not a JSON number" in result.output or "finite" in result.output), \
+            result.output
+    assert fingerprint(store) == before
+
+
+def test_deep_files_without_ids_import_in_linear_space(store, tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"root": ' + '{"text": "a", "children": [' * 5000 + '{"text": "end"}' + "]}" * 5000 + "}")
+    assert CliRunner().invoke(cli, ["import", str(deep)]).exit_code == 0
+    with store.read() as tx:
+        stored = sum(len(str(m)) for (m,) in tx.conn.exec_driver_sql("SELECT meta FROM nodes"))
+    assert stored < 1_000_000  # was 150 MB: each node kept its whole path as its id
+
+
+async def test_a_whole_tree_goes_only_when_named(store, world):
+    tree, root, child = world
+    app = create_app(store, default_model="mock:default")
+    async with _client(app) as c:
+        r = await c.delete(f"/api/nodes/{root.id}")
+        assert r.status_code == 400 and "whole tree" in r.json()["error"]
+        assert (await c.delete(f"/api/nodes/{child.id}")).json() == {"deleted": 1}
+        assert (await c.post(f"/api/trees/{tree.id}/undo", json={})).status_code == 200  # a subtree comes back
+        assert (await c.delete(f"/api/trees/{tree.id}")).json() == {"deleted": 2}
+        assert (await c.get(f"/api/trees/{tree.id}")).status_code == 404
+
+
+async def test_ratings_and_queues_refuse_what_cannot_be(store, world):
+    tree, root, child = world
+    app = create_app(store, default_model="mock:default")
+    before = fingerprint(store)
+    async with _client(app) as c:
+        rating = {"node_id": child.id, "rater": "bob", "question": "ok?", "label": 1}
+        for bad in ({"critique_id": "nonexistent"}, {"critique_id": "x" * 100}, {"label": True}, {"label": "1"}):
+            r = await c.post("/api/queues/q/ratings", json={**rating, **bad})
+            assert r.status_code == 400, (bad, r.text)
+        for bad in ({"seed": 2**63}, {"seed": 2**80}, {"seed": -1}, {"critic": "\u0000"}, {"tag": "a\u001b"},
+                    {"min_depth": 2**70}, {"min_depth": 5, "max_depth": 1}, {"min_depth": "1"}, {"unknown": 1}):
+            r = await c.post("/api/queues", content=json.dumps({"name": "new", "tree": tree.id, **bad}),
+                             headers={"content-type": "application/json"})
+            assert r.status_code == 400, (bad, r.text)
+        for bad in ({"offset": True}, {"offset": "2"}):
+            assert (await c.post(f"/api/nodes/{child.id}/split", json=bad)).status_code == 400
+    assert fingerprint(store) == before
+    result = CliRunner().invoke(cli, ["queue", "create", "Q", "--tree", tree.id, "--seed", str(2**63)])
+    assert result.exit_code == 1 and result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+async def test_a_shared_server_offers_only_its_own_models(store, world):
+    tree, root, child = world
+    shared = create_app(store, host="0.0.0.0", port=8765, token="t", default_model="mock:default",
+                        allowed_models={"openai:http://gpu-box:8000/v1#big"})
+    async with _client(shared, authorization="Bearer t") as c:
+        for ref in ("openai:http://169.254.169.254/latest#x", "hf:/etc"):
+            r = await c.post(f"/api/nodes/{child.id}/expand", json={"model": ref})
+            assert r.status_code == 400 and "does not offer" in r.json()["error"]
+        assert (await c.get(f"/api/nodes/{child.id}/next?model=openai:http://10.0.0.1/v1%23x")).status_code == 400
+        r = await c.post(f"/api/nodes/{child.id}/expand", json={"model": "mock:default", "params": {"n": 1}})
+        assert r.status_code == 200 and "event: done" in r.text
+        assert (await c.get("/api/trees", headers={"host": "192.0.2.7:8765"})).status_code == 200  # its IP
+        assert (await c.get("/api/trees", headers={"host": "192.0.2.7:9999"})).status_code == 400  # not its port
+    local = create_app(store, default_model="mock:default")  # your own machine: any model you name
+    async with _client(local) as c:
+        r = await c.post(f"/api/nodes/{child.id}/expand", json={"model": "openai:http://[::1"})
+        assert r.status_code == 400 and "not a server address" in r.json()["error"]
+
+
+def test_the_cli_on_odd_ground(store, world, tmp_path, monkeypatch):
+    tree, root, child = world
+    live = store.engine.url.database
+    for argv, message in ((["backup", live, "--force"], "is the database itself"),
+                          (["--db", ":memory:", "trees"], "in-memory"), (["--db", "sqlite://", "trees"], "in-memory"),
+                          (["--db", "/tmp/\udcff.sqlite", "trees"], "valid UTF-8")):
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == 1 and message in result.output, (argv, result.output)
+    monkeypatch.setenv("LOOMWORK_USER", "a\x1bb")
+    result = CliRunner().invoke(cli, ["add", root.id, " x"])
+    assert result.exit_code == 1 and "LOOMWORK_USER" in result.output
+    monkeypatch.delenv("LOOMWORK_USER")
+    result = CliRunner().invoke(cli, ["new", "-"], input="\ufeffwith a byte-order mark".encode())
+    assert result.exit_code == 0
+    made = result.output.split()[1]
+    assert store.tree(made).title == "with a byte-order mark"
+    p = subprocess.run([sys.executable, "-m", "loomwork.cli", "new", "-"], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, close_fds=True)
+    assert p.returncode in (0, 1) and "Traceback" not in p.stderr
+    restore_into = tmp_path / "never-made.sqlite"
+    result = CliRunner().invoke(cli, ["--db", str(restore_into), "restore", str(tmp_path / "nope.sqlite")])
+    assert result.exit_code == 1 and not restore_into.exists()
+
+
+def test_check_flags_text_no_database_should_hold(tmp_path):
+    db = tmp_path / "nul.sqlite"
+    store = Store.open(str(db))
+    _, root = ops.new_tree(store, "fine")
+    import sqlite3
+
+    raw = sqlite3.connect(db)
+    raw.execute("UPDATE nodes SET text = 'a' || char(0) || 'b' WHERE id = ?", (root.id,))
+    raw.commit()
+    raw.close()
+    from loomwork.store.check import check
+
+    assert ("text", root.id) in {(p.kind, p.id) for p in check(store).problems}

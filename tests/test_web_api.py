@@ -92,7 +92,7 @@ async def test_branch_from_an_alternative_token(client, store):
     ("get", "/api/nodes/nope", None, 404, "no node with id"),
     ("post", "/api/nodes/{root}/split", {"offset": 99}, 400, "split offset"),
     ("post", "/api/nodes/{root}/expand", {"params": {"n": 0}}, 400, "n: Input should be greater"),
-    ("post", "/api/nodes/{root}/expand", {"model": "nope:x"}, 200, "unknown backend"),
+    ("post", "/api/nodes/{root}/expand", {"model": "nope:x"}, 404, "unknown backend"),  # refused before any stream
     ("post", "/api/nodes/{root}/children", {"txt": "x"}, 400, "invalid request: text: Field required"),
     ("post", "/api/trees/{tree}/undo", None, 400, "nothing to undo"),
 ])

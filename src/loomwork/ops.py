@@ -220,23 +220,30 @@ def move(store: Store, node_id: str, new_parent_id: str) -> Node:
 
 @retrying
 def delete_subtree(store: Store, node_id: str) -> int:
-    """Hard delete of a node and everything under it (deleting a root deletes its tree). Returns the count."""
+    """Delete a node and everything under it; undoable (the tree's log keeps the rows). Returns the count.
+
+    A root is refused: that would be the whole tree, for good (no log survives it), which :func:`delete_tree`
+    does when asked for by name, so that a shared loom cannot vanish through an ordinary delete."""
     with store.tx() as tx:
         node = tx.lock(node_id)
         if node.parent_id is None:
-            count = len(tx.tree_nodes(node.tree_id))
-            tx.delete_tree(node.tree_id)
-            return count
+            raise InvalidInput(f"node {node_id} is the root of tree {node.tree_id}: deleting it would delete the "
+                               f"whole tree for good; delete the tree itself for that (loomwork delete "
+                               f"{node.tree_id}; DELETE /api/trees/{node.tree_id})")
         ids = tx.subtree_ids(node_id)
         tx.log(node.tree_id, "delete", f"delete {node_id} and {len(ids) - 1} below it")
         tx.delete_nodes(ids)
         return len(ids)
 
 
+@retrying
 def delete_tree(store: Store, tree_id: str) -> int:
-    with store.read() as tx:
-        tree = tx.tree(tree_id)
-    return delete_subtree(store, tree.root_id)
+    """Delete a whole tree for good: its nodes, log, ratings, scores and queues (nothing can undo this)."""
+    with store.tx() as tx:
+        tx.lock_tree(tree_id)
+        count = len(tx.tree_nodes(tree_id))
+        tx.delete_tree(tree_id)
+        return count
 
 
 async def expand_stream(store: Store, node_id: str, backend: Backend,
@@ -244,9 +251,10 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
     """Sample ``params.n`` children of a node, streaming tokens; the last item is the list of new nodes.
 
     Nothing is written until every sample is complete, so a cancelled expansion leaves no half node behind. The
-    samples are stored under the node whose full text is the text the model was given: the node itself, or, if it
-    was split meanwhile, the node that now ends with that text. If no node does (it was moved, merged or deleted
-    while the model ran), they are refused with a Conflict, never attached to text they were not conditioned on.
+    samples are stored under the node whose full text is the text the model was given: the node itself; if it was
+    split meanwhile, the node that now ends with that text; if it was merged into its parent, the parent. If no node
+    does (it was moved, edited in place or deleted while the model ran), they are refused with a Conflict, never
+    attached to text they were not conditioned on.
     """
     params = params.with_seed()
     with store.read() as tx:
@@ -265,21 +273,28 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
                      duration_s=time.perf_counter() - started, prompt_tokens=done.prompt_tokens,
                      completion_tokens=done.completion_tokens, created_at=utcnow())
     # off the event loop: the write may wait for other writers, and the loop serves everyone else meanwhile
-    yield await asyncio.to_thread(_store_expansion, store, node_id, context, gen, done, backend.ref)
+    ancestry = [n.id for n in path]
+    yield await asyncio.to_thread(_store_expansion, store, ancestry, context, gen, done, backend.ref)
 
 
 @retrying
-def _store_expansion(store: Store, node_id: str, context: str, gen: Generation, done: Done, ref: str) -> list[Node]:
+def _store_expansion(store: Store, ancestry: list[str], context: str, gen: Generation, done: Done,
+                     ref: str) -> list[Node]:
+    node_id = ancestry[-1]
     with store.tx() as tx:
         try:
-            tx.lock(node_id)
+            tx.lock_tree(gen.tree_id)
         except NotFound:
-            raise Conflict(f"node {node_id} was deleted while the model generated: its {len(done.completions)} "
-                           "samples were not stored") from None
-        anchor = _where_context_holds(tx, node_id, context)
+            raise Conflict(f"tree {gen.tree_id} was deleted while the model generated: its "
+                           f"{len(done.completions)} samples were not stored") from None
+        # the deepest node of the path the model saw that still exists (the node itself, unless it was merged into
+        # its parent or deleted), and from there the node whose full text is exactly what the model saw
+        start = next((i for i in reversed(ancestry) if tx.exists(i)), None)
+        anchor = None if start is None else _where_context_holds(tx, start, context)
         if anchor is None:
-            raise Conflict(f"node {node_id} was changed while the model generated (moved, merged or edited in "
-                           f"place), so no node ends with the text the model saw: its {len(done.completions)} "
+            what = "changed" if tx.exists(node_id) else "deleted"
+            raise Conflict(f"node {node_id} was {what} while the model generated (moved, edited in place or "
+                           f"deleted), so no node ends with the text the model saw: its {len(done.completions)} "
                            "samples were not stored")
         gen = replace(gen, node_id=anchor.id)
         tx.insert_generation(gen)

@@ -54,7 +54,8 @@ class Token:
         return cls(
             text=d["text"],
             logprob=d.get("logprob"),
-            top=tuple((str(a), float(b)) for a, b in d.get("top") or ()),
+            # a pair without a number (written by an older import) is skipped, not a reason to fail the whole read
+            top=tuple((str(a), float(b)) for a, b in d.get("top") or () if isinstance(b, (int, float))),
             id=d.get("id"),
             cont=bool(d.get("cont", False)),
         )

@@ -32,6 +32,12 @@ def parse_ref(model: str) -> tuple[str, str]:
         if not base:
             raise InvalidInput(f"openai:{model} needs a server: write openai:http://HOST:PORT/v1#{model} "
                                "or set LOOMWORK_OPENAI_BASE_URL")
+    try:  # one clear error for a malformed address, here rather than as a traceback at the first request
+        url = httpx.URL(base)
+        if not url.host or not 0 < (url.port or 80) < 65536:
+            raise ValueError("no host, or a port outside 1-65535")
+    except (ValueError, TypeError, httpx.InvalidURL) as exc:
+        raise InvalidInput(f"openai: {base[:200]!r} is not a server address ({exc})") from None
     return base.rstrip("/"), name
 
 

@@ -11,7 +11,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
-from .. import config
+from .. import config, validate
 from ..errors import NotFound
 from .base import Backend
 from .catalog import PACKAGED
@@ -25,8 +25,9 @@ _loaded: dict[str, Backend] = {}
 
 
 def split_ref(ref: str) -> tuple[str, str]:
-    """``"hf:gemma-3-270m"`` → ``("hf", "gemma-3-270m")``. A bare packaged name means hf; bare ``mock`` the mock."""
-    ref = ref.strip()
+    """``"hf:gemma-3-270m"`` → ``("hf", "gemma-3-270m")``. A bare packaged name means hf; bare ``mock`` the mock.
+    Checks the reference without loading anything (so a server can refuse a bad one at start)."""
+    ref = validate.name(ref, "a model reference", 1000)
     backend, sep, model = ref.partition(":")
     if not sep:
         if ref in PACKAGED:
@@ -39,6 +40,10 @@ def split_ref(ref: str) -> tuple[str, str]:
         raise NotFound(f"unknown backend {backend!r} in {ref!r}: known backends are {', '.join(BACKENDS)}")
     if not model:
         raise NotFound(f"{ref!r} names no model")
+    if backend == "openai":
+        from .openai import parse_ref  # httpx only: cheap, and checks the address before anything uses it
+
+        parse_ref(model)
     return backend, model
 
 

@@ -42,6 +42,11 @@ class _Group(click.Group):
         except LoomworkError as exc:
             click.echo(f"error: {terminal_safe(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # `loomwork show TREE | head`: the reader has all it wanted
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(1)
         except OSError as exc:  # a file that cannot be read or written: the person's to fix, not a crash
             click.echo(f"error: {terminal_safe(str(exc))}", err=True)
             ctx.exit(1)
@@ -71,11 +76,16 @@ def emit_json(data) -> None:
 
 def read_stdin(what: str) -> str:
     """Standard input as UTF-8 text, or one clear error (not a traceback) when it is not."""
-    import sys
+    from ..validate import MAX_TEXT
 
-    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    if sys.stdin is None:
+        raise InvalidInput(f"{what}: there is no standard input to read")
+    stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
+    raw = stream.read(4 * MAX_TEXT + 4) if stream else sys.stdin.read(MAX_TEXT + 1).encode()
+    if len(raw) > 4 * MAX_TEXT + 3:
+        raise InvalidInput(f"{what} on standard input is over {MAX_TEXT:,} characters")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark is not part of the text
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{what} on standard input is not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})"
                            ) from None
@@ -101,6 +111,9 @@ def write_output(path, text: str) -> None:
 def cli(ctx: click.Context, db: str | None) -> None:
     """loomwork: grow, curate and measure trees of language-model continuations."""
     ctx.obj = Context(db)
+    # Never let click strip escape sequences when output is piped: loomwork shows them, escaped, instead
+    # (_TerminalSafe), so piped text says what the node holds.
+    ctx.color = True
     ctx.call_on_close(lambda: ctx.obj._store and ctx.obj._store.close())
 
 

@@ -28,7 +28,7 @@ def check(ctx: Context, as_json: bool) -> None:
         for p in report.problems:
             click.echo(f"{p.kind:<12} {p.id}  {terminal_safe(p.message)}")
         counts = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in report.counts.items())
-        click.echo(f"checked {store.label}: {counts}: " +
+        click.echo(f"checked {store.label}" + (f": {counts}" if counts else "") + ": " +
                    ("no problems" if report.ok else f"{len(report.problems)} problem(s)"))
     if not report.ok:
         click.get_current_context().exit(1)
@@ -56,5 +56,6 @@ def backup(ctx: Context, file: Path, force: bool) -> None:
 @pass_ctx
 def restore(ctx: Context, file: Path, replace: bool) -> None:
     """Copy a backup FILE into the database, in one transaction (all or nothing)."""
+    backups.check_backup(file)  # before the target is opened (and, if new, created)
     counts = backups.restore(ctx.store, file, replace=replace)
     click.echo(f"restored {_summary(counts)} from {file} into {ctx.store.label}")

@@ -134,10 +134,14 @@ def move(ctx: Context, node: str, new_parent: str, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
 def delete(ctx: Context, ref: str, yes: bool) -> None:
-    """Delete a node's whole subtree, or a whole tree, for good (archive is the recoverable way)."""
+    """Delete a node and its subtree (undo brings it back), or a whole tree for good (a tree id or its root)."""
     kind, ident = ctx.store.resolve(ref)
+    if kind == "node" and ctx.store.node(ident).parent_id is None:
+        kind, ident = "tree", ctx.store.node(ident).tree_id  # a root stands for its whole tree
     if not yes:
-        click.confirm(f"Delete {kind} {ident} and everything under it, for good?", abort=True)
+        question = (f"Delete the whole tree {ident}, for good (no undo)?" if kind == "tree" else
+                    f"Delete node {ident} and everything under it? (undo brings it back)")
+        click.confirm(question, abort=True)
     count = ops.delete_tree(ctx.store, ident) if kind == "tree" else ops.delete_subtree(ctx.store, ident)
     click.echo(f"deleted {count} node{'s' if count != 1 else ''}")
 

@@ -3,44 +3,69 @@
 from __future__ import annotations
 
 import secrets
+import socket
 import webbrowser
 
 import click
 
 from .. import config
-from ..errors import BackendError
+from ..backends.registry import split_ref
+from ..errors import BackendError, InvalidInput
 from . import Context, cli, pass_ctx
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback requires an access token (printed in the URL).")
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option("-m", "--model", help="Default model for generation (default: hf:gemma-3-270m; env LOOMWORK_MODEL).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
 @click.option("--token", "force_token", is_flag=True, help="Require an access token even on loopback.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="Also answer requests for this host name, on any port (e.g. behind a reverse proxy); '*' for "
                    "any. Repeatable. Off loopback the machine's own names and addresses are allowed already.")
+@click.option("--allow-model", "allow_models", multiple=True, metavar="REF",
+              help="On a server with a token, another model people may use besides the packaged ones and the "
+                   "default (e.g. openai:http://gpu-box:8000/v1#llama). Repeatable.")
 @pass_ctx
 def serve(ctx: Context, host: str, port: int, model: str | None, open_browser: bool, force_token: bool,
-          allow_hosts: tuple[str, ...]) -> None:
+          allow_hosts: tuple[str, ...], allow_models: tuple[str, ...]) -> None:
     """Serve the web loom (a keyboard-driven browser interface) over the database."""
     try:
         import uvicorn
 
         from ..web import create_app
-        from ..web.security import is_loopback
+        from ..web.security import is_loopback, own_addresses
     except ImportError as exc:
         raise BackendError(f"the web interface needs the web extra ({exc.name} is missing): "
                            "pip install 'loomwork[web]'") from None
+    model = model or config.default_model()
+    for ref in (model, *allow_models):
+        split_ref(ref)  # a bad reference now, in one line, not at the first request
+    _check_listen(host, port)
     # a name other than loopback in Host means other machines: they must have the token
     token = secrets.token_urlsafe(24) if force_token or not is_loopback(host) or allow_hosts else None
-    app = create_app(ctx.store, host=host, port=port, token=token, default_model=model or config.default_model(),
-                     allow_hosts=allow_hosts)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    click.echo(f"loomwork is serving {ctx.store.label}\n  open {url}\n  (Ctrl+C stops it)")
+    app = create_app(ctx.store, host=host, port=port, token=token, default_model=model, allow_hosts=allow_hosts,
+                     allowed_models=set(allow_models) if token else None)
+    shown = own_addresses() + ["127.0.0.1"] if host in ("0.0.0.0", "::") else [host]
+    urls = "\n".join(f"  open http://{h}:{port}/" + (f"?token={token}" if token else "") for h in shown)
+    click.echo(f"loomwork is serving {ctx.store.label}\n{urls}\n  (Ctrl+C stops it)")
     if open_browser:
-        webbrowser.open(url)
+        webbrowser.open(f"http://{shown[-1]}:{port}/" + (f"?token={token}" if token else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse, in one line, an address this machine cannot listen on, or a port another program holds."""
+    try:
+        host.encode("ascii")
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (UnicodeError, OSError) as exc:
+        raise InvalidInput(f"cannot listen on {host!r}: {exc}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -7,6 +7,8 @@ inserts them: as new trees, one per root, or under an existing node. Nothing is 
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,6 +81,20 @@ def refuse_unstorable_strings(data, name: str) -> None:
             stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def loads(text: str):
+    """JSON as the standard defines it: Python's json would also read NaN and Infinity, which a database stores
+    as null and no later reader expects."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def ident(value, fmt: str, where: str, field: str = "id") -> str:
     """A node id from a file: a string, or an integer (some tools number their nodes); anything else is refused
     rather than turned into text such as "['a']"."""
@@ -99,6 +115,11 @@ def _check_item(it: Item, fmt: str) -> None:
         for i, tok in enumerate(it.tokens):
             if not isinstance(tok.text, str):
                 raise InvalidInput(f"token {i}: its text must be a string, not {type(tok.text).__name__}")
+            if tok.logprob is not None and not (_finite(tok.logprob) and tok.logprob <= 0):
+                raise InvalidInput(f"token {i}: its logprob must be a finite number ≤ 0 or null, not {tok.logprob!r}")
+            for alt, lp in tok.top:
+                if not isinstance(alt, str) or not _finite(lp) or lp > 0:
+                    raise InvalidInput(f"token {i}: alternative {alt!r} needs a finite logprob ≤ 0, not {lp!r}")
     except InvalidInput as exc:
         raise InvalidInput(f"{fmt}: {it.where}: {exc}") from None
     if it.origin not in ORIGINS:

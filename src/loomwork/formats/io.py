@@ -12,7 +12,7 @@ from .. import validate
 from ..errors import InvalidInput, NotFound
 from ..store import Store
 from . import native, native_import, others, pyloom
-from .forest import Parsed, Report, refuse_unstorable_strings, write
+from .forest import Parsed, Report, loads, refuse_unstorable_strings, write
 from .markdown import export_markdown
 
 IMPORTERS = {
@@ -78,11 +78,11 @@ def parse_text(text: str, fmt: str = "auto", name: str = "input") -> Parsed:
     if fmt not in IMPORT_FORMATS:
         raise InvalidInput(f"unknown import format {fmt!r}: use one of {', '.join(IMPORT_FORMATS)}")
     validate.unicode_ok(text, name)  # raw NUL or surrogates (from a caller that decoded with surrogateescape)
-    if fmt == "jsonl":
+    if fmt == "jsonl" or (fmt == "auto" and name.endswith(".jsonl")):
         return others.jsonl(text)
     try:
         with _deep():
-            data = json.loads(text)
+            data = loads(text)
     except ValueError as exc:
         lines = [line for line in text.splitlines() if line.strip()]
         if fmt == "auto" and len(lines) > 1 and all(line.lstrip().startswith("{") for line in lines):
@@ -97,7 +97,7 @@ def import_file(store: Store, path: str | Path, fmt: str = "auto", under: str | 
     """Import a file as new trees (one per root) or under node ``under``, in one transaction."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark some editors write is not content
     except FileNotFoundError:
         raise NotFound(f"no file {path}") from None
     except (UnicodeDecodeError, IsADirectoryError) as exc:

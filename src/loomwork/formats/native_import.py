@@ -32,7 +32,7 @@ def parse(data) -> Parsed:
         kids = node.get("children") or []
         if not isinstance(kids, list):
             raise InvalidInput(f"loomwork: {where}: 'children' must be a list")
-        stack.extend((c, key, f"{where}.children[{i}]") for i, c in reversed(list(enumerate(kids))))
+        stack.extend((c, key, f"child {i} of node {key[:60]!r}") for i, c in reversed(list(enumerate(kids))))
     tree = data.get("tree") if isinstance(data.get("tree"), dict) else {}
     title = tree.get("title")
     if title is not None and not isinstance(title, str):

@@ -7,7 +7,7 @@ import json
 from ..errors import InvalidInput
 from ..store import Store
 from ..tree import Token
-from .forest import Item, Parsed, ident, refuse_unstorable_strings
+from .forest import Item, Parsed, ident, loads, refuse_unstorable_strings
 
 
 def _obj(value, fmt: str, where: str) -> dict:
@@ -105,7 +105,7 @@ def jsonl(text: str) -> Parsed:
             continue
         where = f"line {number}"
         try:
-            n = json.loads(line)
+            n = loads(line)
         except (ValueError, RecursionError) as exc:
             raise InvalidInput(f"jsonl: {where}: not JSON ({exc})") from None
         if "\\u" in line:

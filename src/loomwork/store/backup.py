@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
+from .. import validate
 from ..errors import InvalidInput, NotFound, StoreError
 from . import schema
 from .store import Store
@@ -37,7 +38,10 @@ def counts(store: Store) -> dict[str, int]:
 
 def backup(store: Store, dest: str | Path, overwrite: bool = False) -> dict[str, int]:
     """Write a consistent copy of the database to ``dest`` (a new SQLite file). Returns its row counts."""
-    dest = Path(dest)
+    dest = Path(validate.unicode_ok(str(dest), "the backup's file name"))
+    live = store.engine.url.database if store.sqlite else None
+    if live and dest.exists() and dest.resolve() == Path(live).resolve():
+        raise InvalidInput(f"{dest} is the database itself: back it up to another file")
     if dest.is_dir():
         raise InvalidInput(f"{dest} is a directory: name the backup file")
     if not dest.parent.is_dir():
@@ -88,18 +92,30 @@ def _copy(source, target, table: Table) -> None:
         target.execute(insert(table), [dict(r._mapping) for r in batch])
 
 
-def restore(store: Store, source: str | Path, replace: bool = False) -> dict[str, int]:
-    """Put a backup's rows into ``store`` in one transaction. Returns the counts restored."""
-    source = Path(source)
+def check_backup(source: str | Path) -> Path:
+    """The backup file, if it is one this loomwork can restore (read-only: the file is not changed)."""
+    source = Path(validate.unicode_ok(str(source), "the backup's file name"))
     if not source.is_file():
         raise NotFound(f"no backup file {source}")
+    try:
+        with Store.open(str(source), migrate=False) as probe:
+            probe.version()
+    except StoreError as exc:
+        raise InvalidInput(f"{source} cannot be restored: {exc}") from None
+    return source
+
+
+def restore(store: Store, source: str | Path, replace: bool = False) -> dict[str, int]:
+    """Put a backup's rows into ``store`` in one transaction. Returns the counts restored."""
+    source = check_backup(source)
     with tempfile.TemporaryDirectory() as work:
         copy_path = Path(work) / "restore.sqlite"
         shutil.copyfile(source, copy_path)
         try:
             backup_store = Store.open(str(copy_path))  # refuses what is not a loomwork database; migrates an old one
         except StoreError as exc:
-            raise InvalidInput(f"{source} is not a loomwork backup: {exc}") from None
+            reason = str(exc).replace(f"sqlite:///{copy_path}", "it").replace(str(copy_path), "it")
+            raise InvalidInput(f"{source} cannot be restored: {reason}") from None
         with backup_store:
             with store.tx() as tx, backup_store.read() as src:
                 have = tx.conn.execute(select(func.count()).select_from(schema.trees)).scalar_one()

@@ -32,6 +32,11 @@ from .schema import (choices, critiques, generations, node_tags, nodes, oplog, o
 from .store import Store
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _number_or_none(x) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
 
 
 @dataclass(frozen=True)
@@ -147,13 +152,19 @@ def _cycles(report: CheckReport, node_rows: dict) -> None:
 
 
 def _tokens(report: CheckReport, conn) -> None:
-    q = select(nodes.c.id, nodes.c.text, nodes.c.tokens).where(nodes.c.tokens.is_not(None))
+    q = select(nodes.c.id, nodes.c.text, nodes.c.tokens)
     for r in conn.execution_options(yield_per=2000).execute(q):
+        if "\x00" in r.text or _SURROGATE.search(r.text):
+            report.add("text", r.id, "its text holds NUL or a lone surrogate")
         toks = r.tokens or []
         if not all(isinstance(t, dict) and isinstance(t.get("text"), str) for t in toks):
             report.add("tokens", r.id, "a token record without text")
         elif toks and "".join(t["text"] for t in toks) != r.text:
             report.add("tokens", r.id, "its token records do not join to its text")
+        elif not all(_number_or_none(t.get("logprob")) and all(
+                isinstance(p, list) and len(p) == 2 and _number_or_none(p[1]) and p[1] is not None
+                for p in t.get("top") or []) for t in toks):
+            report.add("tokens", r.id, "a token record whose logprob or alternatives are not numbers")
 
 
 def _tags(report: CheckReport, conn) -> None:
@@ -198,21 +209,32 @@ def _records(report: CheckReport, conn, tree_rows: dict, known: set[str]) -> Non
 
 
 def _replay(report: CheckReport, conn, tree_id: str, entries: list) -> None:
-    """Redo every undone entry in order, then undo every entry newest first, on an in-memory copy of the rows."""
-    active = [e.seq for e in entries if not e.undone]
-    undone = [e for e in entries if e.undone]
-    if undone and active and min(e.seq for e in undone) < max(active):
-        report.add("oplog", undone[0].seq, f"undone entry older than an active one in tree {tree_id}: a new "
-                   "operation should have ended the redo branch")
-        return
+    """Two simulations on in-memory copies of the rows. (1) Undo every active entry, newest first: each must find
+    its rows exactly as it left them. (2) Redo every undone entry, oldest first: each must find its rows as they
+    were before it, unless another entry explains the difference (an active one after it, or an undone one before
+    it, touched the same rows: since redo branches are per person, someone else's later work can supersede an
+    undone entry, and then redoing it is refused as a conflict, which is no corruption)."""
     ids = {i for e in entries for i in (*e.before, *e.after)}
-    state = journal.snapshot(conn, ids)
-    steps = [(e, e.before, e.after, "redone") for e in undone] + \
-            [(e, e.after, e.before, "undone") for e in reversed(entries)]
-    for e, expect, target, verb in steps:
-        if not journal.same({i: state.get(i) for i in expect}, expect):
-            changed = next(i for i, row in expect.items() if not journal.same({i: state.get(i)}, {i: row}))
-            report.add("oplog", e.seq, f"entry #{e.seq} ({e.label}) of tree {tree_id} cannot be {verb}: node "
-                       f"{changed} is not as the log says")
+    current = journal.snapshot(conn, ids)
+    state = dict(current)
+    for e in reversed([e for e in entries if not e.undone]):
+        if not journal.same({i: state.get(i) for i in e.after}, e.after):
+            _mismatch(report, tree_id, e, e.after, state, "undone")
             return
-        state.update(target)
+        state.update(e.before)
+    state = dict(current)
+    for e in (e for e in entries if e.undone):
+        if journal.same({i: state.get(i) for i in e.before}, e.before):
+            state.update(e.after)
+            continue
+        rows = set(e.before)
+        if not any(rows & set(o.before) for o in entries
+                   if o is not e and ((not o.undone and o.seq > e.seq) or (o.undone and o.seq < e.seq))):
+            _mismatch(report, tree_id, e, e.before, state, "redone")
+            return
+
+
+def _mismatch(report: CheckReport, tree_id: str, e, expect: dict, state: dict, verb: str) -> None:
+    changed = next(i for i, row in expect.items() if not journal.same({i: state.get(i)}, {i: row}))
+    report.add("oplog", e.seq, f"entry #{e.seq} ({e.label}) of tree {tree_id} cannot be {verb}: node {changed} is "
+               "not as the log says")

@@ -7,6 +7,8 @@ as the operation left them, so it can never overwrite a change it does not know 
 The log is per tree and shared by everyone who works on it, so each entry records its actor (who did it). An
 undo names the entry it means to take back (``expect``): when two people undo at once exactly one wins and the
 other gets a Conflict. Taking back another actor's operation needs ``force`` (the page and the CLI ask first).
+Redo branches are per actor: a new operation ends its own actor's redo branch, never another person's (their redo
+still works, or is refused as a conflict if the new operation changed the same nodes).
 """
 
 from __future__ import annotations
@@ -36,9 +38,16 @@ def clean_actor(name: str) -> str:
 
 
 def default_actor() -> str:
-    """LOOMWORK_USER, else the operating-system user: the CLI and library act as this person."""
+    """LOOMWORK_USER, else the operating-system user: the CLI and library act as this person. A LOOMWORK_USER
+    that is not a valid name is an error (two different bad names must not become the same person)."""
+    chosen = os.environ.get("LOOMWORK_USER")
+    if chosen:
+        try:
+            return clean_actor(chosen)
+        except InvalidInput as exc:
+            raise InvalidInput(f"LOOMWORK_USER: {exc}") from None
     try:
-        return clean_actor(os.environ.get("LOOMWORK_USER") or getpass.getuser())
+        return clean_actor(getpass.getuser())
     except (InvalidInput, KeyError, OSError):
         return "unknown"
 
@@ -149,8 +158,11 @@ class Journal:
         after = snapshot(self.conn, self.before)
         if same(after, self.before):
             return None  # nothing actually changed: nothing to undo
-        # A new operation ends any redo branch: those undone entries can no longer be replayed on top of it.
-        self.conn.execute(delete(oplog).where(oplog.c.tree_id == self.tree_id, oplog.c.undone == True))  # noqa: E712
+        # A new operation ends its actor's redo branch (entries from before v5 belong to anyone): replaying them on
+        # top of it would be a different history. Other people's undone entries stay theirs to redo.
+        me = current_actor()
+        self.conn.execute(delete(oplog).where(oplog.c.tree_id == self.tree_id, oplog.c.undone == True,  # noqa: E712
+                                              (oplog.c.actor == me) | oplog.c.actor.is_(None)))
         res = self.conn.execute(insert(oplog).values(tree_id=self.tree_id, kind=self.kind, label=self.label,
                                                      before=self.before, after=after, undone=False,
                                                      created_at=utcnow(), actor=current_actor()))
@@ -162,13 +174,18 @@ def _summary(entry) -> dict:
     actor = entry.actor
     return {"seq": entry.seq, "kind": entry.kind, "label": entry.label, "actor": actor,
             "mine": actor is None or actor == current_actor(),  # entries from before v5 belong to anyone
-            "created_at": entry.created_at.isoformat()}
+            "created_at": _utc(entry.created_at).isoformat()}
 
 
 def next_step(conn: Connection, tree_id: str, redo: bool):
-    """The entry an undo would take back (the newest active one) or a redo would replay (the oldest undone)."""
+    """The entry an undo would take back (the newest active one, whoever did it) or a redo would replay (the
+    oldest undone one of the current actor: the last one they undid; else the oldest undone one of anyone)."""
     q = select(oplog).where(oplog.c.tree_id == tree_id, oplog.c.undone == redo)
-    return conn.execute(q.order_by(oplog.c.seq if redo else oplog.c.seq.desc()).limit(1)).first()
+    if not redo:
+        return conn.execute(q.order_by(oplog.c.seq.desc()).limit(1)).first()
+    mine = q.where((oplog.c.actor == current_actor()) | oplog.c.actor.is_(None))
+    return conn.execute(mine.order_by(oplog.c.seq).limit(1)).first() or \
+        conn.execute(q.order_by(oplog.c.seq).limit(1)).first()
 
 
 def preview(conn: Connection, tree_id: str) -> dict:
@@ -192,8 +209,8 @@ def step(conn: Connection, tree_id: str, redo: bool, expect: int | None = None, 
         raise Conflict(f"cannot {verb} #{expect}: the tree changed meanwhile, and the next {verb} is now "
                        f"#{entry.seq} ({entry.label}, by {entry.actor or 'unknown'})")
     if not summary["mine"] and not force:
-        raise Conflict(f"the next {verb} would take back {entry.actor}'s operation #{entry.seq} ({entry.label}), "
-                       f"not yours; {verb} it anyway with --force (API: \"force\": true)")
+        raise Conflict(f"the next {verb} would {'replay' if redo else 'take back'} {entry.actor}'s operation "
+                       f"#{entry.seq} ({entry.label}), not yours; {verb} it anyway with --force (API: \"force\": true)")
     before, target = (entry.before, entry.after) if redo else (entry.after, entry.before)
     if not same(snapshot(conn, before), before):
         raise Conflict(f"cannot {verb} {entry.kind}: the nodes it changed were changed since by something outside "

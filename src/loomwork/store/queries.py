@@ -29,6 +29,14 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _looked_up(ident, what: str = "node") -> str:
+    """An id as typed, or NotFound at once when it cannot name anything (no id holds NUL or invalid UTF-8; the
+    database would only fail to encode it)."""
+    if not isinstance(ident, str) or "\x00" in ident or any("\ud800" <= c <= "\udfff" for c in ident):
+        raise NotFound(f"no {what} with id {ident!r}")
+    return ident
+
+
 def insert_ignoring_duplicates(conn: Connection, table):
     """INSERT that skips a row whose primary key exists (ON CONFLICT DO NOTHING in both dialects)."""
     dialect = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
@@ -54,13 +62,16 @@ class Tx:
         each sees the others' committed changes (PostgreSQL: a row lock on the tree; SQLite: BEGIN IMMEDIATE
         holds the database's write lock already, and SQLAlchemy leaves FOR UPDATE out)."""
         # FOR NO KEY UPDATE: it excludes other writers of the tree but not inserts whose foreign keys point at it
-        q = select(trees.c.id).where(trees.c.id == tree_id).with_for_update(key_share=True)
+        q = select(trees.c.id).where(trees.c.id == _looked_up(tree_id, "tree")).with_for_update(key_share=True)
         if self.conn.execute(q).first() is None:
             raise NotFound(f"no tree with id {tree_id!r}")
 
+    def exists(self, node_id: str) -> bool:
+        return self.conn.execute(select(nodes.c.id).where(nodes.c.id == _looked_up(node_id))).first() is not None
+
     def lock(self, node_id: str) -> Node:
         """Lock the tree of a node (see lock_tree) and read the node as it is now."""
-        tree_id = self.conn.execute(select(nodes.c.tree_id).where(nodes.c.id == node_id)).scalar_one_or_none()
+        tree_id = self.conn.execute(select(nodes.c.tree_id).where(nodes.c.id == _looked_up(node_id))).scalar_one_or_none()
         if tree_id is None:
             raise NotFound(f"no node with id {node_id!r}")
         self.lock_tree(tree_id)  # a node never changes tree, so reading its tree id before the lock is safe
@@ -101,13 +112,14 @@ class Tx:
     # -- nodes -------------------------------------------------------------------------------------------------
 
     def node(self, node_id: str) -> Node:
-        found = self._nodes(self.conn.execute(select(nodes).where(nodes.c.id == node_id)))
+        found = self._nodes(self.conn.execute(select(nodes).where(nodes.c.id == _looked_up(node_id))))
         if not found:
             raise NotFound(f"no node with id {node_id!r}")
         return found[0]
 
     def nodes(self, ids: Sequence[str]) -> list[Node]:
         """The nodes with these ids, in the order given."""
+        ids = [_looked_up(i) for i in ids]
         rows = {}
         for chunk in _chunks(list(ids)):
             rows.update({r.id: r for r in self.conn.execute(select(nodes).where(nodes.c.id.in_(chunk)))})
@@ -117,7 +129,7 @@ class Tx:
         return self._nodes(rows[i] for i in ids)
 
     def children(self, node_id: str, include_archived: bool = False) -> list[Node]:
-        q = select(nodes).where(nodes.c.parent_id == node_id).order_by(nodes.c.seq)
+        q = select(nodes).where(nodes.c.parent_id == _looked_up(node_id)).order_by(nodes.c.seq)
         if not include_archived:
             q = q.where(nodes.c.archived == False)  # noqa: E712 (SQL expression, not a Python comparison)
         return self._nodes(self.conn.execute(q))
@@ -166,7 +178,7 @@ class Tx:
 
         UNION (not UNION ALL) and no depth column: the database adds no row twice, so even a corrupt cycle of
         parent links ends the walk; the order is then read off the parent links here, where a cycle is an error."""
-        up = select(nodes.c.id, nodes.c.parent_id).where(nodes.c.id == node_id).cte("up", recursive=True)
+        up = select(nodes.c.id, nodes.c.parent_id).where(nodes.c.id == _looked_up(node_id)).cte("up", recursive=True)
         up = up.union(select(nodes.c.id, nodes.c.parent_id).where(nodes.c.id == up.c.parent_id))
         rows = {r.id: r for r in self.conn.execute(select(*columns).join(up, up.c.id == nodes.c.id))}
         if node_id not in rows:
@@ -257,7 +269,7 @@ class Tx:
 
     def resolve(self, ref: str) -> tuple[str, str]:
         """``("node" | "tree", id)`` for an exact id or a unique prefix of at least 4 characters."""
-        ref = ref.strip()
+        ref = _looked_up(ref.strip(), "node or tree")
         if self.conn.execute(select(nodes.c.id).where(nodes.c.id == ref)).first():
             return "node", ref
         if self.conn.execute(select(trees.c.id).where(trees.c.id == ref)).first():
@@ -280,7 +292,7 @@ class Tx:
         return tree
 
     def tree(self, tree_id: str) -> Tree:
-        r = self.conn.execute(select(trees).where(trees.c.id == tree_id)).first()
+        r = self.conn.execute(select(trees).where(trees.c.id == _looked_up(tree_id, "tree"))).first()
         if r is None:
             raise NotFound(f"no tree with id {tree_id!r}")
         return Tree(id=r.id, root_id=r.root_id, title=r.title, created_at=_aware(r.created_at), meta=r.meta or {})

@@ -132,8 +132,10 @@ class Store:
         Only the data directory (LOOMWORK_HOME) gets created when missing: any other path must name an existing
         directory, so that a typo does not leave stray directories behind."""
         raw = db or config.default_db_url()
-        if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
-            raise StoreError(f"not a database path or URL: {raw!r}")
+        if not isinstance(raw, str) or not raw.strip() or "\x00" in raw or any("\ud800" <= c <= "\udfff" for c in raw):
+            raise StoreError(f"not a database path or URL: {raw!r} (it must be valid UTF-8 text)")
+        if raw.strip() in (":memory:", "sqlite://", "sqlite:///:memory:"):
+            raise StoreError("an in-memory database forgets everything when the command ends: name a file")
         try:
             url = make_url(_to_url(raw))
         except (ArgumentError, ValueError) as exc:
@@ -223,7 +225,7 @@ class Store:
             yield
             return
         if not self._write_lock.acquire(timeout=WAIT_S):
-            raise Busy(f"{self.label} stayed busy with other writes of this process for {WAIT_S:.0f} s")
+            raise Busy(f"{self.label} stayed busy with other writes for more than {WAIT_S:.0f} s")
         try:
             yield
         finally:

@@ -69,6 +69,11 @@ def add_critique(tx: Tx, **row) -> None:
     tx.conn.execute(insert(critiques).values(**row, created_at=_now()))
 
 
+def critique_of(tx: Tx, critique_id: str) -> dict | None:
+    rows = _dicts(tx.conn.execute(select(critiques).where(critiques.c.id == critique_id)))
+    return rows[0] if rows else None
+
+
 def latest_critique(tx: Tx, node_id: str) -> dict | None:
     rows = _dicts(tx.conn.execute(select(critiques).where(critiques.c.node_id == node_id)
                                   .order_by(critiques.c.created_at.desc(), critiques.c.id).limit(1)))

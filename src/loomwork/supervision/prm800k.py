@@ -9,11 +9,10 @@ stored as ``"\\n" + text`` so that a path reads as the solution, one step per li
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import InvalidInput, NotFound
-from ..formats.forest import Item, Parsed, Report, write
+from ..formats.forest import Item, Parsed, Report, loads, write
 from ..store import Store
 from ..store import supervision as sql
 from ..tree import new_id
@@ -31,7 +30,7 @@ def parse(text: str) -> tuple[Parsed, list[dict]]:
         if not raw.strip():
             continue
         try:
-            rec = json.loads(raw)
+            rec = loads(raw)
         except ValueError as exc:
             _fail(number, f"not JSON ({exc})")
         if not isinstance(rec, dict) or not isinstance(rec.get("question"), dict) or not isinstance(rec.get("label"), dict):

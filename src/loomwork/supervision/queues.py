@@ -20,6 +20,9 @@ from .ratings import DEFAULT_QUESTIONS, current
 CRITIQUE_MODES = ("off", "on", "half")
 
 
+MAX_DEPTH = 1_000_000
+
+
 @retrying
 def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: str | None = None,
                  tag: str | None = None, origin: str | None = None, min_depth: int | None = None,
@@ -34,6 +37,15 @@ def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: s
                  if not isinstance(q, str) or q.strip()]
     if not questions:
         raise InvalidInput("a queue needs at least one question")
+    tag = None if tag is None else validate.tag(tag)
+    critic = None if critic is None else validate.name(critic, "the critic model")
+    for what, depth in (("min_depth", min_depth), ("max_depth", max_depth)):
+        if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_DEPTH):
+            raise InvalidInput(f"{what} must be a whole number from 0 to {MAX_DEPTH:,}, not {depth!r}")
+    if min_depth is not None and max_depth is not None and min_depth > max_depth:
+        raise InvalidInput(f"min_depth {min_depth} is above max_depth {max_depth}: the queue would be empty")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+        raise InvalidInput(f"the seed must be a whole number from 0 to 2**63 - 1, not {seed!r}")
     if tree is None and subtree is None:
         raise InvalidInput("a queue needs a tree or a subtree to draw its steps from")
     if subtree is not None:

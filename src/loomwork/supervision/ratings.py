@@ -47,6 +47,10 @@ def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEF
                note=note or None, flagged=bool(flagged), critique_id=critique_id, queue_id=queue_id)
     with store.tx() as tx:
         tx.lock(node_id)  # the node still exists when the rating commits (a delete waits, or went first)
+        if critique_id is not None:
+            shown = sql.critique_of(tx, critique_id) if isinstance(critique_id, str) else None
+            if shown is None or shown["node_id"] != node_id:
+                raise InvalidInput(f"no critique {str(critique_id)[:50]!r} of node {node_id} was shown")
         sql.add_rating(tx, **row)
     return row
 

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .. import curation, ops, validate
 from ..backends import SamplingParams, get_backend, list_models
+from ..backends.catalog import PACKAGED
+from ..backends.registry import split_ref
 from ..backends.base import TokenEvent
-from ..errors import LoomworkError
+from ..errors import InvalidInput, LoomworkError
 from ..store import Store, Tx
 from ..lens.distributions import next_token_entropy
 from ..lens.masstree import mass_tree
 from ..tree import Node, path_text
 
 router = APIRouter(prefix="/api")
+log = logging.getLogger("loomwork.web")
 
 
 def _store(request: Request) -> Store:
@@ -48,48 +52,54 @@ def _with_counts(store: Store, nodes: list[Node]) -> list[dict]:
         return _views(tx, nodes)
 
 
-class NewTree(BaseModel):
+class Body(BaseModel):
+    """A request body, read strictly: "2" is not a number and true is not 1 (lax coercion changed data)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class NewTree(Body):
     prompt: str
     title: str | None = None
 
 
-class Text(BaseModel):
+class Text(Body):
     text: str
 
 
-class Offset(BaseModel):
+class Offset(Body):
     offset: int
 
 
-class Flag(BaseModel):
+class Flag(Body):
     on: bool = True
 
 
-class Tags(BaseModel):
+class Tags(Body):
     add: list[str] = Field(default_factory=list)
     remove: list[str] = Field(default_factory=list)
 
 
-class Move(BaseModel):
+class Move(Body):
     parent_id: str
 
 
-class Branch(BaseModel):
+class Branch(Body):
     token_index: int
     alternative: str
 
 
-class Choose(BaseModel):
+class Choose(Body):
     candidates: list[str] | None = None
     acceptable: list[str] | None = None
 
 
-class Step(BaseModel):
+class Step(Body):
     expect: int | None = None
     force: bool = False
 
 
-class Expand(BaseModel):
+class Expand(Body):
     model: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -228,7 +238,14 @@ def move(node_id: str, body: Move, request: Request) -> dict:
 
 @router.delete("/nodes/{node_id}")
 def delete(node_id: str, request: Request) -> dict:
+    """Delete a subtree (undoable). A root is refused: DELETE /api/trees/{id} deletes a whole tree."""
     return {"deleted": ops.delete_subtree(_store(request), node_id)}
+
+
+@router.delete("/trees/{tree_id}")
+def delete_tree(tree_id: str, request: Request) -> dict:
+    """Delete a whole tree for good (nothing can undo it)."""
+    return {"deleted": ops.delete_tree(_store(request), tree_id)}
 
 
 @router.post("/nodes/{node_id}/branch")
@@ -254,8 +271,35 @@ def choose(node_id: str, body: Choose, request: Request) -> dict:
             "acceptable": list(c.acceptable) if c.acceptable else None, "bits": c.bits}
 
 
+def allowed_model(request: Request, ref: str | None) -> str:
+    """The model a request names (or the default), if this server may use it. A shared server (one with a token)
+    uses only its packaged models, the mock and those named at start: an ``openai:http://…`` reference would
+    otherwise let any token holder make the server fetch any address on its network."""
+    ref = ref or request.app.state.default_model
+    backend, model = split_ref(ref)
+    allowed = request.app.state.allowed_models
+    if allowed is None or backend == "mock" or (backend == "hf" and model in PACKAGED) or ref in allowed \
+            or f"{backend}:{model}" in allowed:
+        return ref
+    raise InvalidInput(f"this server does not offer {ref!r}: its packaged models, mock:*, and those given to "
+                       "`loomwork serve --allow-model` are offered")
+
+
+async def load_backend(request: Request, ref: str | None):
+    ref = allowed_model(request, ref)
+    return await asyncio.to_thread(get_backend, ref)
+
+
+def sse_failure(exc: Exception) -> bytes:
+    """An error event for a failure nobody foresaw, so that a stream never just stops (and a log line)."""
+    if isinstance(exc, LoomworkError):
+        return _sse("error", {"message": str(exc)})
+    log.exception("a streamed request failed")
+    return _sse("error", {"message": f"internal error ({type(exc).__name__}): {exc}"})
+
+
 async def _reference(request: Request, model: str | None, score: bool):
-    return await asyncio.to_thread(get_backend, model or request.app.state.default_model) if score else None
+    return await load_backend(request, model) if score else None
 
 
 @router.get("/nodes/{node_id}/bits")
@@ -303,7 +347,7 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
     store = _store(request)
     params = SamplingParams.make(**body.params)  # bad parameters: a 400 before any stream starts
     store.node(node_id)
-    model = validate.unicode_ok(body.model or request.app.state.default_model, "the model")
+    model = allowed_model(request, body.model)
 
     async def events():
         try:
@@ -315,8 +359,8 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
                     yield _sse("token", {"index": ev.index, "text": ev.token.text, "logprob": ev.token.logprob})
                 else:
                     yield _sse("done", {"children": _with_counts(store, ev)})
-        except LoomworkError as exc:
-            yield _sse("error", {"message": str(exc)})
+        except Exception as exc:  # noqa: BLE001 (reported in the stream, which must end with done or error)
+            yield sse_failure(exc)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -48,11 +48,15 @@ class ActorMiddleware:
 
 
 def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-               default_model: str | None = None, allow_hosts: tuple[str, ...] = ()) -> FastAPI:
+               default_model: str | None = None, allow_hosts: tuple[str, ...] = (),
+               allowed_models: set[str] | None = None) -> FastAPI:
+    """The web loom over ``store``. ``allowed_models``: when given, the only model references requests may name
+    besides the packaged ones and the mock (see api.allowed_model); None allows any."""
     # no docs_url: FastAPI's docs page loads its script from a CDN; the schema is at /api/openapi.json
     app = FastAPI(title="loomwork", docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
     app.state.store = store
     app.state.default_model = default_model or config.default_model()
+    app.state.allowed_models = None if allowed_models is None else {*allowed_models, app.state.default_model}
     app.add_middleware(ActorMiddleware)
     app.add_middleware(GuardMiddleware, guard=Guard(host, port, token, tuple(allow_hosts)))
 

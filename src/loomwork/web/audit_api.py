@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 
-from ..backends import get_backend
 from ..supervision import critiques, queues, ratings, summary
+from .api import Body, allowed_model, load_backend
 
 router = APIRouter(prefix="/api/queues")
 
@@ -17,7 +15,7 @@ def _store(request: Request):
     return request.app.state.store
 
 
-class NewQueue(BaseModel):
+class NewQueue(Body):
     name: str
     tree: str | None = None
     subtree: str | None = None
@@ -32,7 +30,7 @@ class NewQueue(BaseModel):
     seed: int | None = None
 
 
-class Rating(BaseModel):
+class Rating(Body):
     node_id: str
     rater: str
     question: str
@@ -56,6 +54,8 @@ def list_queues(request: Request) -> list[dict]:
 @router.post("")
 def create(body: NewQueue, request: Request) -> dict:
     store = _store(request)
+    if body.critic is not None:
+        allowed_model(request, body.critic)
     return _public(queues.create_queue(store, **body.model_dump()), store)
 
 
@@ -85,7 +85,7 @@ async def make_critique(queue: str, node_id: str, request: Request) -> dict:
     view = queues.audit_view(store, q, node_id, "critic")
     if view["critique"] is None or "id" in view["critique"]:
         return {"critique": view["critique"]}
-    backend = await asyncio.to_thread(get_backend, q["critic"] or request.app.state.default_model)
+    backend = await load_backend(request, q["critic"])
     row = await critiques.critique(store, node_id, backend)
     return {"critique": {"id": row["id"], "text": row["text"], "model": row["model"]}}
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ..backends import get_backend
-from ..errors import InvalidInput, LoomworkError
+from ..errors import InvalidInput
 from ..lens import suite as suites
 from ..lens.report import run_suite
-from .api import _sse
+from .api import Body, _sse, allowed_model, sse_failure
 
 router = APIRouter(prefix="/api")
 
 
-class CompareRequest(BaseModel):
+class CompareRequest(Body):
     models: list[str] = Field(min_length=1, max_length=6)
     suite: str = "random-numbers"
     samples: int = Field(8, ge=1, le=64)
@@ -35,18 +35,19 @@ def list_suites() -> list[dict]:
 
 
 @router.post("/compare")
-async def compare(body: CompareRequest) -> StreamingResponse:
+async def compare(body: CompareRequest, request: Request) -> StreamingResponse:
     """Server-sent events: ``status`` messages while models load and score, then ``done`` with the report (the
     same JSON as `loomwork compare --out`), or ``error``."""
     if body.suite not in suites.builtin_names():
         raise InvalidInput(f"unknown suite {body.suite!r}: use one of {', '.join(suites.builtin_names())}")
     suite = suites.load(body.suite)
+    refs = [allowed_model(request, ref) for ref in body.models]
 
     async def events():
         queue: asyncio.Queue = asyncio.Queue()
         try:
             backends = []
-            for ref in body.models:
+            for ref in refs:
                 yield _sse("status", {"message": f"loading {ref}…"})
                 backends.append(await asyncio.to_thread(get_backend, ref))
             task = asyncio.create_task(run_suite(backends, suite, body.samples, body.seed, embeddings=body.embeddings,
@@ -57,7 +58,7 @@ async def compare(body: CompareRequest) -> StreamingResponse:
                 except asyncio.TimeoutError:
                     pass
             yield _sse("done", {"report": task.result()})
-        except LoomworkError as exc:
-            yield _sse("error", {"message": str(exc)})
+        except Exception as exc:  # noqa: BLE001 (reported in the stream)
+            yield sse_failure(exc)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -58,6 +58,27 @@ def _split_host(value: str) -> tuple[str, int | None]:
     return name, (int(port) if port.isdigit() else None)
 
 
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def own_addresses() -> list[str]:
+    """The address other machines most likely reach this one at (the interface of the default route), found by
+    "connecting" a UDP socket, which sends nothing; and the host name."""
+    out = [socket.gethostname()]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere, only used to pick an interface
+            out.insert(0, s.getsockname()[0])
+        except OSError:
+            pass
+    return out
+
+
 def _own_names() -> set[str]:
     """This machine's host names and addresses, for a server bound to every interface."""
     names = {socket.gethostname().lower(), socket.getfqdn().lower()}
@@ -96,7 +117,10 @@ class Guard:
         name, port = _split_host(value)
         if name in self.anywhere:
             return True
-        return name in self.names and (port == self.port or (port is None and self.port == 80))
+        ours = port == self.port or (port is None and self.port == 80)
+        # Bound to every interface, any address literal of ours is fine: the machine's interfaces cannot be listed
+        # portably, and DNS rebinding needs a host *name* (the attacker's), never an address, in Host.
+        return ours and (name in self.names or (self.host in ("0.0.0.0", "::") and _is_address(name)))
 
     def origin_ok(self, origin: str) -> bool:
         scheme, sep, rest = origin.partition("://")
