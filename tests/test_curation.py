@@ -50,7 +50,7 @@ async def test_intervention_bits_equal_teacher_forced_log2_probs(store):
     _, root = ops.new_tree(store, "The loom")
     written = ops.add_child(store, root.id, " and the river sang.")
     edited = ops.edit(store, written.id, " but the stone was quiet.")
-    report = await curation.path_report(store, edited.id, backend)
+    report = await curation.path_report(store, edited.id, backend.ref, backend)
     # independently: walk the text with the model's next-token distribution
     prefix, bits = "The loom", 0.0
     for piece in tokenize(edited.text):
@@ -71,7 +71,7 @@ async def test_intervention_bits_with_a_transformers_model(store, tiny_lm):
     backend = HFBackend("tiny", lm=lm, tokenizer=tok)
     _, root = ops.new_tree(store, "Hello there")
     written = ops.add_child(store, root.id, ", my friend.")
-    report = await curation.path_report(store, written.id, backend)
+    report = await curation.path_report(store, written.id, backend.ref, backend)
     ids = tok.encode("Hello there, my friend.")
     n_prefix = len(tok.encode("Hello there"))
     with torch.no_grad():
@@ -93,8 +93,8 @@ async def test_scores_are_cached(store):
     try:
         _, root = ops.new_tree(store, "A")
         w = ops.add_child(store, root.id, " written")
-        first = await curation.path_report(store, w.id, backend)
-        second = await curation.path_report(store, w.id, backend)
+        first = await curation.path_report(store, w.id, backend.ref, backend)
+        second = await curation.path_report(store, w.id, backend.ref, backend)
         assert first == second and len(calls) == 1
     finally:
         del backend.score

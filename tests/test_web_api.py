@@ -144,8 +144,14 @@ async def test_choose_and_bits(client, store):
     report = (await client.get(f"/api/nodes/{written['id']}/bits")).json()
     assert report["model"] == "mock:default" and report["path"]["selection_bits"] == 2.0
     assert report["nodes"][-1]["intervention_bits"] > 0
-    unscored = (await client.get(f"/api/nodes/{written['id']}/bits", params={"score": "false"})).json()
-    assert unscored["path"]["intervention_bits"] is None
+    cached = (await client.get(f"/api/nodes/{written['id']}/bits", params={"score": "false"})).json()
+    assert cached["path"] == report["path"] and cached["path"]["pending"] == 0  # from the cache, at once
+    more = (await client.post(f"/api/nodes/{written['id']}/children", json={"text": " and more"})).json()
+    unscored = (await client.get(f"/api/nodes/{more['id']}/bits", params={"score": "false"})).json()
+    assert unscored["path"]["intervention_bits"] is None and unscored["path"]["pending"] == 1
+    events = _events((await client.get(f"/api/nodes/{more['id']}/bits/stream")).text)
+    assert events[-1][0] == "done" and events[-1][1]["report"]["path"]["pending"] == 0
+    assert events[-1][1]["report"]["nodes"][-1]["intervention_bits"] > 0
     whole = (await client.get(f"/api/trees/{tree.id}/bits")).json()
     assert whole["tree_totals"]["selection_bits"] == 2.0 and whole["choices"] == 1
     bad = await client.post(f"/api/nodes/{kids[1]['id']}/choose", json={"acceptable": [kids[0]["id"]]})

@@ -4,23 +4,28 @@
   acceptable before choosing, log2(n/m). Each choice is recorded when it is made, with the candidates as shown,
   so later changes to the tree do not rewrite what the person saw.
 - Intervention: text a person wrote or edited "selects" it from the model's distribution: it applies
-  -sum(log2 p(token | everything before)) bits under a reference model. A token picked from a model token's
-  alternatives applies -log2 p of that token. The root prompt is the starting condition and is not counted.
+  -sum(log2 p(token | everything before)) bits under a reference model (the tree's memory first, as the model
+  reads it). A token picked from a model token's alternatives applies -log2 p of that token, and no selection
+  bits (it is not a choice among siblings). Not counted: the root prompt (the starting condition), other prompt
+  nodes, and imported nodes of unknown origin.
 
-Scores for intervention bits are cached per node, model and context, since scoring needs a forward pass.
+Scores are cached per node, model and context. What is missing is scored in one pass over the whole path, in the
+background when the page asks (generation first, cancelled when the page moves on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import math
 from dataclasses import dataclass
 
 from .backends.base import Backend
 from .errors import InvalidInput
+from . import tree_settings
 from .store import Store, Tx, retrying
-from .tree import Node, Token, new_id, path_text
+from .tree import Node, Token, new_id
 
 LN2 = math.log(2)
 
@@ -58,6 +63,9 @@ def record_choice(store: Store, chosen_id: str, candidates: list[str] | None = N
         node = tx.lock(chosen_id)
         if node.parent_id is None:
             raise InvalidInput(f"node {chosen_id} is a root: there is nothing to choose it from")
+        if "alternative_of" in node.meta:
+            raise InvalidInput(f"node {chosen_id} was taken from a token's alternatives: its bits are the "
+                               "probability of that token, not a choice among siblings (it would count twice)")
         cands = list(dict.fromkeys(candidates or default_candidates(tx, node)))
         if chosen_id not in cands:
             raise InvalidInput(f"the chosen node {chosen_id} is not among the candidates")
@@ -84,44 +92,70 @@ def _key(context: str, text: str) -> str:
     return hashlib.sha256(f"{len(context)}:{context}{text}".encode()).hexdigest()
 
 
-async def scored_tokens(store: Store, path: list[Node], backend: Backend) -> list[Token]:
-    """The reference model's teacher-forced logprobs of the last node's text after the rest of the path."""
-    node, context = path[-1], path_text(path[:-1])
-    key = _key(context, node.text)
+def _is_written(node: Node) -> bool:
+    """Text a person put in: a written or edited node below the root. Not the root prompt (the starting
+    condition), not other prompt nodes (instructions, not choices), not imported text of unknown origin."""
+    return node.parent_id is not None and node.origin in ("human", "edit")
+
+
+def _excluded(node: Node) -> str | None:
+    if node.parent_id is None:
+        return None
+    return {"prompt": "prompt text is a starting condition, not a choice",
+            "unknown": "imported without a record of who wrote it"}.get(node.origin)
+
+
+async def score_path(store: Store, path: list[Node], ref: str, memory: str = "", backend: Backend | None = None,
+                     cancel: threading.Event | None = None) -> dict[str, list[Token] | None]:
+    """Reference model ``ref``'s token logprobs of every written node on the path, each after everything before it
+    (the tree's memory first). Cached per node, model and context. What is missing is computed with ``backend``
+    in one pass over the whole path, at background priority and cancellable; without a backend it stays None."""
+    written = [i for i, n in enumerate(path) if _is_written(n) and n.text]
+    keys, context = {}, memory
+    for i, n in enumerate(path):
+        if i in written:
+            keys[i] = _key(context, n.text)
+        context += n.text
+    out: dict[str, list[Token] | None] = {}
     with store.read() as tx:
-        cached = tx.score(node.id, backend.ref, key)
-    if cached is not None:
-        return [Token.from_json(t) for t in cached]
-    toks = await backend.score(context, node.text, top=0)
-    await asyncio.to_thread(_put_score, store, node.id, backend.ref, key, [t.to_json() for t in toks])
-    return toks
+        for i in written:
+            cached = tx.score(path[i].id, ref, keys[i])
+            out[path[i].id] = None if cached is None else [Token.from_json(t) for t in cached]
+    missing = [i for i in written if out[path[i].id] is None]
+    if missing and backend is not None:
+        segments = [memory] + [n.text for n in path]
+        scored = await backend.score_segments(segments, [i + 1 for i in missing], cancel)
+        rows = [(path[i].id, keys[i], scored[i + 1]) for i in missing]
+        await asyncio.to_thread(_put_scores, store, ref, rows)
+        out.update({node_id: toks for node_id, _k, toks in rows})
+    return out
 
 
 @retrying
-def _put_score(store: Store, node_id: str, ref: str, key: str, logprobs: list[dict]) -> None:
+def _put_scores(store: Store, ref: str, rows: list) -> None:
     with store.tx() as tx:
-        tx.put_score(node_id, ref, key, logprobs)
+        for node_id, key, toks in rows:
+            tx.put_score(node_id, ref, key, [t.to_json() for t in toks])
 
 
-def _is_written(node: Node) -> bool:
-    return node.parent_id is not None and node.origin in ("human", "edit", "prompt")
-
-
-async def node_bits(store: Store, path: list[Node], backend: Backend | None, chosen: dict[str, Choice]) -> dict:
-    node = path[-1]
-    choice = chosen.get(node.id)
+def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Token] | None],
+              can_score: bool) -> dict:
+    choice = None if "alternative_of" in node.meta else chosen.get(node.id)  # its bits are its probability
     out = {"id": node.id, "origin": node.origin, "selection_bits": choice.bits if choice else 0.0,
            "choice": {"n": len(choice.candidates), "m": len(choice.acceptable or (1,))} if choice else None,
            "intervention_bits": 0.0, "model_tokens": len(node.tokens) if node.origin == "model" else 0}
+    if _excluded(node):
+        out["excluded"] = _excluded(node)
     if node.origin == "model" and "alternative_of" in node.meta and node.tokens:
-        # a token taken from the model's alternatives was picked by a person
+        # a token taken from the model's alternatives was picked by a person: -log2 p of it, and no selection
         out["intervention_bits"] = -sum(t.logprob or 0.0 for t in node.tokens) / LN2
         out["model_tokens"] = 0
     elif _is_written(node) and node.text:
-        if backend is None:
+        toks = scored.get(node.id)
+        if toks is None:
             out["intervention_bits"] = None
+            out["pending"] = can_score  # not scored yet (scoring in the background), or no model to score with
         else:
-            toks = await scored_tokens(store, path, backend)
             out["intervention_bits"] = -sum(t.logprob for t in toks) / LN2
             out["scored_tokens"] = len(toks)
     return out
@@ -135,15 +169,22 @@ def _totals(rows: list[dict]) -> dict:
     toks = sum(r["model_tokens"] for r in rows)
     return {"selection_bits": sel, "intervention_bits": inter, "total_bits": total, "model_tokens": toks,
             "bits_per_token": total / toks if total is not None and toks else None,
-            "tokens_per_bit": toks / total if total else None}
+            "tokens_per_bit": toks / total if total else None,
+            "pending": sum(1 for r in rows if r.get("pending"))}
 
 
-async def path_report(store: Store, node_id: str, backend: Backend | None) -> dict:
-    """Bits per node along the path to ``node_id`` and their sums. Without a backend, intervention is unknown."""
+async def path_report(store: Store, node_id: str, ref: str | None, backend: Backend | None = None,
+                      cancel: threading.Event | None = None) -> dict:
+    """Bits per node along the path to ``node_id`` and their sums, under reference model ``ref``. Scores not yet
+    cached are computed with ``backend`` (one pass over the path); without one they are reported as pending.
+    Without a ``ref``, intervention is unknown."""
     path = store.path(node_id)
-    chosen = latest_choices(store, path[0].tree_id)
-    rows = [await node_bits(store, path[: i + 1], backend, chosen) for i in range(len(path))]
-    return {"node": node_id, "model": backend.ref if backend else None, "nodes": rows, "path": _totals(rows)}
+    tree_id = path[0].tree_id
+    chosen = latest_choices(store, tree_id)
+    scored = {} if ref is None else await score_path(store, path, ref, tree_settings.memory(store, tree_id),
+                                                     backend, cancel)
+    rows = [node_bits(n, chosen, scored, ref is not None) for n in path]
+    return {"node": node_id, "model": ref, "nodes": rows, "path": _totals(rows)}
 
 
 async def tree_report(store: Store, tree_id: str, backend: Backend | None) -> dict:
@@ -152,6 +193,7 @@ async def tree_report(store: Store, tree_id: str, backend: Backend | None) -> di
         nodes = tx.tree_nodes(tree_id)
     by_id = {n.id: n for n in nodes}
     chosen = latest_choices(store, tree_id)
+    memory = tree_settings.memory(store, tree_id)
 
     def path_of(n: Node) -> list[Node]:
         out = [n]
@@ -159,6 +201,11 @@ async def tree_report(store: Store, tree_id: str, backend: Backend | None) -> di
             out.append(by_id[out[-1].parent_id])
         return out[::-1]
 
-    rows = [await node_bits(store, path_of(n), backend, chosen) for n in nodes]
+    scored: dict[str, list[Token] | None] = {}
+    if backend is not None:  # each leaf's path scores every written node on it still unscored, in one pass
+        for n in nodes:
+            if _is_written(n) and n.id not in scored:
+                scored.update(await score_path(store, path_of(n), backend.ref, memory, backend))
+    rows = [node_bits(n, chosen, scored, backend is not None) for n in nodes]
     return {"tree": tree_id, "model": backend.ref if backend else None, "tree_totals": _totals(rows),
             "choices": len(chosen), "written_nodes": sum(1 for n in nodes if _is_written(n))}

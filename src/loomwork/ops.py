@@ -17,6 +17,7 @@ from . import validate
 from .backends.base import Backend, Done, SamplingParams, TokenEvent
 from .errors import Conflict, InvalidInput, NotFound
 from .store import Store, Tx, retrying
+from .store.journal import current_actor
 from .tree import Generation, Node, Token, Tree, join_tokens, new_id, path_text, split_tokens, tokens_text, utcnow
 
 MAX_TAG = validate.MAX_TAG
@@ -24,6 +25,8 @@ _text = validate.text
 
 
 def _node(tx: Tx, **fields) -> Node:
+    """A new node, with who made it in ``meta["by"]`` (the graph view colours by it)."""
+    fields["meta"] = {**fields.get("meta", {}), "by": current_actor()}
     return tx.insert_node(Node(id=new_id(), **fields))
 
 
@@ -34,7 +37,8 @@ def new_tree(store: Store, prompt: str, title: str | None = None) -> tuple[Tree,
     if title is not None:
         validate.title(title)
     tree_id = new_id()
-    root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=prompt, origin="prompt")
+    root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=prompt, origin="prompt",
+                meta={"by": current_actor()})
     tree = Tree(id=tree_id, root_id=root.id, title=title or _title(prompt))
     with store.tx() as tx:
         tx.insert_tree(tree)
@@ -71,7 +75,8 @@ def edit(store: Store, node_id: str, text: str) -> Node:
             raise InvalidInput(f"the new text is the same as node {node_id}'s: nothing to edit")
         if old.parent_id is None:
             tree_id = new_id()
-            root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=text, origin="edit", source_id=old.id)
+            root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=text, origin="edit", source_id=old.id,
+                        meta={"by": current_actor()})
             tx.insert_tree(Tree(id=tree_id, root_id=root.id, title=_title(text)))
             return tx.insert_node(root)
         tx.log(old.tree_id, "edit", f"edit {old.id}")
@@ -201,6 +206,19 @@ def untag(store: Store, node_id: str, *tags: str) -> Node:
 
 
 @retrying
+def set_chapter(store: Store, node_id: str, title: str | None) -> Node:
+    """Name a node as the start of a chapter (pyloom's chapters), or with None take the name away."""
+    title = None if title is None else validate.name(title, "a chapter's title")
+    with store.tx() as tx:
+        node = tx.lock(node_id)
+        meta = {k: v for k, v in node.meta.items() if k != "chapter"} | ({"chapter": title} if title else {})
+        tx.log(node.tree_id, "chapter", f"{'name' if title else 'unname'} chapter {node_id}" +
+               (f": {title}" if title else ""))
+        tx.update_node(node_id, meta=meta)
+        return tx.node(node_id)
+
+
+@retrying
 def move(store: Store, node_id: str, new_parent_id: str) -> Node:
     """Re-attach a node (with its subtree) under another node of the same tree."""
     with store.tx() as tx:
@@ -259,17 +277,20 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
     params = params.with_seed()
     with store.read() as tx:
         path = tx.path(node_id)
+        memory = (tx.tree(path[0].tree_id).meta.get("settings") or {}).get("memory", "")
     node, context = path[-1], path_text(path)
     started = time.perf_counter()
     done: Done | None = None
-    async for event in backend.stream(context, params):
+    # the tree's memory comes first in what the model reads; it is recorded with the generation
+    async for event in backend.stream(memory + context, params):
         if isinstance(event, Done):
             done = event
         else:
             yield event
     assert done is not None
     gen = Generation(id=new_id(), tree_id=node.tree_id, node_id=node.id, backend=backend.name, model=backend.model,
-                     params=params.model_dump(mode="json"), seed=params.seed,
+                     params={**params.model_dump(mode="json"), **({"memory": memory} if memory else {})},
+                     seed=params.seed,
                      duration_s=time.perf_counter() - started, prompt_tokens=done.prompt_tokens,
                      completion_tokens=done.completion_tokens, created_at=utcnow())
     # off the event loop: the write may wait for other writers, and the loop serves everyone else meanwhile

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-ORIGINS = ("prompt", "human", "model", "edit")
+# unknown: imported from a file that does not say who wrote the node (pyloom's older nodes, loomsidian, bonsai);
+# the optimization accounting counts nothing for such a node rather than guess
+ORIGINS = ("prompt", "human", "model", "edit", "unknown")
 _ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no l/o/0/1: ids are read aloud and typed
 
 

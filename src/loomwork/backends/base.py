@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import random
+import threading
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Sequence
 
@@ -128,6 +129,22 @@ class Backend(abc.ABC):
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
         """Teacher-forced logprob of every token of ``continuation`` after ``prefix``."""
         raise Unsupported(f"{self.ref} cannot score text (capability 'scoring')")
+
+    async def score_segments(self, segments: list[str], wanted: list[int],
+                             cancel: threading.Event | None = None) -> dict[int, list[Token]]:
+        """Teacher-forced token logprobs of the segments at indices ``wanted``, each read after all the segments
+        before it, for accounting that may run in the background (``cancel`` stops it between pieces of work).
+
+        This default scores each wanted segment on its own; a backend that can read the whole text once, and
+        yield to generation meanwhile, overrides it (hf)."""
+        out = {}
+        for i in wanted:
+            if cancel is not None and cancel.is_set():
+                from .model_lock import Cancelled
+
+                raise Cancelled("cancelled")
+            out[i] = await self.score("".join(segments[:i]), segments[i], top=0)
+        return out
 
     async def score_many(self, prefix: str, continuations: list[str], eos: bool = False) -> list[float]:
         """Total logprob of each continuation after ``prefix`` (then of end-of-text, with ``eos``).

@@ -8,6 +8,7 @@ log-softmax, so they equal a teacher-forced pass over the same tokens.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import re
 import threading
@@ -17,8 +18,10 @@ from ..errors import InvalidInput
 from ..tree import Token
 from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent
 from .hf_load import load, require_torch
+from .model_lock import ModelLock
 
 
+SCORE_CHUNK = 128  # tokens per forward pass when scoring in the background (logits: 128 × vocab floats)
 _CONTROL_NAME = re.compile(r"^(<(start|end)_of_\w+>|\[multimodal\])$")
 
 
@@ -62,7 +65,7 @@ class HFBackend(Backend):
         if lm is None:
             lm, tokenizer = load(model)
         self.lm, self.tok = lm, tokenizer
-        self._lock = threading.Lock()  # one forward pass at a time: the CPU has no room for two
+        self._lock = ModelLock()  # one forward pass at a time; people's requests before background scoring
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         gen_eos = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
         eos |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else [])
@@ -130,7 +133,7 @@ class HFBackend(Backend):
         scanners = [StopScanner(params.stop) for _ in range(n)]
         comps = [Completion(text="") for _ in range(n)]
         used = 0
-        with self._lock, torch.inference_mode():
+        with self._lock.urgent(), torch.inference_mode():
             out = self.lm(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1)
             cache = out.past_key_values
             logits = out.logits[:, -1, :].float().expand(n, -1)
@@ -217,7 +220,7 @@ class HFBackend(Backend):
         pre, cont = self._continuation_ids(prefix, continuation)
         if not cont:
             return []
-        with self._lock, torch.inference_mode():
+        with self._lock.urgent(), torch.inference_mode():
             logits = self.lm(input_ids=torch.tensor([pre + cont])).logits[0, len(pre) - 1 : -1].float()
         logprobs = torch.log_softmax(logits, dim=-1)
         detok = _Detok(self.tok, pre[-4:])
@@ -231,6 +234,45 @@ class HFBackend(Backend):
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
         return await asyncio.to_thread(self._score, prefix, continuation, top)
 
+    def _score_segments(self, segments: list[str], wanted: list[int], cancel) -> dict[int, list[Token]]:
+        """One pass over the whole text, tokenised as a whole (how the model reads it), in chunks of SCORE_CHUNK
+        tokens with the KV cache carried over, at background priority: a generation waits at most one chunk.
+        Each token counts for the segment its first character is in (a token that spans a join between two
+        segments counts for the first of them)."""
+        torch = self.torch
+        text = "".join(segments)
+        enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        bounds = [0]
+        for seg in segments:
+            bounds.append(bounds[-1] + len(seg))
+        lps: list[float] = [0.0] * len(ids)
+        with self._lock.background(cancel) as lock, torch.inference_mode():
+            cache, last = None, None
+            for start in range(0, len(ids), SCORE_CHUNK):
+                chunk = ids[start : start + SCORE_CHUNK]
+                out = self.lm(input_ids=torch.tensor([chunk]), past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                logits = out.logits[0].float()
+                if last is not None:
+                    lps[start] = float(last[chunk[0]] - torch.logsumexp(last, -1))
+                if len(chunk) > 1:  # log-softmax of the token that came next, without a second vocab-wide tensor
+                    nxt = torch.tensor(chunk[1:])[:, None]
+                    picked = logits[:-1].gather(-1, nxt)[:, 0] - torch.logsumexp(logits[:-1], -1)
+                    lps[start + 1 : start + len(chunk)] = picked.tolist()
+                last = logits[-1]
+                lock.pause_if_wanted(cancel)
+        out_tokens: dict[int, list[Token]] = {i: [] for i in wanted}
+        for j in range(1, len(ids)):  # position 0 is the start token: nothing predicts it
+            first_char = offsets[j][0]
+            seg = bisect.bisect_right(bounds, first_char) - 1
+            if seg in out_tokens and offsets[j][1] > offsets[j][0]:
+                out_tokens[seg].append(Token(text[offsets[j][0]:offsets[j][1]], lps[j], id=ids[j]))
+        return out_tokens
+
+    async def score_segments(self, segments: list[str], wanted: list[int], cancel=None) -> dict[int, list[Token]]:
+        return await asyncio.to_thread(self._score_segments, segments, wanted, cancel)
+
     def _rows_logprobs(self, pre: list[int], rows: list[list[int]], after: list[int] = (),
                        batch: int = 64) -> list[tuple[list[float], list[float]]]:
         """For each row of token ids after ``pre``: the logprob of each of its tokens, and the logprobs of the
@@ -241,7 +283,7 @@ class HFBackend(Backend):
         torch = self.torch
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else min(self.eos_ids)
         out_rows = []
-        with self._lock, torch.inference_mode():
+        with self._lock.urgent(), torch.inference_mode():
             out = self.lm(input_ids=torch.tensor([pre]), use_cache=True)
             first = torch.log_softmax(out.logits[0, -1].float(), -1)
             for start in range(0, len(rows), batch):
@@ -307,7 +349,7 @@ class HFBackend(Backend):
 
     def _next_token(self, prefix: str, k: int) -> list[tuple[str, float]]:
         torch = self.torch
-        with self._lock, torch.inference_mode():
+        with self._lock.urgent(), torch.inference_mode():
             logits = self.lm(input_ids=torch.tensor([self.encode(prefix)]), logits_to_keep=1).logits[0, -1].float()
         return list(self._top(torch.log_softmax(logits, dim=-1), k))
 
@@ -316,7 +358,7 @@ class HFBackend(Backend):
 
     def _entropy(self, prefix: str) -> float:
         torch = self.torch
-        with self._lock, torch.inference_mode():
+        with self._lock.urgent(), torch.inference_mode():
             logits = self.lm(input_ids=torch.tensor([self.encode(prefix)]), logits_to_keep=1).logits[0, -1].double()
         lp = torch.log_softmax(logits, -1)
         return float(-(lp.exp() * lp).sum()) / math.log(2)

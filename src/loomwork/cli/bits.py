@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from .. import curation
+from .. import config, curation, tree_settings
 from ..backends import get_backend
 from ..backends.registry import close_all
 from . import Context, cli, emit_json, pass_ctx
@@ -38,7 +38,8 @@ def _fmt(x) -> str:
 
 @cli.command()
 @click.argument("ref")
-@click.option("-m", "--model", help="Reference model for intervention bits (default: the default model).")
+@click.option("-m", "--model", help="Reference model for intervention bits (default: the tree's reference model "
+                                   "setting, else its base model, else the default model).")
 @click.option("--no-score", is_flag=True, help="Skip intervention bits (no model needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/metrics.md).")
 @pass_ctx
@@ -48,13 +49,15 @@ def bits(ctx: Context, ref: str, model: str | None, no_score: bool, as_json: boo
     Selection bits come from recorded choices (`loomwork choose`); intervention bits are -log2 p of the text
     you wrote or edited under a reference model. See docs/metrics.md."""
     kind, ident = ctx.store.resolve(ref)
+    tree_id = ident if kind == "tree" else ctx.store.node(ident).tree_id
+    model = model or tree_settings.reference_model(ctx.store, tree_id, config.default_model())
     backend = None if no_score else get_backend(model)
 
     async def run():
         try:
             if kind == "tree":
                 return await curation.tree_report(ctx.store, ident, backend)
-            return await curation.path_report(ctx.store, ident, backend)
+            return await curation.path_report(ctx.store, ident, backend and backend.ref, backend)
         finally:
             await close_all()
 

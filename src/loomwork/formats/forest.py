@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable
 
@@ -46,6 +46,7 @@ class Parsed:
     title: str | None = None
     tree_meta: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    selected: str | None = None  # the key of the node the file had open (the page opens it)
 
 
 @dataclass
@@ -184,7 +185,10 @@ def write(store: Store, parsed: Parsed, under: str | None = None,
                               tags=tuple(dict.fromkeys(t for t in it.tags if t)),
                               meta={**it.meta, "import": {"format": parsed.fmt, "id": it.key}},
                               created_at=it.created_at or now))
+        chosen = ids.get(parsed.selected) if isinstance(parsed.selected, str) else None
         for t in trees:
+            if chosen and tree_of.get(parsed.selected) == t.id:
+                t = replace(t, meta={**t.meta, "selected": chosen})
             tx.insert_tree(t)
         if anchor:
             tx.log(anchor.tree_id, "import", f"import {len(nodes)} {parsed.fmt} nodes under {anchor.id}")

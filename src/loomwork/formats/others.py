@@ -34,9 +34,10 @@ def loomsidian(data) -> Parsed:
         if parent is not None:
             parent = ident(parent, "loomsidian", where, "parentId")
         items.append(Item(key=key, parent=parent, text=_str(n.get("text", ""), "loomsidian", where, "text"),
-                          where=where, bookmarked=bool(n.get("bookmarked")),
+                          where=where, bookmarked=bool(n.get("bookmarked")), origin="unknown",
                           meta={"loomsidian": {k: v for k, v in n.items() if k not in ("text", "parentId", "bookmarked")}}))
-    return Parsed("loomsidian", items, tree_meta={"loomsidian": {"current": data.get("current")}})
+    return Parsed("loomsidian", items, tree_meta={"loomsidian": {"current": data.get("current")}},
+                  selected=data.get("current"))
 
 
 _AUTHOR = {"ai": "model", "model": "model", "assistant": "model", "llm": "model", "human": "human", "user": "human"}
@@ -56,12 +57,12 @@ def exoloom(data) -> Parsed:
     items = []
     for key in sorted(nodes, key=lambda k: order.get(k, -1)):
         n, where = nodes[key], f"tree.nodes[{key!r}]"
-        author = str(n.get("authorType", "human")).lower()
+        author = str(n.get("authorType", "")).lower()
         parent = n.get("parentId")
         items.append(Item(key=key, parent=None if parent is None else ident(parent, "exoloom", where, "parentId"),
                           where=where,
                           text=_str(n.get("content", ""), "exoloom", where, "content"),
-                          origin=_AUTHOR.get(author, "human"), bookmarked=key in marks,
+                          origin=_AUTHOR.get(author, "unknown"), bookmarked=key in marks,
                           meta={"exoloom": {"authorType": n.get("authorType")}}))
     return Parsed("exoloom", items)
 
@@ -84,7 +85,7 @@ def bonsai(data) -> Parsed:
             notes.append(f"node {n.get('id')!r} has {len(parents)} parents: kept {parents[0]!r}, dropped "
                          + ", ".join(repr(p) for p in parents[1:]))
         items.append(Item(key=ident(n.get("id", where), "bonsai", where), parent=parents[0] if parents else None,
-                          where=where, text=_str(n.get("text", ""), "bonsai", where, "text")))
+                          where=where, text=_str(n.get("text", ""), "bonsai", where, "text"), origin="unknown"))
     return Parsed("bonsai", items, notes=notes)
 
 
@@ -123,7 +124,7 @@ def jsonl(text: str) -> Parsed:
         parent = n.get("parent_id")
         items.append(Item(key=ident(n["id"], "jsonl", where),
                           parent=None if parent is None else ident(parent, "jsonl", where, "parent_id"),
-                          text=_str(n.get("text", ""), "jsonl", where, "text"), origin=n.get("origin", "human"),
+                          text=_str(n.get("text", ""), "jsonl", where, "text"), origin=n.get("origin", "unknown"),
                           where=where, tokens=tokens, bookmarked=bool(n.get("bookmarked")),
                           archived=bool(n.get("archived")), tags=tuple(tags)))
     return Parsed("jsonl", items)

@@ -13,13 +13,14 @@ import math
 
 from datetime import datetime, timezone
 
+from .. import tree_settings
 from ..errors import InvalidInput
 from ..store import Store
 from ..tree import Node, Token
 from .forest import Item, Parsed, ident
 
 SOURCE_TO_ORIGIN = {"AI": "model", "prompt": "prompt", "mixed": "edit", "human": "human"}
-ORIGIN_TO_SOURCE = {"model": "AI", "prompt": "prompt", "edit": "mixed", "human": "human"}
+ORIGIN_TO_SOURCE = {"model": "AI", "prompt": "prompt", "edit": "mixed", "human": "human", "unknown": None}
 FLAG_TAGS = {"bookmark", "archived"}
 _KNOWN = {"id", "text", "children", "parent_id", "parentId", "meta", "tags", "generation", "bookmark"}
 _TIME = "%Y-%m-%d-%H.%M.%S"
@@ -160,7 +161,7 @@ def parse(data) -> Parsed:
             _fail(where, str(exc))
         items.append(Item(
             key=key, parent=parent, text=node.get("text", ""),
-            origin=SOURCE_TO_ORIGIN.get(source, "human"), where=where,
+            origin=SOURCE_TO_ORIGIN.get(source, "unknown"), where=where,
             tokens=tokens,
             bookmarked="bookmark" in tags or bool(node.get("bookmark")), archived="archived" in tags,
             tags=tuple(t for t in tags if t not in FLAG_TAGS), created_at=_created(meta),
@@ -174,16 +175,19 @@ def parse(data) -> Parsed:
                 child = f"node {c['id']!r}" if isinstance(c, dict) and isinstance(c.get("id"), str) else \
                     f"child {i} of node {key!r} (depth {depth + 1})"
                 stack.append((c, key, child[:200], depth + 1))
+    _name_chapters(items, top.get("chapters"))
     tree_meta = {"pyloom": {k: v for k, v in top.items() if k not in ("root", "model_responses")}}
-    return Parsed("pyloom", items, tree_meta=tree_meta)
+    notes: list[str] = []
+    settings = _settings(top.get("generation_settings"), notes)
+    if settings:
+        tree_meta["settings"] = settings
+    return Parsed("pyloom", items, tree_meta=tree_meta, selected=top.get("selected_node_id"), notes=notes)
 
 
 def _node_json(n: Node, pyloom_id: dict[str, str]) -> dict:
     kept = n.meta.get("pyloom", {})
     meta = dict(kept.get("meta", {}))
-    source = ORIGIN_TO_SOURCE[n.origin]
-    if kept.get("source") is None and n.origin == "human" and "source" not in meta:
-        source = None  # it had none: pyloom's oldest nodes carry no source, and should come back so
+    source = ORIGIN_TO_SOURCE[n.origin]  # unknown: pyloom's oldest nodes carry no source, and come back so
     if source is not None:
         meta["source"] = source
     meta.setdefault("creation_timestamp", n.created_at.astimezone(timezone.utc).strftime(_TIME))
@@ -199,6 +203,61 @@ def _node_json(n: Node, pyloom_id: dict[str, str]) -> dict:
     out = {**kept.get("node", {}), "id": pyloom_id[n.id], "text": n.text, "children": [], "tags": tags, "meta": meta}
     if n.parent_id is not None:
         out["parent_id"] = pyloom_id[n.parent_id]
+    return out
+
+
+def _settings(gen, notes: list[str]) -> dict | None:
+    """pyloom's generation settings as the tree's: n, temperature, top-p, response length, stop and its global
+    context as the tree's memory. Settings loomwork cannot take are left out, with a note (never a failed import)."""
+    if not isinstance(gen, dict):
+        return None
+    pairs = {"n": gen.get("num_continuations"), "temperature": gen.get("temperature"), "top_p": gen.get("top_p"),
+             "max_tokens": gen.get("response_length")}
+    params = {k: v for k, v in pairs.items() if _num(v) is not None}
+    for k in ("n", "max_tokens"):
+        if k in params:
+            params[k] = int(params[k])
+    stop = gen.get("stop")
+    if isinstance(stop, str) and stop:
+        params["stop"] = [s.replace("\\n", "\n") for s in stop.split("|") if s]
+    memory = gen.get("global_context") if isinstance(gen.get("global_context"), str) else ""
+    settings = {"memory": memory, "generation": {"params": params}}
+    try:
+        return tree_settings.clean(settings)
+    except InvalidInput as exc:
+        notes.append(f"pyloom's generation settings were not kept: {exc}")
+        return None
+
+
+def _chapter_title(value) -> str:
+    title = " ".join(value.split())[:200] if isinstance(value, str) else ""
+    return title or "untitled"
+
+
+def _name_chapters(items: list[Item], chapters) -> None:
+    """pyloom's chapters ``{id: {root_id, title}}`` name their root nodes (``meta["chapter"]``); the file's
+    chapters dict is kept too, for the ones whose root is not in this file."""
+    if not isinstance(chapters, dict):
+        return
+    titles = {c["root_id"]: _chapter_title(c.get("title")) for c in chapters.values()
+              if isinstance(c, dict) and isinstance(c.get("root_id"), str)}
+    for it in items:
+        if it.key in titles:
+            it.meta["chapter"] = titles[it.key]
+
+
+def _chapters(kept, nodes: list[Node], pyloom_id: dict[str, str]) -> dict:
+    """The file's chapters as it had them, with those of this tree as they are now (renamed, added, removed)."""
+    out = dict(kept) if isinstance(kept, dict) else {}
+    by_root = {v["root_id"]: k for k, v in out.items() if isinstance(v, dict) and isinstance(v.get("root_id"), str)}
+    for n in nodes:
+        pid, title = pyloom_id[n.id], n.meta.get("chapter")
+        cid = by_root.get(pid)
+        if title:
+            cid = cid or pid
+            out[cid] = {**(out.get(cid) or {}), "id": cid, "root_id": pid, "title": title}
+        elif cid is not None:
+            del out[cid]
     return out
 
 
@@ -220,8 +279,7 @@ def export(store: Store, tree_id: str) -> dict:
             as_json[n.parent_id]["children"].append(as_json[n.id])
     root = as_json[tree.root_id]
     top = dict((tree.meta or {}).get("pyloom", {}))
-    if not isinstance(top.get("chapters"), dict):
-        top["chapters"] = {}  # pyloom reads these two as objects; a file may have held anything there
+    top["chapters"] = _chapters(top.get("chapters"), nodes, pyloom_id)  # pyloom reads it as an object
     top["tags"] = {**DEFAULT_TAGS, **(top["tags"] if isinstance(top.get("tags"), dict) else {})}
     if top.get("selected_node_id") not in set(pyloom_id.values()):
         top["selected_node_id"] = root["children"][0]["id"] if root["children"] else root["id"]

@@ -201,6 +201,12 @@ class Tx:
         down = down.union(select(nodes.c.id).where(nodes.c.parent_id == down.c.id))
         return [r[0] for r in self.conn.execute(select(down.c.id))]
 
+    def chapters(self, tree_id: str) -> list[tuple[str, str]]:
+        """``(node id, title)`` of the tree's chapters (nodes whose meta names one), in creation order."""
+        title = nodes.c.meta["chapter"].as_string()
+        q = select(nodes.c.id, title).where(nodes.c.tree_id == tree_id, title.is_not(None)).order_by(nodes.c.seq)
+        return [(r[0], r[1]) for r in self.conn.execute(q)]
+
     def tree_nodes(self, tree_id: str) -> list[Node]:
         """Every node of a tree (archived included), in creation order."""
         return self._nodes(self.conn.execute(select(nodes).where(nodes.c.tree_id == tree_id).order_by(nodes.c.seq)))
@@ -304,6 +310,18 @@ class Tx:
              .outerjoin(counts, counts.c.tree_id == trees.c.id).order_by(trees.c.created_at.desc(), trees.c.id))
         return [(Tree(id=r.id, root_id=r.root_id, title=r.title, created_at=_aware(r.created_at)), r.n)
                 for r in self.conn.execute(q)]
+
+    def set_tree_meta(self, tree_id: str, meta: dict) -> None:
+        """Replace a tree's meta (settings, what an import kept); watching tabs see a new version."""
+        self.conn.execute(update(trees).where(trees.c.id == tree_id).values(meta=meta))
+        journal.bump(self.conn, tree_id)
+
+    def base_model(self, tree_id: str) -> str | None:
+        """``backend:model`` of the tree's first generation, if it has one."""
+        first = self.conn.execute(select(generations.c.backend, generations.c.model)
+                                  .where(generations.c.tree_id == tree_id)
+                                  .order_by(generations.c.created_at).limit(1)).first()
+        return f"{first.backend}:{first.model}" if first else None
 
     def delete_tree(self, tree_id: str) -> None:
         """A whole tree, for good: its nodes, log and every record about them (ratings, scores, critiques), which

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import curation, ops, validate
+from .. import curation, ops, tree_settings, validate
 from ..backends import SamplingParams, get_backend, list_models
 from ..backends.catalog import PACKAGED
 from ..backends.registry import split_ref
@@ -80,6 +81,10 @@ class Tags(Body):
     remove: list[str] = Field(default_factory=list)
 
 
+class Chapter(Body):
+    title: str | None
+
+
 class Move(Body):
     parent_id: str
 
@@ -124,7 +129,25 @@ def new_tree(body: NewTree, request: Request) -> dict:
 def tree(tree_id: str, request: Request) -> dict:
     with _store(request).read() as tx:
         t = tx.tree(tree_id)
-        return {"tree": t.to_json(), "version": tx.version(tree_id), "root": _views(tx, [tx.node(t.root_id)])[0]}
+        selected = t.meta.get("selected")  # the node the imported file had open, while it exists
+        return {"tree": t.to_json(), "version": tx.version(tree_id), "root": _views(tx, [tx.node(t.root_id)])[0],
+                "selected": selected if selected and tx.exists(selected) else None,
+                "chapters": [{"node_id": i, "title": title} for i, title in tx.chapters(tree_id)]}
+
+
+@router.get("/trees/{tree_id}/settings")
+def get_settings(tree_id: str, request: Request) -> dict:
+    """The tree's settings (memory, reference model, generation settings, presets), and the reference model in
+    effect (``reference``: the setting, else the tree's base model, else the server's default)."""
+    store = _store(request)
+    return {**tree_settings.get(store, tree_id),
+            "reference": tree_settings.reference_model(store, tree_id, request.app.state.default_model)}
+
+
+@router.put("/trees/{tree_id}/settings")
+def put_settings(tree_id: str, settings: dict[str, Any], request: Request) -> dict:
+    """Replace the tree's settings; validated whole (a bad field changes nothing)."""
+    return tree_settings.put(_store(request), tree_id, settings)
 
 
 @router.get("/trees/{tree_id}/version")
@@ -231,6 +254,12 @@ def tags(node_id: str, body: Tags, request: Request) -> dict:
     return node_view(store.node(node_id))
 
 
+@router.post("/nodes/{node_id}/chapter")
+def chapter(node_id: str, body: Chapter, request: Request) -> dict:
+    """Name the node as a chapter start (``title``), or take the name away (``null``)."""
+    return node_view(ops.set_chapter(_store(request), node_id, body.title))
+
+
 @router.post("/nodes/{node_id}/move")
 def move(node_id: str, body: Move, request: Request) -> dict:
     return node_view(ops.move(_store(request), node_id, body.parent_id))
@@ -302,19 +331,51 @@ async def _reference(request: Request, model: str | None, score: bool):
     return await load_backend(request, model) if score else None
 
 
+def _reference_model(request: Request, tree_id: str, model: str | None) -> str:
+    """The model the accounting scores with: the one asked for, else the tree's reference model setting, else
+    its base model, else the server's default (never the generation panel's choice)."""
+    default = request.app.state.default_model
+    return allowed_model(request, model or tree_settings.reference_model(_store(request), tree_id, default))
+
+
 @router.get("/nodes/{node_id}/bits")
 async def node_bits(node_id: str, request: Request, model: str | None = None, score: bool = True) -> dict:
-    """Selection and intervention bits along the path (docs/metrics.md); scoring is cached per node."""
+    """Selection and intervention bits along the path (docs/metrics.md). ``score=false`` answers at once from the
+    cached scores, counting what is not scored yet as ``pending``; the page then asks /bits/stream."""
     store = _store(request)
-    store.node(node_id)
-    return await curation.path_report(store, node_id, await _reference(request, model, score))
+    ref = _reference_model(request, store.node(node_id).tree_id, model)
+    backend = await load_backend(request, ref) if score else None
+    return await curation.path_report(store, node_id, ref, backend)
+
+
+@router.get("/nodes/{node_id}/bits/stream")
+async def node_bits_stream(node_id: str, request: Request, model: str | None = None) -> StreamingResponse:
+    """Server-sent events: ``status``, then ``done {report}`` once every written node of the path is scored (in
+    one pass, at background priority: a generation waits at most one chunk). Closing the stream cancels it."""
+    store = _store(request)
+    ref = _reference_model(request, store.node(node_id).tree_id, model)
+
+    async def events():
+        cancel = threading.Event()
+        try:
+            yield _sse("status", {"message": f"scoring with {ref}…"})
+            backend = await load_backend(request, ref)
+            yield _sse("done", {"report": await curation.path_report(store, node_id, ref, backend, cancel)})
+        except Exception as exc:  # noqa: BLE001 (reported in the stream)
+            yield sse_failure(exc)
+        finally:
+            cancel.set()  # the page moved on (or it finished): the scoring thread stops at its next chunk
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.get("/trees/{tree_id}/bits")
 async def tree_bits(tree_id: str, request: Request, model: str | None = None, score: bool = True) -> dict:
     store = _store(request)
     store.tree(tree_id)
-    return await curation.tree_report(store, tree_id, await _reference(request, model, score))
+    ref = _reference_model(request, tree_id, model)
+    return await curation.tree_report(store, tree_id, await load_backend(request, ref) if score else None)
 
 
 @router.get("/nodes/{node_id}/next")

@@ -1,0 +1,185 @@
+"""Per-tree memory, reference model, generation settings, chapters; and accounting that never blocks generation."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from loomwork import curation, ops, tree_settings
+from loomwork.backends import SamplingParams, get_backend
+from loomwork.backends.model_lock import Cancelled, ModelLock
+from loomwork.errors import InvalidInput, LoomworkError
+from loomwork.formats import io
+
+DEMO = Path(__file__).parent.parent.parent / "shared" / "fixtures" / "pyloom" / "loom_demo.json"
+
+
+def test_settings_are_validated_whole_and_kept(store):
+    tree, root = ops.new_tree(store, "r")
+    assert tree_settings.get(store, tree.id) == tree_settings.DEFAULTS
+    good = {"memory": "The story so far: a keeper.\n", "reference_model": "mock:default",
+            "generation": {"model": "mock:default", "params": {"n": 3, "temperature": 0.7}},
+            "presets": {"careful": {"params": {"temperature": 0.3, "top_p": 0.9}}}}
+    assert tree_settings.put(store, tree.id, good) == good
+    assert tree_settings.get(store, tree.id) == good
+    with store.read() as tx:
+        version = tx.version(tree.id)
+    for bad, message in (({"memory": "a\ud800"}, "lone surrogate"), ({"colour": "red"}, "unknown tree settings"),
+                         ({"generation": {"params": {"n": 0}}}, "n: Input should be"),
+                         ({"reference_model": "nope"}, "unknown model"), ({"presets": {"": {}}}, "name"),
+                         ({"generation": {"model": "mock", "extra": 1}}, "must be")):
+        with pytest.raises(LoomworkError, match=message):
+            tree_settings.put(store, tree.id, {**good, **bad})
+        assert tree_settings.get(store, tree.id) == good
+    with store.read() as tx:
+        assert tx.version(tree.id) == version  # refused settings changed nothing, not even the counter
+
+
+async def test_memory_is_read_before_the_path_and_recorded(store, tiny_lm):
+    import torch
+
+    from loomwork.backends.hf import HFBackend
+
+    lm, tok = tiny_lm
+    backend = HFBackend("tiny", lm=lm, tokenizer=tok)
+    tree, root = ops.new_tree(store, "Once upon")
+    tree_settings.put(store, tree.id, {"memory": "A story about the sea.\n"})
+    (kid,) = await ops.expand(store, root.id, backend, SamplingParams(n=1, max_tokens=6, seed=2))
+    assert store.generation(kid.generation_id).params["memory"] == "A story about the sea.\n"
+    ids = tok.encode("A story about the sea.\nOnce upon" + kid.text)
+    start = len(tok.encode("A story about the sea.\nOnce upon"))
+    with torch.no_grad():
+        lp = torch.log_softmax(lm(input_ids=torch.tensor([ids])).logits[0].double(), -1)
+    teacher = [float(lp[i - 1, ids[i]]) for i in range(start, len(ids))]
+    assert [t.logprob for t in kid.tokens] == pytest.approx(teacher, abs=1e-4)  # what the model saw: memory first
+    written = ops.add_child(store, kid.id, " and the tide")
+    with_memory = await curation.path_report(store, written.id, backend.ref, backend)
+    tree_settings.put(store, tree.id, {"memory": ""})
+    without = await curation.path_report(store, written.id, backend.ref, backend)
+    assert with_memory["nodes"][-1]["intervention_bits"] != without["nodes"][-1]["intervention_bits"]
+
+
+async def test_the_ledger_counts_only_what_a_person_chose(store):
+    mock = get_backend("mock")
+    tree, root = ops.new_tree(store, "The river")
+    instructions = ops.add_child(store, root.id, " (Write in the present tense.)", origin="prompt")
+    kids = await ops.expand(store, instructions.id, mock, SamplingParams(n=2, max_tokens=5, seed=3))
+    tok = kids[0].tokens[1]
+    alt, lp = next((a, p) for a, p in tok.top if a not in (tok.text, ""))
+    branched = ops.branch(store, kids[0].id, 1, alt)
+    with pytest.raises(InvalidInput, match="would count twice"):
+        curation.record_choice(store, branched.id)
+    report = await curation.path_report(store, branched.id, mock.ref, mock)
+    rows = {r["id"]: r for r in report["nodes"]}
+    assert rows[instructions.id]["intervention_bits"] == 0.0 and "starting condition" in rows[instructions.id]["excluded"]
+    assert rows[branched.id]["selection_bits"] == 0.0  # its bits are its probability, counted once
+    assert rows[branched.id]["intervention_bits"] == pytest.approx(-lp / math.log(2))
+
+
+async def test_imported_text_of_unknown_origin_is_not_counted(store):
+    report = io.import_file(store, DEMO)
+    tree_id = report.trees[0]
+    with store.read() as tx:
+        nodes = tx.tree_nodes(tree_id)
+    deepest = max(nodes, key=lambda n: len(store.path(n.id)))
+    mock = get_backend("mock")
+    bits = await curation.path_report(store, deepest.id, mock.ref, mock)
+    unknown = [r for r in bits["nodes"][1:] if r["origin"] == "unknown"]  # below the root (the starting point)
+    assert unknown and all(r["intervention_bits"] == 0.0 and "imported without" in r["excluded"] for r in unknown)
+
+
+def test_the_reference_model_is_the_trees_own(store):
+    tree, root = ops.new_tree(store, "r")
+    assert tree_settings.reference_model(store, tree.id, "hf:gemma-3-270m") == "hf:gemma-3-270m"
+    asyncio.run(ops.expand(store, root.id, get_backend("mock:slow"), SamplingParams(n=1, max_tokens=1, seed=1)))
+    assert tree_settings.reference_model(store, tree.id, "hf:gemma-3-270m") == "mock:slow"  # its base model
+    tree_settings.put(store, tree.id, {"reference_model": "mock:default"})
+    assert tree_settings.reference_model(store, tree.id, "hf:gemma-3-270m") == "mock:default"
+
+
+def test_chapters_name_nodes_and_round_trip_pyloom(store, tmp_path):
+    report = io.import_file(store, DEMO)
+    tree_id = report.trees[0]
+    with store.read() as tx:
+        chapters = tx.chapters(tree_id)
+    assert len(chapters) == 19 and ("Noise" in {t for _i, t in chapters})
+    node_id, title = chapters[0]
+    ops.set_chapter(store, node_id, "Renamed")
+    fresh = ops.add_child(store, node_id, " a new start")
+    ops.set_chapter(store, fresh.id, "New chapter")
+    out = io.export(store, tree_id, "pyloom")
+    import json
+
+    data = json.loads(out)
+    titles = {c["title"] for c in data["chapters"].values()}
+    assert {"Renamed", "New chapter"} <= titles and title not in titles
+    assert len(data["chapters"]) == 321 + 1  # the file's other chapters (roots not in this tree) are kept
+    again = io.import_file(store, _write(tmp_path, out))
+    with store.read() as tx:
+        assert {t for _i, t in tx.chapters(again.trees[0])} >= {"Renamed", "New chapter"}
+    ops.set_chapter(store, fresh.id, None)
+    with store.read() as tx:
+        assert "New chapter" not in {t for _i, t in tx.chapters(tree_id)}
+    ops.undo(store, tree_id)
+    with store.read() as tx:
+        assert "New chapter" in {t for _i, t in tx.chapters(tree_id)}
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "round.json"
+    path.write_text(text)
+    return path
+
+
+def test_imports_keep_the_files_settings_and_open_node(store):
+    report = io.import_file(store, DEMO)
+    tree = store.tree(report.trees[0])
+    settings = tree_settings.get(store, tree.id)
+    assert settings["generation"]["params"] == {"n": 4, "temperature": 0.9, "top_p": 1, "max_tokens": 100,
+                                                "stop": ["\n"]}
+    selected = store.node(tree.meta["selected"])
+    assert selected.meta["import"]["id"] == "af4931cc-165f-11ec-b847-acde48001122"
+
+
+def test_background_work_waits_for_urgent_work_and_stops_when_cancelled():
+    lock, order, cancel = ModelLock(), [], threading.Event()
+
+    def background():
+        with lock.background(cancel) as held:
+            for chunk in range(5):
+                order.append(f"chunk{chunk}")
+                time.sleep(0.05)
+                held.pause_if_wanted(cancel)
+
+    worker = threading.Thread(target=background)
+    worker.start()
+    time.sleep(0.07)  # background work holds the model
+    with lock.urgent():  # a generation arrives: it waits at most one chunk
+        order.append("urgent")
+    worker.join()
+    assert order.index("urgent") <= 3 and order[-1] == "chunk4"
+    cancel.set()
+    with pytest.raises(Cancelled):
+        with lock.background(cancel):
+            pass
+
+
+async def test_path_scoring_stops_when_cancelled(store, tiny_lm):
+    from loomwork.backends import hf
+    from loomwork.backends.hf import HFBackend
+
+    lm, tok = tiny_lm
+    backend = HFBackend("tiny", lm=lm, tokenizer=tok)
+    cancel = threading.Event()
+    cancel.set()
+    old, hf.SCORE_CHUNK = hf.SCORE_CHUNK, 4
+    try:
+        with pytest.raises(Cancelled):
+            await backend.score_segments(["", "Hello there", ", my friend."], [2], cancel)
+    finally:
+        hf.SCORE_CHUNK = old
