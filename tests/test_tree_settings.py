@@ -183,3 +183,29 @@ async def test_path_scoring_stops_when_cancelled(store, tiny_lm):
             await backend.score_segments(["", "Hello there", ", my friend."], [2], cancel)
     finally:
         hf.SCORE_CHUNK = old
+
+
+def test_tree_order_steps_and_bookmarks_on_the_demo(store):
+    from loomwork import navigate
+
+    tree = store.tree(io.import_file(store, DEMO).trees[0])
+    with store.read() as tx:
+        nodes = tx.tree_nodes(tree.id)
+        by_key = sorted(nodes, key=lambda n: tx.order_key(n.id))  # tree order, independently: sort the keys
+        marks = [n.id for n in by_key if n.bookmarked]
+    walk, cur = [tree.root_id], tree.root_id
+    while True:
+        try:
+            cur = navigate.step(store, cur, "next", include_archived=True)
+        except Exception:
+            break
+        walk.append(cur)
+    assert walk == [n.id for n in by_key]
+    assert navigate.step(store, walk[1], "prev", include_archived=True) == walk[0]
+    assert navigate.step(store, tree.root_id, "next-bookmark") == marks[0]
+    assert navigate.step(store, marks[0], "next-bookmark") == marks[1]
+    assert navigate.step(store, marks[0], "prev-bookmark") == marks[-1]  # wraps around
+    graph = navigate.subtree(store, tree.root_id, limit=100)
+    assert len(graph["nodes"]) == 100 and graph["truncated"]
+    ids = {r["id"] for r in graph["nodes"]}
+    assert all(r["parent_id"] in ids for r in graph["nodes"][1:])  # breadth first: parents come first

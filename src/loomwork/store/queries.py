@@ -201,6 +201,31 @@ class Tx:
         down = down.union(select(nodes.c.id).where(nodes.c.parent_id == down.c.id))
         return [r[0] for r in self.conn.execute(select(down.c.id))]
 
+    def order_key(self, node_id: str) -> list[int]:
+        """The node's place in tree order: the creation numbers (seq) of the nodes on its path. Tree order (a
+        parent before its children, siblings in creation order) is the lexicographic order of these keys."""
+        return [r.seq for r in self._ancestry(node_id, [nodes.c.id, nodes.c.parent_id, nodes.c.seq])]
+
+    def bookmarked(self, tree_id: str) -> list[str]:
+        q = select(nodes.c.id).where(nodes.c.tree_id == tree_id, nodes.c.bookmarked == True)  # noqa: E712
+        return [r[0] for r in self.conn.execute(q)]
+
+    def outline_rows(self, parent_ids: Sequence[str], include_archived: bool = False) -> dict[str, list]:
+        """Light rows of the children of several nodes (no text beyond 80 characters, no tokens), with the model
+        that generated each: what a graph of the tree needs."""
+        out: dict[str, list] = {p: [] for p in parent_ids}
+        cols = [nodes.c.id, nodes.c.parent_id, func.substr(nodes.c.text, 1, 80).label("text"), nodes.c.origin,
+                nodes.c.bookmarked, nodes.c.archived, nodes.c.meta["by"].as_string().label("by"),
+                nodes.c.meta["chapter"].as_string().label("chapter"), generations.c.backend, generations.c.model]
+        for chunk in _chunks(list(parent_ids)):
+            q = (select(*cols).outerjoin(generations, generations.c.id == nodes.c.generation_id)
+                 .where(nodes.c.parent_id.in_(chunk)).order_by(nodes.c.seq))
+            if not include_archived:
+                q = q.where(nodes.c.archived == False)  # noqa: E712
+            for r in self.conn.execute(q):
+                out[r.parent_id].append(r)
+        return out
+
     def chapters(self, tree_id: str) -> list[tuple[str, str]]:
         """``(node id, title)`` of the tree's chapters (nodes whose meta names one), in creation order."""
         title = nodes.c.meta["chapter"].as_string()

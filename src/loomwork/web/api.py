@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import curation, ops, tree_settings, validate
+from .. import curation, navigate, ops, tree_settings, validate
 from ..backends import SamplingParams, get_backend, list_models
 from ..backends.catalog import PACKAGED
 from ..backends.registry import split_ref
@@ -290,7 +290,34 @@ def search(request: Request, q: str = Query(min_length=1, max_length=validate.MA
     store = _store(request)
     with store.read() as tx:
         hits = tx.search(q, tree, limit)
-        return [{"node": node_view(h), "path": [p.id for p in tx.path(h.id)]} for h in hits]
+        out = []
+        for h in hits:
+            path = tx.path(h.id)
+            at = h.text.lower().find(q.lower())
+            out.append({"node": node_view(h, tokens=False), "path": [p.id for p in path], "match": [at, at + len(q)],
+                        # what the person sees of where it is: a few words of each node above it
+                        "trail": [" ".join(p.text.split())[:40] or "∅" for p in path[:-1]]})
+        return out
+
+
+@router.get("/nodes/{node_id}/step")
+def step(node_id: str, request: Request, to: str = "next", archived: bool = False) -> dict:
+    """The node one step away: ``to`` is next or prev (tree order) or next-bookmark or prev-bookmark (wrapping)."""
+    return {"id": navigate.step(_store(request), node_id, to, include_archived=archived)}
+
+
+@router.get("/resolve")
+def resolve(request: Request, ref: str = Query(min_length=1, max_length=100)) -> dict:
+    """A node or tree id, or a unique prefix of 4+ characters, as the node to open (a tree's root)."""
+    store = _store(request)
+    kind, ident = store.resolve(ref)
+    return {"kind": kind, "id": ident, "node_id": ident if kind == "node" else store.tree(ident).root_id}
+
+
+@router.get("/nodes/{node_id}/subtree")
+def subtree(node_id: str, request: Request, limit: int = Query(2000, ge=1, le=20000), archived: bool = False) -> dict:
+    """Light rows of up to ``limit`` nodes below ``node_id``, breadth first, for the graph view."""
+    return navigate.subtree(_store(request), node_id, limit, include_archived=archived)
 
 
 @router.post("/nodes/{node_id}/choose")

@@ -26,10 +26,11 @@ export async function api(method, path, body) {
   return data;
 }
 
-// POST that answers with server-sent events; calls onEvent(name, data) for each. Abort with `signal`.
-export async function stream(path, body, onEvent, signal) {
+// A request answered with server-sent events; calls onEvent(name, data) for each. Abort with `signal`.
+export async function stream(path, body, onEvent, signal, method = "POST") {
   const resp = await fetch("/api" + path, {
-    method: "POST", headers: { "Content-Type": "application/json", ...who() }, body: JSON.stringify(body), signal,
+    method, headers: { "Content-Type": "application/json", ...who() }, signal,
+    body: method === "GET" ? undefined : JSON.stringify(body),
   });
   if (!resp.ok) {
     const data = await resp.json().catch(() => null);

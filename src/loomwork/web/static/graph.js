@@ -1,0 +1,147 @@
+// The graph view: the shape of a loom at a glance. Plain SVG, no library: a tidy layered layout (leaves side by
+// side in tree order, a parent above the middle of its children, one row per depth), zoom with the wheel or
+// +/-, pan by dragging, click a node to go there. A tree of 100,000 nodes is drawn a subtree at a time (the server
+// sends at most LIMIT nodes, breadth first, and says so).
+import { api } from "./api.js";
+import { clear, el } from "./dom.js";
+
+const NS = "http://www.w3.org/2000/svg";
+const LIMIT = 2000;
+const DX = 16, DY = 46; // px between leaves, between depths
+const ORIGIN = { prompt: "#6b55c9", human: "#2f8a4b", model: "#3457d5", edit: "#a77b00", unknown: "#7a7a80" };
+const PALETTE = ["#3457d5", "#c0392b", "#2f8a4b", "#a77b00", "#6b55c9", "#00838f", "#ad1457", "#5d4037", "#455a64", "#ef6c00"];
+
+function svg(tag, attrs = {}, ...kids) {
+  const node = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const kid of kids) node.append(kid);
+  return node;
+}
+
+export class Graph {
+  constructor(box, onSelect) {
+    this.box = box;
+    this.onSelect = onSelect;
+    this.data = null;
+    this.pos = new Map();
+    this.viewBox = null;
+    box.addEventListener("wheel", (e) => { e.preventDefault(); this.zoom(e.deltaY < 0 ? 0.8 : 1.25, e); }, { passive: false });
+    let drag = null;
+    box.addEventListener("pointerdown", (e) => { if (e.target === box || e.target.tagName === "path") drag = { x: e.clientX, y: e.clientY, moved: false }; });
+    box.addEventListener("pointermove", (e) => {
+      if (!drag) return;
+      const scale = this.viewBox.w / box.clientWidth;
+      this.viewBox.x -= (e.clientX - drag.x) * scale;
+      this.viewBox.y -= (e.clientY - drag.y) * scale;
+      drag = { x: e.clientX, y: e.clientY, moved: true };
+      this.apply();
+    });
+    const stop = () => { drag = null; };
+    box.addEventListener("pointerup", stop);
+    box.addEventListener("pointerleave", stop);
+  }
+
+  async load(rootId, archived) {
+    this.data = await api("GET", `/nodes/${rootId}/subtree?limit=${LIMIT}&archived=${archived}`);
+    this.layout();
+    this.viewBox = null;
+    return this.data;
+  }
+
+  layout() {
+    const kids = new Map();
+    for (const n of this.data.nodes) {
+      if (n.parent_id) (kids.get(n.parent_id) || kids.set(n.parent_id, []).get(n.parent_id)).push(n.id);
+    }
+    this.pos.clear();
+    let leaf = 0;
+    const place = (id, depth) => { // iterative would be kinder to very deep trees; depth here is bounded by LIMIT
+      const children = kids.get(id) || [];
+      if (!children.length) {
+        this.pos.set(id, { x: leaf++ * DX, y: depth * DY });
+        return;
+      }
+      for (const c of children) place(c, depth + 1);
+      const first = this.pos.get(children[0]).x, last = this.pos.get(children[children.length - 1]).x;
+      this.pos.set(id, { x: (first + last) / 2, y: depth * DY });
+    };
+    place(this.data.root, 0);
+    this.kids = kids;
+    this.width = Math.max(leaf * DX, DX);
+    this.height = Math.max(...[...this.pos.values()].map((p) => p.y)) + DY;
+  }
+
+  colour(n, by) {
+    if (by === "origin") return ORIGIN[n.origin] || "#7a7a80";
+    const key = n[by] || "—";
+    let h = 0;
+    for (const ch of key) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+    return PALETTE[h % PALETTE.length];
+  }
+
+  render(pathIds, currentId, by) {
+    const onPath = new Set(pathIds);
+    clear(this.box);
+    const edges = svg("g", { class: "edges" }), dots = svg("g", { class: "dots" });
+    for (const n of this.data.nodes) {
+      const p = this.pos.get(n.id);
+      if (n.parent_id && this.pos.has(n.parent_id)) {
+        const q = this.pos.get(n.parent_id), mid = (p.y + q.y) / 2;
+        edges.append(svg("path", {
+          d: `M${q.x},${q.y} C${q.x},${mid} ${p.x},${mid} ${p.x},${p.y}`,
+          class: onPath.has(n.id) && onPath.has(n.parent_id) ? "on-path" : "",
+        }));
+      }
+      const dot = svg("circle", {
+        cx: p.x, cy: p.y, r: n.id === currentId ? 7 : onPath.has(n.id) ? 5.5 : 4.5, fill: this.colour(n, by),
+        class: `${n.id === currentId ? "current" : ""}${onPath.has(n.id) ? " on-path" : ""}${n.bookmarked ? " bookmarked" : ""}`,
+        "data-node": n.id, tabindex: "0",
+      }, svg("title", {}, `${n.chapter ? `§ ${n.chapter}: ` : ""}${n.text || "∅"}\n${n.origin}${n.model ? ` · ${n.model}` : ""}${n.by ? ` · by ${n.by}` : ""}`));
+      dot.addEventListener("click", () => this.onSelect(n.id));
+      dot.addEventListener("keydown", (e) => { if (e.key === "Enter") this.onSelect(n.id); });
+      dots.append(dot);
+    }
+    this.box.append(edges, dots);
+    if (!this.viewBox) this.centre(currentId);
+    else this.apply();
+    return this.legend(by);
+  }
+
+  legend(by) {
+    const seen = new Map();
+    for (const n of this.data.nodes) {
+      const key = by === "origin" ? n.origin : n[by] || "—";
+      if (!seen.has(key)) seen.set(key, this.colour(n, by));
+    }
+    return [...seen].slice(0, 12).map(([key, colour]) => el("span", { class: "key" },
+      el("span", { class: "swatch", style: `background:${colour}` }), ` ${key}`));
+  }
+
+  // Fit the whole drawing when it is small; otherwise show the current node's neighbourhood.
+  centre(currentId, whole = false) {
+    const w = this.box.clientWidth || 800, h = this.box.clientHeight || 600;
+    const fits = whole || (this.width <= w * 3 && this.height <= h * 3);
+    const p = this.pos.get(currentId) || { x: this.width / 2, y: 0 };
+    this.viewBox = fits ? { x: -DX, y: -DY / 2, w: Math.max(this.width + 2 * DX, (this.height + DY) * w / h), h: 0 }
+      : { x: p.x - w / 2, y: p.y - h / 3, w, h: 0 };
+    this.viewBox.h = this.viewBox.w * h / w;
+    this.apply();
+  }
+
+  fit() {
+    this.centre(null, true);
+  }
+
+  zoom(factor, event) {
+    const rect = this.box.getBoundingClientRect();
+    const fx = event ? (event.clientX - rect.left) / rect.width : 0.5, fy = event ? (event.clientY - rect.top) / rect.height : 0.5;
+    const vb = this.viewBox, w = vb.w * factor, h = vb.h * factor;
+    this.viewBox = { x: vb.x + (vb.w - w) * fx, y: vb.y + (vb.h - h) * fy, w, h };
+    this.apply();
+  }
+
+  apply() {
+    const vb = this.viewBox;
+    this.box.setAttribute("viewBox", `${vb.x} ${vb.y} ${vb.w} ${vb.h}`);
+  }
+}

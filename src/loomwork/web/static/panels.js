@@ -1,0 +1,163 @@
+// The side panels and dialogs, each rendered from `state`: children, generation settings, this node's tags and
+// chapter, the optimization ledger, the lens.
+import { api } from "./api.js";
+import { clear, el, pct, snippet } from "./dom.js";
+import { current, state } from "./state.js";
+
+const $ = (id) => document.getElementById(id);
+const FIELDS = ["n", "max_tokens", "temperature", "top_p", "top_k", "seed"];
+
+export function renderChildren(onGo, live) {
+  const box = clear($("children"));
+  $("children-count").textContent = live ? "" : `(${state.children.length})`;
+  if (live) {
+    live.forEach((text, i) => box.append(el("div", { class: "card live" }, el("div", { class: "meta" }, `sample ${i + 1}`), text)));
+    return;
+  }
+  if (!state.children.length) box.append(el("p", { class: "muted" }, "No children yet: press g to generate, w to write one."));
+  state.children.forEach((c, i) => {
+    const meta = [i < 9 ? `${i + 1}` : null, c.origin, c.mean_logprob === null ? null : `mean p ${pct(c.mean_logprob)}`,
+      c.child_count ? `${c.child_count} ${c.child_count === 1 ? "child" : "children"}` : null, c.bookmarked ? "★" : null,
+      c.meta && c.meta.chapter ? `§ ${c.meta.chapter}` : null, ...c.tags.map((t) => `#${t}`)];
+    box.append(el("div", { class: `card ${c.origin}`, dataset: { node: c.id }, onclick: () => onGo(c.id) },
+      el("div", { class: "meta" }, meta.filter(Boolean).join(" · ")), c.text || "∅"));
+  });
+}
+
+// -- generation settings: the form, saved per tree, and named presets -----------------------------------------
+
+export function genParams() {
+  const form = new FormData($("gen-form"));
+  const params = {};
+  for (const key of FIELDS) {
+    const v = form.get(key);
+    if (v !== null && v !== "") params[key] = Number(v);
+  }
+  const stop = form.get("stop");
+  if (stop) params.stop = [stop.replace(/\\n/g, "\n")];
+  return { model: form.get("model") || null, params };
+}
+
+export function fillGenForm(gen) {
+  if (!gen) return;
+  const form = $("gen-form");
+  if (gen.model && [...$("gen-model").options].some((o) => o.value === gen.model)) $("gen-model").value = gen.model;
+  const params = gen.params || {};
+  for (const key of FIELDS) form.elements[key].value = params[key] === undefined ? form.elements[key].defaultValue : params[key];
+  form.elements.stop.value = (params.stop || []).join("").replace(/\n/g, "\\n");
+}
+
+export function renderPresets() {
+  const select = $("gen-preset"), chosen = select.value;
+  clear(select).append(el("option", { value: "" }, "—"));
+  for (const name of Object.keys((state.settings && state.settings.presets) || {})) {
+    select.append(el("option", { value: name, selected: name === chosen }, name));
+  }
+}
+
+export async function saveSettings(changes) {
+  state.settings = await api("PUT", `/trees/${state.tree.id}/settings`, { ...stripped(state.settings), ...changes });
+  renderPresets();
+}
+
+const stripped = (s) => ({ memory: s.memory, reference_model: s.reference_model, generation: s.generation, presets: s.presets });
+
+// -- this node: tags (no window.prompt) and its chapter ---------------------------------------------------------
+
+export function renderNodePane(onTags, onChapter) {
+  const node = current();
+  const tags = clear($("tags"));
+  if (!node.tags.length) tags.append(el("span", { class: "muted" }, "no tags "));
+  for (const t of node.tags) {
+    tags.append(el("span", { class: "chip" }, `#${t} `, el("button", { class: "x", title: `remove #${t}`, "aria-label": `remove tag ${t}`, onclick: () => onTags({ remove: [t] }) }, "×")));
+  }
+  const chapter = node.meta && node.meta.chapter;
+  clear($("chapter-line")).append(
+    chapter ? el("span", {}, `Chapter: § ${chapter} `) : el("span", { class: "muted" }, "Not a chapter start "),
+    el("button", { onclick: onChapter, title: "Shift+C" }, chapter ? "Rename / remove" : "Name a chapter here"),
+  );
+}
+
+// -- the optimization ledger ----------------------------------------------------------------------------------
+
+const f = (x) => (x === null || x === undefined ? "?" : x.toFixed(1));
+
+export function renderBits(report, scoring) {
+  const box = $("bits");
+  box.hidden = !report;
+  if (!report) return;
+  const p = report.path;
+  const inter = p.intervention_bits === null ? (scoring ? "scoring…" : "?") : f(p.intervention_bits);
+  box.textContent = `bits ${p.total_bits === null ? "…" : f(p.total_bits)} = ${f(p.selection_bits)} selection + ${inter} intervention`;
+  box.title = `Optimization you applied on this path, in bits; intervention scored with ${report.model || "no model"}` +
+    (p.pending ? ` (${p.pending} node${p.pending > 1 ? "s" : ""} being scored)` : "") + ". Click for the ledger.";
+  box.classList.toggle("scoring", Boolean(scoring && p.pending));
+  if ($("ledger-dialog").open) renderLedger(report, scoring);
+}
+
+export function renderLedger(report, scoring) {
+  const box = clear($("ledger"));
+  box.append(el("p", { class: "muted" }, `Reference model: ${report.model || "none"} (a tree setting; see Trees → This tree's settings). ` +
+    "Selection: log2(n/m) of recorded choices. Intervention: −log2 p of text a person wrote, under the reference model. " +
+    "Not counted: the root prompt, other prompt nodes, imported text of unknown origin."));
+  const table = el("table", { class: "ledger" }, el("tr", {}, ...["node", "origin", "selection", "intervention", "tokens", ""].map((h) => el("th", {}, h))));
+  for (const r of report.nodes) {
+    const node = state.path.find((n) => n.id === r.id);
+    table.append(el("tr", {},
+      el("td", {}, snippet((node && node.text) || "∅", 30)), el("td", {}, r.origin), el("td", { class: "num" }, f(r.selection_bits)),
+      el("td", { class: "num" }, r.intervention_bits === null ? (r.pending && scoring ? "scoring…" : "?") : f(r.intervention_bits)),
+      el("td", { class: "num" }, String(r.model_tokens)), el("td", { class: "muted" }, r.excluded || "")));
+  }
+  const p = report.path;
+  table.append(el("tr", { class: "total" }, el("td", {}, "path"), el("td", {}), el("td", { class: "num" }, f(p.selection_bits)),
+    el("td", { class: "num" }, f(p.intervention_bits)), el("td", { class: "num" }, String(p.model_tokens)),
+    el("td", {}, `= ${f(p.total_bits)} bits`)));
+  box.append(table);
+}
+
+// -- the lens ---------------------------------------------------------------------------------------------------
+
+export async function showNext() {
+  const box = clear($("lens-out"));
+  box.append(el("p", { class: "muted" }, "computing…"));
+  box.scrollIntoView({ block: "nearest" });
+  const model = encodeURIComponent($("gen-model").value);
+  const r = await api("GET", `/nodes/${current().id}/next?model=${model}&k=10`);
+  const h = r.entropy_bits === null ? `≥ ${r.entropy_bits_lower_bound.toFixed(2)}` : r.entropy_bits.toFixed(2);
+  clear(box).append(el("p", { class: "muted" }, `next token after this node (${r.model || $("gen-model").value}): entropy ${h} bits`),
+    el("ol", { class: "alts" }, r.top.map((t) => el("li", {}, el("code", {}, JSON.stringify(t.token)), ` ${(100 * t.prob).toFixed(1)}%`))));
+  $("lens-pane").scrollIntoView({ block: "nearest" });
+}
+
+export async function showMassTree() {
+  const box = clear($("lens-out"));
+  box.append(el("p", { class: "muted" }, "computing…"));
+  box.scrollIntoView({ block: "nearest" });
+  const model = encodeURIComponent($("gen-model").value);
+  const tree = await api("GET", `/nodes/${current().id}/mass-tree?model=${model}&depth=3&cutoff=0.02`);
+  const render = (node) => el("ul", { class: "mass" }, node.children.map((c) => el("li", {},
+    el("code", {}, JSON.stringify(c.token)), ` ${(100 * c.prob).toFixed(1)}% (path ${(100 * c.path_prob).toFixed(1)}%)`,
+    c.children.length ? render(c) : null)));
+  clear(box).append(render(tree), el("p", { class: "muted" }, "branches below 2% of the mass are not shown"));
+  $("lens-pane").scrollIntoView({ block: "nearest" });
+}
+
+// -- trees and this tree's settings ------------------------------------------------------------------------
+
+export async function renderTreesDialog(onOpenTree, onGo) {
+  const list = clear($("tree-list"));
+  for (const t of await api("GET", "/trees")) {
+    list.append(el("li", {}, el("button", { class: "link", onclick: () => { $("trees-dialog").close(); onOpenTree(t.id); } },
+      snippet(t.title, 70)), el("span", { class: "muted" }, ` ${t.nodes} nodes`)));
+  }
+  $("tree-settings").hidden = !state.tree;
+  if (state.tree && state.settings) {
+    $("memory-input").value = state.settings.memory;
+    $("reference-model").value = state.settings.reference_model || "";
+    const chapters = clear($("chapter-list"));
+    if (!state.chapters.length) chapters.append(el("li", { class: "muted" }, "no chapters (Shift+C names one)"));
+    for (const c of state.chapters) {
+      chapters.append(el("li", {}, el("button", { class: "link", onclick: () => { $("trees-dialog").close(); onGo(c.node_id); } }, c.title)));
+    }
+  }
+}
