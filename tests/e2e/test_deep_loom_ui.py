@@ -196,8 +196,8 @@ def test_loom_navigation_keys_history_and_search(page, demo):
     assert not re.search(r"\b[0-9a-f]{8}-[0-9a-f]{4}", trail) and "deep" in trail
     page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('search-results').hidden === true")
-    assert "multiverse" in page.locator("#read .seg.current").inner_text().lower()
+    page.wait_for_function("document.getElementById('search-results').hidden === true && "
+                           "document.querySelector('#read .seg.current').textContent.toLowerCase().includes('multiverse')")
     assert not page.errors
 
 
