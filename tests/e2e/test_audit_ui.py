@@ -80,3 +80,31 @@ def test_two_raters_audit_blinded_and_see_their_agreement(browser, server):
     assert summary["with_critique"]["items"] == 2
     page.close()
     assert made["queue"]["name"] == "steps"
+
+
+def test_the_step_fits_an_800px_screen_and_ratings_wait_for_the_critique(browser, server):
+    base = server[0]
+    c = httpx.Client(base_url=base)
+    made = c.post("/api/trees", json={"prompt": "A long problem statement. " * 120}).json()
+    step = c.post(f"/api/nodes/{made['root']['id']}/children", json={"text": "\nStep one, to be rated."}).json()
+    c.post("/api/queues", json={"name": "slow", "tree": made["tree"]["id"], "questions": ["Correct?"],
+                                "critiques": "on", "critic": "mock:slow"}).raise_for_status()
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    ctx.add_init_script("localStorage.setItem('loomwork-rater', 'cara')")
+    page = ctx.new_page()
+    page.goto(base + "/audit?queue=slow")
+    page.locator("#step").filter(has_text="Step one").wait_for()
+    box = page.locator("#step").bounding_box()
+    assert box["y"] + box["height"] <= 800  # the step is on screen; the 3,000-character context is folded
+    assert "open for all" in page.inner_text("#context-tail")
+    assert "writing" in page.inner_text("#critique")
+    page.keyboard.press("3")  # rated while the critic still writes: the rating waits for it
+    page.locator("#questions button.on").wait_for(timeout=30_000)
+    summary = c.get("/api/queues/slow/summary").json()["questions"][0]
+    assert summary["with_critique"]["items"] == 1 and summary["without_critique"]["items"] == 0
+    page.locator("#summary-btn").click()
+    page.locator("#summary-view:not([hidden])").wait_for()
+    page.locator("#summary-close").click()
+    page.locator("#summary-view[hidden]").wait_for(state="attached")
+    assert step["id"]
+    ctx.close()

@@ -3,20 +3,26 @@ import { api } from "./api.js";
 import { clear, el, toast } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { queue: null, view: null, active: 0, rater: localStorage.getItem("loomwork-rater") || "" };
+const state = { queue: null, view: null, active: 0, rater: localStorage.getItem("loomwork-rater") || "", critique: null };
 
 async function guarded(fn) {
   try { return await fn(); } catch (e) { toast(e.message); }
 }
 
-function askRater() {
-  const name = (prompt("Your name (recorded with every rating):", state.rater) || "").trim();
-  if (name) { state.rater = name; localStorage.setItem("loomwork-rater", name); }
-  $("rater-label").textContent = state.rater ? `rater: ${state.rater}` : "no rater";
+function setRater(name) {
+  state.rater = name.trim();
+  localStorage.setItem("loomwork-rater", state.rater);
 }
 
+const TAIL = 240; // characters of context shown before it is opened: the step stays on an 800 px screen
+
 async function load() {
-  if (!state.queue || !state.rater) return;
+  if (!state.queue) return;
+  if (!state.rater) {
+    $("step").textContent = "Type your name (top right): it is recorded with every rating.";
+    $("rater").focus();
+    return;
+  }
   const view = await api("GET", `/queues/${state.queue}/next?rater=${encodeURIComponent(state.rater)}`);
   state.view = view;
   state.active = 0;
@@ -29,23 +35,37 @@ async function load() {
     return;
   }
   $("progress").textContent = `${view.progress.done + 1} / ${view.progress.total}`;
-  $("context").textContent = view.context.map((c) => c.text).join("");
+  const context = view.context.map((c) => c.text).join("");
+  $("context-box").open = false;
+  $("context-tail").textContent = context.length > TAIL ? `Context (${context.length.toLocaleString()} characters; open for all): …${context.slice(-TAIL)}` : context;
+  $("context").textContent = context.length > TAIL ? context : "";
   $("step").textContent = view.step.text;
   renderQuestions();
-  await showCritique();
+  $("step").scrollIntoView({ block: "nearest" });
+  state.critique = showCritique(); // ratings wait for it, so each records the critique the rater saw
+  await state.critique;
 }
 
+// The critique shown beside the step: its record, or null when the step has none or the critic failed (the
+// rating then records that no critique was shown).
 async function showCritique() {
   const pane = $("critique-pane");
   let c = state.view.critique;
   pane.hidden = !c;
-  if (!c) return;
+  if (!c) return null;
   if (c.pending) {
-    $("critique").textContent = "The critic is writing…";
-    c = (await api("POST", `/queues/${state.queue}/items/${state.view.step.id}/critique`)).critique;
+    $("critique").textContent = "The critic is writing… (ratings wait for it)";
+    try {
+      c = (await api("POST", `/queues/${state.queue}/items/${state.view.step.id}/critique`)).critique;
+    } catch (e) {
+      $("critique").textContent = `No critique: ${e.message}. Your rating records that none was shown.`;
+      state.view.critique = null;
+      return null;
+    }
     state.view.critique = c;
   }
   $("critique").textContent = `${c.text}\n\n— ${c.model}`;
+  return c;
 }
 
 function renderQuestions() {
@@ -64,9 +84,10 @@ function renderQuestions() {
 async function rate(index, label) {
   const v = state.view;
   const question = v.queue.questions[index];
+  const critique = await state.critique; // a critique still being written is waited for, not left out
   await api("POST", `/queues/${state.queue}/ratings`, {
     node_id: v.step.id, rater: state.rater, question, label, flagged: $("flag").checked,
-    note: $("note").value || null, critique_id: v.critique && v.critique.id ? v.critique.id : null,
+    note: $("note").value || null, critique_id: critique ? critique.id : null,
   });
   v.my_ratings[question] = label;
   const open = v.queue.questions.findIndex((q) => !(q in v.my_ratings));
@@ -102,8 +123,8 @@ function bars(dist) {
 }
 
 async function showSummary() {
-  const box = clear($("summary-view"));
-  box.hidden = false;
+  const box = clear($("summary"));
+  $("summary-view").hidden = false;
   const s = await api("GET", `/queues/${state.queue}/summary`);
   const f = (x) => (x === null || x === undefined ? "—" : x.toFixed(3));
   box.append(el("h2", {}, `Summary of ${s.queue.name}`));
@@ -122,6 +143,7 @@ async function showSummary() {
         `without: ${q.without_critique.items} steps, agreement ${f(q.without_critique.pairwise_agreement)}`));
     }
   }
+  $("summary-view").scrollIntoView({ block: "start" });
 }
 
 function onKey(e) {
@@ -137,8 +159,8 @@ function onKey(e) {
 }
 
 async function start() {
-  if (!state.rater) askRater();
-  $("rater-label").textContent = state.rater ? `rater: ${state.rater}` : "no rater";
+  $("rater").value = state.rater;
+  $("rater").addEventListener("change", (e) => { setRater(e.target.value); guarded(load); });
   const list = await api("GET", "/queues");
   for (const q of list) $("queue").append(el("option", { value: q.id }, `${q.name} (${q.items} steps)`));
   const wanted = new URLSearchParams(location.search).get("queue");
@@ -147,7 +169,7 @@ async function start() {
   $("queue").value = pick.id;
   state.queue = pick.id;
   $("queue").addEventListener("change", () => { state.queue = $("queue").value; guarded(load); });
-  $("rater-btn").addEventListener("click", () => { askRater(); guarded(load); });
+  $("summary-close").addEventListener("click", () => { $("summary-view").hidden = true; });
   $("next-btn").addEventListener("click", () => guarded(next));
   $("summary-btn").addEventListener("click", () => guarded(showSummary));
   document.addEventListener("keydown", onKey);
