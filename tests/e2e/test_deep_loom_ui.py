@@ -34,6 +34,11 @@ def open_node(page, node_id):
     page.locator(f"#read .seg.current[data-node='{node_id}']").wait_for()
 
 
+def until_current(page, node_id, test="==="):
+    """Wait until the page shows ``node_id`` as the current node (``test="!=="``: until it no longer does)."""
+    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node {test} '{node_id}'")
+
+
 def current_id(page):
     return page.locator("#read .seg.current").get_attribute("data-node")
 
@@ -64,7 +69,7 @@ def test_reading_at_depth_21(page, demo):
     target = page.locator("#read .seg").nth(3)
     target_id = target.get_attribute("data-node")
     target.click()
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node === '{target_id}'")
+    until_current(page, target_id)
     assert in_view(page, "#read .seg.current")
     assert page.title().startswith("pyloom import") or page.title().endswith("loomwork")
     assert page.title() == f"{page.inner_text('#tree-title')} — loomwork"
@@ -118,7 +123,7 @@ def test_hoist_collapse_and_archived_branches(page, demo):
     open_node(page, deepest)
     anchor = page.locator("#read .seg").nth(15).get_attribute("data-node")
     page.locator("#read .seg").nth(15).click()
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node === '{anchor}'")
+    until_current(page, anchor)
     page.keyboard.press("H")
     page.locator("#unhoist-btn:not([hidden])").wait_for()
     assert page.locator("#outline .row").first.get_attribute("data-node") == anchor
@@ -167,27 +172,27 @@ def test_loom_navigation_keys_history_and_search(page, demo):
     page.wait_for_function("document.querySelectorAll('#read .seg').length === 1")
     root = current_id(page)
     page.keyboard.press("]")  # next in tree order: the first child
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node !== '{root}'")
+    until_current(page, root, "!==")
     first = current_id(page)
     page.keyboard.press("[")
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node === '{root}'")
+    until_current(page, root)
     page.keyboard.press("}")  # next bookmark
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node !== '{root}'")
+    until_current(page, root, "!==")
     marked = httpx.get(f"{page.base}/api/nodes/{current_id(page)}").json()
     assert marked["bookmarked"]
     # Back and Forward move between the nodes visited
     page.go_back()
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node === '{root}'")
+    until_current(page, root)
     page.go_forward()
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node === '{marked['id']}'")
+    until_current(page, marked['id'])
     # editing #node= in the address navigates
     page.evaluate(f"location.hash = '#node={first}'")
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node === '{first}'")
+    until_current(page, first)
     # go to an id by a prefix
     page.keyboard.press("i")
     page.fill("#picker-input", deepest[:6])
     page.keyboard.press("Enter")
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node === '{deepest}'")
+    until_current(page, deepest)
     # search: arrows and Enter, the match marked, the path as words (not ids)
     page.fill("#search", "multiverse")
     page.locator("#search-results .hit mark").first.wait_for()
