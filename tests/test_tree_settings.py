@@ -209,3 +209,39 @@ def test_tree_order_steps_and_bookmarks_on_the_demo(store):
     assert len(graph["nodes"]) == 100 and graph["truncated"]
     ids = {r["id"] for r in graph["nodes"]}
     assert all(r["parent_id"] in ids for r in graph["nodes"][1:])  # breadth first: parents come first
+
+
+def test_settings_change_by_parts_without_wiping_the_rest(store):
+    tree, _root = ops.new_tree(store, "r")
+    tree_settings.put(store, tree.id, {"memory": "set by tab A"})
+    stale = tree_settings.get(store, tree.id)  # tab B read this before A's next change
+    tree_settings.update(store, tree.id, {"memory": "changed by tab A"})
+    got = tree_settings.update(store, tree.id, {"generation": {"params": {"n": 2}}})  # tab B saves only its part
+    assert got["memory"] == "changed by tab A" and got["generation"] == {"params": {"n": 2}}
+    assert stale["memory"] == "set by tab A"
+
+
+def test_a_model_is_loaded_once_however_many_ask_at_once():
+    from loomwork.backends import registry
+
+    made = []
+
+    class Slow:
+        def __init__(self, model):
+            time.sleep(0.2)
+            made.append(model)
+            self.ref = f"slowload:{model}"
+
+    registry.BACKENDS["slowload"] = ("tests.test_tree_settings", "Slow")
+    globals()["Slow"] = Slow
+    try:
+        got = []
+        threads = [threading.Thread(target=lambda: got.append(registry.get_backend("slowload:x"))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert made == ["x"] and all(g is got[0] for g in got)
+    finally:
+        del registry.BACKENDS["slowload"]
+        registry._loaded.pop("slowload:x", None)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import math
+import threading
 from dataclasses import dataclass
 
 from .backends.base import Backend
-from .errors import InvalidInput
+from .errors import BackendError, InvalidInput
 from . import tree_settings
 from .store import Store, Tx, retrying
 from .tree import Node, Token, new_id
@@ -125,6 +125,10 @@ async def score_path(store: Store, path: list[Node], ref: str, memory: str = "",
     if missing and backend is not None:
         segments = [memory] + [n.text for n in path]
         scored = await backend.score_segments(segments, [i + 1 for i in missing], cancel)
+        bad = next((t for i in missing for t in scored[i + 1] if not math.isfinite(t.logprob)), None)
+        if bad is not None:  # never cache (or add up) what a broken model says
+            raise BackendError(f"{ref} gave a non-finite logprob ({bad.logprob}) for {bad.text!r}: its weights look "
+                               "broken; reload it (restart the server)")
         rows = [(path[i].id, keys[i], scored[i + 1]) for i in missing]
         await asyncio.to_thread(_put_scores, store, ref, rows)
         out.update({node_id: toks for node_id, _k, toks in rows})
@@ -152,6 +156,8 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
         out["model_tokens"] = 0
     elif _is_written(node) and node.text:
         toks = scored.get(node.id)
+        if toks is not None and any(t.logprob is None for t in toks):
+            toks = None  # a cached score from before non-finite numbers were refused: unknown, not a crash
         if toks is None:
             out["intervention_bits"] = None
             out["pending"] = can_score  # not scored yet (scoring in the background), or no model to score with

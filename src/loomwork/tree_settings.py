@@ -69,6 +69,20 @@ def put(store: Store, tree_id: str, data) -> dict:
     return settings
 
 
+@retrying
+def update(store: Store, tree_id: str, changes) -> dict:
+    """Change some settings, keeping the others as they are now in the database (not as a page last saw them:
+    one tab saving its generation settings must not wipe the memory another tab just set)."""
+    if not isinstance(changes, dict):
+        raise InvalidInput("tree settings must be an object")
+    with store.tx() as tx:
+        tx.lock_tree(tree_id)
+        meta = tx.tree(tree_id).meta
+        settings = clean({**DEFAULTS, **(meta.get("settings") or {}), **changes})
+        tx.set_tree_meta(tree_id, {**meta, "settings": settings})
+    return settings
+
+
 def memory(store: Store, tree_id: str) -> str:
     return get(store, tree_id)["memory"]
 

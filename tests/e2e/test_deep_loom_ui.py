@@ -3,6 +3,7 @@ without ever losing a draft, the outline and graph at depth, Loom's navigation k
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def demo(server):
 
 def open_node(page, node_id):
     page.goto(f"{page.base}/#node={node_id}")
-    page.locator(f"#read .seg.current[data-node='{node_id}']").wait_for()
+    page.locator(f"#read .seg.current[data-node='{node_id}']").wait_for(state="attached")
 
 
 def until_current(page, node_id, test="==="):
@@ -235,8 +236,10 @@ def test_tokens_from_the_keyboard_and_a_split_there(page, server):
     page.keyboard.press(">")
     page.locator("#inspector h2").wait_for()
     assert "1–9 branch" in page.inner_text("#inspector")
-    page.keyboard.press("1")  # branch with the first alternative
+    first = json.loads(page.locator("#inspector .alts li code").first.inner_text())
+    page.keyboard.press("1")  # branch with the first alternative the inspector lists
     page.wait_for_function(f"document.querySelectorAll('#read .seg').length === {segs + 1}")
+    assert page.locator("#read .seg.current").inner_text().endswith(first)
     page.keyboard.press("k")
     page.keyboard.press(">")
     page.keyboard.press("Escape")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 
 from .. import config, validate
@@ -22,6 +23,9 @@ BACKENDS = {
     "openai": ("loomwork.backends.openai", "OpenAIBackend"),
 }
 _loaded: dict[str, Backend] = {}
+# One load at a time: two requests naming the same model at once would load it twice, and transformers' loading
+# is not thread-safe (a server once loaded Gemma twice concurrently and got an untied, uninitialised lm_head).
+_loading = threading.Lock()
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -50,13 +54,16 @@ def split_ref(ref: str) -> tuple[str, str]:
 def get_backend(ref: str | None = None) -> Backend:
     backend, model = split_ref(ref or config.default_model())
     key = f"{backend}:{model}"
-    if key not in _loaded:
-        module, cls = BACKENDS[backend]
-        factory = getattr(importlib.import_module(module), cls)
-        try:
-            _loaded[key] = factory(model)
-        except ValueError:
-            raise NotFound(f"unknown {backend} model {model!r} (see `loomwork models`)") from None
+    if key in _loaded:
+        return _loaded[key]
+    with _loading:
+        if key not in _loaded:  # another thread may have loaded it while this one waited
+            module, cls = BACKENDS[backend]
+            factory = getattr(importlib.import_module(module), cls)
+            try:
+                _loaded[key] = factory(model)
+            except ValueError:
+                raise NotFound(f"unknown {backend} model {model!r} (see `loomwork models`)") from None
     return _loaded[key]
 
 

@@ -42,9 +42,9 @@ def node_view(n: Node, child_count: int | None = None, tokens: bool = True) -> d
     return d
 
 
-def _views(tx: Tx, nodes: list[Node]) -> list[dict]:
+def _views(tx: Tx, nodes: list[Node], include_archived: bool = False) -> list[dict]:
     """Node views with child counts, read in the caller's transaction (one snapshot, one round of BEGIN/COMMIT)."""
-    counts = tx.child_counts([n.id for n in nodes])
+    counts = tx.child_counts([n.id for n in nodes], include_archived=include_archived)
     return [node_view(n, counts[n.id]) for n in nodes]
 
 
@@ -139,15 +139,24 @@ def tree(tree_id: str, request: Request) -> dict:
 def get_settings(tree_id: str, request: Request) -> dict:
     """The tree's settings (memory, reference model, generation settings, presets), and the reference model in
     effect (``reference``: the setting, else the tree's base model, else the server's default)."""
+    return _settings_view(request, tree_id, tree_settings.get(_store(request), tree_id))
+
+
+def _settings_view(request: Request, tree_id: str, settings: dict) -> dict:
     store = _store(request)
-    return {**tree_settings.get(store, tree_id),
-            "reference": tree_settings.reference_model(store, tree_id, request.app.state.default_model)}
+    return {**settings, "reference": tree_settings.reference_model(store, tree_id, request.app.state.default_model)}
 
 
 @router.put("/trees/{tree_id}/settings")
 def put_settings(tree_id: str, settings: dict[str, Any], request: Request) -> dict:
     """Replace the tree's settings; validated whole (a bad field changes nothing)."""
-    return tree_settings.put(_store(request), tree_id, settings)
+    return _settings_view(request, tree_id, tree_settings.put(_store(request), tree_id, settings))
+
+
+@router.patch("/trees/{tree_id}/settings")
+def patch_settings(tree_id: str, changes: dict[str, Any], request: Request) -> dict:
+    """Change the settings named in the body; the others stay as they are (another tab may have changed them)."""
+    return _settings_view(request, tree_id, tree_settings.update(_store(request), tree_id, changes))
 
 
 @router.get("/trees/{tree_id}/version")
@@ -199,7 +208,7 @@ def path(node_id: str, request: Request) -> list[dict]:
 def children(node_id: str, request: Request, archived: bool = False) -> list[dict]:
     with _store(request).read() as tx:
         tx.node(node_id)
-        return _views(tx, tx.children(node_id, include_archived=archived))
+        return _views(tx, tx.children(node_id, include_archived=archived), include_archived=archived)
 
 
 @router.get("/nodes/{node_id}/outline")
@@ -209,7 +218,7 @@ def outline(node_id: str, request: Request, archived: bool = False) -> dict:
     store = _store(request)
     with store.read() as tx:
         kids = tx.children_of(tx.path_ids(node_id), include_archived=archived, tokens=False)
-        counts = tx.child_counts([c.id for cs in kids.values() for c in cs])
+        counts = tx.child_counts([c.id for cs in kids.values() for c in cs], include_archived=archived)
     return {pid: [node_view(c, counts[c.id], tokens=False) for c in cs] for pid, cs in kids.items()}
 
 

@@ -2,10 +2,10 @@
 // render; none builds DOM except the small pickers it opens.
 import { api, stream } from "./api.js";
 import { clear, el, snippet, toast } from "./dom.js";
-import { go, graph, guarded, outline, reload, render, renderGraph, showBits } from "./main.js";
+import { go, graph, guarded, outline, reload, render, renderDraftButton, renderGraph, showBits } from "./main.js";
 import * as panels from "./panels.js";
-import { caretOffset, ensureVisible, pathTokens, placeEditor, renderInspector, renderRead } from "./reader.js";
-import { current, draftHere, setDraft, state } from "./state.js";
+import { alternatives, caretOffset, ensureVisible, pathTokens, renderInspector, renderRead } from "./reader.js";
+import { current, lastNode, newDraft, otherDrafts, setDraft, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 let statusTimer = null;
@@ -17,9 +17,14 @@ export function status(text, transient = false) {
   if (transient) statusTimer = setTimeout(() => { $("status").textContent = ""; }, 4000);
 }
 
+// A tree opens where this browser last left it, else at the imported file's open node, else at the root.
 export async function openTree(treeId) {
   const info = await api("GET", `/trees/${treeId}`);
-  await go(info.selected || info.root.id); // an imported file's open node, else the root
+  const last = lastNode(treeId);
+  if (last) {
+    try { return await go(last); } catch (e) { if (e.status !== 404) throw e; }
+  }
+  await go(info.selected || info.root.id);
 }
 
 // A change through the API, then one navigation: to target(result) when given, else back to where we were.
@@ -75,10 +80,10 @@ async function generate(nodeId = current().id) {
   if (state.busy) return;
   if (nodeId === current().id) await recordChoice(current());
   const { model, params } = panels.genParams();
-  panels.saveSettings({ generation: { model, params } }).catch(() => {}); // a reload keeps them (per tree)
   const live = Array.from({ length: params.n || 4 }, () => "");
   const ctl = new AbortController();
   state.busy = ctl;
+  state.generating = { nodeId, live };
   $("cancel-btn").hidden = false;
   let tokens = 0;
   try {
@@ -88,7 +93,7 @@ async function generate(nodeId = current().id) {
         live[data.index] += data.text;
         tokens += 1;
         status(`generating… ${tokens} tokens`);
-        panels.renderChildren(() => {}, live);
+        if (current().id === nodeId) panels.renderChildren(() => {}, live); // shown only at the node they grow from
       } else if (name === "error") throw new Error(data.message);
       else if (name === "done") { status(""); toast(`${data.children.length} new children`, "info"); }
     }, ctl.signal);
@@ -97,6 +102,7 @@ async function generate(nodeId = current().id) {
     else { toast(e.message); status(""); }
   } finally {
     state.busy = null;
+    state.generating = null;
     $("cancel-btn").hidden = true;
     await guarded(reload);
   }
@@ -114,8 +120,9 @@ function branch(node, index, text, thenGenerate) {
 
 // Undo or redo the entry the server says is next, naming it: if it is someone else's, ask first. `expect` makes
 // the server refuse (409) when another tab or person undid it meanwhile, instead of taking back the next one.
+// The entry is the one the button shows (state.next), so a press takes back exactly what it said it would.
 async function undoRedo(verb) {
-  const entry = (await api("GET", `/trees/${state.tree.id}/undo`))[verb];
+  const entry = (state.next || await api("GET", `/trees/${state.tree.id}/undo`))[verb];
   if (!entry) return toast(`Nothing to ${verb}.`, "info");
   const force = !entry.mine;
   if (force && !confirm(`${verb === "undo" ? "Undo" : "Redo"} ${entry.actor}'s operation “${entry.label}”? It is not yours.`)) return;
@@ -125,52 +132,92 @@ async function undoRedo(verb) {
 
 // -- writing: the draft lives in state (and localStorage) until saved or discarded ------------------------------
 
+// One draft per tab. Asking to write while a draft is elsewhere goes back to that draft (discard it there to
+// start another), so no text is ever dropped for a new one.
 function openEditor(mode) {
   const node = current(), d = state.draft;
   if (d && d.text && !(d.mode === mode && d.nodeId === node.id)) {
-    toast(`You have a draft on ${d.nodeId}: go back to it with the ✎ button (or discard it there) first.`, "info");
-    return;
+    toast("You have a draft: here it is (save or discard it to start another).", "info");
+    return goToDraft();
   }
   if (mode === "edit" && !node.parent_id) return toast("The root is the tree's prompt: edit it by starting a new tree.", "info");
-  setDraft(d && d.text ? { ...d, open: true } : { mode, nodeId: node.id, text: mode === "edit" ? node.text : "", open: true });
-  placeEditor();
-  ensureVisible($("editor"));
+  setDraft(d && d.text ? { ...d, open: true } : newDraft(mode, node, state.path));
+  showEditor();
+}
+
+function showEditor() {
+  renderRead({ follow: true });
+  renderDraftButton();
   const ta = $("editor-text");
   ta.focus();
   ta.setSelectionRange(ta.value.length, ta.value.length);
 }
 
+// Back to this tab's draft, at its exact node. If that node is gone (undone, deleted in another tab), the draft
+// moves to the deepest node of its path that survives, as a child there: its text is never dropped.
 async function goToDraft() {
-  const d = state.draft;
+  let d = state.draft;
   if (!d) return;
-  state.draft = { ...d, open: true };
-  if (!draftHere()) await go(d.nodeId);
-  openEditor(d.mode);
+  if (current().id !== d.nodeId) {
+    try {
+      await go(d.nodeId);
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      const alive = await survivor(d.path.slice(0, -1));
+      d = { ...d, mode: "child", nodeId: alive, path: d.path.slice(0, d.path.indexOf(alive) + 1), original: "" };
+      await go(alive);
+      toast("The node of your draft is gone: the draft is here now, as a new child.", "info");
+    }
+  }
+  setDraft({ ...d, open: true });
+  showEditor();
+}
+
+// The deepest of these node ids that still exists (else the root).
+async function survivor(ids) {
+  for (const id of [...ids].reverse()) {
+    try { await api("GET", `/nodes/${id}`); return id; } catch (e) { if (e.status !== 404) throw e; }
+  }
+  return state.root.id;
+}
+
+// Another tab's draft (or one from before the browser was closed): this tab takes it over.
+async function adoptDraft() {
+  const [other] = otherDrafts(state.tree.id);
+  if (!other) return;
+  state.draft = null;
+  setDraft({ ...other, open: false });
+  await goToDraft();
 }
 
 function closeEditor() {
-  if (state.draft) state.draft = { ...state.draft, open: false };
-  placeEditor();
+  if (state.draft) setDraft({ ...state.draft, open: false });
+  $("editor-text").blur();
   $("reader").focus();
-  render();
+  renderRead();
+  renderDraftButton();
 }
 
 async function saveEditor() {
   const d = state.draft;
   const text = $("editor-text").value;
   if (!text) return toast("Nothing to save yet.", "info");
+  if (d.mode === "edit" && text === d.original) return toast("The text is unchanged: nothing to save.", "info");
   const made = d.mode === "edit" ? await api("POST", `/nodes/${d.nodeId}/edit`, { text })
     : await api("POST", `/nodes/${d.nodeId}/children`, { text });
   setDraft(null);
-  placeEditor();
+  $("editor-text").value = "";
+  $("reader").focus();
   await reload(made.id);
 }
 
 function discardDraft() {
-  if (state.draft && state.draft.text && !confirm("Discard this draft for good?")) return;
+  if (state.draft && state.draft.text && state.draft.text !== state.draft.original && !confirm("Discard this draft for good?")) return;
   setDraft(null);
-  placeEditor();
-  render();
+  $("editor-text").value = "";
+  $("reader").focus();
+  renderRead();
+  renderDraftButton();
 }
 
 // -- tokens from the keyboard -----------------------------------------------------------------------------------
@@ -184,7 +231,7 @@ function moveToken(step) {
   state.tokenMode = true;
   renderRead();
   renderInspector(branch);
-  ensureVisible($("read").querySelector(".tok.selected"));
+  ensureVisible($("reader").querySelector(".tok.selected"));
 }
 
 // -- search: results walked with arrows and Enter, the match marked, the path as words ---------------------------
@@ -209,20 +256,34 @@ function drawHits() {
 function chooseHit(i) {
   const hit = hits[i];
   if (!hit) return;
+  closeSearch();
+  guarded(() => go(hit.node.id));
+}
+
+function closeSearch() {
   $("search-results").hidden = true;
   $("search").blur();
-  guarded(() => go(hit.node.id));
+}
+
+let pending = null; // the search under way: Enter waits for it, so it never opens a hit of an older query
+
+function runSearch() {
+  clearTimeout(searchTimer);
+  searchTimer = null;
+  const q = $("search").value.trim();
+  if (!q) { $("search-results").hidden = true; hits = []; return Promise.resolve(); }
+  pending = api("GET", `/search?q=${encodeURIComponent(q)}${state.tree ? `&tree=${state.tree.id}` : ""}`).then((found) => {
+    if ($("search").value.trim() !== q) return; // typed on meanwhile: the newer search draws
+    hits = found;
+    active = 0;
+    drawHits();
+  });
+  return pending;
 }
 
 function onSearch() {
   clearTimeout(searchTimer);
-  searchTimer = setTimeout(() => guarded(async () => {
-    const q = $("search").value.trim();
-    if (!q) { $("search-results").hidden = true; return; }
-    hits = await api("GET", `/search?q=${encodeURIComponent(q)}${state.tree ? `&tree=${state.tree.id}` : ""}`);
-    active = 0;
-    drawHits();
-  }), 150);
+  searchTimer = setTimeout(() => guarded(runSearch), 150);
 }
 
 function onSearchKey(e) {
@@ -232,10 +293,11 @@ function onSearchKey(e) {
     drawHits();
   } else if (e.key === "Enter") {
     e.preventDefault();
-    chooseHit(active);
+    const ready = searchTimer ? runSearch() : pending || Promise.resolve(); // typed faster than the search ran
+    guarded(async () => { await ready; chooseHit(active); });
   } else if (e.key === "Escape") {
-    $("search-results").hidden = true;
-    $("search").blur();
+    e.stopPropagation();
+    closeSearch();
   }
 }
 
@@ -273,11 +335,12 @@ export const actions = {
   },
   scrollDown: () => { $("reader").scrollBy({ top: $("reader").clientHeight * 0.85 }); },
   scrollUp: () => { $("reader").scrollBy({ top: -$("reader").clientHeight * 0.85 }); },
-  generate: () => generate(),
+  generate: () => { guarded(() => generate()); }, // runs beside the key queue: keys keep working while it streams
   escape: () => {
     if (state.busy) return state.busy.abort();
     if (state.tokenMode || state.selected) { state.tokenMode = false; state.selected = null; renderRead(); renderInspector(branch); return; }
-    if (!$("search-results").hidden) { $("search-results").hidden = true; return; }
+    if (!$("search-results").hidden) return closeSearch();
+    if (document.body.classList.contains("show-tree") || document.body.classList.contains("show-side")) return panelsOff();
     if (state.view === "graph") return actions.graph();
   },
   write: () => openEditor("child"),
@@ -301,7 +364,7 @@ export const actions = {
     if (state.path.length < 2) return toast("The root cannot be archived.", "info");
     return mutate(() => api("POST", `/nodes/${node.id}/archive`, { on: !node.archived }), () => state.path[state.path.length - 2].id);
   },
-  tag: () => { $("tag-input").focus(); $("node-pane").scrollIntoView({ block: "nearest" }); },
+  tag: () => { narrowPanel("show-side"); $("tag-input").focus(); $("node-pane").scrollIntoView({ block: "nearest" }); },
   setTags: (body) => guarded(() => mutate(() => api("POST", `/nodes/${current().id}/tags`, body))),
   chapter: async () => {
     const now = (current().meta && current().meta.chapter) || "";
@@ -317,17 +380,17 @@ export const actions = {
   },
   undo: () => undoRedo("undo"),
   redo: () => undoRedo("redo"),
-  search: () => $("search").focus(),
+  search: () => { $("search").focus(); $("search").select(); },
   prevToken: () => moveToken(-1),
   nextToken: () => moveToken(1),
   pickAlternative: (i) => {
     const node = state.selected && state.path.find((n) => n.id === state.selected.node);
     const tok = node && node.tokens[state.selected.index];
-    const alts = tok ? tok.top.filter(([text]) => text !== tok.text && text !== "") : [];
+    const alts = tok ? alternatives(tok) : [];
     if (!alts[i]) return toast(`No alternative ${i + 1} here.`, "info");
     return branch(node, state.selected.index, alts[i][0], false);
   },
-  shade: () => { state.shade = !state.shade; $("read").classList.toggle("shaded", state.shade); },
+  shade: () => { state.shade = !state.shade; $("reader").classList.toggle("shaded", state.shade); },
   archived: async () => { state.showArchived = !state.showArchived; $("show-archived").checked = state.showArchived; outline.reset(); await render(); },
   hoist: async () => {
     state.hoist = state.hoist ? null : current();
@@ -349,8 +412,19 @@ export const actions = {
   next: () => panels.showNext(),
   massTree: () => panels.showMassTree(),
   help: () => $("help-dialog").showModal(),
-  branch, closeEditor, saveEditor,
+  branch, closeEditor, saveEditor, closeSearch,
 };
+
+// Narrow windows show one panel at a time over the read view.
+function narrowPanel(name) {
+  const other = name === "show-tree" ? "show-side" : "show-tree";
+  document.body.classList.remove(other);
+  document.body.classList.toggle(name);
+}
+
+export function panelsOff() {
+  document.body.classList.remove("show-tree", "show-side");
+}
 
 async function sibling(stepBy) {
   if (state.path.length < 2) return;
@@ -378,11 +452,14 @@ export function wire() {
   on("bits", "click", () => { if (state.bits) { panels.renderLedger(state.bits, Boolean(state.bitsStream)); $("ledger-dialog").showModal(); } });
   on("search", "input", onSearch);
   on("search", "keydown", onSearchKey);
+  document.addEventListener("pointerdown", (e) => { // a click outside the results closes them
+    if (!$("search-results").hidden && !e.target.closest("#search-results, #search")) $("search-results").hidden = true;
+  });
   on("editor-save", "click", () => guarded(saveEditor));
   on("editor-cancel", "click", closeEditor);
   on("editor-discard", "click", discardDraft);
   on("editor-text", "input", (e) => setDraft({ ...state.draft, text: e.target.value }));
-  on("draft-btn", "click", () => guarded(goToDraft));
+  on("draft-btn", "click", () => guarded(() => (state.draft ? goToDraft() : adoptDraft())));
   on("unhoist-btn", "click", () => guarded(actions.hoist));
   on("collapse-btn", "click", () => guarded(actions.collapseOthers));
   on("show-archived", "change", () => guarded(actions.archived));
@@ -392,9 +469,16 @@ export function wire() {
     const tag = $("tag-input").value.trim();
     if (!tag) return;
     $("tag-input").value = "";
+    $("tag-input").blur(); // the keys work again at once
     actions.setTags({ add: [tag] });
   });
-  on("gen-preset", "change", (e) => { const p = state.settings.presets[e.target.value]; if (p) panels.fillGenForm(p); });
+  on("gen-preset", "change", (e) => {
+    const p = state.settings.presets[e.target.value];
+    if (p) { panels.fillGenForm(p); panels.saveGeneration(); }
+    e.target.blur();
+  });
+  on("gen-form", "change", (e) => { if (e.target.id !== "gen-preset") panels.saveGeneration(); });
+  on("gen-model", "change", (e) => e.target.blur());
   on("preset-save", "click", () => guarded(async () => {
     const name = await ask("Name of the preset");
     if (name && name.trim()) await panels.saveSettings({ presets: { ...state.settings.presets, [name.trim()]: panels.genParams() } });
@@ -408,7 +492,6 @@ export function wire() {
   }));
   on("settings-save", "click", () => guarded(async () => {
     await panels.saveSettings({ memory: $("memory-input").value, reference_model: $("reference-model").value || null });
-    state.reference = (await api("GET", `/trees/${state.tree.id}/settings`)).reference;
     toast("Settings saved", "info");
     await render();
   }));
@@ -423,14 +506,14 @@ export function wire() {
     });
   });
   for (const btn of document.querySelectorAll("dialog .close")) btn.addEventListener("click", () => btn.closest("dialog").close());
-  on("read", "click", (e) => {
+  on("reader", "click", (e) => {
     const seg = e.target.closest(".seg");
-    if (!seg) return;
+    if (!seg || !window.getSelection().isCollapsed) return; // selecting text to copy is not a navigation
     const tok = e.target.closest(".tok");
     const select = tok ? { node: seg.dataset.node, index: Number(tok.dataset.tok) } : null;
     if (seg.dataset.node !== current().id) return guarded(() => go(seg.dataset.node, { select })); // click a segment: go there
     if (select) { state.selected = select; renderRead(); renderInspector(branch); }
   });
-  on("panel-tree-btn", "click", () => document.body.classList.toggle("show-tree"));
-  on("panel-side-btn", "click", () => document.body.classList.toggle("show-side"));
+  on("panel-tree-btn", "click", () => narrowPanel("show-tree"));
+  on("panel-side-btn", "click", () => narrowPanel("show-side"));
 }

@@ -165,7 +165,12 @@ async function start() {
   for (const q of list) $("queue").append(el("option", { value: q.id }, `${q.name} (${q.items} steps)`));
   const wanted = new URLSearchParams(location.search).get("queue");
   const pick = list.find((q) => q.id === wanted || q.name === wanted) || list[0];
-  if (!pick) { $("step").textContent = "No queues yet: create one with `loomwork queue create`."; return; }
+  if (!pick) {
+    clear($("step")).append("No audit queues yet. Make one from a tree at the terminal: ", el("code", {}, "loomwork queue create --help"),
+      ". ", el("a", { href: "/" }, "Back to the loom"));
+    $("queue").disabled = true;
+    return;
+  }
   $("queue").value = pick.id;
   state.queue = pick.id;
   $("queue").addEventListener("change", () => { state.queue = $("queue").value; guarded(load); });

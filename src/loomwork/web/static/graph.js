@@ -71,12 +71,18 @@ export class Graph {
     this.height = Math.max(...[...this.pos.values()].map((p) => p.y)) + DY;
   }
 
+  // Origins have fixed colours; models and authors take the palette in the order they first appear (top down),
+  // so the first ten never share a colour, as a hash could make them.
   colour(n, by) {
     if (by === "origin") return ORIGIN[n.origin] || "#7a7a80";
-    const key = n[by] || "—";
-    let h = 0;
-    for (const ch of key) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-    return PALETTE[h % PALETTE.length];
+    if (!this.keys || this.keys.by !== by || this.keys.data !== this.data) {
+      this.keys = { by, data: this.data, order: new Map() };
+      for (const m of this.data.nodes) {
+        const key = m[by] || "—";
+        if (!this.keys.order.has(key)) this.keys.order.set(key, this.keys.order.size);
+      }
+    }
+    return PALETTE[this.keys.order.get(n[by] || "—") % PALETTE.length];
   }
 
   render(pathIds, currentId, by) {
@@ -125,6 +131,15 @@ export class Graph {
     this.viewBox = fits ? { x: -DX, y: -DY / 2, w: Math.max(this.width + 2 * DX, (this.height + DY) * w / h), h: 0 }
       : { x: p.x - w / 2, y: p.y - h / 3, w, h: 0 };
     this.viewBox.h = this.viewBox.w * h / w;
+    this.apply();
+  }
+
+  // Keep the current node in view: pan (never zoom) when a navigation took it off screen.
+  follow(currentId) {
+    const p = this.pos.get(currentId), vb = this.viewBox;
+    if (!p || !vb) return;
+    if (p.x >= vb.x && p.x <= vb.x + vb.w && p.y >= vb.y && p.y <= vb.y + vb.h) return;
+    this.viewBox = { ...vb, x: p.x - vb.w / 2, y: p.y - vb.h / 3 };
     this.apply();
   }
 

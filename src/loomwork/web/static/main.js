@@ -3,15 +3,15 @@
 import { api, setUser, stream } from "./api.js";
 import { clear, el, toast } from "./dom.js";
 import { Graph } from "./graph.js";
-import { actions, openTree, status, wire } from "./actions.js";
+import { actions, openTree, panelsOff, status, wire } from "./actions.js";
 import { KEYS, actionFor } from "./keys.js";
 import { Outline } from "./outline.js";
 import * as panels from "./panels.js";
 import { renderInspector, renderRead } from "./reader.js";
-import { current, loadDraft, state } from "./state.js";
+import { current, draftHere, loadDraft, otherDrafts, rememberNode, setDraft, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
-export const outline = new Outline($("outline"), (id) => guarded(() => go(id)));
+export const outline = new Outline($("outline"), (id) => { panelsOff(); guarded(() => go(id)); });
 export const graph = new Graph($("graph"), (id) => guarded(() => go(id)));
 
 export async function guarded(fn) {
@@ -32,7 +32,10 @@ export async function guarded(fn) {
 // stops before it renders, so the latest request always wins. `push`: a browser history entry (Back/Forward).
 export async function go(nodeId, { push = true, select = null } = {}) {
   const ticket = ++state.ticket;
-  const [path, children] = await Promise.all([api("GET", `/nodes/${nodeId}/path`), api("GET", `/nodes/${nodeId}/children`)]);
+  const kids = (archived) => api("GET", `/nodes/${nodeId}/children?archived=${archived}`);
+  let [path, children] = await Promise.all([api("GET", `/nodes/${nodeId}/path`), kids(state.showArchived)]);
+  // inside an archived branch its children are archived too: show them, or the pane would say there are none
+  if (!state.showArchived && path.some((n) => n.archived)) children = await kids(true);
   if (ticket !== state.ticket) return;
   const node = path[path.length - 1];
   if (!state.tree || state.tree.id !== node.tree_id) {
@@ -43,6 +46,7 @@ export async function go(nodeId, { push = true, select = null } = {}) {
   state.path = path;
   state.children = children;
   if (path.length > 1) state.lastChild.set(path[path.length - 2].id, nodeId);
+  rememberNode(node.tree_id, nodeId);
   state.selected = select;
   if (!select) state.tokenMode = false;
   const url = `#node=${nodeId}`;
@@ -60,6 +64,7 @@ async function loadTree(treeId) {
   state.settings = settings;
   state.reference = settings.reference;
   state.hoist = null;
+  state.rendered = null;
   state.chosen.clear();
   state.draft = loadDraft(treeId);
   outline.reset();
@@ -74,9 +79,12 @@ async function loadTree(treeId) {
 // Re-read the tree after a change, then show `targetId` (or, if it is gone, the deepest surviving node of the
 // current path: the current node may have been undone, or deleted in another tab). Drafts are untouched.
 export async function reload(targetId) {
-  const started = state.ticket;
-  const info = await api("GET", `/trees/${state.tree.id}`);
+  const started = state.ticket, treeId = state.tree.id;
+  const [info, settings] = await Promise.all([api("GET", `/trees/${treeId}`), api("GET", `/trees/${treeId}/settings`)]);
   if (state.ticket !== started) return; // the person navigated meanwhile: their newer navigation wins
+  refreshSettings(settings);
+  const draftWasHere = Boolean(state.draft && state.draft.open && draftHere());
+  const typing = document.activeElement === $("editor-text");
   state.version = info.version;
   state.root = info.root;
   state.chapters = info.chapters;
@@ -86,6 +94,7 @@ export async function reload(targetId) {
   for (const id of candidates) {
     try {
       await go(id, { push: Boolean(targetId), select: targetId ? null : state.selected });
+      if (draftWasHere && !targetId && !draftHere()) rehome(typing);
       return;
     } catch (e) {
       if (e.status !== 404) throw e;
@@ -94,10 +103,33 @@ export async function reload(targetId) {
   await go(info.root.id, { push: false });
 }
 
+// Settings changed elsewhere (another tab, another person) reach this page with the tree's next change. The
+// generation form is refilled only when its saved values changed and no one is typing in it.
+function refreshSettings(settings) {
+  const before = JSON.stringify(state.settings && state.settings.generation);
+  state.settings = settings;
+  state.reference = settings.reference;
+  panels.renderPresets();
+  if (JSON.stringify(settings.generation) !== before && !$("gen-form").contains(document.activeElement)) panels.fillGenForm(settings.generation);
+}
+
+// The node the open draft was written at is gone (undone or deleted elsewhere): the draft stays open, now as a
+// child of the node the page fell back to, so the text being typed is never hidden or lost.
+function rehome(typing) {
+  const d = state.draft;
+  setDraft({ ...d, mode: "child", nodeId: current().id, path: state.path.map((n) => n.id), original: "" });
+  toast("The node you were writing at is gone: your draft is kept here, as a new child.", "info");
+  renderRead({ follow: true });
+  if (typing) $("editor-text").focus(); // the caret stays where it was: typing goes on
+}
+
 export async function render(ticket = state.ticket) {
   if (ticket !== state.ticket) return;
-  renderRead();
-  panels.renderChildren((id) => guarded(() => go(id)));
+  const moved = state.rendered !== current().id; // the read view follows navigation only, never a refresh
+  state.rendered = current().id;
+  renderRead({ follow: moved });
+  const live = state.generating && state.generating.nodeId === current().id ? state.generating.live : null;
+  panels.renderChildren((id) => guarded(() => go(id)), live);
   renderInspector(actions.branch);
   panels.renderNodePane(actions.setTags, actions.chapter);
   renderDraftButton();
@@ -117,21 +149,30 @@ function pathFromTop() {
 
 export async function renderGraph(reload) {
   const top = state.hoist || state.root;
-  if (reload || !graph.data || graph.data.root !== top.id || graph.archived !== state.showArchived) {
+  // drawn again when the tree changed (here or elsewhere) or when the current node is not in the drawing
+  const stale = !graph.data || graph.data.root !== top.id || graph.archived !== state.showArchived || graph.version !== state.version;
+  const missing = graph.data && !graph.pos.has(current().id) && graph.version === state.version && !graph.data.truncated;
+  if (reload || stale || missing) {
     const data = await graph.load(top.id, state.showArchived);
     graph.archived = state.showArchived;
+    graph.version = state.version;
     $("graph-note").textContent = data.truncated
       ? `showing the first ${data.nodes.length.toLocaleString()} nodes below the top, level by level: hoist (Shift+H) to see deeper parts`
       : `${data.nodes.length.toLocaleString()} nodes`;
   }
   const legend = graph.render(state.path.map((n) => n.id), current().id, $("graph-colour").value);
+  graph.follow(current().id);
   clear($("graph-legend")).append(...legend);
 }
 
-function renderDraftButton() {
+// The ✎ button: this tab's draft when it is not in view, else a draft no tab of this session holds (another
+// tab's, or one from before the browser closed), to take over.
+export function renderDraftButton() {
   const d = state.draft, btn = $("draft-btn");
-  btn.hidden = !d || !d.text || (d.open && document.activeElement === $("editor-text"));
+  const other = !d && state.tree ? otherDrafts(state.tree.id)[0] : null;
+  btn.hidden = !(d && d.text && !(d.open && draftHere())) && !other;
   if (d) btn.textContent = `✎ draft on ${d.nodeId}`;
+  else if (other) btn.textContent = `✎ a draft on ${other.nodeId} (another tab)`;
 }
 
 // -- the ledger: cached numbers at once, the rest scored in the background, cancelled when the page moves on ---
@@ -166,6 +207,7 @@ export async function showBits(ticket) {
 // The undo and redo buttons say what they would do, and whose it is.
 export async function showUndo() {
   const next = await api("GET", `/trees/${state.tree.id}/undo`);
+  state.next = next;
   for (const verb of ["undo", "redo"]) {
     const e = next[verb], btn = $(`${verb}-btn`);
     btn.disabled = !e;
@@ -175,25 +217,59 @@ export async function showUndo() {
 
 // -- keys, polling, start ---------------------------------------------------------------------------------------
 
+// Keys run one after another, in the order pressed: a fast "j j l" lands where it would have slowly. Printable
+// keys typed after w or e, before the editor has opened, are text for the editor (typeahead), not commands.
+const queue = [];
+let running = false, typeahead = null;
+
+async function drain() {
+  if (running) return;
+  running = true;
+  while (queue.length) {
+    const [name, arg] = queue.shift();
+    await guarded(() => actions[name](arg));
+    if (name === "write" || name === "edit") {
+      const typed = typeahead ? typeahead.text : "";
+      typeahead = null;
+      if (typed && state.draft && state.draft.open && !$("editor").hidden) { // what was typed before it opened
+        const ta = $("editor-text");
+        ta.value += typed;
+        setDraft({ ...state.draft, text: ta.value });
+      }
+    }
+  }
+  running = false;
+}
+
 function onKey(event) {
   if (event.target === $("editor-text")) {
     if (event.key === "Escape") actions.closeEditor();
     else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) guarded(actions.saveEditor);
     return;
   }
-  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
-    event.preventDefault();
-    return guarded(event.shiftKey ? actions.redo : actions.undo);
-  }
   const typing = event.target.closest("input, textarea, select, dialog");
-  if (typing || event.ctrlKey || event.metaKey || event.altKey || !state.tree) {
-    if (event.key === "Escape" && !event.target.closest("dialog")) actions.escape();
+  if (typing) { // a form field keeps its keys; Esc leaves it so the page's keys work again
+    if (event.key === "Escape" && !event.target.closest("dialog") && event.target.id !== "search") { event.target.blur(); actions.escape(); }
     return;
   }
+  if (typeahead && !event.ctrlKey && !event.metaKey && !event.altKey && (event.key.length === 1 || event.key === "Enter")) {
+    event.preventDefault();
+    typeahead.text += event.key === "Enter" ? "\n" : event.key;
+    return;
+  }
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    queue.push([event.shiftKey ? "redo" : "undo"]);
+    return drain();
+  }
+  if (event.ctrlKey || event.metaKey || event.altKey || !state.tree) return;
   const found = actionFor(event, state.tokenMode);
   if (found && actions[found[0]]) {
     event.preventDefault();
-    guarded(() => actions[found[0]](found[1]));
+    if (found[0] === "escape") { queue.length = 0; typeahead = null; return guarded(actions.escape); } // at once
+    if (found[0] === "write" || found[0] === "edit") typeahead = { text: "" };
+    queue.push(found);
+    drain();
   }
 }
 

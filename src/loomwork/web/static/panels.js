@@ -7,6 +7,8 @@ import { current, state } from "./state.js";
 const $ = (id) => document.getElementById(id);
 const FIELDS = ["n", "max_tokens", "temperature", "top_p", "top_k", "seed"];
 
+// The children of the current node; `live`: the samples streaming in at it instead. A person inside an archived
+// branch sees its (archived) children; elsewhere archived children show only with the archived toggle.
 export function renderChildren(onGo, live) {
   const box = clear($("children"));
   $("children-count").textContent = live ? "" : `(${state.children.length})`;
@@ -38,8 +40,9 @@ export function genParams() {
   return { model: form.get("model") || null, params };
 }
 
+// Fill the form from saved settings; a tree without any gets the form's defaults (not the last tree's values).
 export function fillGenForm(gen) {
-  if (!gen) return;
+  gen = gen || {};
   const form = $("gen-form");
   if (gen.model && [...$("gen-model").options].some((o) => o.value === gen.model)) $("gen-model").value = gen.model;
   const params = gen.params || {};
@@ -55,12 +58,25 @@ export function renderPresets() {
   }
 }
 
+// Only the settings changed here are sent (PATCH): another tab's change to the others is kept.
 export async function saveSettings(changes) {
-  state.settings = await api("PUT", `/trees/${state.tree.id}/settings`, { ...stripped(state.settings), ...changes });
+  state.settings = await api("PATCH", `/trees/${state.tree.id}/settings`, changes);
+  state.reference = state.settings.reference;
   renderPresets();
 }
 
-const stripped = (s) => ({ memory: s.memory, reference_model: s.reference_model, generation: s.generation, presets: s.presets });
+let genTimer = null;
+
+// The generation form is saved with the tree as it changes (a moment after the last change), so a reload or
+// another browser opens with the same settings.
+export function saveGeneration() {
+  clearTimeout(genTimer);
+  const treeId = state.tree && state.tree.id;
+  genTimer = setTimeout(() => {
+    if (!state.tree || state.tree.id !== treeId) return;
+    saveSettings({ generation: genParams() }).catch(() => { /* an invalid value: generating will say why */ });
+  }, 400);
+}
 
 // -- this node: tags (no window.prompt) and its chapter ---------------------------------------------------------
 

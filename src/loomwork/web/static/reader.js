@@ -4,7 +4,7 @@ import { clear, el, pct } from "./dom.js";
 import { current, draftHere, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
-const segOf = (id) => $("read").querySelector(`.seg[data-node="${CSS.escape(id)}"]`);
+const segOf = (id) => document.querySelector(`#reader .seg[data-node="${CSS.escape(id)}"]`);
 
 function segment(node) {
   const seg = el("span", {
@@ -28,7 +28,7 @@ function segment(node) {
 // The reading position: the first segment at least partly in view, and where it is on screen.
 function readingAnchor() {
   const top = $("reader").getBoundingClientRect().top;
-  for (const seg of $("read").querySelectorAll(".seg")) {
+  for (const seg of $("reader").querySelectorAll(".seg")) {
     const r = seg.getBoundingClientRect();
     if (r.bottom > top) return { id: seg.dataset.node, offset: r.top - top };
   }
@@ -43,41 +43,31 @@ export function ensureVisible(elm, margin = 32) {
   else reader.scrollTop += r.bottom - box.bottom + margin;
 }
 
-export function renderRead() {
-  const box = $("read"), editor = $("editor"), ta = $("editor-text");
-  const focused = document.activeElement === ta, sel = [ta.selectionStart, ta.selectionEnd];
+// The read view. The editor is a fixed element between #read and #read-rest and is never moved or rebuilt (a
+// refresh would otherwise wipe its own undo history and scroll): an edit shows the path up to the edited node in
+// #read and the rest after the editor; a child draft shows the whole path, then the editor. `follow`: bring the
+// current node into view (on navigation; a background refresh keeps the reading position as it is).
+export function renderRead({ follow = false } = {}) {
   const anchor = readingAnchor();
-  $("reader").append(editor); // out of #read, which is rebuilt below; the text box keeps its text
-  clear(box);
-  for (const node of state.path) box.append(segment(node));
+  const d = state.draft, editing = d && d.open && draftHere();
+  const cut = editing && d.mode === "edit" ? state.path.findIndex((n) => n.id === d.nodeId) : -1;
+  const before = cut < 0 ? state.path : state.path.slice(0, cut), after = cut < 0 ? [] : state.path.slice(cut + 1);
+  clear($("read")).append(...before.map(segment));
+  clear($("read-rest")).append(...after.map(segment));
   const memory = state.settings ? state.settings.memory : "";
   $("memory-box").hidden = !memory;
   $("memory-text").textContent = memory || "";
   placeEditor();
-  if (focused && !editor.hidden) { ta.focus(); ta.setSelectionRange(sel[0], sel[1]); }
-  // keep what was on screen where it was, then make sure the current node (or the open editor) is in view
   const again = anchor && segOf(anchor.id);
   if (again) $("reader").scrollTop += again.getBoundingClientRect().top - $("reader").getBoundingClientRect().top - anchor.offset;
-  ensureVisible(!editor.hidden ? editor : segOf(current().id));
-  $("read").classList.toggle("shaded", state.shade);
+  if (follow) ensureVisible(editing ? $("editor") : segOf(current().id));
+  $("reader").classList.toggle("shaded", state.shade);
 }
 
-export function placeEditor() {
+function placeEditor() {
   const d = state.draft, editor = $("editor"), ta = $("editor-text");
-  for (const seg of $("read").querySelectorAll(".seg[hidden]")) seg.hidden = false;
-  if (!d || !d.open || !draftHere()) {
-    editor.hidden = true;
-    $("reader").append(editor);
-    return;
-  }
-  if (d.mode === "edit") {
-    const seg = segOf(d.nodeId);
-    seg.hidden = true;
-    seg.after(editor);
-  } else {
-    $("read").append(editor);
-  }
-  editor.hidden = false;
+  editor.hidden = !(d && d.open && draftHere());
+  if (editor.hidden) return;
   $("editor-label").textContent = d.mode === "edit"
     ? `Editing ${d.nodeId} (saved as a new sibling; the original stays)` : `Writing a child of ${d.nodeId}`;
   if (ta.value !== d.text) ta.value = d.text;
@@ -102,6 +92,12 @@ export function pathTokens() {
   return state.path.flatMap((n) => (n.tokens || []).map((_t, i) => ({ node: n.id, index: i })));
 }
 
+// The alternatives a person can branch with at a token: the model's top tokens there, less the token itself and
+// the end of text. The inspector numbers exactly these, and the keys 1–9 pick them.
+export function alternatives(tok) {
+  return tok.top.filter(([text]) => text !== tok.text && text !== "");
+}
+
 export function renderInspector(onBranch) {
   const box = $("inspector");
   clear(box);
@@ -118,18 +114,15 @@ export function renderInspector(onBranch) {
       (state.tokenMode ? "< > move · 1–9 branch with that alternative · Esc done" : "Pick an alternative to branch there (< > from the keyboard).")),
   );
   const list = el("ol", { class: "alts" });
-  tok.top.forEach(([text, logprob]) => {
-    const same = text === tok.text;
+  for (const [text, logprob] of alternatives(tok)) {
     list.append(el("li", {},
-      el("button", {
-        class: "alt", disabled: same || text === "", title: same ? "the token the text has" : "branch with this token",
-        onclick: () => onBranch(node, state.selected.index, text, false),
-      }, el("code", {}, JSON.stringify(text)), " ", pct(logprob)),
-      same || text === "" ? null : el("button", {
-        class: "alt-go", title: "branch and continue by generating", onclick: () => onBranch(node, state.selected.index, text, true),
-      }, "+ continue"),
+      el("button", { class: "alt", title: "branch with this token", onclick: () => onBranch(node, state.selected.index, text, false) },
+        el("code", {}, JSON.stringify(text)), " ", pct(logprob)),
+      el("button", { class: "alt-go", title: "branch and continue by generating", onclick: () => onBranch(node, state.selected.index, text, true) },
+        "+ continue"),
     ));
-  });
+  }
+  if (!list.children.length) box.append(el("p", { class: "muted" }, "No other token was recorded here."));
   box.append(list);
   box.scrollIntoView({ block: "nearest" });
 }

@@ -9,38 +9,74 @@ export const state = {
   lastChild: new Map(), // parent id -> child last visited ("down" goes there)
   chosen: new Set(), // nodes whose choice this page has recorded
   busy: null, // AbortController of a running generation
+  generating: null, // {nodeId, live: [text…]}: the samples streaming in, shown only at their node
   inflight: 0, // user actions under way: the poller keeps out of their way
   ticket: 0, // the latest navigation; older ones stop before they render
   hoist: null, // node the outline and graph show as their root (null: the tree's root)
   view: "read", // "read" or "graph"
-  draft: null, // {mode: "child"|"edit", nodeId, text, start, end, open}
+  draft: null, // {id, mode: "child"|"edit", nodeId, path, text, original, open}
   bits: null, // the last ledger report for the current path
   bitsStream: null, // AbortController of the background scoring stream
+  next: null, // {undo, redo}: the entries the undo and redo buttons show (and will take back)
   showArchived: false,
   shade: false, // shade model tokens by how unlikely they were
+  rendered: null, // the node the read view last followed (it follows only when this changes)
 };
 
 export const current = () => state.path[state.path.length - 1];
 export const onPath = (id) => state.path.some((n) => n.id === id);
 
-// -- drafts: one per tree, kept in localStorage until saved or discarded (a reload keeps it too) -------------
+// -- drafts ----------------------------------------------------------------------------------------------------
+// Each draft has an id and is stored under it in localStorage (so a reload, or a crash, keeps it); a tab knows its
+// own draft by id (sessionStorage), so two tabs writing at once never overwrite or delete each other's. A draft
+// that says nothing new (an edit left unchanged, an empty child) is not kept.
 
-const draftKey = (treeId) => `loomwork.draft.${treeId}`;
+const PREFIX = "loomwork.draft.";
+const mine = (treeId) => `loomwork.mydraft.${treeId}`;
 
-export function setDraft(draft) {
-  state.draft = draft;
-  if (!state.tree) return;
-  if (draft && draft.text) localStorage.setItem(draftKey(state.tree.id), JSON.stringify(draft));
-  else if (!draft) localStorage.removeItem(draftKey(state.tree.id));
+const worthKeeping = (d) => d && d.text && (d.mode === "child" || d.text !== d.original);
+
+export function newDraft(mode, node, path) {
+  return { id: Math.random().toString(36).slice(2, 10), mode, nodeId: node.id, path: path.map((n) => n.id),
+    text: mode === "edit" ? node.text : "", original: mode === "edit" ? node.text : "", open: true };
 }
 
-export function loadDraft(treeId) {
-  try {
-    const raw = localStorage.getItem(draftKey(treeId));
-    return raw ? { ...JSON.parse(raw), open: false } : null;
-  } catch (e) {
-    return null;
+export function setDraft(draft) {
+  const old = state.draft;
+  state.draft = draft;
+  if (!state.tree) return;
+  if (old && (!draft || old.id !== draft.id)) localStorage.removeItem(PREFIX + `${state.tree.id}.${old.id}`);
+  if (worthKeeping(draft)) {
+    localStorage.setItem(PREFIX + `${state.tree.id}.${draft.id}`, JSON.stringify({ ...draft, saved: Date.now() }));
+    sessionStorage.setItem(mine(state.tree.id), draft.id);
+  } else if (draft) {
+    localStorage.removeItem(PREFIX + `${state.tree.id}.${draft.id}`);
+  } else {
+    sessionStorage.removeItem(mine(state.tree.id));
   }
+}
+
+function stored(treeId) {
+  const out = [];
+  for (let i = 0; i < localStorage.length; i++) {
+    const key = localStorage.key(i);
+    if (!key.startsWith(PREFIX + treeId + ".")) continue;
+    try { out.push(JSON.parse(localStorage.getItem(key))); } catch (e) { /* not ours */ }
+  }
+  return out.sort((a, b) => (b.saved || 0) - (a.saved || 0));
+}
+
+// This tab's draft for the tree, if it has one.
+export function loadDraft(treeId) {
+  const id = sessionStorage.getItem(mine(treeId));
+  const found = id && stored(treeId).find((d) => d.id === id);
+  return found ? { ...found, open: false } : null;
+}
+
+// Drafts of this tree that no tab of this session claims (another tab's, or one from before a browser restart).
+export function otherDrafts(treeId) {
+  const id = sessionStorage.getItem(mine(treeId));
+  return stored(treeId).filter((d) => d.id !== id);
 }
 
 // Where the draft belongs: a child draft under its node, an edit draft at its node. Is it on the current path?
@@ -50,3 +86,7 @@ export function draftHere() {
   if (d.mode === "child") return current() && current().id === d.nodeId;
   return onPath(d.nodeId);
 }
+
+// The node each tree was last left at, to open it there again.
+export const rememberNode = (treeId, nodeId) => localStorage.setItem(`loomwork.last.${treeId}`, nodeId);
+export const lastNode = (treeId) => localStorage.getItem(`loomwork.last.${treeId}`);
