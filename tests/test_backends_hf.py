@@ -104,3 +104,13 @@ def test_a_directory_that_is_not_a_model_is_refused(tmp_path):
 
     with pytest.raises(NotFound, match="no config.json"):
         get_backend(f"hf:{tmp_path}")
+
+
+def test_draw_samples_the_given_distribution(backend):
+    """The inverse-CDF draw used for sampling: frequencies match the probabilities, a zero is never drawn."""
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0]] * 4000)
+    gen = torch.Generator().manual_seed(0)
+    drawn = torch.cat([backend._draw(probs, gen) for _ in range(5)])
+    freq = torch.bincount(drawn, minlength=5).double() / drawn.numel()
+    assert freq[1] == 0 and freq[4] == 0
+    assert torch.allclose(freq, probs[0].double(), atol=0.01)  # 20,000 draws: sd about 0.0035

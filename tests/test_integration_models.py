@@ -51,3 +51,23 @@ async def test_smollm2_instruct_loads_and_samples():
     backend = get_backend("hf:smollm2-135m-instruct")
     done = await backend.complete("The capital of France is", SamplingParams(n=2, max_tokens=8, seed=1))
     assert all(c.text for c in done.completions)
+
+
+async def test_gemma_prefix_cache_gives_the_same_tokens_past_the_sliding_window():
+    """The real base model, a path longer than its 512-token sliding window: with the prefix cache the samples
+    are the same tokens and their logprobs agree within 1e-4 (a child, a re-branch, an edited sibling)."""
+    from loomwork.backends.hf import HFBackend
+
+    cached = get_backend("hf:gemma-3-270m")
+    plain = HFBackend("gemma-3-270m", lm=cached.lm, tokenizer=cached.tok, prefix_cache=False)
+    path = " ".join(f"Day {i}: the keeper climbed the {i + 3} stairs, lit the lamp and wrote in the log." for i in range(40))
+    assert len(cached.encode(path)) > 600
+    p = SamplingParams(n=2, max_tokens=12, seed=5)
+    first = await cached.complete(path, p)
+    for prefix in [path, path + first.completions[0].text, path[:1500] + " An edited line.", path]:
+        a, b = await cached.complete(prefix, p), await plain.complete(prefix, p)
+        for x, y in zip(a.completions, b.completions):
+            assert [t.id for t in x.tokens] == [t.id for t in y.tokens]
+            assert max((abs(s.logprob - t.logprob) for s, t in zip(x.tokens, y.tokens)), default=0) < 1e-4
+    stats = cached.cache_stats()
+    assert stats["reused_tokens"] > 1500 and stats["peak_bytes"] <= stats["budget_bytes"]

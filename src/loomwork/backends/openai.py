@@ -8,6 +8,7 @@ The key comes from LOOMWORK_OPENAI_API_KEY or OPENAI_API_KEY.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 from typing import AsyncIterator
@@ -20,6 +21,13 @@ from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopS
 
 RETRY_STATUS = {429, 503}
 RETRIES = 4
+
+
+async def _backoff(resp: httpx.Response, attempt: int) -> None:
+    """Wait before retrying a 429/503: the server's Retry-After if it gave one, else exponential (capped)."""
+    retry_after = resp.headers.get("retry-after", "")
+    delay = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 0.25 * 2**attempt
+    await asyncio.sleep(min(delay, 10.0) * (1 + 0.1 * random.random()))
 
 
 def parse_ref(model: str) -> tuple[str, str]:
@@ -56,14 +64,14 @@ def _tokens(choice: dict) -> list[Token]:
 
 class OpenAIBackend(Backend):
     name = "openai"
-    # Samples arrive when the server's whole response does (see stream), hence streaming=False.
-    capabilities = Capabilities(streaming=False, logprobs=True, scoring=True, next_token=True)
+    capabilities = Capabilities(streaming=True, logprobs=True, scoring=True, next_token=True)
 
     def __init__(self, model: str, *, client: httpx.AsyncClient | None = None, timeout: float = 120.0):
         super().__init__(model)
         self.base_url, self.model_name = parse_ref(model)
         key = os.environ.get("LOOMWORK_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
         self.client = client or httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {key}"})
+        self.honours_n: bool | None = None  # learnt from the first request with n > 1 (llama-cpp-python ignores n)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -90,18 +98,82 @@ class OpenAIBackend(Backend):
             except httpx.HTTPError as exc:
                 raise BackendError(f"request to {url} failed: {exc}") from None
             if resp.status_code in RETRY_STATUS and attempt < RETRIES:
-                retry_after = resp.headers.get("retry-after", "")
-                delay = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 0.25 * 2**attempt
-                await asyncio.sleep(min(delay, 10.0) * (1 + 0.1 * random.random()))
+                await _backoff(resp, attempt)
                 continue
             if resp.status_code >= 400:
-                detail = resp.text[:300].strip()
-                raise BackendError(f"the server at {self.base_url} answered {resp.status_code} to {path}: {detail}")
+                raise self._refused(resp.status_code, path, resp.text)
             try:
                 return resp.json()
             except ValueError:
                 raise BackendError(f"the server at {self.base_url} sent a response that is not JSON") from None
         raise AssertionError("unreachable")
+
+    def _refused(self, status: int, path: str, text: str) -> BackendError:
+        return BackendError(f"the server at {self.base_url} answered {status} to {path}: {text[:300].strip()}")
+
+    async def _chunks(self, body: dict) -> AsyncIterator[dict]:
+        """The chunks of one streamed completion (server-sent events, ``data: {...}`` until ``data: [DONE]``).
+        429/503 before the stream starts are retried; a stream that breaks off is one BackendError."""
+        url = self.base_url + "/completions"
+        for attempt in range(RETRIES + 1):
+            try:
+                async with self.client.stream("POST", url, json={**body, "stream": True}) as resp:
+                    if resp.status_code in RETRY_STATUS and attempt < RETRIES:
+                        await _backoff(resp, attempt)
+                        continue
+                    if resp.status_code >= 400:
+                        raise self._refused(resp.status_code, "/completions", (await resp.aread()).decode("utf-8", "replace"))
+                    if resp.headers.get("content-type", "").startswith("application/json"):
+                        try:  # a server that does not stream answers with the whole response: one chunk
+                            yield json.loads(await resp.aread())
+                        except ValueError:
+                            raise BackendError(f"the server at {self.base_url} sent a response that is not JSON") from None
+                        return
+                    async for line in resp.aiter_lines():
+                        if not line.startswith("data:"):
+                            continue  # comments, event names, keep-alives
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            return
+                        try:
+                            chunk = json.loads(data)
+                        except ValueError:
+                            raise BackendError(f"the server at {self.base_url} streamed something that is not JSON") from None
+                        if "error" in chunk:
+                            raise BackendError(f"the server at {self.base_url} stopped with an error: {chunk['error']}")
+                        yield chunk
+                    return
+            except httpx.ConnectError:
+                raise BackendError(f"cannot reach the OpenAI-compatible server at {self.base_url} "
+                                   "(connection refused): is it running?") from None
+            except httpx.TimeoutException:
+                raise BackendError(f"the server at {self.base_url} did not answer in time") from None
+            except httpx.HTTPError as exc:
+                raise BackendError(f"the stream from {self.base_url} broke off: {exc or type(exc).__name__}; "
+                                   "nothing was kept") from None
+
+    async def _choice_events(self, body: dict, first: int, count: int, out: asyncio.Queue) -> bool:
+        """Put ("token", sample, Token), ("finish", sample, reason) and ("usage", …) for one streamed request whose
+        choices are samples ``first`` … ``first + count - 1``, then ("end", first, choices seen)."""
+        seen: set[int] = set()
+        try:
+            async for chunk in self._chunks(body):
+                for choice in chunk.get("choices") or []:
+                    index = choice.get("index", 0)
+                    if not 0 <= index < count:
+                        continue
+                    seen.add(index)
+                    for tok in _tokens(choice) or ([Token(choice["text"])] if choice.get("text") else []):
+                        await out.put(("token", first + index, tok))
+                    if choice.get("finish_reason"):
+                        await out.put(("finish", first + index, choice["finish_reason"]))
+                if chunk.get("usage"):
+                    await out.put(("usage", first, chunk["usage"]))
+        except Exception as exc:  # raised in the consumer (stream), which cancels the other requests
+            await out.put(("error", first, exc))
+            return False
+        await out.put(("end", first, seen))
+        return True
 
     def _body(self, model: str, prefix: str, params: SamplingParams, n: int, seed: int | None) -> dict:
         body = {
@@ -119,33 +191,76 @@ class OpenAIBackend(Backend):
         return body
 
     async def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
-        # Whole responses rather than SSE: servers differ in how they stream n > 1, and some ignore n, in which
-        # case the missing samples are requested concurrently (each with its own derived seed).
+        """Tokens as the server streams them. A server that ignores ``n`` (llama-cpp-python) sends one choice: the
+        missing samples are then streamed one request each (with seeds seed + i, so they differ), and from then on
+        every sample is its own request from the start. Those requests go one after another: such a server
+        computes one request at a time anyway, and llama-cpp-python even cuts a stream short when another request
+        arrives. A stream that breaks off raises before ``Done``, so nothing of it is stored."""
         model = await self._served_model()
-        first = await self._request("POST", "/completions", self._body(model, prefix, params, params.n, params.seed))
-        choices = sorted(first.get("choices", []), key=lambda c: c.get("index", 0))[: params.n]
-        usage = [first.get("usage") or {}]
-        missing = params.n - len(choices)
-        if missing > 0:
-            base_seed = params.seed
-            extra = await asyncio.gather(*(
-                self._request("POST", "/completions", self._body(
-                    model, prefix, params, 1, None if base_seed is None else base_seed + len(choices) + j))
-                for j in range(missing)))
-            for resp in extra:
-                choices.extend(resp.get("choices", [])[:1])
-                usage.append(resp.get("usage") or {})
-        comps = []
-        for i, choice in enumerate(choices):
-            toks = _tokens(choice) or [Token(choice.get("text", ""))]
-            scanner = StopScanner(params.stop)  # servers differ on whether stop text is included
-            kept = [t for tok in toks for t in scanner.push(tok)] + scanner.flush()
-            for t in kept:
+        n, seed = params.n, params.seed
+        queue: asyncio.Queue = asyncio.Queue()
+        tasks: list[asyncio.Task] = []
+
+        def start(first: int, count: int, one_each: bool) -> None:
+            if not one_each:
+                body = self._body(model, prefix, params, count, seed)
+                tasks.append(asyncio.create_task(self._choice_events(body, first, count, queue)))
+                return
+
+            async def one_by_one() -> None:
+                for i in range(first, first + count):
+                    body = self._body(model, prefix, params, 1, None if seed is None else seed + i)
+                    if not await self._choice_events(body, i, 1, queue):
+                        return
+
+            tasks.append(asyncio.create_task(one_by_one()))
+
+        start(0, n, one_each=n > 1 and self.honours_n is False)
+        scanners = [StopScanner(params.stop) for _ in range(n)]
+        comps = [Completion(text="") for _ in range(n)]
+        finished: set[int] = set()
+        usage: list[dict] = []
+        running = 1 if n == 1 or self.honours_n is not False else n  # requests still to end
+        try:
+            while running:
+                kind, index, value = await queue.get()
+                if kind == "error":
+                    raise value
+                if kind == "token" and index not in finished:
+                    for t in scanners[index].push(value):
+                        comps[index].tokens.append(t)
+                        yield TokenEvent(index, t)
+                    if scanners[index].stopped:
+                        finished.add(index)  # servers differ on whether they stop at our stop strings
+                        comps[index].finish_reason = "stop"
+                elif kind == "finish":
+                    finished.add(index)
+                    comps[index].finish_reason = "stop" if value == "stop" or scanners[index].stopped else "length"
+                elif kind == "usage":
+                    usage.append(value)
+                elif kind == "end":
+                    running -= 1
+                    if index == 0 and n > 1 and self.honours_n is not False and len(value) < n:
+                        self.honours_n = False  # it ignored n: ask for the rest, one request each
+                        start(len(value), n - len(value), one_each=True)
+                        running += n - len(value)
+                    elif index == 0 and n > 1 and self.honours_n is None:
+                        self.honours_n = True
+            missing = [i for i in range(n) if i not in finished]
+            if missing:
+                raise BackendError(f"the server at {self.base_url} ended the stream before sample {missing[0] + 1} "
+                                   "was finished; nothing was kept")
+        finally:
+            for t in tasks:
+                t.cancel()
+        for i, sc in enumerate(scanners):
+            for t in sc.flush():
+                comps[i].tokens.append(t)
                 yield TokenEvent(i, t)
-            reason = "stop" if scanner.stopped or choice.get("finish_reason") == "stop" else "length"
-            comps.append(Completion("".join(t.text for t in kept), kept, reason))
-        yield Done(comps, prompt_tokens=int(usage[0].get("prompt_tokens") or 0),
-                   completion_tokens=sum(int(u.get("completion_tokens") or 0) for u in usage))
+            comps[i].text = "".join(t.text for t in comps[i].tokens)
+        yield Done(comps, prompt_tokens=int((usage[0] if usage else {}).get("prompt_tokens") or 0),
+                   completion_tokens=sum(int(u.get("completion_tokens") or 0) for u in usage)
+                   or sum(len(c.tokens) for c in comps))
 
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
         model = await self._served_model()

@@ -21,6 +21,7 @@ BACKENDS = {
     "mock": ("loomwork.backends.mock", "MockBackend"),
     "hf": ("loomwork.backends.hf", "HFBackend"),
     "openai": ("loomwork.backends.openai", "OpenAIBackend"),
+    "llama": ("loomwork.backends.llama", "LlamaBackend"),
 }
 _loaded: dict[str, Backend] = {}
 # One load at a time: two requests naming the same model at once would load it twice, and transformers' loading
@@ -107,7 +108,18 @@ def list_models() -> list[ModelInfo]:
                 note = "converts on first use"
         default = " [default]" if f"hf:{m.name}" == config.default_model() else ""
         out.append(ModelInfo(f"hf:{m.name}", m.description + default, m.installed() and torch_ok, note))
+    llama_ok = importlib.util.find_spec("llama_cpp") is not None
+    for m in PACKAGED.values():  # the same files through llama.cpp in process (no conversion)
+        note = "" if llama_ok else "needs the extra 'llama': pip install 'loomwork[llama]' (compiles llama.cpp)"
+        out.append(ModelInfo(f"llama:{m.name}", f"{m.description.split(',')[0]}, llama.cpp in process",
+                             m.installed() and llama_ok, note if m.installed() else m.install))
     base = os.environ.get("LOOMWORK_OPENAI_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
     out.append(ModelInfo("openai:URL#MODEL", "any OpenAI-compatible /v1/completions server", True,
                          f"base URL from environment: {base}" if base else "e.g. openai:http://127.0.0.1:8000/v1"))
     return out
+
+
+def cache_stats() -> list[dict]:
+    """Each loaded model's prefix cache (see kv_cache.py): ``{"model": ref, "cache": figures or None}``."""
+    return [{"model": ref, "cache": b.cache_stats() if hasattr(b, "cache_stats") else None}
+            for ref, b in sorted(_loaded.items())]

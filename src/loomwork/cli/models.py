@@ -18,8 +18,12 @@ from .render import node_line
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
-def models(as_json: bool) -> None:
+@click.option("--stats", is_flag=True, help="The models a running server has loaded, and their prefix caches.")
+@click.option("--server", default="http://127.0.0.1:8765", show_default=True, help="The server --stats asks.")
+def models(as_json: bool, stats: bool, server: str) -> None:
     """List the models loomwork can use here, and whether each is installed."""
+    if stats:
+        return _stats(server, as_json)
     infos = list_models()
     if as_json:
         emit_json([m.to_json() for m in infos])
@@ -28,6 +32,33 @@ def models(as_json: bool) -> None:
         mark = "✓" if m.installed else "✗"
         note = f"  ({m.note})" if m.note else ""
         click.echo(f"{mark} {m.ref:<28} {m.description}{note}")
+
+
+def _stats(server: str, as_json: bool) -> None:
+    # The cache lives in the process that computes: a server's figures come from the server.
+    import httpx
+
+    try:
+        resp = httpx.get(server.rstrip("/") + "/api/models/stats", timeout=10)
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"no loomwork server answered at {server} ({exc}); start one with "
+                                   "`loomwork serve`, or name it with --server") from None
+    rows = resp.json()
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo(f"{server} has loaded no model yet")
+    for row in rows:
+        c = row["cache"]
+        if c is None:
+            click.echo(f"{row['model']}: no prefix cache")
+            continue
+        mib = 1024 * 1024
+        click.echo(f"{row['model']}: {c['entries']} entries, {c['tokens']:,} tokens, {c['bytes'] / mib:.1f} MiB "
+                   f"(peak {c['peak_bytes'] / mib:.1f} of {c['budget_bytes'] / mib:.0f} MiB); {c['hits']} hits, "
+                   f"{c['misses']} misses; {c['reused_tokens']:,} tokens reused, {c['computed_tokens']:,} computed")
 
 
 def _value(text: str):

@@ -114,6 +114,14 @@ def models() -> list[dict]:
     return [m.to_json() for m in list_models()]
 
 
+@router.get("/models/stats")
+def models_stats() -> list[dict]:
+    """The models this server has loaded and each one's prefix cache: entries, tokens, bytes, peak, hits."""
+    from ..backends.registry import cache_stats
+
+    return cache_stats()
+
+
 @router.get("/trees")
 def trees(request: Request) -> list[dict]:
     return [{**t.to_json(), "nodes": n} for t, n in _store(request).trees()]

@@ -266,7 +266,7 @@ function onKey(event) {
   const found = actionFor(event, state.tokenMode);
   if (found && actions[found[0]]) {
     event.preventDefault();
-    if (found[0] === "escape") { queue.length = 0; typeahead = null; return guarded(actions.escape); } // at once
+    if (found[0] === "escape" && state.busy) return guarded(actions.escape); // stopping a generation waits for nothing
     if (found[0] === "write" || found[0] === "edit") typeahead = { text: "" };
     queue.push(found);
     drain();
