@@ -172,6 +172,13 @@ class Backend(abc.ABC):
         pass
 
 
+def merged_token(text: str, held: list[tuple[int, float, tuple]]) -> Token:
+    """One record for model tokens held back until their bytes made whole characters: (id, logprob, top) each;
+    the logprobs summed (the probability of them all), the first one's alternatives, an id only for one token."""
+    first = held[0]
+    return Token(text, sum(h[1] for h in held), first[2], id=first[0] if len(held) == 1 else None)
+
+
 class StopScanner:
     """Applies stop sequences to one sample's token stream.
 

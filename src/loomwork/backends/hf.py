@@ -16,7 +16,7 @@ from typing import AsyncIterator, Callable
 
 from ..errors import InvalidInput
 from ..tree import Token
-from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent
+from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent, merged_token
 from .hf_load import load, require_torch
 from .kv_cache import PrefixCache, budget_from_env
 from .model_lock import ModelLock
@@ -51,9 +51,7 @@ class _Detok:
             return None
         piece = text[self.emitted:]
         self.emitted = len(text)
-        first = self.held[0]
-        out = Token(piece, sum(h[1] for h in self.held), first[2], id=first[0] if len(self.held) == 1 else None)
-        self.held = []
+        out, self.held = merged_token(piece, self.held), []
         return out
 
 

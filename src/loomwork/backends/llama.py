@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import BackendError, InvalidInput
 from ..tree import Token
-from .base import Backend, Capabilities, Completion, Done, MAX_N, SamplingParams, StopScanner, TokenEvent
+from .base import MAX_N, Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent, merged_token
 from .model_lock import ModelLock
 from .threaded import stream_from_thread
 
@@ -69,20 +69,19 @@ class _Text:
     merged into the next record (logprobs summed), as the hf backend does."""
 
     def __init__(self):
-        self.held: list[tuple[int, bytes, float, tuple]] = []
+        self.held: list[tuple[int, float, tuple]] = []
+        self.data = b""
 
     def push(self, tid: int, piece: bytes, logprob: float, top: tuple) -> Token | None:
-        self.held.append((tid, piece, logprob, top))
-        data = b"".join(h[1] for h in self.held)
+        self.held.append((tid, logprob, top))
+        self.data += piece
         try:
-            text = data.decode("utf-8")
+            text = self.data.decode("utf-8")
         except UnicodeDecodeError:
             if len(self.held) < 4:
                 return None
-            text = data.decode("utf-8", errors="replace")
-        first = self.held[0]
-        out = Token(text, sum(h[2] for h in self.held), first[3], id=first[0] if len(self.held) == 1 else None)
-        self.held = []
+            text = self.data.decode("utf-8", errors="replace")
+        out, self.held, self.data = merged_token(text, self.held), [], b""
         return out
 
 

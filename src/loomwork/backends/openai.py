@@ -8,10 +8,11 @@ The key comes from LOOMWORK_OPENAI_API_KEY or OPENAI_API_KEY.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import httpx
 
@@ -88,15 +89,8 @@ class OpenAIBackend(Backend):
     async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         url = self.base_url + path
         for attempt in range(RETRIES + 1):
-            try:
+            with self._translated(lambda exc: f"request to {url} failed: {exc}"):
                 resp = await self.client.request(method, url, json=body)
-            except httpx.ConnectError:
-                raise BackendError(f"cannot reach the OpenAI-compatible server at {self.base_url} "
-                                   "(connection refused): is it running?") from None
-            except httpx.TimeoutException:
-                raise BackendError(f"the server at {self.base_url} did not answer in time") from None
-            except httpx.HTTPError as exc:
-                raise BackendError(f"request to {url} failed: {exc}") from None
             if resp.status_code in RETRY_STATUS and attempt < RETRIES:
                 await _backoff(resp, attempt)
                 continue
@@ -108,6 +102,19 @@ class OpenAIBackend(Backend):
                 raise BackendError(f"the server at {self.base_url} sent a response that is not JSON") from None
         raise AssertionError("unreachable")
 
+    @contextlib.contextmanager
+    def _translated(self, other: Callable[[Exception], str]):
+        """httpx's failures as one BackendError naming the server; ``other`` words the ones not named here."""
+        try:
+            yield
+        except httpx.ConnectError:
+            raise BackendError(f"cannot reach the OpenAI-compatible server at {self.base_url} "
+                               "(connection refused): is it running?") from None
+        except httpx.TimeoutException:
+            raise BackendError(f"the server at {self.base_url} did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise BackendError(other(exc)) from None
+
     def _refused(self, status: int, path: str, text: str) -> BackendError:
         return BackendError(f"the server at {self.base_url} answered {status} to {path}: {text[:300].strip()}")
 
@@ -115,8 +122,9 @@ class OpenAIBackend(Backend):
         """The chunks of one streamed completion (server-sent events, ``data: {...}`` until ``data: [DONE]``).
         429/503 before the stream starts are retried; a stream that breaks off is one BackendError."""
         url = self.base_url + "/completions"
+        broke = lambda exc: f"the stream from {self.base_url} broke off: {exc or type(exc).__name__}; nothing was kept"  # noqa: E731
         for attempt in range(RETRIES + 1):
-            try:
+            with self._translated(broke):
                 async with self.client.stream("POST", url, json={**body, "stream": True}) as resp:
                     if resp.status_code in RETRY_STATUS and attempt < RETRIES:
                         await _backoff(resp, attempt)
@@ -143,14 +151,6 @@ class OpenAIBackend(Backend):
                             raise BackendError(f"the server at {self.base_url} stopped with an error: {chunk['error']}")
                         yield chunk
                     return
-            except httpx.ConnectError:
-                raise BackendError(f"cannot reach the OpenAI-compatible server at {self.base_url} "
-                                   "(connection refused): is it running?") from None
-            except httpx.TimeoutException:
-                raise BackendError(f"the server at {self.base_url} did not answer in time") from None
-            except httpx.HTTPError as exc:
-                raise BackendError(f"the stream from {self.base_url} broke off: {exc or type(exc).__name__}; "
-                                   "nothing was kept") from None
 
     async def _choice_events(self, body: dict, first: int, count: int, out: asyncio.Queue) -> bool:
         """Put ("token", sample, Token), ("finish", sample, reason) and ("usage", …) for one streamed request whose
