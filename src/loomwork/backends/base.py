@@ -172,6 +172,37 @@ class Backend(abc.ABC):
         pass
 
 
+class Samples:
+    """The n samples of one local generation as they grow (hf, llama): stop sequences applied, each token emitted
+    once it is safe, and the finished completions."""
+
+    def __init__(self, n: int, stop: Sequence[str], emit):
+        self.scanners = [StopScanner(stop) for _ in range(n)]
+        self.comps = [Completion(text="") for _ in range(n)]
+        self.emit = emit
+
+    def push(self, i: int, tok: Token | None) -> bool:
+        """Add a token (None: held for whole characters) to sample i; False when a stop sequence ended it."""
+        for t in self.scanners[i].push(tok) if tok is not None else ():
+            self.comps[i].tokens.append(t)
+            self.emit(TokenEvent(i, t))
+        if self.scanners[i].stopped:
+            self.comps[i].finish_reason = "stop"
+        return not self.scanners[i].stopped
+
+    def ended(self, i: int) -> None:
+        """Sample i reached the end of text."""
+        self.comps[i].finish_reason = "stop"
+
+    def done(self, prompt_tokens: int, completion_tokens: int) -> Done:
+        for i, sc in enumerate(self.scanners):
+            for t in sc.flush():
+                self.comps[i].tokens.append(t)
+                self.emit(TokenEvent(i, t))
+            self.comps[i].text = "".join(t.text for t in self.comps[i].tokens)
+        return Done(self.comps, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
 def merged_token(text: str, held: list[tuple[int, float, tuple]]) -> Token:
     """One record for model tokens held back until their bytes made whole characters: (id, logprob, top) each;
     the logprobs summed (the probability of them all), the first one's alternatives, an id only for one token."""

@@ -16,7 +16,7 @@ from typing import AsyncIterator, Callable
 
 from ..errors import InvalidInput
 from ..tree import Token
-from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent, merged_token
+from .base import Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, merged_token
 from .hf_load import load, require_torch
 from .kv_cache import PrefixCache, budget_from_env
 from .model_lock import ModelLock
@@ -216,8 +216,7 @@ class HFBackend(Backend):
         n = params.n
         gen = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
         detoks = [_Detok(self.tok, ids[-4:]) for _ in range(n)]
-        scanners = [StopScanner(params.stop) for _ in range(n)]
-        comps = [Completion(text="") for _ in range(n)]
+        samples = Samples(n, params.stop, emit)
         used = 0
         with self._lock.urgent(), torch.inference_mode():
             cache, last = self._prefill(ids, len(ids) - 1)
@@ -237,15 +236,8 @@ class HFBackend(Backend):
                     tid = int(chosen[r])
                     used += 1
                     if tid in self.eos_ids:
-                        comps[i].finish_reason = "stop"
-                        continue
-                    tok = detoks[i].push(tid, picked[r], tops[r])
-                    for t in scanners[i].push(tok) if tok is not None else ():
-                        comps[i].tokens.append(t)
-                        emit(TokenEvent(i, t))
-                    if scanners[i].stopped:
-                        comps[i].finish_reason = "stop"
-                    else:
+                        samples.ended(i)
+                    elif samples.push(i, detoks[i].push(tid, picked[r], tops[r])):
                         keep.append(r)
                 for r in range(len(rows)) if not keep or len(keep) < len(rows) else ():
                     if r not in keep:  # a finished sample leaves the batch: its state goes to the prefix cache
@@ -264,12 +256,7 @@ class HFBackend(Backend):
                     row_ids[i].append(int(chosen[r]))
             for r, i in enumerate(rows):
                 self._keep_row(ids, row_ids[i], cache, r)
-        for i, sc in enumerate(scanners):
-            for t in sc.flush():
-                comps[i].tokens.append(t)
-                emit(TokenEvent(i, t))
-            comps[i].text = "".join(t.text for t in comps[i].tokens)
-        return Done(comps, prompt_tokens=len(ids), completion_tokens=used)
+        return samples.done(len(ids), used)
 
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
         return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop), "loomwork-hf-generate")

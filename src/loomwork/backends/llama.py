@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import BackendError, InvalidInput
 from ..tree import Token
-from .base import MAX_N, Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent, merged_token
+from .base import MAX_N, Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, merged_token
 from .model_lock import ModelLock
 from .threaded import stream_from_thread
 
@@ -231,8 +231,7 @@ class LlamaBackend(Backend):
         self._check_length(len(ids), n * params.max_tokens)
         rng = np.random.default_rng(params.seed if params.seed is not None else 0)
         texts = [_Text() for _ in range(n)]
-        scanners = [StopScanner(params.stop) for _ in range(n)]
-        comps = [Completion(text="") for _ in range(n)]
+        samples = Samples(n, params.stop, emit)
         used = 0
         with self._lock.urgent():
             last: list[np.ndarray] = []
@@ -249,29 +248,18 @@ class LlamaBackend(Backend):
                     tid = self._sample(lp, params, rng)
                     used += 1
                     if tid in self.eog:
-                        comps[i].finish_reason = "stop"
+                        samples.ended(i)
                         del rows[i]
-                        continue
-                    tok = texts[i].push(tid, self._piece(tid), float(lp[tid]), self._top(lp, params.logprobs))
-                    for t in scanners[i].push(tok) if tok is not None else ():
-                        comps[i].tokens.append(t)
-                        emit(TokenEvent(i, t))
-                    if scanners[i].stopped:
-                        comps[i].finish_reason = "stop"
-                        del rows[i]
-                    else:
+                    elif samples.push(i, texts[i].push(tid, self._piece(tid), float(lp[tid]), self._top(lp, params.logprobs))):
                         feed.append((i, tid))
+                    else:
+                        del rows[i]
                 if not feed or step + 1 == params.max_tokens:
                     break
                 self._decode([(tid, pos, i + 1, True) for i, tid in feed])
                 rows = {i: self._logprobs(j) for j, (i, _tid) in enumerate(feed)}
                 pos += 1
-        for i, sc in enumerate(scanners):
-            for t in sc.flush():
-                comps[i].tokens.append(t)
-                emit(TokenEvent(i, t))
-            comps[i].text = "".join(t.text for t in comps[i].tokens)
-        return Done(comps, prompt_tokens=len(ids), completion_tokens=used)
+        return samples.done(len(ids), used)
 
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
         return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop), "loomwork-llama")
