@@ -63,6 +63,19 @@ def test_generation_settings_follow_the_tree_and_keep_another_tabs_memory(page, 
     page.reload()
     page.locator("#read .seg.current").wait_for()
     assert page.input_value("input[name=max_tokens]") == "57"
+    # a value typed while the tree changes elsewhere is not put back by the refresh that change brings
+    page.fill("input[name=max_tokens]", "7")
+    page.locator("#reader").click(position={"x": 3, "y": 3})  # leaves the form: saved a moment later
+    httpx.post(f"{page.base}/api/nodes/{deepest}/children", json={"text": " elsewhere"}).raise_for_status()
+    page.wait_for_timeout(2500)
+    assert page.input_value("input[name=max_tokens]") == "7"
+    assert httpx.get(f"{page.base}/api/trees/{tree_id}/settings").json()["generation"]["params"]["max_tokens"] == 7
+    # ...while a change made in another tab does reach the form
+    other_gen = {"model": saved["generation"]["model"], "params": {**saved["generation"]["params"], "max_tokens": 9}}
+    httpx.patch(f"{page.base}/api/trees/{tree_id}/settings", json={"generation": other_gen}).raise_for_status()
+    httpx.post(f"{page.base}/api/nodes/{deepest}/children", json={"text": " and again"}).raise_for_status()
+    page.locator("#reader").focus()
+    page.wait_for_function("document.querySelector('input[name=max_tokens]').value === '9'")
     # a tree without settings opens with the form's defaults, not this tree's values
     other = httpx.post(f"{page.base}/api/trees", json={"prompt": "Another tree"}).json()
     open_node(page, other["root"]["id"])

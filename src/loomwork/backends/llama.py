@@ -119,6 +119,7 @@ class LlamaBackend(Backend):
             lc.llama_vocab_is_control(self.vocab, t) or _CONTROL_NAME.match(self._piece(t).decode("utf-8", "replace")))]
         self._banned = np.array(banned, dtype=np.int64)
         self._held: list[int] = []  # the tokens sequence 0 holds, from position 0
+        self._samples: dict[int, list[int]] = {}  # sequence -> the tokens it holds: the last generation's samples
         self.prefilled = 0  # path tokens decoded so far (the rest were reused from sequence 0)
         self._lock = ModelLock()
 
@@ -179,11 +180,23 @@ class LlamaBackend(Backend):
     def _prefill(self, ids: list[int], first: int, on_row: Callable[[int, np.ndarray], None] | None = None) -> None:
         """Put ``ids`` in sequence 0, decoding only what differs from what it holds (and at least from ``first``),
         and call ``on_row(position, logprobs)`` for positions ``first`` … ``len(ids) - 1``. Other sequences are
-        cleared. Call with the model lock held."""
+        cleared. A sample of the last generation that shares more of ``ids`` becomes sequence 0 first: continuing
+        from a child just generated decodes only the join. Call with the model lock held."""
         lc = self.lc
-        same = 0
-        while same < min(len(ids), len(self._held), first) and ids[same] == self._held[same]:
-            same += 1
+
+        def shared(held: list[int]) -> int:
+            same = 0
+            while same < min(len(ids), len(held), first) and ids[same] == held[same]:
+                same += 1
+            return same
+
+        same = shared(self._held)
+        best = max(self._samples, key=lambda seq: shared(self._samples[seq]), default=None)
+        if best is not None and shared(self._samples[best]) > same:
+            lc.llama_memory_seq_rm(self.mem, 0, -1, -1)
+            lc.llama_memory_seq_cp(self.mem, best, 0, -1, -1)
+            self._held, same = self._samples[best], shared(self._samples[best])
+        self._samples = {}
         for seq in range(1, MAX_N + 1):
             lc.llama_memory_seq_rm(self.mem, seq, -1, -1)
         if not lc.llama_memory_seq_rm(self.mem, 0, same, -1):
@@ -239,6 +252,7 @@ class LlamaBackend(Backend):
             for seq in range(1, n + 1):  # every sample starts from the path's state, decoded once
                 self.lc.llama_memory_seq_cp(self.mem, 0, seq, -1, -1)
             rows = {i: last[0] for i in range(n)}  # sample -> logprobs of its next token
+            fed: list[list[int]] = [[] for _ in range(n)]  # the tokens decoded into each sample's sequence
             pos = len(ids)
             for step in range(params.max_tokens):
                 if stop_flag.is_set() or not rows:
@@ -257,8 +271,11 @@ class LlamaBackend(Backend):
                 if not feed or step + 1 == params.max_tokens:
                     break
                 self._decode([(tid, pos, i + 1, True) for i, tid in feed])
+                for i, tid in feed:
+                    fed[i].append(tid)
                 rows = {i: self._logprobs(j) for j, (i, _tid) in enumerate(feed)}
                 pos += 1
+            self._samples = {i + 1: ids + fed[i] for i in range(n)}
         return samples.done(len(ids), used)
 
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:

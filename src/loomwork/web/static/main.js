@@ -71,7 +71,7 @@ async function loadTree(treeId) {
   outline.open.clear();
   $("tree-title").textContent = info.tree.title;
   document.title = `${info.tree.title} — loomwork`;
-  panels.fillGenForm(settings.generation);
+  panels.loadGenForm(settings.generation);
   panels.renderPresets();
   return info;
 }
@@ -79,10 +79,10 @@ async function loadTree(treeId) {
 // Re-read the tree after a change, then show `targetId` (or, if it is gone, the deepest surviving node of the
 // current path: the current node may have been undone, or deleted in another tab). Drafts are untouched.
 export async function reload(targetId) {
-  const started = state.ticket, treeId = state.tree.id;
+  const started = state.ticket, treeId = state.tree.id, saves = panels.savesSoFar();
   const [info, settings] = await Promise.all([api("GET", `/trees/${treeId}`), api("GET", `/trees/${treeId}/settings`)]);
   if (state.ticket !== started) return; // the person navigated meanwhile: their newer navigation wins
-  refreshSettings(settings);
+  refreshSettings(settings, saves);
   const draftWasHere = Boolean(state.draft && state.draft.open && draftHere());
   const typing = document.activeElement === $("editor-text");
   state.version = info.version;
@@ -105,12 +105,11 @@ export async function reload(targetId) {
 
 // Settings changed elsewhere (another tab, another person) reach this page with the tree's next change. The
 // generation form is refilled only when its saved values changed and no one is typing in it.
-function refreshSettings(settings) {
-  const before = JSON.stringify(state.settings && state.settings.generation);
+function refreshSettings(settings, saves) {
   state.settings = settings;
   state.reference = settings.reference;
   panels.renderPresets();
-  if (JSON.stringify(settings.generation) !== before && !$("gen-form").contains(document.activeElement)) panels.fillGenForm(settings.generation);
+  panels.syncGenForm(settings.generation, saves);
 }
 
 // The node the open draft was written at is gone (undone or deleted elsewhere): the draft stays open, now as a

@@ -65,17 +65,43 @@ export async function saveSettings(changes) {
   renderPresets();
 }
 
-let genTimer = null;
+let genTimer = null, saving = 0, saves = 0;
+let synced = null; // the generation settings (JSON) this page last loaded or saved
 
 // The generation form is saved with the tree as it changes (a moment after the last change), so a reload or
 // another browser opens with the same settings.
 export function saveGeneration() {
   clearTimeout(genTimer);
   const treeId = state.tree && state.tree.id;
-  genTimer = setTimeout(() => {
+  genTimer = setTimeout(async () => {
+    genTimer = null;
     if (!state.tree || state.tree.id !== treeId) return;
-    saveSettings({ generation: genParams() }).catch(() => { /* an invalid value: generating will say why */ });
+    saving += 1;
+    saves += 1;
+    try {
+      await saveSettings({ generation: genParams() });
+      synced = JSON.stringify(state.settings.generation || null);
+    } catch (e) { /* an invalid value: generating will say why */ } finally { saving -= 1; }
   }, 400);
+}
+
+// A tree's settings as loaded: the form shows them.
+export function loadGenForm(gen) {
+  synced = JSON.stringify(gen || null);
+  fillGenForm(gen);
+}
+
+// How many saves this page has started: settings read before the latest one are older than the form.
+export const savesSoFar = () => saves;
+
+// Settings re-read with the tree (``since``: savesSoFar() when they were asked for): the form changes only for a
+// change made elsewhere (another tab or person), never while this page is saving its own, from an answer older
+// than its latest save, or while someone is typing in it (each would undo what was just typed).
+export function syncGenForm(gen, since) {
+  const now = JSON.stringify(gen || null);
+  if (now === synced || genTimer || saving || since !== saves || $("gen-form").contains(document.activeElement)) return;
+  synced = now;
+  fillGenForm(gen);
 }
 
 // -- this node: tags (no window.prompt) and its chapter ---------------------------------------------------------
