@@ -78,8 +78,8 @@ def depth21_tokens(db: str, node: str) -> int:
     return len(get_backend("hf:gemma-3-270m").encode(text))
 
 
-def time_to_finish(page, node: str, tokens: int) -> float:
-    """Expand ``node`` from the page (n=4) and wait until the generation is over: seconds."""
+def press_generate(page, node: str, tokens: int) -> float:
+    """Go to ``node`` and press g there (n=4, ``tokens`` each, seed 1); the time the key was pressed."""
     page.evaluate(f"location.hash = '#node={node}'")
     page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node === '{node}'")
     page.fill("input[name=n]", "4")
@@ -89,21 +89,20 @@ def time_to_finish(page, node: str, tokens: int) -> float:
     page.locator("#reader").click(position={"x": 3, "y": 3})
     started = time.perf_counter()
     page.keyboard.press("g")
+    return started
+
+
+def time_to_finish(page, node: str, tokens: int) -> float:
+    """Expand ``node`` from the page and wait until the generation is over: seconds."""
+    started = press_generate(page, node, tokens)
     page.wait_for_function("!document.getElementById('cancel-btn').hidden", timeout=30_000, polling=10)
     page.wait_for_function("document.getElementById('cancel-btn').hidden", timeout=600_000)
     return time.perf_counter() - started
 
 
 def time_to_first_token(page, node: str, tokens: int) -> float:
-    page.evaluate(f"location.hash = '#node={node}'")
-    page.wait_for_function(f"document.querySelector('#read .seg.current').dataset.node === '{node}'")
-    page.fill("input[name=n]", "4")
-    page.fill("input[name=max_tokens]", str(tokens))
-    page.fill("input[name=seed]", "1")
-    page.fill("input[name=stop]", "")  # the demo file's own stop setting ("\n") can end every sample at once
-    page.locator("#reader").click(position={"x": 3, "y": 3})
-    started = time.perf_counter()
-    page.keyboard.press("g")
+    """Expand ``node`` from the page: seconds until a sample shows its first token (then waits for the end)."""
+    started = press_generate(page, node, tokens)
     page.wait_for_function("[...document.querySelectorAll('#children .card.live')].some("
                            "c => c.textContent.length > c.querySelector('.meta').textContent.length)",  # a token shown
                            timeout=300_000, polling=10)

@@ -203,6 +203,13 @@ class Samples:
         return Done(self.comps, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
+def check_length(ref: str, n_tokens: int, more: int, window: int | None) -> None:
+    """Refuse, naming both numbers, a text (plus the tokens to generate) longer than a model's context window."""
+    if window and n_tokens + more > window:
+        raise InvalidInput(f"the text is {n_tokens:,} tokens{f' (+ {more:,} to generate)' if more else ''}, "
+                           f"longer than {ref}'s context window of {window:,} tokens")
+
+
 def merged_token(text: str, held: list[tuple[int, float, tuple]]) -> Token:
     """One record for model tokens held back until their bytes made whole characters: (id, logprob, top) each;
     the logprobs summed (the probability of them all), the first one's alternatives, an id only for one token."""

@@ -16,7 +16,7 @@ from typing import AsyncIterator, Callable
 
 from ..errors import InvalidInput
 from ..tree import Token
-from .base import Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, merged_token
+from .base import Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
 from .hf_load import load, require_torch
 from .kv_cache import PrefixCache, budget_from_env
 from .model_lock import ModelLock
@@ -25,6 +25,13 @@ from .threaded import stream_from_thread
 
 SCORE_CHUNK = 128  # tokens per forward pass when scoring in the background (logits: 128 × vocab floats)
 _CONTROL_NAME = re.compile(r"^(<(start|end)_of_\w+>|\[multimodal\])$")
+
+
+def _starts(cache) -> list[int]:
+    """For each layer of a cache, the position its stored keys start at: 0, or for a sliding-window layer the
+    first key it still holds."""
+    return [layer.cumulative_length - layer.keys.shape[-2] if getattr(layer, "is_sliding", False) else 0
+            for layer in cache.layers]
 
 
 class _Detok:
@@ -88,9 +95,7 @@ class HFBackend(Backend):
     # -- helpers -----------------------------------------------------------------------------------------------
 
     def _check_length(self, n_tokens: int, more: int = 0) -> None:
-        if self.window and n_tokens + more > self.window:
-            raise InvalidInput(f"the text is {n_tokens:,} tokens{f' (+ {more:,} to generate)' if more else ''}, "
-                               f"longer than {self.ref}'s context window of {self.window:,} tokens")
+        check_length(self.ref, n_tokens, more, self.window)
 
     def _new_state(self, ids: list[int], limit: int):
         """A cache for the model holding the longest prefix of ``ids[:limit]`` the prefix cache has, and its length.
@@ -121,10 +126,8 @@ class HFBackend(Backend):
         They go on recording what is decoded after it, so each sample's state can be stored too (_keep_row)."""
         if self.kv is not None:
             self.kv.computed(len(ids) - done)
-            starts = [layer.cumulative_length - layer.keys.shape[-2] if getattr(layer, "is_sliding", False) else 0
-                      for layer in cache.layers]
             self.kv.insert(ids, [(layer.keys, layer.values) for layer in cache.layers], variant=self.variant,
-                           starts=starts)
+                           starts=_starts(cache))
         for layer in cache.layers:
             if getattr(layer, "is_sliding", False):
                 layer.crop(0)
@@ -202,10 +205,8 @@ class HFBackend(Backend):
         continuing from the child it becomes starts warm (sliding layers recorded the tokens it generated)."""
         if self.kv is None or not fed:
             return
-        starts = [layer.cumulative_length - layer.keys.shape[-2] if getattr(layer, "is_sliding", False) else 0
-                  for layer in cache.layers]
         self.kv.insert(ids + fed, [(layer.keys[r : r + 1], layer.values[r : r + 1]) for layer in cache.layers],
-                       variant=self.variant, starts=starts)
+                       variant=self.variant, starts=_starts(cache))
 
     # -- generation (runs in a worker thread) ------------------------------------------------------------------
 
@@ -239,10 +240,11 @@ class HFBackend(Backend):
                         samples.ended(i)
                     elif samples.push(i, detoks[i].push(tid, picked[r], tops[r])):
                         keep.append(r)
-                for r in range(len(rows)) if not keep or len(keep) < len(rows) else ():
+                for r in range(len(rows)):
                     if r not in keep:  # a finished sample leaves the batch: its state goes to the prefix cache
                         self._keep_row(ids, row_ids[rows[r]], cache, r)
                 if not keep:
+                    rows = []
                     break
                 if len(keep) < len(rows):
                     cache.batch_select_indices(torch.tensor(keep))
@@ -254,7 +256,7 @@ class HFBackend(Backend):
                 logits = out.logits[:, -1, :].float()
                 for r, i in enumerate(rows):
                     row_ids[i].append(int(chosen[r]))
-            for r, i in enumerate(rows):
+            for r, i in enumerate(rows):  # the samples still running when the generation ended
                 self._keep_row(ids, row_ids[i], cache, r)
         return samples.done(len(ids), used)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import BackendError, InvalidInput
 from ..tree import Token
-from .base import MAX_N, Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, merged_token
+from .base import MAX_N, Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
 from .model_lock import ModelLock
 from .threaded import stream_from_thread
 
@@ -153,10 +153,7 @@ class LlamaBackend(Backend):
         return tuple((self._piece(int(i)).decode("utf-8", "replace"), float(lp[i])) for i in idx)
 
     def _check_length(self, n_tokens: int, more: int = 0) -> None:
-        limit = min(self.n_ctx, self.window) if self.window else self.n_ctx
-        if n_tokens + more > limit:
-            raise InvalidInput(f"the text is {n_tokens:,} tokens{f' (+ {more:,} to generate)' if more else ''}, "
-                               f"longer than {self.ref}'s context window of {limit:,} tokens")
+        check_length(self.ref, n_tokens, more, min(self.n_ctx, self.window) if self.window else self.n_ctx)
 
     # -- decoding ----------------------------------------------------------------------------------------------
 

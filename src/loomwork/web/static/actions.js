@@ -2,10 +2,12 @@
 // render; none builds DOM except the small pickers it opens.
 import { api, stream } from "./api.js";
 import { clear, el, snippet, toast } from "./dom.js";
-import { go, graph, guarded, outline, reload, render, renderDraftButton, renderGraph, showBits } from "./main.js";
+import { go, graph, guarded, outline, reload, render, renderGraph, showBits } from "./main.js";
 import * as panels from "./panels.js";
 import { alternatives, caretOffset, ensureVisible, pathTokens, renderInspector, renderRead } from "./reader.js";
-import { current, lastNode, newDraft, otherDrafts, setDraft, state } from "./state.js";
+import { closeSearch, wireSearch } from "./search.js";
+import { current, lastNode, setDraft, state } from "./state.js";
+import { adoptDraft, closeEditor, discardDraft, goToDraft, openEditor, saveEditor } from "./writing.js";
 
 const $ = (id) => document.getElementById(id);
 let statusTimer = null;
@@ -130,96 +132,6 @@ async function undoRedo(verb) {
   if (r) toast(`${verb === "undo" ? "Undid" : "Redid"} ${r.label}${r.mine ? "" : ` (${r.actor}'s)`}`, "info");
 }
 
-// -- writing: the draft lives in state (and localStorage) until saved or discarded ------------------------------
-
-// One draft per tab. Asking to write while a draft is elsewhere goes back to that draft (discard it there to
-// start another), so no text is ever dropped for a new one.
-function openEditor(mode) {
-  const node = current(), d = state.draft;
-  if (d && d.text && !(d.mode === mode && d.nodeId === node.id)) {
-    toast("You have a draft: here it is (save or discard it to start another).", "info");
-    return goToDraft();
-  }
-  if (mode === "edit" && !node.parent_id) return toast("The root is the tree's prompt: edit it by starting a new tree.", "info");
-  setDraft(d && d.text ? { ...d, open: true } : newDraft(mode, node, state.path));
-  showEditor();
-}
-
-function showEditor() {
-  renderRead({ follow: true });
-  renderDraftButton();
-  const ta = $("editor-text");
-  ta.focus();
-  ta.setSelectionRange(ta.value.length, ta.value.length);
-}
-
-// Back to this tab's draft, at its exact node. If that node is gone (undone, deleted in another tab), the draft
-// moves to the deepest node of its path that survives, as a child there: its text is never dropped.
-async function goToDraft() {
-  let d = state.draft;
-  if (!d) return;
-  if (current().id !== d.nodeId) {
-    try {
-      await go(d.nodeId);
-    } catch (e) {
-      if (e.status !== 404) throw e;
-      const alive = await survivor(d.path.slice(0, -1));
-      d = { ...d, mode: "child", nodeId: alive, path: d.path.slice(0, d.path.indexOf(alive) + 1), original: "" };
-      await go(alive);
-      toast("The node of your draft is gone: the draft is here now, as a new child.", "info");
-    }
-  }
-  setDraft({ ...d, open: true });
-  showEditor();
-}
-
-// The deepest of these node ids that still exists (else the root).
-async function survivor(ids) {
-  for (const id of [...ids].reverse()) {
-    try { await api("GET", `/nodes/${id}`); return id; } catch (e) { if (e.status !== 404) throw e; }
-  }
-  return state.root.id;
-}
-
-// Another tab's draft (or one from before the browser was closed): this tab takes it over.
-async function adoptDraft() {
-  const [other] = otherDrafts(state.tree.id);
-  if (!other) return;
-  state.draft = null;
-  setDraft({ ...other, open: false });
-  await goToDraft();
-}
-
-function closeEditor() {
-  if (state.draft) setDraft({ ...state.draft, open: false });
-  $("editor-text").blur();
-  $("reader").focus();
-  renderRead();
-  renderDraftButton();
-}
-
-async function saveEditor() {
-  const d = state.draft;
-  const text = $("editor-text").value;
-  if (!text) return toast("Nothing to save yet.", "info");
-  if (d.mode === "edit" && text === d.original) return toast("The text is unchanged: nothing to save.", "info");
-  const made = d.mode === "edit" ? await api("POST", `/nodes/${d.nodeId}/edit`, { text })
-    : await api("POST", `/nodes/${d.nodeId}/children`, { text });
-  setDraft(null);
-  $("editor-text").value = "";
-  $("reader").focus();
-  await reload(made.id);
-}
-
-function discardDraft() {
-  if (state.draft && state.draft.text && state.draft.text !== state.draft.original && !confirm("Discard this draft for good?")) return;
-  setDraft(null);
-  $("editor-text").value = "";
-  $("reader").focus();
-  renderRead();
-  renderDraftButton();
-}
-
 // -- tokens from the keyboard -----------------------------------------------------------------------------------
 
 function moveToken(step) {
@@ -232,73 +144,6 @@ function moveToken(step) {
   renderRead();
   renderInspector(branch);
   ensureVisible($("reader").querySelector(".tok.selected"));
-}
-
-// -- search: results walked with arrows and Enter, the match marked, the path as words ---------------------------
-
-let searchTimer = null, hits = [], active = 0;
-
-function drawHits() {
-  const box = clear($("search-results"));
-  box.hidden = !$("search").value.trim();
-  if (!hits.length) box.append(el("p", { class: "muted" }, "no match"));
-  hits.forEach((hit, i) => {
-    const text = hit.node.text, [a, b] = hit.match;
-    const from = Math.max(0, a - 40), to = Math.min(text.length, b + 60);
-    box.append(el("button", { class: `hit${i === active ? " active" : ""}`, role: "option", onclick: () => chooseHit(i) },
-      el("span", { class: "muted trail" }, `${hit.trail.length} deep · ${hit.trail.slice(-3).join(" › ")}`), el("br"),
-      (from ? "…" : "") + text.slice(from, a), el("mark", {}, text.slice(a, b)), text.slice(b, to) + (to < text.length ? "…" : "")));
-  });
-  const cur = box.querySelector(".hit.active");
-  if (cur) cur.scrollIntoView({ block: "nearest" });
-}
-
-function chooseHit(i) {
-  const hit = hits[i];
-  if (!hit) return;
-  closeSearch();
-  guarded(() => go(hit.node.id));
-}
-
-function closeSearch() {
-  $("search-results").hidden = true;
-  $("search").blur();
-}
-
-let pending = null; // the search under way: Enter waits for it, so it never opens a hit of an older query
-
-function runSearch() {
-  clearTimeout(searchTimer);
-  searchTimer = null;
-  const q = $("search").value.trim();
-  if (!q) { $("search-results").hidden = true; hits = []; return Promise.resolve(); }
-  pending = api("GET", `/search?q=${encodeURIComponent(q)}${state.tree ? `&tree=${state.tree.id}` : ""}`).then((found) => {
-    if ($("search").value.trim() !== q) return; // typed on meanwhile: the newer search draws
-    hits = found;
-    active = 0;
-    drawHits();
-  });
-  return pending;
-}
-
-function onSearch() {
-  clearTimeout(searchTimer);
-  searchTimer = setTimeout(() => guarded(runSearch), 150);
-}
-
-function onSearchKey(e) {
-  if (e.key === "ArrowDown" || e.key === "ArrowUp") {
-    e.preventDefault();
-    active = (active + (e.key === "ArrowDown" ? 1 : hits.length - 1)) % Math.max(hits.length, 1);
-    drawHits();
-  } else if (e.key === "Enter") {
-    e.preventDefault();
-    const ready = searchTimer ? runSearch() : pending || Promise.resolve(); // typed faster than the search ran
-    guarded(async () => { await ready; chooseHit(active); });
-  } else if (e.key === "Escape") {
-    e.stopPropagation();
-    closeSearch();
-  }
 }
 
 async function step(to) {
@@ -412,7 +257,7 @@ export const actions = {
   next: () => panels.showNext(),
   massTree: () => panels.showMassTree(),
   help: () => $("help-dialog").showModal(),
-  branch, closeEditor, saveEditor, closeSearch,
+  branch, closeEditor, saveEditor,
 };
 
 // Narrow windows show one panel at a time over the read view.
@@ -450,11 +295,7 @@ export function wire() {
   on("mass-btn", "click", () => guarded(panels.showMassTree));
   on("trees-btn", "click", () => guarded(actions.trees));
   on("bits", "click", () => { if (state.bits) { panels.renderLedger(state.bits, Boolean(state.bitsStream)); $("ledger-dialog").showModal(); } });
-  on("search", "input", onSearch);
-  on("search", "keydown", onSearchKey);
-  document.addEventListener("pointerdown", (e) => { // a click outside the results closes them
-    if (!$("search-results").hidden && !e.target.closest("#search-results, #search")) $("search-results").hidden = true;
-  });
+  wireSearch();
   on("editor-save", "click", () => guarded(saveEditor));
   on("editor-cancel", "click", closeEditor);
   on("editor-discard", "click", discardDraft);
