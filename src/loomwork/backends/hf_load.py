@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import config
 from ..errors import BackendError, NotFound
 from ..progress import interactive, status
+from . import vocab_head
 from .catalog import PACKAGED
 
 _DONE = "loomwork-converted.ok"  # written last: a cache dir without it is a crashed conversion
@@ -128,4 +129,5 @@ def load(model: str):
         except Exception as exc:
             raise BackendError(f"cannot load model from {directory}: {exc}") from None
     lm.eval()
+    vocab_head.install(lm)
     return lm, tok
