@@ -65,7 +65,8 @@ async def test_scoring_and_the_lens_agree_with_sampling_and_with_hf(llama):
     scored = await llama.score(P, sample.text)
     if [t.text for t in scored] == [t.text for t in sample.tokens]:
         # llama.cpp's one-token steps and batched evaluation round differently on Q4 weights (documented)
-        assert max(abs(s.logprob - t.logprob) for s, t in zip(scored, sample.tokens)) < 0.3
+        # (the last scored token is "any token starting with its text": the text may go on, joins.py)
+        assert max(abs(s.logprob - t.logprob) for s, t in zip(scored[:-1], sample.tokens[:-1])) < 0.3
     top = await llama.next_token("The capital of France is", k=5)
     assert " Paris" in [t for t, _ in top] and top == sorted(top, key=lambda x: -x[1])
     h = await llama.entropy("The capital of France is")
@@ -75,6 +76,12 @@ async def test_scoring_and_the_lens_agree_with_sampling_and_with_hf(llama):
     hf_top = dict(await hf.next_token("The capital of France is", k=5))
     for token, lp in top[:3]:  # the same weights, dequantised for torch: probabilities agree to a few hundredths
         assert abs(math.exp(lp) - math.exp(hf_top[token])) < 0.05
+    # text that finishes a word the context began: both engines score it as joins.py says, alike
+    context, text = "The old lighthouse keeper climbed the st", "airs to the lamp"
+    ours, theirs = await llama.score(context, text), await hf.score(context, text)
+    assert "".join(t.text for t in ours) == text == "".join(t.text for t in theirs)
+    assert sum(t.logprob for t in ours) == pytest.approx(sum(t.logprob for t in theirs), abs=0.3)
+    assert -sum(t.logprob for t in ours) / math.log(2) < 20  # 14.1 bits (read as "st" then "airs": 31.2)
 
 
 async def test_bad_input(llama, tmp_path, monkeypatch):

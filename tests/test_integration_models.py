@@ -41,7 +41,8 @@ async def test_gemma_logprobs_match_scoring(store):
     for kid in kids:
         scored = await backend.score(root.text, kid.text)
         if [t.text for t in scored] == [t.text for t in kid.tokens]:  # same tokenisation when re-read
-            assert max(abs(a.logprob - b.logprob) for a, b in zip(scored, kid.tokens)) < 1e-3
+            # (the last scored token is "any token starting with its text": the text may go on, joins.py)
+            assert max(abs(a.logprob - b.logprob) for a, b in zip(scored[:-1], kid.tokens[:-1])) < 1e-3
     top = await backend.next_token("The capital of France is", k=5)
     assert " Paris" in [t for t, _ in top]
 
@@ -71,3 +72,20 @@ async def test_gemma_prefix_cache_gives_the_same_tokens_past_the_sliding_window(
             assert max((abs(s.logprob - t.logprob) for s, t in zip(x.tokens, y.tokens)), default=0) < 1e-4
     stats = cached.cache_stats()
     assert stats["reused_tokens"] > 1500 and stats["peak_bytes"] <= stats["budget_bytes"]
+
+
+async def test_gemma_answers_do_not_depend_on_where_the_prompt_ends():
+    """The same texts split differently (the space in the prompt, or in the answers) give the same distribution:
+    scoring reads the canonical tokens of the whole text (before the join fix the space-in-the-prompt form read
+    " " then "heads", a token path Gemma almost never produces, and reported p(tails) far from the other form)."""
+    from loomwork.lens.distributions import answer_distribution
+
+    backend = get_backend("hf:gemma-3-270m")
+    prompt = "I flipped a fair coin and it came up"
+    spaced = await answer_distribution(backend, prompt + " ", ["heads", "tails"], [".", "\n"])
+    joined = await answer_distribution(backend, prompt, [" heads", " tails"], [".", "\n"])
+    assert spaced.probs == pytest.approx(joined.probs, abs=1e-4)
+    assert 0.2 < joined.probs[1] < 0.8
+    # a written node that finishes the word the model node began is scored as that: cheap, not 20 bits
+    tokens = await backend.score("The old lighthouse keeper climbed the st", "airs")
+    assert -sum(t.logprob for t in tokens) / math.log(2) < 6

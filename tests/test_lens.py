@@ -62,7 +62,7 @@ async def test_batched_exact_distribution_of_a_tiny_model_matches_enumeration(ti
 
     lm, tok = tiny_lm
     backend = HFBackend("tiny", lm=lm, tokenizer=tok)
-    prompt = "Say ab:"
+    prompt = "Say ab!"
     answers = ["".join(t) for n in (1, 2) for t in itertools.product("ab", repeat=n)]  # a b aa ab ba bb
     dist = await answer_distribution(backend, prompt, answers, [".", EOS])
     pre = tok.encode(prompt)

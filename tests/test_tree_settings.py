@@ -170,7 +170,7 @@ def test_background_work_waits_for_urgent_work_and_stops_when_cancelled():
 
 
 async def test_path_scoring_stops_when_cancelled(store, tiny_lm):
-    from loomwork.backends import hf
+    from loomwork.backends import hf_score as hf
     from loomwork.backends.hf import HFBackend
 
     lm, tok = tiny_lm

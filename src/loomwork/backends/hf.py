@@ -8,22 +8,18 @@ log-softmax, so they equal a teacher-forced pass over the same tokens.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import math
 import re
 import threading
 from typing import AsyncIterator, Callable
 
-from ..errors import InvalidInput
 from ..tree import Token
 from .base import Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
 from .hf_load import load, require_torch
+from .hf_score import HFScoring
 from .kv_cache import PrefixCache, budget_from_env
 from .model_lock import ModelLock
 from .threaded import stream_from_thread
 
-
-SCORE_CHUNK = 128  # tokens per forward pass when scoring in the background (logits: 128 × vocab floats)
 _CONTROL_NAME = re.compile(r"^(<(start|end)_of_\w+>|\[multimodal\])$")
 
 
@@ -62,7 +58,7 @@ class _Detok:
         return out
 
 
-class HFBackend(Backend):
+class HFBackend(HFScoring, Backend):
     name = "hf"
     capabilities = Capabilities(streaming=True, logprobs=True, scoring=True, next_token=True)
 
@@ -91,6 +87,7 @@ class HFBackend(Backend):
         self._banned = self.torch.tensor(banned, dtype=self.torch.long) if banned else None
         self._anchor = tokenizer.encode("a", add_special_tokens=False)[-1:]
         self._pieces: dict[int, str] = {}
+        self._candidate_tensors: dict = {}
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -263,174 +260,22 @@ class HFBackend(Backend):
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
         return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop), "loomwork-hf-generate")
 
-    # -- scoring -----------------------------------------------------------------------------------------------
-
-    def _continuation_ids(self, prefix: str, continuation: str) -> tuple[list[int], list[int]]:
-        pre = self.encode(prefix)
-        full = self.encode(prefix + continuation)
-        if full[: len(pre)] == pre:
-            return pre, full[len(pre):]  # the tokenisation the model sees when it reads the whole text
-        return pre, self.tok.encode(continuation, add_special_tokens=False)
-
-    def _score(self, prefix: str, continuation: str, top: int) -> list[Token]:
-        torch = self.torch
-        pre, cont = self._continuation_ids(prefix, continuation)
-        if not cont:
-            return []
-        self._check_length(len(pre) + len(cont))
-        with self._lock.urgent(), torch.inference_mode():
-            logits = self._prefill(pre + cont, len(pre) - 1)[1][:-1]
-        logprobs = torch.log_softmax(logits, dim=-1)
-        detok = _Detok(self.tok, pre[-4:])
-        out = []
-        for pos, tid in enumerate(cont):
-            t = detok.push(tid, float(logprobs[pos, tid]), self._top(logprobs[pos], top))
-            if t is not None:
-                out.append(t)
-        return out
+    # -- scoring (hf_score.py; these run it off the event loop) ------------------------------------------------
 
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
         return await asyncio.to_thread(self._score, prefix, continuation, top)
 
-    def _score_segments(self, segments: list[str], wanted: list[int], cancel) -> dict[int, list[Token]]:
-        """One pass over the whole text, tokenised as a whole (how the model reads it), in chunks of SCORE_CHUNK
-        tokens with the KV cache carried over, at background priority: a generation waits at most one chunk.
-        Each token counts for the segment its first character is in (a token that spans a join between two
-        segments counts for the first of them)."""
-        torch = self.torch
-        text = "".join(segments)
-        enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        bounds = [0]
-        for seg in segments:
-            bounds.append(bounds[-1] + len(seg))
-        self._check_length(len(ids))
-        lps: list[float] = [0.0] * len(ids)
-        # the first token that counts: nothing before the one before it needs logits, so a cached state serves
-        wanted_set = set(wanted)
-        first = next((j for j in range(1, len(ids)) if bisect.bisect_right(bounds, offsets[j][0]) - 1 in wanted_set), len(ids))
-        with self._lock.background(cancel) as lock, torch.inference_mode():
-            cache, done = self._new_state(ids, first - 1)
-            last = None
-            for start in range(done, len(ids), SCORE_CHUNK):
-                chunk = ids[start : start + SCORE_CHUNK]
-                out = self.lm(input_ids=torch.tensor([chunk]), past_key_values=cache, use_cache=True)
-                cache = out.past_key_values
-                logits = out.logits[0].float()
-                if last is not None:
-                    lps[start] = float(last[chunk[0]] - torch.logsumexp(last, -1))
-                if len(chunk) > 1:  # log-softmax of the token that came next, without a second vocab-wide tensor
-                    nxt = torch.tensor(chunk[1:])[:, None]
-                    picked = logits[:-1].gather(-1, nxt)[:, 0] - torch.logsumexp(logits[:-1], -1)
-                    lps[start + 1 : start + len(chunk)] = picked.tolist()
-                last = logits[-1]
-                lock.pause_if_wanted(cancel)
-            self._keep_state(ids, cache, done)  # the path just read is what the next expansion will read first
-        out_tokens: dict[int, list[Token]] = {i: [] for i in wanted}
-        for j in range(1, len(ids)):  # position 0 is the start token: nothing predicts it
-            first_char = offsets[j][0]
-            seg = bisect.bisect_right(bounds, first_char) - 1
-            if seg in out_tokens and offsets[j][1] > offsets[j][0]:
-                out_tokens[seg].append(Token(text[offsets[j][0]:offsets[j][1]], lps[j], id=ids[j]))
-        return out_tokens
-
     async def score_segments(self, segments: list[str], wanted: list[int], cancel=None) -> dict[int, list[Token]]:
         return await asyncio.to_thread(self._score_segments, segments, wanted, cancel)
-
-    def _rows_logprobs(self, pre: list[int], rows: list[list[int]], after: list[int] = (),
-                       batch: int = 64) -> list[tuple[list[float], list[float]]]:
-        """For each row of token ids after ``pre``: the logprob of each of its tokens, and the logprobs of the
-        tokens ``after`` right after the row. The prefix runs once; its KV cache is copied to each batch of rows.
-        Right padding is harmless: no real token attends to the padding after it."""
-        import copy
-
-        torch = self.torch
-        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else min(self.eos_ids)
-        out_rows = []
-        self._check_length(len(pre) + max((len(r) for r in rows), default=0))
-        with self._lock.urgent(), torch.inference_mode():
-            state, last = self._prefill(pre, len(pre) - 1)
-            first = torch.log_softmax(last[-1], -1)
-            for start in range(0, len(rows), batch):
-                chunk = rows[start : start + batch]
-                width = max(len(r) for r in chunk)
-                ids = torch.tensor([r + [pad] * (width - len(r)) for r in chunk])
-                cache = copy.deepcopy(state)
-                cache.batch_repeat_interleave(len(chunk))
-                lp = torch.log_softmax(self.lm(input_ids=ids, past_key_values=cache, use_cache=True).logits.float(), -1)
-                for b, r in enumerate(chunk):
-                    toks = [float(first[r[0]])] + [float(lp[b, j - 1, r[j]]) for j in range(1, len(r))]
-                    out_rows.append((toks, [float(lp[b, len(r) - 1, a]) for a in after]))
-        return out_rows
-
-    def _score_many(self, prefix: str, continuations: list[str], eos: bool) -> list[float]:
-        pre = self.encode(prefix)
-        rows = [self._continuation_ids(prefix, c)[1] for c in continuations]
-        if any(not r for r in rows):
-            raise InvalidInput(f"the answer {next(c for c, r in zip(continuations, rows) if not r)!r} tokenises to nothing")
-        scored = self._rows_logprobs(pre, rows, [min(self.eos_ids)] if eos else [])
-        return [sum(toks) + sum(ends) for toks, ends in scored]
 
     async def score_many(self, prefix: str, continuations: list[str], eos: bool = False) -> list[float]:
         return await asyncio.to_thread(self._score_many, prefix, continuations, eos)
 
-    def _score_answers(self, prefix: str, answers: list[str], terminators: list[str]) -> list[list[float]]:
-        """One row per answer: a terminator that is a single token right after the answer (the usual case) is read
-        off the distribution after it, instead of scoring the answer again for every terminator."""
-        pre = self.encode(prefix)
-        rows = [self._continuation_ids(prefix, a)[1] for a in answers]
-        if any(not r for r in rows):
-            raise InvalidInput(f"the answer {next(a for a, r in zip(answers, rows) if not r)!r} tokenises to nothing")
-        # which single token each terminator is, right after each answer (None: it is not one token there)
-        term_ids: list[list[int | None]] = []
-        for answer, row in zip(answers, rows):
-            ids = []
-            for term in terminators:
-                if term == "<eos>":
-                    ids.append(min(self.eos_ids))
-                    continue
-                full = self._continuation_ids(prefix, answer + term)[1]
-                ids.append(full[-1] if len(full) == len(row) + 1 and full[: len(row)] == row else None)
-            term_ids.append(ids)
-        wanted = sorted({i for ids in term_ids for i in ids if i is not None})
-        scored = self._rows_logprobs(pre, rows, wanted)
-        col = {tid: c for c, tid in enumerate(wanted)}
-        result = [[0.0] * len(terminators) for _ in answers]
-        slow: list[tuple[int, int]] = []
-        for ai, (toks, ends) in enumerate(scored):
-            for ti, tid in enumerate(term_ids[ai]):
-                if tid is None:
-                    slow.append((ai, ti))
-                else:
-                    result[ai][ti] = sum(toks) + ends[col[tid]]
-        if slow:  # the terminator merged with the answer's last token, or is several tokens: score it whole
-            totals = self._score_many(prefix, [answers[ai] + terminators[ti] for ai, ti in slow], False)
-            for (ai, ti), total in zip(slow, totals):
-                result[ai][ti] = total
-        return result
-
     async def score_answers(self, prefix: str, answers: list[str], terminators: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self._score_answers, prefix, answers, terminators)
 
-    def _next_token(self, prefix: str, k: int) -> list[tuple[str, float]]:
-        torch = self.torch
-        ids = self.encode(prefix)
-        self._check_length(len(ids))
-        with self._lock.urgent(), torch.inference_mode():
-            logits = self._prefill(ids, len(ids) - 1)[1][-1]
-        return list(self._top(torch.log_softmax(logits, dim=-1), k))
-
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
         return await asyncio.to_thread(self._next_token, prefix, k)
-
-    def _entropy(self, prefix: str) -> float:
-        torch = self.torch
-        ids = self.encode(prefix)
-        self._check_length(len(ids))
-        with self._lock.urgent(), torch.inference_mode():
-            logits = self._prefill(ids, len(ids) - 1)[1][-1].double()
-        lp = torch.log_softmax(logits, -1)
-        return float(-(lp.exp() * lp).sum()) / math.log(2)
 
     async def entropy(self, prefix: str) -> float | None:
         return await asyncio.to_thread(self._entropy, prefix)

@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import BackendError, InvalidInput
 from ..tree import Token
 from .base import MAX_N, Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
+from .joins import PieceIndex, plan, tokens_of
 from .model_lock import ModelLock
 from .threaded import stream_from_thread
 
@@ -115,6 +116,7 @@ class LlamaBackend(Backend):
         self.batch = lc.llama_batch_init(512, 0, MAX_N + 1)
         self.eog = {t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self.vocab, t)}
         self._pieces: dict[int, bytes] = {}
+        self._piece_index: PieceIndex | None = None
         banned = [t for t in range(self.n_vocab) if t not in self.eog and (
             lc.llama_vocab_is_control(self.vocab, t) or _CONTROL_NAME.match(self._piece(t).decode("utf-8", "replace")))]
         self._banned = np.array(banned, dtype=np.int64)
@@ -280,24 +282,69 @@ class LlamaBackend(Backend):
 
     # -- scoring and the lens ----------------------------------------------------------------------------------
 
+    def pieces(self) -> PieceIndex:
+        """Every token's text (control tokens and pieces of characters left out), for joins.py."""
+        if self._piece_index is None:
+            skip = set(self._banned.tolist()) | self.eog
+            texts: list[str | None] = []
+            for t in range(self.n_vocab):
+                try:
+                    texts.append(None if t in skip else self._piece(t).decode("utf-8") or None)
+                except UnicodeDecodeError:
+                    texts.append(None)
+            self._piece_index = PieceIndex(texts)
+        return self._piece_index
+
+    def _encode_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]] | None:
+        """Token ids of ``text`` and each token's character span (from the bytes of its piece), or None where the
+        pieces do not spell the text."""
+        ids = self.encode(text)
+        bos = self.lc.llama_vocab_bos(self.vocab)
+        data = text.encode("utf-8")
+        char_at = []  # byte offset -> the character it is in (a byte inside a character: that character)
+        for i, ch in enumerate(text):
+            char_at += [i] * len(ch.encode("utf-8"))
+        char_at.append(len(text))
+        offsets, at = [], 0
+        for j, tid in enumerate(ids):
+            if j == 0 and tid == bos:
+                offsets.append((0, 0))
+                continue
+            piece = self._piece(tid)
+            if data[at : at + len(piece)] != piece:
+                return None
+            offsets.append((char_at[at], char_at[at + len(piece)]))
+            at += len(piece)
+        return (ids, offsets) if at == len(data) else None
+
     def _score(self, prefix: str, continuation: str, top: int) -> list[Token]:
-        pre, full = self.encode(prefix), self.encode(prefix + continuation)
-        cont = full[len(pre):] if full[: len(pre)] == pre else self.encode(continuation, bos=False)
-        if not cont:
+        """joins.py's score of ``continuation`` after ``prefix``: the canonical tokens of the whole text, a token
+        straddling the join counted only for its part after it, the last token any that starts with its text."""
+        full = prefix + continuation
+        enc = self._encode_offsets(full)
+        if enc is None:
+            raise BackendError(f"{self.ref}'s token pieces do not spell this text; cannot score it")
+        ids, offsets = enc
+        first_scored = 1 if ids and ids[0] == self.lc.llama_vocab_bos(self.vocab) else 0
+        terms = plan(full, ids, offsets, len(prefix), self.pieces(), first_scored)
+        if not terms:
             return []
-        ids = pre + cont
         self._check_length(len(ids))
-        text, out = _Text(), []
+        at_row: dict[int, list[int]] = {}
+        for n, t in enumerate(terms):
+            at_row.setdefault(t.position - 1, []).append(n)
+        values, tops = [0.0] * len(terms), [()] * len(terms)
 
         def on_row(p: int, lp: np.ndarray) -> None:
-            if p + 1 < len(ids):
-                t = text.push(ids[p + 1], self._piece(ids[p + 1]), float(lp[ids[p + 1]]), self._top(lp, top))
-                if t is not None:
-                    out.append(t)
+            for n in at_row.get(p, ()):
+                c = terms[n].candidates
+                values[n] = float(lp[c]) if isinstance(c, int) else float(np.logaddexp.reduce(lp[list(c)]))
+                if terms[n].sign > 0:
+                    tops[n] = self._top(lp, top)
 
         with self._lock.urgent():
-            self._prefill(ids, len(pre) - 1, on_row)
-        return out
+            self._prefill(ids[: max(t.position for t in terms)], min(at_row), on_row)
+        return tokens_of(terms, values, tops)
 
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
         return await asyncio.to_thread(self._score, prefix, continuation, top)
