@@ -97,8 +97,9 @@ def test_distinct_and_ead_against_brute_force():
     words = [t.split() for t in texts]
     bigrams = [tuple(w[i : i + 2]) for w in words for i in range(len(w) - 1)]
     assert div.distinct_n(texts, 2) == len(set(bigrams)) / len(bigrams)
-    v = len({x for w in words for x in w}) ** 2
-    assert div.ead_n(texts, 2) == pytest.approx(len(set(bigrams)) / (v * (1 - ((v - 1) / v) ** len(bigrams))))
+    v = 50_000 ** 2  # the fixed vocabulary of words, to the power n
+    assert div.ead_n(texts, 2) == pytest.approx(len(set(bigrams)) / (v * (1 - ((v - 1) / v) ** len(bigrams))),
+                                                rel=1e-6)
     assert div.unique_fraction(["a", "a", "b"]) == pytest.approx(2 / 3)
     assert div.compression_ratio(["same text"] * 20) > div.compression_ratio([f"text {i} {i * 7919}" for i in range(20)])
     e = [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]
@@ -240,3 +241,47 @@ async def test_a_model_without_scoring_still_gets_sampled_metrics():
     report = await run_suite([blind], suite, samples=3, seed=1, embeddings=False)
     assert report["probes"][0]["results"] == [] and "capability 'scoring'" in report["notes"][0]
     assert report["generations"][0]["results"][0]["samples"] == 3
+
+
+async def test_mass_tree_has_every_branch_above_the_cutoff(tiny_lm):
+    """Against the next-token distributions computed directly: every continuation of path probability >= the
+    cutoff is in the tree (a top-8 tree dropped some: this model spreads its mass)."""
+    import torch
+
+    from loomwork.backends.hf import HFBackend
+    from loomwork.lens.masstree import mass_tree
+
+    lm, tok = tiny_lm
+    backend = HFBackend("tiny", lm=lm, tokenizer=tok)
+    cutoff = 0.004
+    tree = await mass_tree(backend, "The river", depth=2, cutoff=cutoff)
+    assert tree["exact"]
+
+    def dist(text):
+        with torch.no_grad():
+            lp = torch.log_softmax(lm(input_ids=torch.tensor([tok.encode(text)])).logits[0, -1].double(), -1)
+        return {tok.decode([i]): float(lp[i].exp()) for i in range(len(tok))}
+
+    expected = set()
+    for a, pa in dist("The river").items():
+        if pa >= cutoff:
+            expected.add((a,))
+            if a not in tok.all_special_tokens:  # control tokens are leaves
+                expected |= {(a, b) for b, pb in dist("The river" + a).items() if pa * pb >= cutoff}
+    got = {(c["token"],) for c in tree["children"]} | {(c["token"], g["token"]) for c in tree["children"]
+                                                        for g in c["children"]}
+    assert got == expected and len(tree["children"]) > 8
+
+
+def test_ead_against_enumeration_and_with_a_fixed_vocabulary():
+    import itertools
+
+    from loomwork.lens.diversity import EAD_VOCAB, ead_n, expected_distinct
+
+    for v, c in [(3, 2), (4, 3), (2, 5)]:  # the expectation, by enumerating every sequence of c draws
+        draws = list(itertools.product(range(v), repeat=c))
+        assert expected_distinct(v, c) == pytest.approx(sum(len(set(d)) for d in draws) / len(draws), rel=1e-12)
+    texts = ["the cat sat", "the dog ran"]  # 5 distinct words of 6
+    assert ead_n(texts, 1) == pytest.approx(5 / expected_distinct(EAD_VOCAB, 6))
+    assert ead_n(texts, 1) < 1  # with the texts' own word count as V it was 5 / (5 (1 - 0.8**6)) > 1
+    assert ead_n(texts, 1, vocab_size=7) == pytest.approx(5 / (7 * (1 - (6 / 7) ** 6)))

@@ -15,7 +15,13 @@ from typing import Iterable, Sequence
 # unknown: imported from a file that does not say who wrote the node (pyloom's older nodes, loomsidian, bonsai);
 # the optimization accounting counts nothing for such a node rather than guess
 ORIGINS = ("prompt", "human", "model", "edit", "unknown")
+LEDGER_FIELDS = ("base_logprob", "decode_kl", "steer_kl")
 _ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no l/o/0/1: ids are read aloud and typed
+
+
+def _finite(x) -> float | None:
+    """A stored per-token figure, or None for anything that is not a finite number (a hand-edited file)."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf") else None
 
 
 def new_id(length: int = 10) -> str:
@@ -35,6 +41,11 @@ class Token:
     that it equals what teacher-forced scoring of the same text gives. ``top`` holds the k most likely
     alternatives at this position as ``(text, logprob)`` pairs. ``cont`` marks a record that continues the
     previous record's token: it appears only when a node was split inside a token, and merging rejoins it.
+
+    The optimization ledger's per-token figures (natural log; None where unknown): ``base_logprob`` is the
+    logprob the *unsteered* model gave this token when steering was applied; ``decode_kl`` is KL(sampling
+    distribution ‖ model distribution) at this position (what temperature and truncation did); ``steer_kl`` is
+    KL(steered ‖ unsteered next-token distribution). A ``cont`` record repeats its token's figures: count them once.
     """
 
     text: str
@@ -42,6 +53,9 @@ class Token:
     top: tuple[tuple[str, float], ...] = ()
     id: int | None = None
     cont: bool = False
+    base_logprob: float | None = None
+    decode_kl: float | None = None
+    steer_kl: float | None = None
 
     def to_json(self) -> dict:
         d: dict = {"text": self.text, "logprob": self.logprob, "top": [list(t) for t in self.top]}
@@ -49,6 +63,9 @@ class Token:
             d["id"] = self.id
         if self.cont:
             d["cont"] = True
+        for name in LEDGER_FIELDS:
+            if getattr(self, name) is not None:
+                d[name] = getattr(self, name)
         return d
 
     @classmethod
@@ -60,6 +77,7 @@ class Token:
             top=tuple((str(a), float(b)) for a, b in d.get("top") or () if isinstance(b, (int, float))),
             id=d.get("id"),
             cont=bool(d.get("cont", False)),
+            **{name: _finite(d.get(name)) for name in LEDGER_FIELDS},
         )
 
 

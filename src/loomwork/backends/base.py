@@ -10,13 +10,13 @@ from __future__ import annotations
 import abc
 import random
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import InvalidInput, Unsupported
-from ..tree import Token
+from ..tree import LEDGER_FIELDS, Token
 
 MAX_N = 64
 
@@ -210,11 +210,17 @@ def check_length(ref: str, n_tokens: int, more: int, window: int | None) -> None
                            f"longer than {ref}'s context window of {window:,} tokens")
 
 
-def merged_token(text: str, held: list[tuple[int, float, tuple]]) -> Token:
-    """One record for model tokens held back until their bytes made whole characters: (id, logprob, top) each;
-    the logprobs summed (the probability of them all), the first one's alternatives, an id only for one token."""
+def merged_token(text: str, held: list[tuple]) -> Token:
+    """One record for model tokens held back until their bytes made whole characters: (id, logprob, top[, ledger])
+    each, ledger a dict of the Token's per-token figures; logprobs and figures summed (the probability of them all,
+    the pressure at every position), the first one's alternatives, an id only for one token."""
     first = held[0]
-    return Token(text, sum(h[1] for h in held), first[2], id=first[0] if len(held) == 1 else None)
+    figures = {}
+    for name in LEDGER_FIELDS:
+        values = [h[3].get(name) for h in held if len(h) > 3 and h[3]]
+        if values and len(values) == len(held) and all(v is not None for v in values):
+            figures[name] = sum(values)
+    return Token(text, sum(h[1] for h in held), first[2], id=first[0] if len(held) == 1 else None, **figures)
 
 
 class StopScanner:
@@ -260,7 +266,7 @@ class StopScanner:
         for t in self.pending:
             if chars <= 0:
                 break
-            piece = t if len(t.text) <= chars else Token(t.text[:chars], t.logprob, t.top, t.id, t.cont)
+            piece = t if len(t.text) <= chars else replace(t, text=t.text[:chars])
             out.append(piece)
             chars -= len(piece.text)
             self.text += piece.text

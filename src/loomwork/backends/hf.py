@@ -44,11 +44,11 @@ class _Detok:
         self.base = tok.decode(context_ids, skip_special_tokens=False)
         self.ids: list[int] = []
         self.emitted = 0
-        self.held: list[tuple[int, float, tuple]] = []
+        self.held: list[tuple] = []
 
-    def push(self, token_id: int, logprob: float, top: tuple) -> Token | None:
+    def push(self, token_id: int, logprob: float, top: tuple, figures: dict | None = None) -> Token | None:
         self.ids.append(token_id)
-        self.held.append((token_id, logprob, top))
+        self.held.append((token_id, logprob, top, figures))
         text = self.tok.decode(self.ctx + self.ids, skip_special_tokens=False)[len(self.base):]
         if text.endswith("\ufffd") and len(self.held) < 4:
             return None
@@ -162,31 +162,48 @@ class HFBackend(HFScoring, Backend):
         """The k best tokens of each row, with one top-k over the whole batch."""
         if k <= 0:
             return [()] * logprobs.shape[0]
-        vals, idx = logprobs.topk(k, dim=-1)
+        vals, idx = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
         return [tuple((self.piece(i), v) for v, i in zip(vr, ir)) for vr, ir in zip(vals.tolist(), idx.tolist())]
 
     def _sample(self, logprobs, params: SamplingParams, gen):
+        """One token per row, and KL(sampling distribution ‖ model distribution) at each row in nats: the pressure
+        of the decoding settings (docs/metrics.md). Control tokens are never sampled, so even temperature 1 with
+        no truncation has their mass as a (tiny) pressure."""
+        torch = self.torch
         if params.temperature == 0:
             greedy = logprobs if self._banned is None else logprobs.index_fill(-1, self._banned, float("-inf"))
-            return greedy.argmax(-1)
+            chosen = greedy.argmax(-1)
+            return chosen, -logprobs.gather(-1, chosen[:, None])[:, 0]  # a point mass: KL = -log p(chosen)
         # every step below makes a new tensor (logprobs are recorded as they are); full-vocabulary passes are the
         # cost of sampling with a 262k vocabulary, so there are as few as the settings need
         scores = logprobs / params.temperature if params.temperature != 1.0 else logprobs
         if self._banned is not None:
             scores = scores.index_fill(-1, self._banned, float("-inf"))
+        reshaped = params.temperature != 1.0
         if params.top_k:
             kth = scores.topk(min(params.top_k, scores.shape[-1]), dim=-1).values[:, -1:]
             scores = scores.masked_fill(scores < kth, float("-inf"))
+            reshaped = True
         if params.top_p < 1.0:
             sorted_scores, order = scores.sort(dim=-1, descending=True)
             cum = sorted_scores.softmax(-1).cumsum(-1)
             drop = (cum - sorted_scores.softmax(-1)) >= params.top_p  # keep the smallest set reaching top_p
             scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
+            reshaped = True
         if params.min_p > 0:
             probs = scores.softmax(-1)
             floor = probs.max(-1, keepdim=True).values * params.min_p
             scores = scores.masked_fill(probs < floor, float("-inf"))
-        return self._draw(scores.softmax(-1), gen)
+            reshaped = True
+        probs = scores.softmax(-1)
+        if reshaped:
+            logq = torch.log_softmax(scores, -1)
+            kl = torch.where(probs > 0, probs * (logq - logprobs), torch.zeros((), dtype=probs.dtype)).sum(-1)
+        elif self._banned is not None:  # q = p without the control tokens, renormalised: KL = -log(1 - their mass)
+            kl = -torch.log1p(-logprobs.index_select(-1, self._banned).exp().sum(-1).clamp(max=1 - 1e-12))
+        else:
+            kl = torch.zeros(logprobs.shape[0], dtype=logprobs.dtype)
+        return self._draw(probs, gen), kl.clamp(min=0.0)
 
     def _draw(self, probs, gen):
         """One token per row by inverse CDF (cumulative sum in float64, a uniform draw, a binary search): exact
@@ -226,8 +243,9 @@ class HFBackend(HFScoring, Backend):
                 if stop_flag.is_set():
                     break
                 logprobs = torch.log_softmax(logits, dim=-1)
-                chosen = self._sample(logprobs, params, gen)
+                chosen, decode_kl = self._sample(logprobs, params, gen)
                 picked = logprobs.gather(-1, chosen[:, None])[:, 0].tolist()
+                decode_kl = decode_kl.tolist()
                 tops = self._tops(logprobs, params.logprobs)
                 keep = []
                 for r, i in enumerate(rows):
@@ -235,7 +253,7 @@ class HFBackend(HFScoring, Backend):
                     used += 1
                     if tid in self.eos_ids:
                         samples.ended(i)
-                    elif samples.push(i, detoks[i].push(tid, picked[r], tops[r])):
+                    elif samples.push(i, detoks[i].push(tid, picked[r], tops[r], {"decode_kl": decode_kl[r]})):
                         keep.append(r)
                 for r in range(len(rows)):
                     if r not in keep:  # a finished sample leaves the batch: its state goes to the prefix cache

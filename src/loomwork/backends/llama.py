@@ -70,11 +70,11 @@ class _Text:
     merged into the next record (logprobs summed), as the hf backend does."""
 
     def __init__(self):
-        self.held: list[tuple[int, float, tuple]] = []
+        self.held: list[tuple] = []
         self.data = b""
 
-    def push(self, tid: int, piece: bytes, logprob: float, top: tuple) -> Token | None:
-        self.held.append((tid, logprob, top))
+    def push(self, tid: int, piece: bytes, logprob: float, top: tuple, figures: dict | None = None) -> Token | None:
+        self.held.append((tid, logprob, top, figures))
         self.data += piece
         try:
             text = self.data.decode("utf-8")
@@ -214,12 +214,14 @@ class LlamaBackend(Backend):
 
     batch_size = 512
 
-    def _sample(self, lp: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:
+    def _sample(self, lp: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> tuple[int, float]:
+        """A token, and KL(sampling distribution ‖ model distribution) in nats (as hf's _sample)."""
         scores = lp.copy()
         if self._banned.size:
             scores[self._banned] = -np.inf
         if params.temperature == 0:
-            return int(scores.argmax())
+            tid = int(scores.argmax())
+            return tid, float(-lp[tid])
         scores /= params.temperature
         if params.top_k:
             kth = np.partition(scores, -min(params.top_k, scores.size))[-min(params.top_k, scores.size)]
@@ -235,7 +237,9 @@ class LlamaBackend(Backend):
         if params.min_p > 0:
             probs[probs < probs.max() * params.min_p] = 0.0
             probs /= probs.sum()
-        return int(rng.choice(probs.size, p=probs))
+        live = probs > 0
+        kl = float(np.sum(probs[live] * (np.log(probs[live]) - lp[live])))
+        return int(rng.choice(probs.size, p=probs)), max(kl, 0.0)
 
     def _generate(self, prefix: str, params: SamplingParams, emit: Callable, stop_flag: threading.Event) -> Done:
         ids = self.encode(prefix)
@@ -258,12 +262,13 @@ class LlamaBackend(Backend):
                     break
                 feed = []
                 for i, lp in list(rows.items()):
-                    tid = self._sample(lp, params, rng)
+                    tid, decode_kl = self._sample(lp, params, rng)
                     used += 1
                     if tid in self.eog:
                         samples.ended(i)
                         del rows[i]
-                    elif samples.push(i, texts[i].push(tid, self._piece(tid), float(lp[tid]), self._top(lp, params.logprobs))):
+                    elif samples.push(i, texts[i].push(tid, self._piece(tid), float(lp[tid]), self._top(lp, params.logprobs),
+                                                                {"decode_kl": decode_kl})):
                         feed.append((i, tid))
                     else:
                         del rows[i]

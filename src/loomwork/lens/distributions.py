@@ -1,7 +1,8 @@
 """Exact answer distributions by teacher-forced scoring, and the divergences between them.
 
-An answer's probability is the probability of all its tokens and then of a declared terminator (several
-terminators add up: "42" counts as an answer if "." or "\\n" follows it, say). Nothing is sampled, so there is
+An answer's probability is the probability of all its tokens and then of text starting with a declared
+terminator (several terminators add up: "42" counts as an answer if "." or "\\n" follows it, say; a terminator
+that starts with another one is already counted by it). Nothing is sampled, so there is
 no sampling error; the mass outside the answer set is reported, not hidden by renormalising.
 """
 
@@ -92,6 +93,11 @@ async def answer_distribution(backend: Backend, prompt: str, answers: list[str],
     terms = [terminators] if isinstance(terminators, str) else list(terminators)
     if not terms:
         raise InvalidInput("at least one terminator is needed (use \"<eos>\" for the end of text)")
+    if any(not isinstance(t, str) or t == "" for t in terms):
+        raise InvalidInput("a terminator is empty (use \"<eos>\" for the end of text)")
+    # a terminator counts when the next token starts with it, so one that starts with another is counted already
+    terms = [t for t in dict.fromkeys(terms)
+             if t == EOS or not any(o != t and o != EOS and t.startswith(o) for o in terms)]
     rows = await backend.score_answers(prompt, answers, terms)
     logprobs = [logsumexp(row) for row in rows]
     return AnswerDistribution(backend.ref, prompt, list(answers), logprobs, terms)

@@ -8,6 +8,7 @@ tokenizers compare fairly).
 from __future__ import annotations
 
 import gzip
+import math
 import importlib.util
 from pathlib import Path
 from typing import Callable
@@ -23,16 +24,23 @@ def distinct_n(texts: list[str], n: int) -> float | None:
     return len(set(grams)) / len(grams) if grams else None
 
 
-def ead_n(texts: list[str], n: int, vocab_size: int | None = None) -> float | None:
-    """Expectation-adjusted distinct-n (Liu et al., 2022): distinct n-grams divided by the number expected if
-    the same count of n-grams were drawn uniformly from V possible ones, V = vocab_size ** n (vocab_size: the
-    number of distinct words in the texts, unless given). Unlike distinct-n it does not fall with length."""
+EAD_VOCAB = 50_000  # words; fixed for every model and sample set (Liu et al. fix V), so scores compare
+
+
+def expected_distinct(v: float, c: int) -> float:
+    """The expected number of distinct values among c uniform draws from v possible ones: v (1 - (1 - 1/v)^c)."""
+    return v * -math.expm1(c * math.log1p(-1 / v)) if v > 1 else 1.0
+
+
+def ead_n(texts: list[str], n: int, vocab_size: int = EAD_VOCAB) -> float | None:
+    """Expectation-adjusted distinct-n (Liu et al., 2022): distinct n-grams divided by the number expected if the
+    same count of n-grams were drawn uniformly from the V = vocab_size ** n possible ones. V is a fixed vocabulary
+    size (EAD_VOCAB words, not the texts' own word count, which made the score always >= 1 and incomparable
+    across models). Unlike distinct-n it does not fall as texts grow longer."""
     grams = [g for t in texts for g in ngrams(t.split(), n)]
     if not grams:
         return None
-    v = (vocab_size or len({w for t in texts for w in t.split()})) ** n
-    expected = v * (1 - ((v - 1) / v) ** len(grams)) if v > 1 else 1.0
-    return len(set(grams)) / expected
+    return len(set(grams)) / expected_distinct(float(vocab_size) ** n, len(grams))
 
 
 def unique_fraction(texts: list[str]) -> float | None:
