@@ -16,6 +16,7 @@ from typing import AsyncIterator, Callable
 from . import validate
 from .backends.base import Backend, Done, SamplingParams, TokenEvent
 from .errors import Conflict, InvalidInput, NotFound
+from .steering.resolve import resolve as resolve_steering
 from .store import Store, Tx, retrying
 from .store.journal import current_actor
 from .tree import Generation, Node, Token, Tree, join_tokens, new_id, path_text, split_tokens, tokens_text, utcnow
@@ -274,7 +275,7 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
     does (it was moved, edited in place or deleted while the model ran), they are refused with a Conflict, never
     attached to text they were not conditioned on.
     """
-    params = params.with_seed()
+    params = resolve_steering(store, backend, params.with_seed())
     with store.read() as tx:
         path = tx.path(node_id)
         memory = (tx.tree(path[0].tree_id).meta.get("settings") or {}).get("memory", "")
@@ -320,9 +321,12 @@ def _store_expansion(store: Store, ancestry: list[str], context: str, gen: Gener
         gen = replace(gen, node_id=anchor.id)
         tx.insert_generation(gen)
         tx.log(anchor.tree_id, "expand", f"expand {anchor.id} ×{len(done.completions)} with {ref}")
+        # a steered node says so itself (the read and tree views mark it without reading its generation)
+        steered = [{"name": s["name"], "coef": s["coef"]} for s in gen.params.get("steer") or ()]
+        meta = {"steered": steered} if steered else {}
         return [
             _node(tx, tree_id=anchor.tree_id, parent_id=anchor.id, text=c.text, origin="model", tokens=tuple(c.tokens),
-                  generation_id=gen.id, sample_index=i, meta={"finish_reason": c.finish_reason})
+                  generation_id=gen.id, sample_index=i, meta={"finish_reason": c.finish_reason, **meta})
             for i, c in enumerate(done.completions)
         ]
 

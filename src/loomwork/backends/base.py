@@ -21,6 +21,35 @@ from ..tree import LEDGER_FIELDS, Token
 MAX_N = 64
 
 
+class Steer(BaseModel):
+    """A steering vector by name with its coefficient. The rest is filled from the stored vector when an expansion
+    starts (steering/resolve.py); the vector's numbers never go into the generation record (its name, layer, norm
+    and model do)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    coef: float = Field(ge=-1000.0, le=1000.0, allow_inf_nan=False)
+    layer: int | None = None
+    model: str | None = None
+    norm: float | None = None
+    vector: tuple[float, ...] | None = Field(None, exclude=True)
+
+    @classmethod
+    def parse(cls, spec) -> "Steer":
+        """From ``"NAME=COEF"`` (the CLI) or a mapping (the API)."""
+        if isinstance(spec, str):
+            name, sep, coef = spec.rpartition("=")
+            if not sep or not name:
+                raise ValueError(f"steering must be NAME=COEF, not {spec!r}")
+            try:
+                value = float(coef)
+            except ValueError:
+                raise ValueError(f"the coefficient of {name!r} is not a number: {coef!r}") from None
+            return cls(name=name, coef=value)
+        return spec if isinstance(spec, cls) else cls(**spec)
+
+
 class SamplingParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,6 +62,23 @@ class SamplingParams(BaseModel):
     seed: int | None = Field(None, ge=0, lt=2**63)
     stop: tuple[str, ...] = ()
     logprobs: int = Field(5, ge=0, le=20)  # how many alternatives to record per token
+    # activation steering (backends with the "steering" capability): vectors added at the positions that predict
+    # new tokens (the prompt's last and every generated one), or at every position of the prompt too
+    steer: tuple[Steer, ...] = ()
+    steer_prompt: bool = False
+
+    @field_validator("steer", mode="before")
+    @classmethod
+    def _steer_list(cls, v):
+        if v is None:
+            return ()
+        items = [v] if isinstance(v, (str, dict)) else list(v)
+        if len(items) > 8:
+            raise ValueError("at most 8 steering vectors at once")
+        out = tuple(Steer.parse(x) for x in items)
+        if len({x.name for x in out}) != len(out):
+            raise ValueError("a steering vector is named twice")
+        return out
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -75,6 +121,7 @@ class Capabilities:
     logprobs: bool = True
     scoring: bool = True  # logprob of each token of a given continuation
     next_token: bool = True  # full next-token distribution at a prefix
+    steering: bool = False  # activation steering vectors (SamplingParams.steer)
 
 
 @dataclass
@@ -167,6 +214,10 @@ class Backend(abc.ABC):
     async def entropy(self, prefix: str) -> float | None:
         """Entropy in bits of the full next-token distribution, where the backend can see all of it."""
         return None
+
+    async def activations(self, texts: list[str], layer: int) -> list[list[float]]:
+        """Each text's mean residual-stream activation at the output of decoder block ``layer`` (steering)."""
+        raise Unsupported(f"{self.ref} cannot read activations (capability 'steering')")
 
     async def close(self) -> None:
         pass

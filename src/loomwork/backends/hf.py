@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from contextlib import ExitStack
 from typing import AsyncIterator, Callable
 
 from ..tree import Token
 from .base import Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
 from .hf_load import load, require_torch
 from .hf_score import HFScoring
+from .hf_steer import HFSteering
 from .kv_cache import PrefixCache, budget_from_env
 from .model_lock import ModelLock
 from .threaded import stream_from_thread
@@ -58,9 +60,9 @@ class _Detok:
         return out
 
 
-class HFBackend(HFScoring, Backend):
+class HFBackend(HFScoring, HFSteering, Backend):
     name = "hf"
-    capabilities = Capabilities(streaming=True, logprobs=True, scoring=True, next_token=True)
+    capabilities = Capabilities(streaming=True, logprobs=True, scoring=True, next_token=True, steering=True)
 
     def __init__(self, model: str, *, lm=None, tokenizer=None, kv_budget: int | str | None = None,
                  prefix_cache: bool = True):
@@ -94,7 +96,7 @@ class HFBackend(HFScoring, Backend):
     def _check_length(self, n_tokens: int, more: int = 0) -> None:
         check_length(self.ref, n_tokens, more, self.window)
 
-    def _new_state(self, ids: list[int], limit: int):
+    def _new_state(self, ids: list[int], limit: int, variant: tuple = ()):
         """A cache for the model holding the longest prefix of ``ids[:limit]`` the prefix cache has, and its length.
 
         Sliding-window layers record every key they are given (transformers' past recording) so that the state can
@@ -107,7 +109,7 @@ class HFBackend(HFScoring, Backend):
                 layer.activate_past_recording()
         done = 0
         if self.kv is not None:
-            done, layers = self.kv.match(ids, limit=limit, variant=self.variant)
+            done, layers = self.kv.match(ids, limit=limit, variant=self.variant + variant)
             for layer, (k, v) in zip(cache.layers, layers):
                 if getattr(layer, "is_sliding", False):
                     keep = max(0, done - layer.sliding_window + 1)
@@ -117,14 +119,14 @@ class HFBackend(HFScoring, Backend):
                     layer.update(k, v)
         return cache, done
 
-    def _keep_state(self, ids: list[int], cache, done: int) -> None:
+    def _keep_state(self, ids: list[int], cache, done: int, variant: tuple = ()) -> None:
         """Store the state of ``ids`` in the prefix cache, then let sliding layers drop what their window no longer
         sees (decoding n rows from a long path then copies 511 keys a step on those layers, not the whole path).
         They go on recording what is decoded after it, so each sample's state can be stored too (_keep_row)."""
         if self.kv is not None:
             self.kv.computed(len(ids) - done)
-            self.kv.insert(ids, [(layer.keys, layer.values) for layer in cache.layers], variant=self.variant,
-                           starts=_starts(cache))
+            self.kv.insert(ids, [(layer.keys, layer.values) for layer in cache.layers],
+                           variant=self.variant + variant, starts=_starts(cache))
         for layer in cache.layers:
             if getattr(layer, "is_sliding", False):
                 layer.crop(0)
@@ -214,13 +216,14 @@ class HFBackend(HFScoring, Backend):
         u = torch.rand(probs.shape[0], 1, generator=gen, dtype=torch.float64) * cdf[:, -1:]
         return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)[:, 0]
 
-    def _keep_row(self, ids: list[int], fed: list[int], cache, r: int) -> None:
+    def _keep_row(self, ids: list[int], fed: list[int], cache, r: int, variant: tuple | None = ()) -> None:
         """Store sample row ``r``'s state (its path and the tokens it was fed) in the prefix cache, so that
-        continuing from the child it becomes starts warm (sliding layers recorded the tokens it generated)."""
-        if self.kv is None or not fed:
+        continuing from the child it becomes starts warm (sliding layers recorded the tokens it generated).
+        ``variant`` None: a state no fresh computation would give (steered new tokens after an unsteered prompt)."""
+        if self.kv is None or not fed or variant is None:
             return
         self.kv.insert(ids + fed, [(layer.keys[r : r + 1], layer.values[r : r + 1]) for layer in cache.layers],
-                       variant=self.variant, starts=_starts(cache))
+                       variant=self.variant + variant, starts=_starts(cache))
 
     # -- generation (runs in a worker thread) ------------------------------------------------------------------
 
@@ -229,23 +232,46 @@ class HFBackend(HFScoring, Backend):
         ids = self.encode(prefix)
         self._check_length(len(ids), params.max_tokens)
         n = params.n
+        # a coefficient of 0 is no steering: exactly the unsteered run (its record still names the vector)
+        steer = [s for s in params.steer if s.coef != 0.0]
+        self.check_steer(params.steer)
         gen = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
         detoks = [_Detok(self.tok, ids[-4:]) for _ in range(n)]
         samples = Samples(n, params.stop, emit)
         used = 0
-        with self._lock.urgent(), torch.inference_mode():
-            cache, last = self._prefill(ids, len(ids) - 1)
-            logits = last[-1:].expand(n, -1)
-            cache.batch_repeat_interleave(n)
-            rows = list(range(n))  # sample index of each batch row
+        rows = list(range(n))  # sample index of each batch row (with steering, the unsteered twins follow them)
+        # where each row's state may be stored: steered rows only where the whole path was steered
+        steered_variant = (self.steer_key(steer) if params.steer_prompt else None) if steer else ()
+        with self._lock.urgent(), torch.inference_mode(), ExitStack() as hooks:
+            if steer:
+                cache, logits = self._steered_start(ids, n, steer, params.steer_prompt)
+                hooks.enter_context(self.steered(steer, lambda: len(rows)))  # the steered rows come first
+            else:
+                cache, last = self._prefill(ids, len(ids) - 1)
+                logits = last[-1:].expand(n, -1)
+                cache.batch_repeat_interleave(n)
             row_ids: list[list[int]] = [[] for _ in range(n)]  # the tokens each sample fed to the model
+
+            def keep_row(r: int, i: int) -> None:
+                self._keep_row(ids, row_ids[i], cache, r, steered_variant)
+                if steer:
+                    self._keep_row(ids, row_ids[i], cache, len(rows) + r)  # its unsteered twin
+
             for _step in range(params.max_tokens):
                 if stop_flag.is_set():
                     break
-                logprobs = torch.log_softmax(logits, dim=-1)
+                m = len(rows)
+                all_lp = torch.log_softmax(logits, dim=-1)
+                logprobs = all_lp[:m]
                 chosen, decode_kl = self._sample(logprobs, params, gen)
                 picked = logprobs.gather(-1, chosen[:, None])[:, 0].tolist()
-                decode_kl = decode_kl.tolist()
+                figures = [{"decode_kl": kl} for kl in decode_kl.tolist()]
+                if steer:
+                    base = all_lp[m:]
+                    steer_kl = (logprobs.exp() * (logprobs - base)).sum(-1).clamp(min=0.0).tolist()
+                    base_lp = base.gather(-1, chosen[:, None])[:, 0].tolist()
+                    for r, f in enumerate(figures):
+                        f.update(base_logprob=base_lp[r], steer_kl=steer_kl[r])
                 tops = self._tops(logprobs, params.logprobs)
                 keep = []
                 for r, i in enumerate(rows):
@@ -253,26 +279,27 @@ class HFBackend(HFScoring, Backend):
                     used += 1
                     if tid in self.eos_ids:
                         samples.ended(i)
-                    elif samples.push(i, detoks[i].push(tid, picked[r], tops[r], {"decode_kl": decode_kl[r]})):
+                    elif samples.push(i, detoks[i].push(tid, picked[r], tops[r], figures[r])):
                         keep.append(r)
-                for r in range(len(rows)):
+                for r in range(m):
                     if r not in keep:  # a finished sample leaves the batch: its state goes to the prefix cache
-                        self._keep_row(ids, row_ids[rows[r]], cache, r)
+                        keep_row(r, rows[r])
                 if not keep:
                     rows = []
                     break
-                if len(keep) < len(rows):
-                    cache.batch_select_indices(torch.tensor(keep))
+                if len(keep) < m:
+                    cache.batch_select_indices(torch.tensor(keep + [m + r for r in keep] if steer else keep))
                     chosen = chosen[keep]
                     rows = [rows[r] for r in keep]
                 if _step + 1 == params.max_tokens:
                     break
-                out = self.lm(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
+                feed = torch.cat([chosen, chosen]) if steer else chosen
+                out = self.lm(input_ids=feed[:, None], past_key_values=cache, use_cache=True)
                 logits = out.logits[:, -1, :].float()
                 for r, i in enumerate(rows):
                     row_ids[i].append(int(chosen[r]))
-            for r, i in enumerate(rows):  # the samples still running when the generation ended
-                self._keep_row(ids, row_ids[i], cache, r)
+            for r, i in enumerate(list(rows)):  # the samples still running when the generation ended
+                keep_row(r, i)
         return samples.done(len(ids), used)
 
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
@@ -297,3 +324,6 @@ class HFBackend(HFScoring, Backend):
 
     async def entropy(self, prefix: str) -> float | None:
         return await asyncio.to_thread(self._entropy, prefix)
+
+    async def activations(self, texts: list[str], layer: int) -> list[list[float]]:
+        return await asyncio.to_thread(self._activations, texts, layer)

@@ -150,7 +150,19 @@ def _sqlite_autoincrement(conn: Connection, table: str) -> None:
         conn.exec_driver_sql(index)
 
 
+def _v6_steering(conn: Connection) -> None:
+    """Steering vectors: made from contrast pairs at a layer of a model, used by name in expansions."""
+    md = MetaData()
+    json = JSON().with_variant(JSONB(), "postgresql")
+    Table("steering_vectors", md, Column("id", String(40), primary_key=True),
+          Column("name", String(200), nullable=False, unique=True), Column("model", Text, nullable=False),
+          Column("layer", Integer, nullable=False), Column("method", String(16), nullable=False),
+          Column("pairs", json, nullable=False), Column("norm", Float, nullable=False),
+          Column("vector", json, nullable=False), Column("created_at", DateTime(timezone=True), nullable=False))
+    md.create_all(conn)
+
+
 Migration = Callable[[Connection], None]
 
 # Position i holds the migration that brings a database from version i to version i + 1.
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors, _v6_steering]

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 ID = String(40)
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -190,4 +190,18 @@ critiques = Table(
     Column("text", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_critiques_node", "node_id"),
+)
+
+steering_vectors = Table(
+    "steering_vectors",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("model", Text, nullable=False),  # the model ref it was made with ("hf:gemma-3-270m")
+    Column("layer", Integer, nullable=False),  # the decoder block whose output it is added to
+    Column("method", String(16), nullable=False),  # actadd | mean | pca
+    Column("pairs", Json, nullable=False),  # [{"plus", "minus"}]
+    Column("norm", Float, nullable=False),
+    Column("vector", Json, nullable=False),  # the floats, one per hidden dimension
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
