@@ -89,3 +89,35 @@ async def test_gemma_answers_do_not_depend_on_where_the_prompt_ends():
     # a written node that finishes the word the model node began is scored as that: cheap, not 20 bits
     tokens = await backend.score("The old lighthouse keeper climbed the st", "airs")
     assert -sum(t.logprob for t in tokens) / math.log(2) < 6
+
+
+def test_gemma_steering_moves_the_next_token_towards_the_plus_text(tmp_path, monkeypatch):
+    """love/hate at layer 6 of Gemma 3 270M: the steered next-token distribution after a neutral prompt moves
+    towards " love" (and away with a negative coefficient); the CLI makes the vector and expands with it."""
+    import numpy as np
+
+    from loomwork.backends.base import Steer
+    from loomwork.backends.hf import HFBackend
+
+    runner = CliRunner()
+    made = runner.invoke(cli, ["steer", "create", "love", "-m", "hf:gemma-3-270m", "--plus", "Love", "--minus",
+                               "Hate", "--layer", "6", "--json"])
+    assert made.exit_code == 0, made.output
+    shown = json.loads(runner.invoke(cli, ["steer", "show", "love", "--vector", "--json"]).stdout)
+    assert shown["method"] == "actadd" and len(shown["vector"]) == 640
+    backend = HFBackend("gemma-3-270m", prefix_cache=False)  # the hook below must not leave steered states cached
+    gap = {}
+    for coef in (-1.0, 0.0, 1.0):
+        with backend.steered([Steer(name="love", coef=coef, layer=6, vector=tuple(shown["vector"]))]):
+            top = dict(backend._next_token("I think my neighbour is a", 262144))
+        gap[coef] = top[" love"] - top[" hate"]
+    assert gap[1.0] > gap[0.0] + 2 and gap[-1.0] < gap[0.0] - 2, gap
+    root = json.loads(runner.invoke(cli, ["new", "I think my neighbour is a", "--json"]).stdout)["root"]["id"]
+    out = runner.invoke(cli, ["expand", root, "-n", "2", "--max-tokens", "6", "--seed", "1", "--steer", "love=1",
+                              "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["generation"]["params"]["steer"][0]["name"] == "love"
+    for child in data["children"]:
+        assert child["meta"]["steered"] == [{"name": "love", "coef": 1.0}]
+        assert all(t["steer_kl"] >= 0 and np.isfinite(t["base_logprob"]) for t in child["tokens"])

@@ -240,3 +240,37 @@ def test_steer_specs_are_checked():
     assert json.loads(p.model_dump_json())["steer"][0] == {"name": "a", "coef": 1.5, "layer": None, "model": None,
                                                             "norm": None}
     assert math.isfinite(p.steer[0].coef)
+
+
+async def test_the_api_makes_lists_sweeps_and_deletes(store, backend):
+    import httpx
+
+    from loomwork.backends.registry import register
+    from loomwork.web import create_app
+    from tests.test_web_api import BASE, _events
+
+    register(backend)
+    app = create_app(store, default_model="hf:tiny")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        _tree, root = ops.new_tree(store, PROMPT)
+        a = ops.add_child(store, root.id, " the end")
+        b = ops.add_child(store, root.id, " an ant")
+        made = await client.post("/api/steering", json={"name": "ends", "layer": 1, "plus_node": a.id,
+                                                        "minus_node": b.id})
+        assert made.status_code == 200, made.text
+        assert made.json()["method"] == "actadd" and made.json()["pairs"] == [{"plus": " the end", "minus": " an ant"}]
+        assert [v["name"] for v in (await client.get("/api/steering")).json()] == ["ends"]
+        bad = await client.post("/api/steering", json={"name": "x", "layer": 1, "plus": ["a"], "minus": ["a"]})
+        assert bad.status_code == 400 and "the same text" in bad.json()["error"]
+        missing = await client.post(f"/api/nodes/{root.id}/expand", json={"params": {"steer": ["nope=1"]}})
+        assert missing.status_code == 404
+        resp = await client.post(f"/api/nodes/{root.id}/sweep",
+                                 json={"name": "ends", "coefs": [-4.0, 0.0, 4.0], "params": {"n": 1, "max_tokens": 4}})
+        events = _events(resp.text)
+        done = [e for e in events if e[0] == "coef"]
+        assert [e[1]["coef"] for e in done] == [-4.0, 0.0, 4.0] and events[-1][0] == "done"
+        texts = [e[1]["children"][0]["text"] for e in done]
+        assert len(set(texts)) > 1  # the same seed, steered differently
+        assert all(e[1]["children"][0]["meta"]["steered"][0]["coef"] == e[1]["coef"] for e in done)
+        assert (await client.delete("/api/steering/ends")).json() == {"deleted": "ends"}
+        assert (await client.get("/api/steering/ends")).status_code == 404

@@ -77,12 +77,17 @@ def _value(text: str):
 @click.option("--seed", type=int, help="Fix the sampling seed (recorded either way).")
 @click.option("-o", "options", type=(str, str), multiple=True, metavar="KEY VALUE",
               help="Any other sampling parameter: top_p, top_k, min_p, stop, logprobs.")
+@click.option("--steer", "steer", multiple=True, metavar="NAME=COEF",
+              help="Add a steering vector times COEF to the residual stream (repeat; `loomwork steer list`).")
+@click.option("--steer-prompt", is_flag=True, help="Steer every position of the prompt too, not only the new tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
 @pass_ctx
 def expand(ctx: Context, node: str, n: int, model: str | None, max_tokens: int, temperature: float | None,
-           seed: int | None, options: tuple[tuple[str, str], ...], as_json: bool) -> None:
+           seed: int | None, options: tuple[tuple[str, str], ...], steer: tuple[str, ...], steer_prompt: bool,
+           as_json: bool) -> None:
     """Sample N continuations of NODE's path and add them as its children."""
-    given = {"n": n, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+    given = {"n": n, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
+             "steer": list(steer) or None, "steer_prompt": steer_prompt or None}
     given.update({k.replace("-", "_"): _value(v) for k, v in options})  # -o wins over the defaults above
     params = SamplingParams.make(**given)
     target = node_id(ctx, node)

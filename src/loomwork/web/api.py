@@ -21,6 +21,7 @@ from ..errors import InvalidInput, LoomworkError
 from ..store import Store, Tx
 from ..lens.distributions import next_token_entropy
 from ..lens.masstree import mass_tree
+from ..steering import vectors
 from ..tree import Node, path_text
 
 router = APIRouter(prefix="/api")
@@ -452,6 +453,8 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
     store = _store(request)
     params = SamplingParams.make(**body.params)  # bad parameters: a 400 before any stream starts
     store.node(node_id)
+    for s in params.steer:  # a missing steering vector: a 404 before the stream starts
+        vectors.show(store, s.name)
     model = allowed_model(request, body.model)
 
     async def events():

@@ -1,0 +1,104 @@
+"""The steering API: vectors (list, make, show, delete) and the steering sweep."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from .. import ops
+from ..backends import get_backend
+from ..backends.base import SamplingParams, TokenEvent
+from ..errors import InvalidInput
+from ..steering import vectors
+from .api import Body, _sse, _with_counts, allowed_model, sse_failure
+
+router = APIRouter(prefix="/api")
+
+
+class NewVector(Body):
+    name: str
+    model: str | None = None
+    layer: int
+    method: str | None = None
+    plus: list[str] = Field(default_factory=list)
+    minus: list[str] = Field(default_factory=list)
+    pairs: list[dict[str, Any]] | None = None
+    plus_node: str | None = None  # a node's own text as the plus (or minus) text
+    minus_node: str | None = None
+
+
+class Sweep(Body):
+    model: str | None = None
+    name: str
+    coefs: list[float] = Field(min_length=2, max_length=9)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _store(request: Request):
+    return request.app.state.store
+
+
+@router.get("/steering")
+def list_vectors(request: Request) -> list[dict]:
+    return vectors.list_vectors(_store(request))
+
+
+@router.post("/steering")
+async def create_vector(body: NewVector, request: Request) -> dict:
+    store = _store(request)
+    plus, minus = list(body.plus), list(body.minus)
+    if body.plus_node or body.minus_node:
+        if not (body.plus_node and body.minus_node):
+            raise InvalidInput("give both plus_node and minus_node")
+        plus.append(store.node(body.plus_node).text)
+        minus.append(store.node(body.minus_node).text)
+    method = body.method or ("actadd" if len(plus) == 1 and not body.pairs else "mean")
+    backend = await asyncio.to_thread(get_backend, allowed_model(request, body.model))
+    return await vectors.create(store, backend, body.name, body.layer, method, plus, minus, body.pairs)
+
+
+@router.get("/steering/{name}")
+def show_vector(name: str, request: Request, vector: bool = False) -> dict:
+    return vectors.show(_store(request), name, vector)
+
+
+@router.delete("/steering/{name}")
+def delete_vector(name: str, request: Request) -> dict:
+    vectors.delete(_store(request), name)
+    return {"deleted": name}
+
+
+@router.post("/nodes/{node_id}/sweep")
+async def sweep(node_id: str, body: Sweep, request: Request) -> StreamingResponse:
+    """The same expansion (same seed) at each coefficient of one vector, side by side. Server-sent events:
+    ``status``, ``token`` ({coef, index, text}), ``coef`` ({coef, children}) as each coefficient's samples are
+    stored, then ``done``; or ``error``. Other steering in ``params`` is replaced by the swept vector."""
+    store = _store(request)
+    base = SamplingParams.make(**{**body.params, "steer": None}).with_seed()
+    runs = [base.model_copy(update={"steer": SamplingParams.make(steer=[f"{body.name}={c}"]).steer})
+            for c in body.coefs]
+    vectors.show(store, body.name)  # a missing vector: 404 before the stream starts
+    store.node(node_id)
+    model = allowed_model(request, body.model)
+
+    async def events():
+        try:
+            yield _sse("status", {"message": f"loading {model}…"})
+            backend = await asyncio.to_thread(get_backend, model)
+            for coef, params in zip(body.coefs, runs):
+                yield _sse("status", {"message": f"{body.name} × {coef:g} with {backend.ref}…"})
+                async for ev in ops.expand_stream(store, node_id, backend, params):
+                    if isinstance(ev, TokenEvent):
+                        yield _sse("token", {"coef": coef, "index": ev.index, "text": ev.token.text})
+                    else:
+                        yield _sse("coef", {"coef": coef, "children": _with_counts(store, ev)})
+            yield _sse("done", {"seed": base.seed})
+        except Exception as exc:  # noqa: BLE001 (reported in the stream)
+            yield sse_failure(exc)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
