@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import re
 import threading
 from dataclasses import dataclass
 
 from .backends.base import Backend
 from .errors import BackendError, InvalidInput
-from . import tree_settings
+from . import ledger, tree_settings
 from .store import Store, Tx, retrying
 from .tree import Node, Token, new_id
 
@@ -105,31 +106,93 @@ def _excluded(node: Node) -> str | None:
             "unknown": "imported without a record of who wrote it"}.get(node.origin)
 
 
+def edit_span(original: str, edited: str) -> tuple[str, str, str]:
+    """(kept before, changed, kept after) of an edit: the edited text's span that differs from the original
+    between their common prefix and suffix. A pure deletion changed nothing new; its pressure is the junction it
+    made, so the first word after the cut counts as the change (and nothing when the cut is at the end)."""
+    p = 0
+    while p < min(len(original), len(edited)) and original[p] == edited[p]:
+        p += 1
+    q = 0
+    while q < min(len(original), len(edited)) - p and original[-1 - q] == edited[-1 - q]:
+        q += 1
+    pre, changed, post = edited[:p], edited[p : len(edited) - q], edited[len(edited) - q :]
+    if not changed:
+        word = re.match(r"\s*\S+", post)
+        changed = word.group() if word else post
+        post = post[len(changed):]
+    return pre, changed, post
+
+
+def _originals(tx: Tx, path: list[Node]) -> dict[str, Node | None]:
+    """For each edited node on the path, the node it was first made from (following edits of edits), or None
+    when that is gone."""
+    out: dict[str, Node | None] = {}
+    for n in path:
+        if n.origin != "edit" or n.parent_id is None:
+            continue
+        src, seen = n, set()
+        while src is not None and src.origin == "edit" and src.source_id and src.id not in seen:
+            seen.add(src.id)
+            src = tx.node(src.source_id) if tx.exists(src.source_id) else None
+        out[n.id] = src if src is not None and src.origin != "edit" else None
+    return out
+
+
+def _written_segments(path: list[Node], originals: dict[str, Node | None]) -> dict[int, tuple[str, str, str]]:
+    """Per written node (by index): (text before what counts, what counts, text after) within the node. An edit
+    of a model node counts only what the person changed; everything else a person wrote counts whole."""
+    out = {}
+    for i, n in enumerate(path):
+        if not (_is_written(n) and n.text):
+            continue
+        original = originals.get(n.id)
+        if n.origin == "edit" and original is not None and original.origin == "model":
+            out[i] = edit_span(original.text, n.text)
+        else:
+            out[i] = ("", n.text, "")
+    return out
+
+
 async def score_path(store: Store, path: list[Node], ref: str, memory: str = "", backend: Backend | None = None,
                      cancel: threading.Event | None = None) -> dict[str, list[Token] | None]:
-    """Reference model ``ref``'s token logprobs of every written node on the path, each after everything before it
-    (the tree's memory first). Cached per node, model and context. What is missing is computed with ``backend``
-    in one pass over the whole path, at background priority and cancellable; without a backend it stays None."""
-    written = [i for i, n in enumerate(path) if _is_written(n) and n.text]
+    """Reference model ``ref``'s token logprobs of what counts in every written node on the path (its whole text,
+    or for an edit of a model node the span the person changed), each after everything before it (the tree's
+    memory first). Cached per node, model and context. What is missing is computed with ``backend`` in one pass
+    over the whole path, at background priority and cancellable; without a backend it stays None."""
+    with store.read() as tx:
+        originals = _originals(tx, path)
+    spans = _written_segments(path, originals)
     keys, context = {}, memory
     for i, n in enumerate(path):
-        if i in written:
-            keys[i] = _key(context, n.text)
+        if i in spans:
+            pre, changed, _post = spans[i]
+            keys[i] = _key(context + pre, changed)
         context += n.text
     out: dict[str, list[Token] | None] = {}
     with store.read() as tx:
-        for i in written:
+        for i in spans:
+            if not spans[i][1]:
+                out[path[i].id] = []  # a cut at the end of a node: nothing new to count
+                continue
             cached = tx.score(path[i].id, ref, keys[i])
             out[path[i].id] = None if cached is None else [Token.from_json(t) for t in cached]
-    missing = [i for i in written if out[path[i].id] is None]
+    missing = [i for i in spans if out[path[i].id] is None]
     if missing and backend is not None:
-        segments = [memory] + [n.text for n in path]
-        scored = await backend.score_segments(segments, [i + 1 for i in missing], cancel)
-        bad = next((t for i in missing for t in scored[i + 1] if not math.isfinite(t.logprob)), None)
+        segments, where = [memory], {}
+        for i, n in enumerate(path):
+            if i in missing:
+                pre, changed, post = spans[i]
+                segments += [pre, changed, post]
+                where[i] = len(segments) - 2
+            else:
+                segments.append(n.text)
+        scored = await backend.score_segments(segments, sorted(where.values()), cancel)
+        bad = next((t for i in missing for t in scored[where[i]] if not math.isfinite(t.logprob)), None)
         if bad is not None:  # never cache (or add up) what a broken model says
             raise BackendError(f"{ref} gave a non-finite logprob ({bad.logprob}) for {bad.text!r}: its weights look "
                                "broken; reload it (restart the server)")
-        rows = [(path[i].id, keys[i], scored[i + 1]) for i in missing]
+        rows = [(path[i].id, keys[i], scored[where[i]]) for i in missing]
         await asyncio.to_thread(_put_scores, store, ref, rows)
         out.update({node_id: toks for node_id, _k, toks in rows})
     return out
@@ -143,8 +206,14 @@ def _put_scores(store: Store, ref: str, rows: list) -> None:
 
 
 def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Token] | None],
-              can_score: bool) -> dict:
-    choice = None if "alternative_of" in node.meta else chosen.get(node.id)  # its bits are its probability
+              can_score: bool, gen: dict | None = None, ref: str | None = None,
+              model_kl: dict[str, float | None] | None = None) -> dict:
+    """One node's line of the ledger: each lever in bits (None: unknown, with a note), and the older fields
+    (selection_bits, intervention_bits) that name the first two levers."""
+    written = _is_written(node)
+    # a node taken from a token's alternatives: its bits are its probability; a written node: its bits are its
+    # text's, never also a choice among siblings (that would count the person's pressure twice)
+    choice = None if "alternative_of" in node.meta or written else chosen.get(node.id)
     out = {"id": node.id, "origin": node.origin, "selection_bits": choice.bits if choice else 0.0,
            "choice": {"n": len(choice.candidates), "m": len(choice.acceptable or (1,))} if choice else None,
            "intervention_bits": 0.0, "model_tokens": len(node.tokens) if node.origin == "model" else 0}
@@ -152,9 +221,9 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
         out["excluded"] = _excluded(node)
     if node.origin == "model" and "alternative_of" in node.meta and node.tokens:
         # a token taken from the model's alternatives was picked by a person: -log2 p of it, and no selection
-        out["intervention_bits"] = -sum(t.logprob or 0.0 for t in node.tokens) / LN2
+        out["intervention_bits"] = -sum(t.logprob or 0.0 for t in node.tokens if not t.cont) / LN2
         out["model_tokens"] = 0
-    elif _is_written(node) and node.text:
+    elif written and node.text:
         toks = scored.get(node.id)
         if toks is not None and any(t.logprob is None for t in toks):
             toks = None  # a cached score from before non-finite numbers were refused: unknown, not a crash
@@ -164,6 +233,25 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
         else:
             out["intervention_bits"] = -sum(t.logprob for t in toks) / LN2
             out["scored_tokens"] = len(toks)
+    notes = {}
+    levers = {"selection": out["selection_bits"], "writing": out["intervention_bits"]}
+    if node.origin == "unknown":
+        levers.update(decoding=0.0, steering=0.0, model=0.0)
+    else:
+        for name, (value, note) in (("decoding", ledger.decoding_bits(node, gen)),
+                                    ("steering", ledger.steering_bits(node, gen)),
+                                    ("model", ledger.model_bits(node, gen, ref, model_kl or {}))):
+            levers[name] = value
+            if note:
+                notes[name] = note
+    if out["intervention_bits"] is None and not out.get("pending"):
+        notes["writing"] = "no reference model to score the text with"
+    out["ledger"] = levers
+    if choice:
+        out["choice"]["kl_bits"] = ledger.best_of_n_kl_bound(len(choice.candidates))
+        out["choice"]["kl"] = "bound"  # the person's ranking of the outcomes is not known: ln n - (n-1)/n
+    if notes:
+        out["notes"] = notes
     return out
 
 
@@ -171,30 +259,51 @@ def _totals(rows: list[dict]) -> dict:
     sel = sum(r["selection_bits"] for r in rows)
     unknown = any(r["intervention_bits"] is None for r in rows)
     inter = None if unknown else sum(r["intervention_bits"] for r in rows)
-    total = None if inter is None else sel + inter
+    levers = {}
+    for name in ledger.LEVERS:
+        values = [r["ledger"][name] for r in rows]
+        levers[name] = None if any(v is None for v in values) else sum(values)
+    incomplete = [name for name in ledger.LEVERS[2:] if levers[name] is None]
+    # writing still being scored: no total yet (never a stale number); a lever unknown for good (an import, a
+    # server): the total of what is known, marked incomplete
+    total = None if inter is None else sel + inter + sum(levers[n] or 0.0 for n in ledger.LEVERS[2:])
     toks = sum(r["model_tokens"] for r in rows)
+    kl = [r["choice"]["kl_bits"] for r in rows if r.get("choice")]
     return {"selection_bits": sel, "intervention_bits": inter, "total_bits": total, "model_tokens": toks,
             "bits_per_token": total / toks if total is not None and toks else None,
             "tokens_per_bit": toks / total if total else None,
-            "pending": sum(1 for r in rows if r.get("pending"))}
+            "pending": sum(1 for r in rows if r.get("pending")),
+            "ledger": levers, "selection_kl_bits": sum(kl), "incomplete": incomplete}
+
+
+def _generations(store: Store, nodes: list[Node]) -> dict[str, dict]:
+    with store.read() as tx:
+        ids = {n.generation_id for n in nodes if n.generation_id}
+        return {g: tx.generation(g).to_json() for g in ids}
 
 
 async def path_report(store: Store, node_id: str, ref: str | None, backend: Backend | None = None,
-                      cancel: threading.Event | None = None) -> dict:
-    """Bits per node along the path to ``node_id`` and their sums, under reference model ``ref``. Scores not yet
-    cached are computed with ``backend`` (one pass over the path); without one they are reported as pending.
+                      cancel: threading.Event | None = None, with_model_kl: bool = False) -> dict:
+    """The ledger per node along the path to ``node_id`` and its sums, under reference model ``ref``. Scores not
+    yet cached are computed with ``backend`` (one pass over the path); without one they are reported as pending.
     Without a ``ref``, intervention is unknown."""
     path = store.path(node_id)
     tree_id = path[0].tree_id
     chosen = latest_choices(store, tree_id)
     scored = {} if ref is None else await score_path(store, path, ref, tree_settings.memory(store, tree_id),
                                                      backend, cancel)
-    rows = [node_bits(n, chosen, scored, ref is not None) for n in path]
+    gens = _generations(store, path)
+    kl = {}
+    if with_model_kl and backend is not None:  # two teacher-forced passes per node another model wrote
+        from .model_kl import model_kl
+
+        kl = await model_kl(store, path, gens, backend, tree_settings.memory(store, tree_id))
+    rows = [node_bits(n, chosen, scored, ref is not None, gens.get(n.generation_id), ref, kl) for n in path]
     return {"node": node_id, "model": ref, "nodes": rows, "path": _totals(rows)}
 
 
-async def tree_report(store: Store, tree_id: str, backend: Backend | None) -> dict:
-    """Bits applied anywhere in a tree: every recorded choice and every written node."""
+async def tree_report(store: Store, tree_id: str, backend: Backend | None, with_model_kl: bool = False) -> dict:
+    """The ledger summed over a whole tree: every recorded choice, every written node, every generated node."""
     with store.read() as tx:
         nodes = tx.tree_nodes(tree_id)
     by_id = {n.id: n for n in nodes}
@@ -212,6 +321,17 @@ async def tree_report(store: Store, tree_id: str, backend: Backend | None) -> di
         for n in nodes:
             if _is_written(n) and n.id not in scored:
                 scored.update(await score_path(store, path_of(n), backend.ref, memory, backend))
-    rows = [node_bits(n, chosen, scored, backend is not None) for n in nodes]
-    return {"tree": tree_id, "model": backend.ref if backend else None, "tree_totals": _totals(rows),
+    with store.read() as tx:
+        gens = {g.id: g.to_json() for g in tx.generations_of(tree_id)}
+    ref = backend.ref if backend else None
+    kl: dict[str, float | None] = {}
+    if with_model_kl and backend is not None:
+        from .model_kl import model_kl
+
+        for n in nodes:
+            gen = gens.get(n.generation_id) if n.generation_id else None
+            if n.origin == "model" and gen and f"{gen['backend']}:{gen['model']}" != ref and n.id not in kl:
+                kl.update(await model_kl(store, path_of(n), gens, backend, memory))
+    rows = [node_bits(n, chosen, scored, backend is not None, gens.get(n.generation_id), ref, kl) for n in nodes]
+    return {"tree": tree_id, "model": ref, "tree_totals": _totals(rows),
             "choices": len(chosen), "written_nodes": sum(1 for n in nodes if _is_written(n))}

@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from .. import config, curation, tree_settings
+from .. import config, curation, ledger, tree_settings
 from ..backends import get_backend
 from ..backends.registry import close_all
 from . import Context, cli, emit_json, pass_ctx
@@ -41,13 +41,17 @@ def _fmt(x) -> str:
 @click.option("-m", "--model", help="Reference model for intervention bits (default: the tree's reference model "
                                    "setting, else its base model, else the default model).")
 @click.option("--no-score", is_flag=True, help="Skip intervention bits (no model needed).")
+@click.option("--model-kl", is_flag=True, help="Compute the model lever for nodes another model generated "
+                                               "(two passes per node; both models local, one tokenizer).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/metrics.md).")
 @pass_ctx
-def bits(ctx: Context, ref: str, model: str | None, no_score: bool, as_json: bool) -> None:
-    """Bits of optimization you applied: per node and summed along the path to NODE, or for a whole TREE.
+def bits(ctx: Context, ref: str, model: str | None, no_score: bool, model_kl: bool, as_json: bool) -> None:
+    """The optimization ledger: bits of pressure per lever, per node and summed along the path to NODE, or for a
+    whole TREE.
 
-    Selection bits come from recorded choices (`loomwork choose`); intervention bits are -log2 p of the text
-    you wrote or edited under a reference model. See docs/metrics.md."""
+    selection: log2(n/m) of recorded choices (`loomwork choose`); writing: -log2 p of the text you wrote or changed
+    under a reference model; decoding: KL of the sampling settings from the model; steering: KL of steered from
+    unsteered; model: KL of another generating model from the reference (--model-kl). See docs/metrics.md."""
     kind, ident = ctx.store.resolve(ref)
     tree_id = ident if kind == "tree" else ctx.store.node(ident).tree_id
     model = model or tree_settings.reference_model(ctx.store, tree_id, config.default_model())
@@ -56,8 +60,9 @@ def bits(ctx: Context, ref: str, model: str | None, no_score: bool, as_json: boo
     async def run():
         try:
             if kind == "tree":
-                return await curation.tree_report(ctx.store, ident, backend)
-            return await curation.path_report(ctx.store, ident, backend and backend.ref, backend)
+                return await curation.tree_report(ctx.store, ident, backend, model_kl)
+            return await curation.path_report(ctx.store, ident, backend and backend.ref, backend,
+                                              with_model_kl=model_kl)
         finally:
             await close_all()
 
@@ -66,13 +71,20 @@ def bits(ctx: Context, ref: str, model: str | None, no_score: bool, as_json: boo
         emit_json(report)
         return
     totals = report.get("path") or report["tree_totals"]
+    head = "".join(f"{name:>11}" for name in ledger.LEVERS)
     if kind == "node":
-        click.echo(f"{'node':<12}{'origin':<8}{'selection':>10}{'intervention':>14}{'tokens':>8}")
+        click.echo(f"{'node':<12}{'origin':<8}{head}{'tokens':>8}")
         for r in report["nodes"]:
-            click.echo(f"{r['id']:<12}{r['origin']:<8}{_fmt(r['selection_bits']):>10}"
-                       f"{_fmt(r['intervention_bits']):>14}{r['model_tokens']:>8}")
+            cells = "".join(f"{_fmt(r['ledger'][name]):>11}" for name in ledger.LEVERS)
+            click.echo(f"{r['id']:<12}{r['origin']:<8}{cells}{r['model_tokens']:>8}")
+            for lever, note in (r.get("notes") or {}).items():
+                click.echo(f"{'':<20}{lever}: {note}")
     scope = "path" if kind == "node" else "tree"
-    click.echo(f"{scope}: {_fmt(totals['selection_bits'])} bits of selection + {_fmt(totals['intervention_bits'])} "
-               f"bits of intervention = {_fmt(totals['total_bits'])} bits over {totals['model_tokens']} model tokens "
-               f"({_fmt(totals['bits_per_token'])} bits/token, {_fmt(totals['tokens_per_bit'])} tokens/bit)"
+    levers = " + ".join(f"{_fmt(totals['ledger'][name])} {name}" for name in ledger.LEVERS)
+    total = _fmt(totals["total_bits"])
+    if totals["incomplete"] and totals["total_bits"] is not None:
+        total = f">= {total} (unknown: {', '.join(totals['incomplete'])})"
+    click.echo(f"{scope}: {levers} = {total} bits over {totals['model_tokens']} model tokens "
+               f"({_fmt(totals['bits_per_token'])} bits/token, {_fmt(totals['tokens_per_bit'])} tokens/bit); "
+               f"selection as best-of-n KL <= {_fmt(totals['selection_kl_bits'])} bits"
                + (f"; reference model {report['model']}" if report["model"] else ""))

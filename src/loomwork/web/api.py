@@ -384,13 +384,15 @@ def _reference_model(request: Request, tree_id: str, model: str | None) -> str:
 
 
 @router.get("/nodes/{node_id}/bits")
-async def node_bits(node_id: str, request: Request, model: str | None = None, score: bool = True) -> dict:
-    """Selection and intervention bits along the path (docs/metrics.md). ``score=false`` answers at once from the
-    cached scores, counting what is not scored yet as ``pending``; the page then asks /bits/stream."""
+async def node_bits(node_id: str, request: Request, model: str | None = None, score: bool = True,
+                    model_kl: bool = False) -> dict:
+    """The optimization ledger along the path (docs/metrics.md). ``score=false`` answers at once from the
+    cached scores, counting what is not scored yet as ``pending``; the page then asks /bits/stream.
+    ``model_kl=true`` computes the model lever for nodes another model generated (two passes per node)."""
     store = _store(request)
     ref = _reference_model(request, store.node(node_id).tree_id, model)
-    backend = await load_backend(request, ref) if score else None
-    return await curation.path_report(store, node_id, ref, backend)
+    backend = await load_backend(request, ref) if score or model_kl else None
+    return await curation.path_report(store, node_id, ref, backend, with_model_kl=model_kl)
 
 
 @router.get("/nodes/{node_id}/bits/stream")
@@ -416,11 +418,13 @@ async def node_bits_stream(node_id: str, request: Request, model: str | None = N
 
 
 @router.get("/trees/{tree_id}/bits")
-async def tree_bits(tree_id: str, request: Request, model: str | None = None, score: bool = True) -> dict:
+async def tree_bits(tree_id: str, request: Request, model: str | None = None, score: bool = True,
+                    model_kl: bool = False) -> dict:
     store = _store(request)
     store.tree(tree_id)
     ref = _reference_model(request, tree_id, model)
-    return await curation.tree_report(store, tree_id, await load_backend(request, ref) if score else None)
+    backend = await load_backend(request, ref) if score or model_kl else None
+    return await curation.tree_report(store, tree_id, backend, model_kl)
 
 
 @router.get("/nodes/{node_id}/next")
