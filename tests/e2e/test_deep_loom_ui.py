@@ -305,8 +305,8 @@ def test_the_bits_counter_names_its_model_and_is_honest(page, demo):
     base = page.base
     made = httpx.post(f"{base}/api/nodes/{deepest}/children", json={"text": " words I wrote"}).json()
     open_node(page, made["id"])
-    page.wait_for_function("document.getElementById('bits').textContent.includes('intervention')")
-    page.wait_for_function("!document.getElementById('bits').textContent.includes('scoring')")
+    page.wait_for_function("document.getElementById('bits').textContent.includes('writing')")
+    page.wait_for_function("!document.getElementById('bits').classList.contains('scoring')")
     assert "mock:default" in page.locator("#bits").get_attribute("title")
     page.locator("#bits").click()
     page.locator("#ledger table").wait_for()

@@ -3,6 +3,7 @@
 import { api, stream } from "./api.js";
 import { clear, el, snippet, toast } from "./dom.js";
 import { go, graph, guarded, outline, reload, render, renderGraph, showBits } from "./main.js";
+import * as ledger from "./ledger.js";
 import * as panels from "./panels.js";
 import { alternatives, caretOffset, ensureVisible, pathTokens, renderInspector, renderRead } from "./reader.js";
 import { closeSearch, wireSearch } from "./search.js";
@@ -294,7 +295,7 @@ export function wire() {
   on("next-btn", "click", () => guarded(panels.showNext));
   on("mass-btn", "click", () => guarded(panels.showMassTree));
   on("trees-btn", "click", () => guarded(actions.trees));
-  on("bits", "click", () => { if (state.bits) { panels.renderLedger(state.bits, Boolean(state.bitsStream)); $("ledger-dialog").showModal(); } });
+  on("bits", "click", () => { if (state.bits) { ledger.renderLedger(state.bits, Boolean(state.bitsStream)); $("ledger-dialog").showModal(); } });
   wireSearch();
   on("editor-save", "click", () => guarded(saveEditor));
   on("editor-cancel", "click", closeEditor);

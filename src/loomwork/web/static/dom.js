@@ -37,3 +37,9 @@ export function snippet(text, width = 80) {
   const flat = text.replace(/\n/g, "⏎");
   return flat.length <= width ? flat : flat.slice(0, width - 1) + "…";
 }
+
+// "⇝ love×0.8": the steering vectors a model node was generated with (its meta.steered), or "".
+export function steerLabel(node) {
+  const steered = node && node.meta && node.meta.steered;
+  return steered && steered.length ? "⇝ " + steered.map((s) => `${s.name}×${s.coef}`).join(" ") : "";
+}

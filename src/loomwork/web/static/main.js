@@ -6,6 +6,8 @@ import { Graph } from "./graph.js";
 import { actions, openTree, panelsOff, status, wire } from "./actions.js";
 import { KEYS, actionFor } from "./keys.js";
 import { Outline } from "./outline.js";
+import { wireLatents } from "./latents.js";
+import * as ledger from "./ledger.js";
 import * as panels from "./panels.js";
 import { renderInspector, renderRead } from "./reader.js";
 import { current, draftHere, loadDraft, otherDrafts, rememberNode, setDraft, state } from "./state.js";
@@ -184,12 +186,12 @@ export async function showBits(ticket) {
   try {
     report = await api("GET", `/nodes/${node.id}/bits?score=false`);
   } catch (e) {
-    if (ticket === state.ticket) panels.renderBits(null);
+    if (ticket === state.ticket) ledger.renderBits(null);
     return;
   }
   if (ticket !== state.ticket) return;
   state.bits = report;
-  panels.renderBits(report, report.path.pending > 0);
+  ledger.renderBits(report, report.path.pending > 0);
   if (!report.path.pending) return;
   const ctl = new AbortController();
   state.bitsStream = ctl;
@@ -197,8 +199,8 @@ export async function showBits(ticket) {
     await stream(`/nodes/${node.id}/bits/stream`, null, (name, data) => {
       if (name === "done" && ticket === state.ticket) {
         state.bits = data.report;
-        panels.renderBits(data.report, false);
-      } else if (name === "error" && ticket === state.ticket) panels.renderBits(report, false);
+        ledger.renderBits(data.report, false);
+      } else if (name === "error" && ticket === state.ticket) ledger.renderBits(report, false);
     }, ctl.signal, "GET");
   } catch (e) { /* cancelled: the page moved on */ }
 }
@@ -305,6 +307,7 @@ async function start() {
     $("gen-model").append(el("option", { value: m.ref, selected: m.ref === config.default_model, disabled: !m.installed }, m.ref));
     $("reference-model").append(el("option", { value: m.ref, disabled: !m.installed }, m.ref));
   }
+  wireLatents();
   setInterval(poll, 1000);
   window.addEventListener("popstate", () => {
     const id = new URLSearchParams(location.hash.slice(1)).get("node");

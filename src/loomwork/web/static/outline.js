@@ -2,7 +2,7 @@
 // indentation stops growing after MAX_INDENT levels and a depth badge says how deep a row is, so a label at
 // depth 21 is as wide as one at depth 8. The outline can be hoisted (a node shown as if it were the root).
 import { api } from "./api.js";
-import { clear, el, snippet } from "./dom.js";
+import { clear, el, snippet, steerLabel } from "./dom.js";
 import { state } from "./state.js";
 
 const MAX_INDENT = 4; // levels of indentation before it stops growing
@@ -65,7 +65,7 @@ export class Outline {
 
   async item(list, node, onPath, currentId, depth) {
     const isOpen = this.open.has(node.id) && node.child_count > 0;
-    const marks = [node.bookmarked ? "★" : "", node.archived ? "[archived]" : "", ...node.tags.map((t) => `#${t}`)]
+    const marks = [node.bookmarked ? "★" : "", node.archived ? "[archived]" : "", steerLabel(node), ...node.tags.map((t) => `#${t}`)]
       .filter(Boolean).join(" ");
     const chapter = node.meta && node.meta.chapter;
     const row = el("div", {

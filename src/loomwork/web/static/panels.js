@@ -1,7 +1,7 @@
 // The side panels and dialogs, each rendered from `state`: children, generation settings, this node's tags and
 // chapter, the optimization ledger, the lens.
 import { api } from "./api.js";
-import { clear, el, pct, snippet } from "./dom.js";
+import { clear, el, pct, snippet, steerLabel } from "./dom.js";
 import { current, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -20,7 +20,7 @@ export function renderChildren(onGo, live) {
   state.children.forEach((c, i) => {
     const meta = [i < 9 ? `${i + 1}` : null, c.origin, c.mean_logprob === null ? null : `mean p ${pct(c.mean_logprob)}`,
       c.child_count ? `${c.child_count} ${c.child_count === 1 ? "child" : "children"}` : null, c.bookmarked ? "★" : null,
-      c.meta && c.meta.chapter ? `§ ${c.meta.chapter}` : null, ...c.tags.map((t) => `#${t}`)];
+      c.meta && c.meta.chapter ? `§ ${c.meta.chapter}` : null, steerLabel(c) || null, ...c.tags.map((t) => `#${t}`)];
     box.append(el("div", { class: `card ${c.origin}`, dataset: { node: c.id }, onclick: () => onGo(c.id) },
       el("div", { class: "meta" }, meta.filter(Boolean).join(" · ")), c.text || "∅"));
   });
@@ -37,6 +37,10 @@ export function genParams() {
   }
   const stop = form.get("stop");
   if (stop) params.stop = [stop.replace(/\\n/g, "\n")];
+  // the latents panel's picks (state.steer): vectors with their coefficients
+  const steer = Object.entries(state.steer.picks).map(([name, coef]) => ({ name, coef }));
+  if (steer.length) params.steer = steer;
+  if (steer.length && state.steer.prompt) params.steer_prompt = true;
   return { model: form.get("model") || null, params };
 }
 
@@ -48,6 +52,10 @@ export function fillGenForm(gen) {
   const params = gen.params || {};
   for (const key of FIELDS) form.elements[key].value = params[key] === undefined ? form.elements[key].defaultValue : params[key];
   form.elements.stop.value = (params.stop || []).join("").replace(/\n/g, "\\n");
+  state.steer.picks = Object.fromEntries((params.steer || []).map((s) => (typeof s === "string" ? s.split("=") : [s.name, s.coef]))
+    .map(([name, coef]) => [name, Number(coef)]));
+  state.steer.prompt = Boolean(params.steer_prompt);
+  document.dispatchEvent(new Event("steer-changed"));
 }
 
 export function renderPresets() {
@@ -118,43 +126,6 @@ export function renderNodePane(onTags, onChapter) {
     chapter ? el("span", {}, `Chapter: § ${chapter} `) : el("span", { class: "muted" }, "Not a chapter start "),
     el("button", { onclick: onChapter, title: "Shift+C" }, chapter ? "Rename / remove" : "Name a chapter here"),
   );
-}
-
-// -- the optimization ledger ----------------------------------------------------------------------------------
-
-const f = (x) => (x === null || x === undefined ? "?" : x.toFixed(1));
-
-export function renderBits(report, scoring) {
-  const box = $("bits");
-  box.hidden = !report;
-  if (!report) return;
-  const p = report.path;
-  const inter = p.intervention_bits === null ? (scoring ? "scoring…" : "?") : f(p.intervention_bits);
-  box.textContent = `bits ${p.total_bits === null ? "…" : f(p.total_bits)} = ${f(p.selection_bits)} selection + ${inter} intervention`;
-  box.title = `Optimization you applied on this path, in bits; intervention scored with ${report.model || "no model"}` +
-    (p.pending ? ` (${p.pending} node${p.pending > 1 ? "s" : ""} being scored)` : "") + ". Click for the ledger.";
-  box.classList.toggle("scoring", Boolean(scoring && p.pending));
-  if ($("ledger-dialog").open) renderLedger(report, scoring);
-}
-
-export function renderLedger(report, scoring) {
-  const box = clear($("ledger"));
-  box.append(el("p", { class: "muted" }, `Reference model: ${report.model || "none"} (a tree setting; see Trees → This tree's settings). ` +
-    "Selection: log2(n/m) of recorded choices. Intervention: −log2 p of text a person wrote, under the reference model. " +
-    "Not counted: the root prompt, other prompt nodes, imported text of unknown origin."));
-  const table = el("table", { class: "ledger" }, el("tr", {}, ...["node", "origin", "selection", "intervention", "tokens", ""].map((h) => el("th", {}, h))));
-  for (const r of report.nodes) {
-    const node = state.path.find((n) => n.id === r.id);
-    table.append(el("tr", {},
-      el("td", {}, snippet((node && node.text) || "∅", 30)), el("td", {}, r.origin), el("td", { class: "num" }, f(r.selection_bits)),
-      el("td", { class: "num" }, r.intervention_bits === null ? (r.pending && scoring ? "scoring…" : "?") : f(r.intervention_bits)),
-      el("td", { class: "num" }, String(r.model_tokens)), el("td", { class: "muted" }, r.excluded || "")));
-  }
-  const p = report.path;
-  table.append(el("tr", { class: "total" }, el("td", {}, "path"), el("td", {}), el("td", { class: "num" }, f(p.selection_bits)),
-    el("td", { class: "num" }, f(p.intervention_bits)), el("td", { class: "num" }, String(p.model_tokens)),
-    el("td", {}, `= ${f(p.total_bits)} bits`)));
-  box.append(table);
 }
 
 // -- the lens ---------------------------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 // The read view (the path as one text, the tree's memory apart above it), the editor placed where one writes, and
 // the token inspector. Views only: they render from `state` and never own what a person is typing.
-import { clear, el, pct } from "./dom.js";
+import { clear, el, pct, steerLabel } from "./dom.js";
 import { current, draftHere, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const segOf = (id) => document.querySelector(`#reader .seg[data-node="${CSS.escape(id)}"]`);
 
 function segment(node) {
+  const steer = steerLabel(node);
   const seg = el("span", {
-    class: `seg ${node.origin}${node.id === current().id ? " current" : ""}`,
-    dataset: { node: node.id }, title: `${node.origin} · ${node.id} · click to go here`,
+    class: `seg ${node.origin}${node.id === current().id ? " current" : ""}${steer ? " steered" : ""}`,
+    dataset: { node: node.id }, title: `${node.origin}${steer ? ` · steered ${steer}` : ""} · ${node.id} · click to go here`,
   });
   if (node.meta && node.meta.chapter) seg.append(el("span", { class: "chapter-mark", "aria-hidden": "true" }, `§ ${node.meta.chapter} `));
   if (node.tokens && node.tokens.length) {
