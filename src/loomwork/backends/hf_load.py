@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from .. import config
-from ..errors import BackendError, NotFound
+from ..errors import BackendError, InvalidInput, NotFound
 from ..progress import interactive, status
 from . import vocab_head
 from .catalog import PACKAGED
@@ -108,7 +108,13 @@ def convert_gguf(model: str, gguf: Path) -> Path:
 
 
 def load(model: str):
-    """(model, tokenizer) in float32 on the CPU, eval mode."""
+    """(model, tokenizer) in float32 on the CPU, eval mode. ``BASE+NAME`` is BASE with the LoRA adapter NAME
+    (tuning/) merged into its weights."""
+    from ..tuning import adapters
+
+    base, adapter = adapters.split_model(model)
+    if adapter is not None:
+        return _with_adapter(base, adapter)
     torch = require_torch()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -128,6 +134,25 @@ def load(model: str):
             lm = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
         except Exception as exc:
             raise BackendError(f"cannot load model from {directory}: {exc}") from None
+    lm.eval()
+    vocab_head.install(lm)
+    return lm, tok
+
+
+def _with_adapter(base: str, name: str):
+    from ..tuning import adapters
+
+    meta = adapters.meta(name)
+    if meta.get("base") != base:
+        raise InvalidInput(f"adapter {name!r} was trained on {meta.get('base')}, not {base}: use "
+                           f"hf:{meta.get('base')}+{name}")
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise BackendError("adapters need peft: pip install 'loomwork[tune]'") from None
+    lm, tok = load(base)
+    with status(f"Applying adapter {name}"):
+        lm = PeftModel.from_pretrained(lm, str(adapters.checkpoint(name))).merge_and_unload()
     lm.eval()
     vocab_head.install(lm)
     return lm, tok

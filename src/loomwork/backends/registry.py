@@ -108,6 +108,13 @@ def list_models() -> list[ModelInfo]:
                 note = "converts on first use"
         default = " [default]" if f"hf:{m.name}" == config.default_model() else ""
         out.append(ModelInfo(f"hf:{m.name}", m.description + default, m.installed() and torch_ok, note))
+    from ..tuning import adapters  # torch-free: reads the adapters' records
+
+    peft_ok = torch_ok and importlib.util.find_spec("peft") is not None
+    for a in adapters.list_adapters():
+        kl = f", KL {a['kl_bits']:.3f} ± {a['kl_se']:.3f} bits/token" if a.get("kl_bits") is not None else ""
+        out.append(ModelInfo(f"hf:{a['base']}+{a['name']}", f"LoRA adapter on {a['base']} ({a['config']['method']}"
+                             f"{kl}; {a['status']})", peft_ok, "" if peft_ok else "needs peft: pip install 'loomwork[tune]'"))
     llama_ok = importlib.util.find_spec("llama_cpp") is not None
     for m in PACKAGED.values():  # the same files through llama.cpp in process (no conversion)
         note = "" if llama_ok else "needs the extra 'llama': pip install 'loomwork[llama]' (compiles llama.cpp)"

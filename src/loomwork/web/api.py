@@ -22,6 +22,7 @@ from ..store import Store, Tx
 from ..lens.distributions import next_token_entropy
 from ..lens.masstree import mass_tree
 from ..steering import vectors
+from ..tuning import adapters
 from ..tree import Node, path_text
 
 router = APIRouter(prefix="/api")
@@ -352,8 +353,10 @@ def allowed_model(request: Request, ref: str | None) -> str:
     ref = ref or request.app.state.default_model
     backend, model = split_ref(ref)
     allowed = request.app.state.allowed_models
+    base, adapter = adapters.split_model(model)
     if allowed is None or backend == "mock" or (backend == "hf" and model in PACKAGED) or ref in allowed \
-            or f"{backend}:{model}" in allowed:
+            or f"{backend}:{model}" in allowed or (backend == "hf" and base in PACKAGED and adapter is not None
+                                                   and adapters.directory(adapter).is_dir()):
         return ref
     raise InvalidInput(f"this server does not offer {ref!r}: its packaged models, mock:*, and those given to "
                        "`loomwork serve --allow-model` are offered")
