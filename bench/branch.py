@@ -83,15 +83,15 @@ def main() -> None:
     ap.add_argument("--path-tokens", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-llama", action="store_true", help="Skip the llama engine (the extra 'llama').")
+    ap.add_argument("--sections", default="123", help="Which of the three to run (e.g. 2).")
     args = ap.parse_args()
 
     import torch
 
-    from loomwork.backends import SamplingParams
     from loomwork.backends.hf import HFBackend
 
     engine = HFBackend(args.model)
-    lm, tok = engine.lm, engine.tok
+    tok = engine.tok
     ids = tok.encode(demo_path_text(), add_special_tokens=False)[: args.path_tokens]
     body = tok.decode(ids)
     fresh = iter(range(10**6))
@@ -101,7 +101,33 @@ def main() -> None:
 
     print(f"model {args.model}, path {len(engine.encode(new_path()))} tokens, torch threads {torch.get_num_threads()}")
 
-    # -- 1. n=8 x 64 from the path -----------------------------------------------------------------------------
+    llama = None
+    if not args.no_llama:
+        try:
+            from loomwork.backends.llama import LlamaBackend
+
+            llama = LlamaBackend(args.model)
+        except Exception as exc:  # the extra is optional
+            print(f"\n(llama engine skipped: {exc})")
+    if "1" in args.sections:
+        throughput(engine, llama, new_path, args.model)
+    engines = [("hf", engine)] + ([("llama", llama)] if llama is not None else [])
+    if "2" in args.sections:
+        for name, e in engines:
+            rebranch(name, e, new_path, args.repeats)
+    if "3" in args.sections:
+        bw = memory_bandwidth()
+        print(f"\n3. batch-1 decode (memory bandwidth, 512 MiB read by every core: {bw / 1e9:.1f} GB/s)")
+        for name, e in engines:
+            decode(name, e, bw)
+
+
+def throughput(engine, llama, new_path, model: str) -> None:
+    import torch
+
+    from loomwork.backends import SamplingParams
+
+    lm, tok = engine.lm, engine.tok
     p8 = SamplingParams(n=8, max_tokens=64, seed=0)
     ours_s, done = clock(engine.complete(new_path(), p8))
     ours_rate = done.completion_tokens / ours_s
@@ -122,18 +148,12 @@ def main() -> None:
     print(f"  transformers generate   {base_s:6.1f} s  {base_rate:6.1f} tok/s")
     print(f"  ratio (throughput) loomwork / generate: {ours_rate / base_rate:.2f}x")
 
-    llama = None
-    if not args.no_llama:
-        try:
-            from loomwork.backends.llama import LlamaBackend, gguf_file
-
-            llama = LlamaBackend(args.model)
-        except Exception as exc:  # the extra is optional
-            print(f"\n(llama engine skipped: {exc})")
     if llama is not None:
         from llama_cpp import Llama
 
-        high = Llama(model_path=str(gguf_file(args.model)), n_ctx=4096, logits_all=True, verbose=False)
+        from loomwork.backends.llama import gguf_file
+
+        high = Llama(model_path=str(gguf_file(model)), n_ctx=4096, logits_all=True, verbose=False)
 
         def sequential():
             prompt, made = new_path(), 0
@@ -147,14 +167,6 @@ def main() -> None:
         print(f"  llama engine            {lo_s:6.1f} s  {done.completion_tokens / lo_s:6.1f} tok/s")
         print(f"  llama-cpp-python create_completion x 8 (logprobs=5) {hi_s:6.1f} s  {made / hi_s:6.1f} tok/s")
         print(f"  ratio (throughput) llama engine / high-level API: {(done.completion_tokens / lo_s) / (made / hi_s):.2f}x")
-
-    engines = [("hf", engine)] + ([("llama", llama)] if llama is not None else [])
-    for name, e in engines:
-        rebranch(name, e, new_path, args.repeats)
-    bw = memory_bandwidth()
-    print(f"\n3. batch-1 decode (memory bandwidth, numpy sum of 512 MiB: {bw / 1e9:.1f} GB/s)")
-    for name, e in engines:
-        decode(name, e, bw)
 
 
 def rebranch(name, engine, new_path, repeats) -> None:

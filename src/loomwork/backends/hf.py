@@ -90,6 +90,7 @@ class HFBackend(HFScoring, HFSteering, Backend):
         self._anchor = tokenizer.encode("a", add_special_tokens=False)[-1:]
         self._pieces: dict[int, str] = {}
         self._candidate_tensors: dict = {}
+        self.start_pieces()
 
     # -- helpers -----------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections import defaultdict
 
 from ..errors import InvalidInput
@@ -26,21 +27,31 @@ class HFScoring:
 
     # -- pieces --------------------------------------------------------------------------------------------------
 
+    def start_pieces(self) -> None:
+        """Build the piece index in the background (1-2 s for Gemma's 262k tokens), so that the first score after
+        a model loads does not wait for it."""
+        self._pieces_lock = threading.Lock()
+        threading.Thread(target=self.pieces, name="loomwork-pieces", daemon=True).start()
+
     def pieces(self) -> PieceIndex:
         """Every token's text in mid-sentence (control tokens and pieces of characters left out), built once."""
-        if self._piece_index is None:
-            anchor = self.tok.decode(self._anchor, skip_special_tokens=False)
-            n = len(self.tok)
-            texts = self.tok.batch_decode([self._anchor + [i] for i in range(n)], skip_special_tokens=False)
-            special = set(self._banned.tolist() if self._banned is not None else ()) | set(self.eos_ids)
-            special |= set(self.tok.all_special_ids)
-            pieces: list[str | None] = []
-            for i, t in enumerate(texts):
-                p = t[len(anchor):] if t.startswith(anchor) else None
-                pieces.append(None if i in special or not p or "\ufffd" in p else p)
-            vocab = self.lm.get_output_embeddings().weight.shape[0]
-            self._piece_index = PieceIndex(pieces + [None] * max(0, vocab - n))
+        with self._pieces_lock:
+            if self._piece_index is None:
+                self._piece_index = self._build_pieces()
         return self._piece_index
+
+    def _build_pieces(self) -> PieceIndex:
+        anchor = self.tok.decode(self._anchor, skip_special_tokens=False)
+        n = len(self.tok)
+        texts = self.tok.batch_decode([self._anchor + [i] for i in range(n)], skip_special_tokens=False)
+        special = set(self._banned.tolist() if self._banned is not None else ()) | set(self.eos_ids)
+        special |= set(self.tok.all_special_ids)
+        pieces: list[str | None] = []
+        for i, t in enumerate(texts):
+            p = t[len(anchor):] if t.startswith(anchor) else None
+            pieces.append(None if i in special or not p or "\ufffd" in p else p)
+        vocab = self.lm.get_output_embeddings().weight.shape[0]
+        return PieceIndex(pieces + [None] * max(0, vocab - n))
 
     def _encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
@@ -123,11 +134,14 @@ class HFScoring:
                 cache, done = self._new_state(whole, min(on_whole))
                 for start in range(done, len(whole), SCORE_CHUNK):
                     chunk = whole[start : start + SCORE_CHUNK]
-                    out = self.lm(input_ids=torch.tensor([chunk]), past_key_values=cache, use_cache=True)
+                    # logits only where a term is read: the vocabulary projection is most of a chunk's cost
+                    rows = [q for q in range(start, start + len(chunk)) if q in on_whole] or [start + len(chunk) - 1]
+                    out = self.lm(input_ids=torch.tensor([chunk]), past_key_values=cache, use_cache=True,
+                                  logits_to_keep=torch.tensor([q - start for q in rows]))
                     cache = out.past_key_values
-                    for q in range(start, start + len(chunk)):
+                    for k, q in enumerate(rows):
                         if q in on_whole:
-                            row = out.logits[0, q - start].float()
+                            row = out.logits[0, k].float()
                             lse = torch.logsumexp(row, -1)
                             for i, n in on_whole[q]:
                                 plans[i][2][n] = self._value(row, lse, plans[i][1][n].candidates)

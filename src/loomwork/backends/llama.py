@@ -117,6 +117,7 @@ class LlamaBackend(Backend):
         self.eog = {t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self.vocab, t)}
         self._pieces: dict[int, bytes] = {}
         self._piece_index: PieceIndex | None = None
+        self._pieces_lock = threading.Lock()
         banned = [t for t in range(self.n_vocab) if t not in self.eog and (
             lc.llama_vocab_is_control(self.vocab, t) or _CONTROL_NAME.match(self._piece(t).decode("utf-8", "replace")))]
         self._banned = np.array(banned, dtype=np.int64)
@@ -124,6 +125,8 @@ class LlamaBackend(Backend):
         self._samples: dict[int, list[int]] = {}  # sequence -> the tokens it holds: the last generation's samples
         self.prefilled = 0  # path tokens decoded so far (the rest were reused from sequence 0)
         self._lock = ModelLock()
+        # every piece was read above: index them in the background, for the first score not to wait
+        threading.Thread(target=self.pieces, name="loomwork-llama-pieces", daemon=True).start()
 
     async def close(self) -> None:
         if getattr(self, "ctx", None):
@@ -289,6 +292,10 @@ class LlamaBackend(Backend):
 
     def pieces(self) -> PieceIndex:
         """Every token's text (control tokens and pieces of characters left out), for joins.py."""
+        with self._pieces_lock:
+            return self._pieces_built()
+
+    def _pieces_built(self) -> PieceIndex:
         if self._piece_index is None:
             skip = set(self._banned.tolist()) | self.eog
             texts: list[str | None] = []

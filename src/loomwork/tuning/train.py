@@ -132,16 +132,20 @@ def heldout_loss(model, rows: list[Encoded], pad: int, device, batch: int = 8) -
 
 
 def tune(name: str, base: str, rows: list[dict], cfg: TuneConfig, progress: Callable[[dict], None] = lambda _e: None,
-         loaded=None) -> dict:
+         loaded=None, heldout_rows: list[dict] | None = None) -> dict:
     """Train adapter ``name`` on ``base`` (a model name hf_load can load) from ``rows``; return its record.
-    ``loaded``: (model, tokenizer) already in memory (tests)."""
+    ``heldout_rows``: hold out exactly these (else a seeded ``cfg.heldout`` share of ``rows``). ``loaded``:
+    (model, tokenizer) already in memory (tests)."""
     cfg.check()
     if adapters.directory(name).exists():  # before loading anything (adapters.begin claims it for good below)
         raise InvalidInput(f"an adapter named {name!r} exists already (delete it first, or pick another name)")
     from .data import check_rows, split
 
     rows = check_rows(rows, cfg.method)
-    train_rows, held_rows = split(rows, cfg.heldout, cfg.seed)
+    if heldout_rows is not None:
+        train_rows, held_rows = rows, check_rows(heldout_rows, cfg.method, "held-out rows")
+    else:
+        train_rows, held_rows = split(rows, cfg.heldout, cfg.seed)
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from peft.utils import load_peft_weights
