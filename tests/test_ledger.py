@@ -151,7 +151,7 @@ async def test_steering_and_the_sums_along_a_path(store, backend, tiny_lm, resol
     assert rows[kid.id]["ledger"]["steering"] == pytest.approx(want_steer, abs=1e-9)
     assert rows[kid.id]["ledger"]["selection"] == pytest.approx(1.0)
     assert rows[kid.id]["choice"] == {"n": 2, "m": 1, "kl_bits": pytest.approx(ledger.best_of_n_kl_bound(2)),
-                                      "kl": "bound"}
+                                      "kl": "bound", "by": "person"}
     assert rows[human.id]["ledger"]["writing"] is None  # no reference model given: unknown, said so
     assert "writing" in rows[human.id]["notes"]
     totals = report["path"]["ledger"]

@@ -44,6 +44,7 @@ class Choice:
     chosen_id: str
     candidates: tuple[str, ...]
     acceptable: tuple[str, ...] | None
+    grader: str | None = None  # the grader that chose (best-of-n, autoloom); None: a person
 
     @property
     def bits(self) -> float:
@@ -59,7 +60,7 @@ def default_candidates(tx: Tx, node: Node) -> list[str]:
 
 @retrying
 def record_choice(store: Store, chosen_id: str, candidates: list[str] | None = None,
-                  acceptable: list[str] | None = None) -> Choice:
+                  acceptable: list[str] | None = None, grader: str | None = None) -> Choice:
     with store.tx() as tx:  # one transaction: the candidates are siblings when the choice commits
         node = tx.lock(chosen_id)
         if node.parent_id is None:
@@ -76,8 +77,8 @@ def record_choice(store: Store, chosen_id: str, candidates: list[str] | None = N
         acc = list(dict.fromkeys(acceptable)) if acceptable else None
         if acc is not None and (chosen_id not in acc or not set(acc) <= set(cands)):
             raise InvalidInput("the acceptable nodes must be candidates and include the chosen one")
-        choice = Choice(new_id(), node.parent_id, chosen_id, tuple(cands), tuple(acc) if acc else None)
-        tx.insert_choice(choice.id, node.tree_id, choice.parent_id, chosen_id, cands, acc)
+        choice = Choice(new_id(), node.parent_id, chosen_id, tuple(cands), tuple(acc) if acc else None, grader)
+        tx.insert_choice(choice.id, node.tree_id, choice.parent_id, chosen_id, cands, acc, grader)
     return choice
 
 
@@ -86,7 +87,7 @@ def latest_choices(store: Store, tree_id: str) -> dict[str, Choice]:
     with store.read() as tx:
         rows = tx.choices_of(tree_id)
     return {r.chosen_id: Choice(r.id, r.parent_id, r.chosen_id, tuple(r.candidates),
-                                tuple(r.acceptable) if r.acceptable else None) for r in rows}
+                                tuple(r.acceptable) if r.acceptable else None, r.grader) for r in rows}
 
 
 def _key(context: str, text: str) -> str:
@@ -214,7 +215,8 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
     # a node taken from a token's alternatives: its bits are its probability; a written node: its bits are its
     # text's, never also a choice among siblings (that would count the person's pressure twice)
     choice = None if "alternative_of" in node.meta or written else chosen.get(node.id)
-    out = {"id": node.id, "origin": node.origin, "selection_bits": choice.bits if choice else 0.0,
+    by_grader = choice is not None and choice.grader is not None
+    out = {"id": node.id, "origin": node.origin, "selection_bits": choice.bits if choice and not by_grader else 0.0,
            "choice": {"n": len(choice.candidates), "m": len(choice.acceptable or (1,))} if choice else None,
            "intervention_bits": 0.0, "model_tokens": len(node.tokens) if node.origin == "model" else 0}
     if _excluded(node):
@@ -234,7 +236,8 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
             out["intervention_bits"] = -sum(t.logprob for t in toks) / LN2
             out["scored_tokens"] = len(toks)
     notes = {}
-    levers = {"selection": out["selection_bits"], "writing": out["intervention_bits"]}
+    levers = {"selection": out["selection_bits"], "writing": out["intervention_bits"],
+              "grader": choice.bits if by_grader else 0.0}
     if node.origin == "unknown":
         levers.update(decoding=0.0, steering=0.0, model=0.0)
     else:
@@ -249,7 +252,8 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
     out["ledger"] = levers
     if choice:
         out["choice"]["kl_bits"] = ledger.best_of_n_kl_bound(len(choice.candidates))
-        out["choice"]["kl"] = "bound"  # the person's ranking of the outcomes is not known: ln n - (n-1)/n
+        out["choice"]["kl"] = "bound"  # the ranking of every possible outcome is not known: ln n - (n-1)/n
+        out["choice"]["by"] = choice.grader or "person"
     if notes:
         out["notes"] = notes
     return out

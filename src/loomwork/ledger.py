@@ -7,6 +7,7 @@
 - decoding: Σ over a node's tokens of KL(sampling distribution ‖ model distribution), recorded as it was sampled.
 - steering: Σ over a steered node's tokens of KL(steered ‖ unsteered next-token distribution), recorded likewise.
 - model: Σ per-token KL(generating model ‖ reference) for a node another model generated (model_kl.py).
+- grader: log2 n for a grader's 1-of-n choice (best-of-n, autoloom), beside the person's selection.
 
 Each figure is a number, or None with a note saying why it is unknown; nothing is guessed.
 """
@@ -19,7 +20,7 @@ from collections import defaultdict
 from .tree import Node
 
 LN2 = math.log(2)
-LEVERS = ("selection", "writing", "decoding", "steering", "model")
+LEVERS = ("selection", "writing", "decoding", "steering", "model", "grader")
 
 
 def best_of_n_kl_bound(n: int) -> float:

@@ -28,7 +28,7 @@ from .store import Store
 # Parents before children for inserting (nodes' own parent links are set after all nodes are in).
 TABLES: list[Table] = [schema.trees, schema.generations, schema.nodes, schema.node_tags, schema.oplog,
                        schema.choices, schema.scores, schema.queues, schema.critiques, schema.ratings, schema.outcomes,
-                       schema.steering_vectors]
+                       schema.steering_vectors, schema.graders, schema.grader_scores]
 _BATCH = 2000
 
 

@@ -27,8 +27,8 @@ from ..tree import ORIGINS
 from ..validate import MAX_TAG
 from . import journal
 from .migrations import MIGRATIONS
-from .schema import (choices, critiques, generations, node_tags, nodes, oplog, outcomes, queues, ratings, scores,
-                     trees)
+from .schema import (choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes, queues,
+                     ratings, scores, trees)
 from .store import Store
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -206,6 +206,8 @@ def _records(report: CheckReport, conn, tree_rows: dict, known: set[str]) -> Non
         need("outcome", o.id, o.node_id, "node")
     for s in conn.execute(select(scores.c.node_id, scores.c.model)):
         need("score", f"{s.node_id}:{s.model}", s.node_id, "node")
+    for g in conn.execute(select(grader_scores.c.node_id, grader_scores.c.grader_id)):
+        need("grader score", f"{g.node_id}:{g.grader_id}", g.node_id, "node")
 
 
 def _replay(report: CheckReport, conn, tree_id: str, entries: list) -> None:

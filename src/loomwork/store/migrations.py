@@ -162,7 +162,25 @@ def _v6_steering(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v7_graders(conn: Connection) -> None:
+    """Graders (judge prompts, callables, people's ratings), their scores per node and context, and which grader
+    made an automated choice (NULL: a person's)."""
+    md = MetaData()
+    json = JSON().with_variant(JSONB(), "postgresql")
+    when = DateTime(timezone=True)
+    Table("graders", md, Column("id", String(40), primary_key=True),
+          Column("name", String(200), nullable=False, unique=True), Column("kind", String(16), nullable=False),
+          Column("config", json, nullable=False), Column("created_at", when, nullable=False))
+    Table("grader_scores", md, Column("grader_id", String(40), primary_key=True),
+          Column("node_id", String(40), primary_key=True), Column("context_key", String(64), primary_key=True),
+          Column("score", Float), Column("error", Text), Column("created_at", when, nullable=False),
+          Index("ix_grader_scores_node", "node_id"))
+    md.create_all(conn)
+    conn.exec_driver_sql("ALTER TABLE choices ADD COLUMN grader VARCHAR(200)")
+
+
 Migration = Callable[[Connection], None]
 
 # Position i holds the migration that brings a database from version i to version i + 1.
-MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors, _v6_steering]
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors, _v6_steering,
+                               _v7_graders]

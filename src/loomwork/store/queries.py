@@ -14,8 +14,8 @@ from ..errors import Corrupt, InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
 from . import journal
 from .journal import Journal
-from .schema import (choices, critiques, generations, node_tags, nodes, oplog, outcomes, queues, ratings, scores,
-                     trees)
+from .schema import (choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes, queues,
+                     ratings, scores, trees)
 
 _CHUNK = 500  # stay far below SQLite's bound-parameter limit in IN (...) lists
 _NODE_FIELDS = {"text", "tokens", "parent_id", "bookmarked", "archived", "meta"}
@@ -355,6 +355,7 @@ class Tx:
         for chunk in _chunks(ids):
             self.conn.execute(delete(scores).where(scores.c.node_id.in_(chunk)))
             self.conn.execute(delete(critiques).where(critiques.c.node_id.in_(chunk)))
+            self.conn.execute(delete(grader_scores).where(grader_scores.c.node_id.in_(chunk)))
         self.conn.execute(delete(ratings).where(ratings.c.tree_id == tree_id))
         self.conn.execute(delete(outcomes).where(outcomes.c.tree_id == tree_id))
         self.delete_nodes(ids)
@@ -410,10 +411,10 @@ class Tx:
     # -- curation records (curation.py) -------------------------------------------------------------------------
 
     def insert_choice(self, choice_id: str, tree_id: str, parent_id: str, chosen_id: str,
-                      candidates: list[str], acceptable: list[str] | None) -> None:
+                      candidates: list[str], acceptable: list[str] | None, grader: str | None = None) -> None:
         self.conn.execute(insert(choices).values(id=choice_id, tree_id=tree_id, parent_id=parent_id,
                                                  chosen_id=chosen_id, candidates=candidates, acceptable=acceptable,
-                                                 created_at=datetime.now(timezone.utc)))
+                                                 created_at=datetime.now(timezone.utc), grader=grader))
 
     def choices_of(self, tree_id: str) -> list:
         """Every recorded choice in a tree, oldest first (rows with parent_id, chosen_id, candidates, acceptable)."""

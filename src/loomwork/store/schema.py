@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 ID = String(40)
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -119,6 +119,7 @@ choices = Table(
     Column("candidates", Json, nullable=False),  # the sibling ids the user chose among, as shown
     Column("acceptable", Json),  # the ids marked acceptable before choosing, if any
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("grader", String(200)),  # the grader that made this choice (best-of-n, autoloom); NULL: a person
     Index("ix_choices_chosen", "chosen_id"),
     Index("ix_choices_tree", "tree_id"),
 )
@@ -204,4 +205,26 @@ steering_vectors = Table(
     Column("norm", Float, nullable=False),
     Column("vector", Json, nullable=False),  # the floats, one per hidden dimension
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+graders = Table(
+    "graders",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # judge | callable | person
+    Column("config", Json, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+grader_scores = Table(
+    "grader_scores",
+    metadata,
+    Column("grader_id", ID, primary_key=True),
+    Column("node_id", ID, primary_key=True),
+    Column("context_key", String(64), primary_key=True),  # what the grader read: a hash of context and text
+    Column("score", Float),  # None when the grader failed on this node (error says why)
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_grader_scores_node", "node_id"),
 )

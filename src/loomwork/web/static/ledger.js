@@ -5,7 +5,7 @@ import { clear, el, snippet } from "./dom.js";
 import { state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
-const LEVERS = ["selection", "writing", "decoding", "steering", "model"];
+const LEVERS = ["selection", "writing", "decoding", "steering", "model", "grader"];
 const f = (x) => (x === null || x === undefined ? "?" : x.toFixed(1));
 
 export function renderBits(report, scoring) {
@@ -36,7 +36,7 @@ export function renderLedger(report, scoring) {
   box.append(el("p", { class: "muted" }, `Reference model: ${report.model || "none"} (a tree setting). Selection: log2(n/m) of a choice ` +
     "(beside it, the choice as best-of-n: KL ≤ ln n − (n−1)/n). Writing: −log2 p of what a person wrote or changed. Decoding: " +
     "KL of the sampling settings from the model. Steering: KL of steered from unsteered. Model: KL of another generating model " +
-    "from the reference. ? = unknown (hover for why)."),
+    "from the reference. Grader: log2(n) of a grader's choice (best-of-n). ? = unknown (hover for why)."),
   el("p", { class: "legend" }, ...LEVERS.map((k) => el("span", {}, el("span", { class: `lever ${k}` }), ` ${k} `))));
   const totals = (r) => LEVERS.reduce((a, k) => a + (r.ledger[k] || 0), 0);
   const scale = Math.max(1e-9, ...report.nodes.map(totals));
@@ -54,10 +54,25 @@ export function renderLedger(report, scoring) {
   const p = report.path;
   table.append(el("tr", { class: "total" }, el("td", {}, "path"), el("td", {}), el("td", {}),
     ...LEVERS.map((k) => el("td", { class: "num" }, f(p.ledger[k]))), el("td", { class: "num" }, String(p.model_tokens))));
-  box.append(table, el("p", {}, `Path total: ${p.incomplete.length ? "≥ " : ""}${f(p.total_bits)} bits` +
+  const missingKl = report.nodes.some((r) => r.notes && r.notes.model && r.notes.model.includes("not computed"));
+  box.append(table, missingKl ? el("p", {}, el("button", { id: "ledger-model-kl", onclick: modelKl },
+    "Compute the model lever"), el("span", { class: "muted" }, " (nodes another model wrote: loads it, two passes per node)")) : null,
+  el("p", {}, `Path total: ${p.incomplete.length ? "≥ " : ""}${f(p.total_bits)} bits` +
     (p.incomplete.length ? ` (unknown: ${p.incomplete.join(", ")})` : "") +
     `; the choices as best-of-n policies: KL ≤ ${f(p.selection_kl_bits)} bits.`), el("div", { id: "ledger-tree", class: "muted" }, "tree totals: loading…"));
   treeTotals();
+}
+
+async function modelKl(e) {
+  e.target.disabled = true;
+  e.target.textContent = "computing…";
+  try {
+    const nodeId = state.path[state.path.length - 1].id;
+    const report = await api("GET", `/nodes/${nodeId}/bits?model_kl=true`);
+    if (state.path.length && state.path[state.path.length - 1].id === nodeId) { state.bits = report; renderBits(report, false); renderLedger(report, false); }
+  } catch (err) {
+    e.target.textContent = `failed: ${err.message}`;
+  }
 }
 
 let asked = 0;

@@ -1,0 +1,158 @@
+"""Grader commands: grader create|list|show|delete, bon (best-of-n), goodhart (the curve)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from ..backends import SamplingParams, get_backend
+from ..backends.registry import close_all
+from ..errors import InvalidInput
+from ..graders import bon as bon_mod
+from ..graders import goodhart as goodhart_mod
+from ..graders import registry
+from . import Context, cli, emit_json, pass_ctx
+from .nodes import node_id
+
+
+@cli.group()
+def grader() -> None:
+    """Graders: a judge prompt, a Python callable or people's ratings, scoring a node in its context."""
+
+
+@grader.command("create")
+@click.argument("name")
+@click.option("--judge", "judge_model", metavar="MODEL", help="A judge: this model scores log P(yes) - log P(no).")
+@click.option("--template", help="The judge's prompt, with {text} (and optionally {context}).")
+@click.option("--callable", "target", metavar="MODULE:FUNCTION", help="A rule: function(text, context) -> number.")
+@click.option("--person", is_flag=True, help="People's audit ratings (their mean on --question).")
+@click.option("--question", help="With --person: the audit question.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def grader_create(ctx: Context, name, judge_model, template, target, person, question, as_json) -> None:
+    """Make a grader NAME (one of --judge, --callable, --person)."""
+    kinds = [k for k, on in (("judge", judge_model), ("callable", target), ("person", person)) if on]
+    if len(kinds) != 1:
+        raise click.UsageError("give exactly one of --judge MODEL, --callable MODULE:FUNCTION, --person")
+    g = registry.create(ctx.store, name, kinds[0], model=judge_model, template=template, target=target,
+                        question=question)
+    emit_json(g) if as_json else click.echo(f"{g['name']}: {g['kind']} {g['config']}")
+
+
+@grader.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def grader_list(ctx: Context, as_json: bool) -> None:
+    rows = registry.list_graders(ctx.store)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no graders (make one with `loomwork grader create`)")
+    for g in rows:
+        what = g["config"].get("model") or g["config"].get("target") or g["config"].get("question")
+        click.echo(f"{g['name']:<20}{g['kind']:<10}{what}")
+
+
+@grader.command("show")
+@click.argument("name")
+@pass_ctx
+def grader_show(ctx: Context, name: str) -> None:
+    emit_json(registry.get(ctx.store, name))
+
+
+@grader.command("delete")
+@click.argument("name")
+@pass_ctx
+def grader_delete(ctx: Context, name: str) -> None:
+    registry.delete(ctx.store, name)
+    click.echo(f"deleted {name}")
+
+
+@cli.command()
+@click.argument("node")
+@click.option("-n", "n", type=int, default=4, show_default=True)
+@click.option("--grader", "grader_name", required=True)
+@click.option("-m", "--model", help="The model that samples (default: the default model).")
+@click.option("--max-tokens", type=int, default=48, show_default=True)
+@click.option("--seed", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def bon(ctx: Context, node, n, grader_name, model, max_tokens, seed, as_json) -> None:
+    """Best-of-n: sample N continuations of NODE, score them with a grader, keep all (tagged bon) and record the
+    best as the grader's choice (log2 N bits on the ledger's grader line)."""
+    g = registry.get(ctx.store, grader_name)
+    params = SamplingParams.make(n=n, max_tokens=max_tokens, seed=seed)
+    target = node_id(ctx, node)
+    backend = get_backend(model)
+
+    async def run():
+        try:
+            return await bon_mod.best_of_n(ctx.store, target, backend, params, g)
+        finally:
+            await close_all()
+
+    r = asyncio.run(run())
+    if as_json:
+        emit_json(r)
+        return
+    for c in r["candidates"]:
+        mark = "*" if c["id"] == r["chosen"] else " "
+        score = f"{c['score']:8.3f}" if c["score"] is not None else f"  failed: {c['error']}"
+        click.echo(f"{mark} {c['id']} {score}  {c['text'][:70]!r}")
+    if r["chosen"]:
+        click.echo(f"{r['grader']} chose {r['chosen']} among {r['n']}: {r['bits']:.3f} bits (best-of-n KL <= "
+                   f"{r['kl_bits']:.3f} bits, the bound)")
+    else:
+        click.echo(r["error"])
+
+
+def _ns(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InvalidInput(f"--n is a comma-separated list of whole numbers, not {text!r}") from None
+
+
+@cli.command()
+@click.argument("node")
+@click.option("--proxy", required=True, help="The grader best-of-n optimizes.")
+@click.option("--gold", required=True, help="The held-out grader it is judged by.")
+@click.option("--n", "ns", default="1,2,4,8,16,32", show_default=True, help="Increasing values of n.")
+@click.option("--pool", type=int, default=64, show_default=True, help="Samples drawn once (at least the largest n).")
+@click.option("-m", "--model", help="The model that samples.")
+@click.option("--max-tokens", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="goodhart", show_default=True,
+              help="Directory for goodhart.json and goodhart.png.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed, out, as_json) -> None:
+    """The Goodhart curve at NODE: best-of-n's expected proxy and gold scores against √KL, from one pool."""
+    n_list = goodhart_mod.check_ns(_ns(ns), pool)
+    p, g = registry.get(ctx.store, proxy), registry.get(ctx.store, gold)
+    params = SamplingParams.make(n=1, max_tokens=max_tokens, seed=seed)
+    target = node_id(ctx, node)
+    backend = get_backend(model)
+
+    async def run():
+        try:
+            return await goodhart_mod.run(ctx.store, target, backend, p, g, n_list, pool, params)
+        finally:
+            await close_all()
+
+    report = asyncio.run(run())
+    goodhart_mod.write(report, Path(out))
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"pool {report['pool']} samples of {report['model']} ({report['failed']} failed); proxy {proxy}, gold {gold}")
+    for pt in report["points"]:
+        click.echo(f"  n={pt['n']:<4} √KL {pt['sqrt_kl']:.3f}  proxy {pt['proxy']:8.3f}  gold {pt['gold']:8.3f}")
+    f = report["fit"]
+    if f.get("alpha") is not None:
+        n_at = f["peak_n_estimate"]
+        peak = (f"peak at √KL {f['peak_sqrt_kl']:.3f}" + (f" (n ≈ {n_at:.1f})" if n_at else "")) if f["peak_sqrt_kl"] else "no peak"
+        click.echo(f"gold ≈ d({f['alpha']:.3f} − {f['beta']:.3f} d): {peak}; wrote {out}/goodhart.json, .png")

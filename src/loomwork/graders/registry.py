@@ -1,0 +1,93 @@
+"""Graders by name. A grader's kind and configuration are stored; a judge's template is stored with every score
+it gives (its configuration is part of what each score's cache key hashes)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from datetime import datetime, timezone
+
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import select
+
+from ..errors import InvalidInput, NotFound
+from ..store import Store, retrying
+from ..store.queries import insert_ignoring_duplicates
+from ..store.schema import graders
+from ..supervision.ratings import DEFAULT_QUESTIONS
+from ..tree import new_id
+
+KINDS = ("judge", "callable", "person")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DEFAULT_TEMPLATE = ("{context}{text}\n\nQuestion: Is the last passage above well written and coherent? Answer yes "
+                    "or no.\nAnswer:")
+
+
+def resolve_callable(target: str):
+    """``module:function`` -> the function; one clear error if it cannot be imported or is not callable."""
+    module, sep, attr = (target or "").partition(":")
+    if not sep or not module or not attr:
+        raise InvalidInput(f"a callable grader is module:function, not {target!r}")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInput(f"cannot import {target!r}: {exc}") from None
+    if not callable(fn):
+        raise InvalidInput(f"{target!r} is not callable")
+    return fn
+
+
+def check_config(kind: str, config: dict) -> dict:
+    if kind == "judge":
+        template = config.get("template") or DEFAULT_TEMPLATE
+        if "{text}" not in template:
+            raise InvalidInput("a judge template needs the slot {text} (and may use {context})")
+        if not config.get("model"):
+            raise InvalidInput("a judge needs a model with the scoring capability (-m)")
+        return {"model": config["model"], "template": template, "yes": config.get("yes") or " yes",
+                "no": config.get("no") or " no"}
+    if kind == "callable":
+        resolve_callable(config.get("target", ""))
+        return {"target": config["target"]}
+    if kind == "person":
+        return {"question": config.get("question") or DEFAULT_QUESTIONS[0]}
+    raise InvalidInput(f"unknown grader kind {kind!r} (kinds: {', '.join(KINDS)})")
+
+
+@retrying
+def create(store: Store, name: str, kind: str, **config) -> dict:
+    if not _NAME.match(name or ""):
+        raise InvalidInput(f"a grader's name is 1-64 letters, digits, '.', '_' or '-', not {name!r}")
+    row = {"id": new_id(), "name": name, "kind": kind, "config": check_config(kind, config),
+           "created_at": datetime.now(timezone.utc)}
+    with store.tx() as tx:
+        done = tx.conn.execute(insert_ignoring_duplicates(tx.conn, graders).values(**row))
+        if done.rowcount == 0:
+            raise InvalidInput(f"a grader named {name!r} exists already")
+    return _public(row)
+
+
+def get(store: Store, name: str) -> dict:
+    with store.read() as tx:
+        row = tx.conn.execute(select(graders).where(graders.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"no grader {name!r} (see `loomwork grader list`)")
+    return _public(dict(row._mapping))
+
+
+def list_graders(store: Store) -> list[dict]:
+    with store.read() as tx:
+        return [_public(dict(r._mapping)) for r in tx.conn.execute(select(graders).order_by(graders.c.name))]
+
+
+@retrying
+def delete(store: Store, name: str) -> None:
+    with store.tx() as tx:
+        if tx.conn.execute(sql_delete(graders).where(graders.c.name == name)).rowcount == 0:
+            raise NotFound(f"no grader {name!r} (see `loomwork grader list`)")
+
+
+def _public(row: dict) -> dict:
+    made = row.get("created_at")
+    return {"id": row["id"], "name": row["name"], "kind": row["kind"], "config": row["config"],
+            "created_at": made.isoformat() if hasattr(made, "isoformat") else made}

@@ -1,0 +1,112 @@
+"""A grader's score of a text in its context, and of nodes (cached per grader and context).
+
+- judge: log P(yes) − log P(no) in nats, the judge model reading its template with the text (and context) in it;
+  each answer scored as text that starts with it (backends/joins.py), so " yes" and " yes," both count.
+- callable: ``function(text, context)`` must return a finite number.
+- person: the mean of the latest audit ratings of the node on the grader's question (−1, 0, +1); a node nobody
+  rated has no score.
+A failure on one text is that text's error (reported, stored); it never stops the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from ..backends import get_backend
+from ..store import Store, retrying
+from ..store.queries import insert_ignoring_duplicates
+from ..store.schema import grader_scores
+from ..tree import path_text
+from .registry import resolve_callable
+
+
+def key(grader: dict, context: str, text: str) -> str:
+    return hashlib.sha256(json.dumps([grader["kind"], grader["config"], context, text]).encode()).hexdigest()
+
+
+def judge_prompt(grader: dict, context: str, text: str) -> str:
+    # replace, not str.format: the text may hold braces
+    return grader["config"]["template"].replace("{context}", context).replace("{text}", text)
+
+
+async def score_texts(grader: dict, context: str, texts: list[str], node_ids: list[str] | None = None,
+                      store: Store | None = None) -> list[tuple[float | None, str | None]]:
+    """(score, error) per text, all read after ``context``."""
+    kind, cfg = grader["kind"], grader["config"]
+    if kind == "judge":
+        backend = get_backend(cfg["model"])
+        out = []
+        for text in texts:
+            try:
+                yes, no = await backend.score_many(judge_prompt(grader, context, text), [cfg["yes"], cfg["no"]])
+                out.append((yes - no, None) if math.isfinite(yes - no) else (None, "the judge gave a non-finite score"))
+            except Exception as exc:  # noqa: BLE001 (recorded for this text; the others go on)
+                out.append((None, f"{type(exc).__name__}: {exc}"))
+        return out
+    if kind == "callable":
+        fn = resolve_callable(cfg["target"])
+        out = []
+        for text in texts:
+            try:
+                value = fn(text, context)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    out.append((None, f"{cfg['target']} returned {value!r}, not a finite number"))
+                else:
+                    out.append((float(value), None))
+            except Exception as exc:  # noqa: BLE001
+                out.append((None, f"{cfg['target']} raised {type(exc).__name__}: {exc}"))
+        return out
+    # a person: the audit ratings of each node on the question
+    from ..supervision.ratings import current
+
+    from ..store import supervision as sql
+
+    out = []
+    with store.read() as tx:
+        rows = current(sql.ratings_for(tx, node_ids=node_ids or []))
+    for node_id in node_ids or []:
+        labels = [r["label"] for (n, _rater, q), r in rows.items() if n == node_id and q == cfg["question"]]
+        out.append((sum(labels) / len(labels), None) if labels else (None, "nobody rated this node on "
+                                                                        f"{cfg['question']!r}"))
+    return out
+
+
+async def score_nodes(store: Store, grader: dict, node_ids: list[str], refresh: bool = False
+                      ) -> dict[str, dict]:
+    """``{node_id: {"score", "error"}}``; scores already stored for the same grader and context are reused (a
+    person's ratings are always read afresh)."""
+    out: dict[str, dict] = {}
+    todo: dict[str, list[tuple[str, str, str]]] = {}  # context -> (node id, text, key)
+    for node_id in node_ids:
+        path = store.path(node_id)
+        context, text = path_text(path[:-1]), path[-1].text
+        k = key(grader, context, text)
+        if grader["kind"] != "person" and not refresh:
+            with store.read() as tx:
+                row = tx.conn.execute(select(grader_scores.c.score, grader_scores.c.error).where(
+                    grader_scores.c.grader_id == grader["id"], grader_scores.c.node_id == node_id,
+                    grader_scores.c.context_key == k)).first()
+            if row is not None:
+                out[node_id] = {"score": row.score, "error": row.error, "cached": True}
+                continue
+        todo.setdefault(context, []).append((node_id, text, k))
+    for context, items in todo.items():
+        results = await score_texts(grader, context, [t for _n, t, _k in items], [n for n, _t, _k in items], store)
+        for (node_id, _text, k), (score, error) in zip(items, results):
+            out[node_id] = {"score": score, "error": error}
+            if grader["kind"] != "person":
+                _put(store, grader["id"], node_id, k, score, error)
+    return out
+
+
+@retrying
+def _put(store: Store, grader_id: str, node_id: str, k: str, score: float | None, error: str | None) -> None:
+    with store.tx() as tx:
+        tx.conn.execute(insert_ignoring_duplicates(tx.conn, grader_scores).values(
+            grader_id=grader_id, node_id=node_id, context_key=k, score=score, error=error,
+            created_at=datetime.now(timezone.utc)))

@@ -1,0 +1,183 @@
+"""Graders, best-of-n and the Goodhart curve: the order-statistics estimator against enumeration of every
+subset, the fit against known curves, judge scores against a teacher-forced computation, failures per node."""
+
+import itertools
+import json
+import math
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from loomwork import curation, ops
+from loomwork.backends import SamplingParams, get_backend
+from loomwork.cli import cli
+from loomwork.errors import InvalidInput, NotFound
+from loomwork.graders import goodhart, registry
+from loomwork.graders.bon import best_of_n
+from loomwork.graders.scoring import score_nodes
+
+
+def length_grader(text: str, context: str) -> float:
+    return float(len(text))
+
+
+def vowel_grader(text: str, context: str) -> float:
+    return float(sum(ch in "aeiou" for ch in text))
+
+
+def picky_grader(text: str, context: str):
+    if "b" in text:
+        raise ValueError("no b allowed")
+    return "not a number" if "c" in text else 1.0
+
+
+def _brute(proxy, gold, n):
+    """Best of every n-subset of the pool (ties: each tied best equally), averaged over the subsets."""
+    subsets = list(itertools.combinations(range(len(proxy)), n))
+    p = g = 0.0
+    for s in subsets:
+        top = max(proxy[i] for i in s)
+        tied = [i for i in s if proxy[i] == top]
+        p += top
+        g += sum(gold[i] for i in tied) / len(tied)
+    return p / len(subsets), g / len(subsets)
+
+
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, True), (2, True)])
+def test_order_statistics_match_every_subset(seed, ties):
+    rng = random.Random(seed)
+    proxy = [rng.choice([0.0, 1.0, 2.0, 3.0]) if ties else rng.gauss(0, 1) for _ in range(9)]
+    gold = [rng.gauss(0, 1) for _ in range(9)]
+    points = goodhart.curve(proxy, gold, [1, 2, 3, 5, 9])
+    for pt in points:
+        p, g = _brute(proxy, gold, pt["n"])
+        assert pt["proxy"] == pytest.approx(p, abs=1e-12) and pt["gold"] == pytest.approx(g, abs=1e-12)
+        assert pt["kl_nats"] == pytest.approx(math.log(pt["n"]) - (pt["n"] - 1) / pt["n"])
+
+
+def test_the_fit_recovers_a_known_curve():
+    ns = [1, 2, 4, 8, 16, 32, 64]
+    points = [{"n": n, "sqrt_kl": math.sqrt(math.log(n) - (n - 1) / n)} for n in ns]
+    for p in points:
+        d = p["sqrt_kl"]
+        p["gold"] = 0.5 + d * (2.0 - 0.8 * d)
+    f = goodhart.fit(points)
+    assert f["alpha"] == pytest.approx(2.0) and f["beta"] == pytest.approx(0.8)
+    assert f["peak_sqrt_kl"] == pytest.approx(1.25)
+    n = f["peak_n_estimate"]
+    assert math.log(n) - (n - 1) / n == pytest.approx(1.25**2, rel=1e-6)
+
+
+def test_bad_n_lists():
+    for ns, msg in [([2, 1], "increasing"), ([1, 1], "increasing"), ([1, 100], "above the pool"), ([], "at least"),
+                    ([0, 1], "at least 1")]:
+        with pytest.raises(InvalidInput, match=msg):
+            goodhart.check_ns(ns, 64)
+
+
+def test_graders_are_checked_and_stored(store):
+    with pytest.raises(InvalidInput, match=r"\{text\}"):
+        registry.create(store, "j", "judge", model="mock", template="no slot here")
+    with pytest.raises(InvalidInput, match="cannot import"):
+        registry.create(store, "c", "callable", target="nowhere.module:fn")
+    with pytest.raises(InvalidInput, match="module:function"):
+        registry.create(store, "c", "callable", target="justaname")
+    with pytest.raises(InvalidInput, match="kind"):
+        registry.create(store, "c", "oracle")
+    g = registry.create(store, "len", "callable", target="tests.test_graders:length_grader")
+    assert registry.get(store, "len")["config"] == {"target": "tests.test_graders:length_grader"} == g["config"]
+    with pytest.raises(InvalidInput, match="exists already"):
+        registry.create(store, "len", "callable", target="tests.test_graders:vowel_grader")
+    with pytest.raises(NotFound):
+        registry.get(store, "nope")
+    assert [x["name"] for x in registry.list_graders(store)] == ["len"]
+
+
+async def test_failures_are_per_node_and_scores_are_cached(store):
+    g = registry.create(store, "picky", "callable", target="tests.test_graders:picky_grader")
+    _t, root = ops.new_tree(store, "x")
+    a, b, c = (ops.add_child(store, root.id, t) for t in ("aaa", "abb", "acc"))
+    got = await score_nodes(store, g, [a.id, b.id, c.id])
+    assert got[a.id]["score"] == 1.0
+    assert got[b.id]["score"] is None and "raised ValueError" in got[b.id]["error"]
+    assert got[c.id]["score"] is None and "not a finite number" in got[c.id]["error"]
+    again = await score_nodes(store, g, [a.id, b.id])
+    assert again[a.id]["cached"] and again[b.id]["cached"] and again[b.id]["error"] == got[b.id]["error"]
+
+
+async def test_a_judge_scores_yes_over_no_as_teacher_forcing_says(store):
+    from loomwork.backends.hf import HFBackend
+    from loomwork.backends.registry import register
+    from tests.test_joins import _reference
+    from tests.tiny_model import build_tiny_gemma
+
+    lm, tok = build_tiny_gemma(window=8)
+    register(HFBackend("tiny", lm=lm, tokenizer=tok))
+    g = registry.create(store, "judge", "judge", model="hf:tiny", template="Text. {context}{text}\nIs it good? Answer")
+    _t, root = ops.new_tree(store, "The end")
+    kid = ops.add_child(store, root.id, " of the river.")
+    got = (await score_nodes(store, g, [kid.id]))[kid.id]["score"]
+    prompt = "Text. The end of the river.\nIs it good? Answer"
+    want = _reference(lm, tok, prompt, " yes") - _reference(lm, tok, prompt, " no")
+    assert got == pytest.approx(want, abs=1e-4)
+
+
+async def test_a_persons_ratings_as_a_grader(store):
+    from loomwork.supervision import ratings
+
+    g = registry.create(store, "people", "person")
+    _t, root = ops.new_tree(store, "x")
+    a, b = ops.add_child(store, root.id, " a"), ops.add_child(store, root.id, " b")
+    q = g["config"]["question"]
+    ratings.rate(store, a.id, "ann", 1, q)
+    ratings.rate(store, a.id, "bob", -1, q)
+    ratings.rate(store, a.id, "cy", 1, q)
+    got = await score_nodes(store, g, [a.id, b.id])
+    assert got[a.id]["score"] == pytest.approx(1 / 3) and got[b.id]["score"] is None
+
+
+async def test_best_of_n_keeps_every_candidate_and_records_the_graders_choice(store):
+    g = registry.create(store, "len", "callable", target="tests.test_graders:length_grader")
+    _t, root = ops.new_tree(store, "The river")
+    r = await best_of_n(store, root.id, get_backend("mock"), SamplingParams(n=4, max_tokens=6, seed=3), g)
+    kids = {c["id"]: c for c in r["candidates"]}
+    assert len(kids) == 4 and r["chosen"] == max(kids, key=lambda k: kids[k]["score"])
+    assert r["bits"] == pytest.approx(2.0) and r["kl"] == "bound"
+    assert r["kl_bits"] == pytest.approx((math.log(4) - 0.75) / math.log(2))
+    with store.read() as tx:
+        tags = {n.id: n.tags for n in tx.children(root.id)}
+    assert all("bon" in t for t in tags.values()) and "bon-best" in tags[r["chosen"]]
+    report = await curation.path_report(store, r["chosen"], None)
+    line = report["nodes"][-1]
+    assert line["ledger"]["grader"] == pytest.approx(2.0) and line["ledger"]["selection"] == 0.0
+    assert line["choice"]["by"] == "len"
+    curation.record_choice(store, r["chosen"])  # the person confirms it: now it is theirs
+    line = (await curation.path_report(store, r["chosen"], None))["nodes"][-1]
+    assert line["ledger"]["selection"] == pytest.approx(2.0) and line["ledger"]["grader"] == 0.0
+    with pytest.raises(InvalidInput, match="at least 2"):
+        await best_of_n(store, root.id, get_backend("mock"), SamplingParams(n=1), g)
+
+
+def test_the_cli_makes_graders_runs_bon_and_goodhart(tmp_path):
+    runner = CliRunner()
+    for name, fn in (("len", "length_grader"), ("vowels", "vowel_grader")):
+        made = runner.invoke(cli, ["grader", "create", name, "--callable", f"tests.test_graders:{fn}"])
+        assert made.exit_code == 0, made.output
+    assert "len" in runner.invoke(cli, ["grader", "list"]).stdout
+    root = json.loads(runner.invoke(cli, ["new", "The river", "--json"]).stdout)["root"]["id"]
+    out = runner.invoke(cli, ["bon", root, "-n", "3", "--grader", "len", "-m", "mock", "--seed", "1"])
+    assert out.exit_code == 0 and "len chose" in out.stdout, out.output
+    g = runner.invoke(cli, ["goodhart", root, "--proxy", "len", "--gold", "vowels", "--n", "1,2,4,8,16",
+                            "--pool", "80", "-m", "mock", "--max-tokens", "8", "--out", str(tmp_path / "g"),
+                            "--json"])
+    assert g.exit_code == 0, g.output
+    report = json.loads(g.stdout)
+    assert report["pool"] == 80 and [p["n"] for p in report["points"]] == [1, 2, 4, 8, 16]
+    proxies = [p["proxy"] for p in report["points"]]
+    assert proxies == sorted(proxies)  # best-of-more never scores lower on what it optimizes
+    assert (tmp_path / "g" / "goodhart.json").exists() and (tmp_path / "g" / "goodhart.png").exists()
+    bad = runner.invoke(cli, ["goodhart", root, "--proxy", "len", "--gold", "vowels", "--n", "4,2", "-m", "mock"])
+    assert bad.exit_code != 0 and "increasing" in bad.output
+    bad = runner.invoke(cli, ["bon", root, "--grader", "nope", "-m", "mock"])
+    assert bad.exit_code != 0 and "no grader" in bad.output
