@@ -181,3 +181,64 @@ def test_the_cli_makes_graders_runs_bon_and_goodhart(tmp_path):
     assert bad.exit_code != 0 and "increasing" in bad.output
     bad = runner.invoke(cli, ["bon", root, "--grader", "nope", "-m", "mock"])
     assert bad.exit_code != 0 and "no grader" in bad.output
+
+
+def test_tilted_picks_follow_the_softmax_and_cold_tilted_is_beam():
+    from loomwork.graders.grow import pick
+
+    frontier = [("a", 0.0), ("b", 1.0), ("c", 2.0)]
+    rng = random.Random(0)
+    counts = {"a": 0, "b": 0, "c": 0}
+    for _ in range(20000):
+        counts[pick(frontier, 1, "tilted", 1.0, rng)[0]] += 1
+    z = sum(math.exp(s) for _n, s in frontier)
+    for n, s in frontier:
+        assert counts[n] / 20000 == pytest.approx(math.exp(s) / z, abs=0.015)
+    assert pick(frontier, 2, "tilted", 1e-6, rng) == ["c", "b"] == pick(frontier, 2, "beam", 1.0, rng)
+
+
+async def test_grow_within_its_budget_recording_the_graders_choices(store):
+    from loomwork.graders.grow import grow
+
+    g = registry.create(store, "len", "callable", target="tests.test_graders:length_grader")
+    _t, root = ops.new_tree(store, "The river")
+    events = []
+    r = await grow(store, root.id, get_backend("mock"), g, SamplingParams(max_tokens=5, seed=1), budget_nodes=9,
+                   beam=2, branching=3, on_event=events.append)
+    assert r["nodes"] == 9 and len(events) == 3  # root, then the two best of its children
+    with store.read() as tx:
+        assert len(tx.tree_nodes(root.tree_id)) == 10
+    chosen = curation.latest_choices(store, root.tree_id)
+    assert {c.grader for c in chosen.values()} == {"len"} and len(chosen) == 2
+    first = events[0]["children"]
+    best_two = sorted(first, key=lambda c: -c["score"])[:2]
+    assert set(chosen) == {c["id"] for c in best_two}
+    assert r["grader_bits"] == pytest.approx(2 * math.log2(3))
+    with pytest.raises(InvalidInput, match="one budget"):
+        await grow(store, root.id, get_backend("mock"), g, SamplingParams(), budget_nodes=3, budget_tokens=3)
+    with pytest.raises(InvalidInput, match="positive"):
+        await grow(store, root.id, get_backend("mock"), g, SamplingParams(), budget_nodes=0)
+
+
+async def test_the_api_grows_and_stops_when_the_page_goes(store):
+    import httpx
+
+    from loomwork.web import create_app
+    from tests.test_web_api import BASE, _events
+
+    app = create_app(store, default_model="mock:default")
+    registry.create(store, "len", "callable", target="tests.test_graders:length_grader")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        _t, root = ops.new_tree(store, "The river")
+        assert [x["name"] for x in (await client.get("/api/graders")).json()] == ["len"]
+        resp = await client.post(f"/api/nodes/{root.id}/grow", json={"grader": "len", "nodes": 4, "branching": 2,
+                                                                     "beam": 1, "params": {"max_tokens": 4}})
+        events = _events(resp.text)
+        assert [e[0] for e in events].count("expanded") == 2 and events[-1][0] == "done"
+        assert events[-1][1]["nodes"] == 4
+        r = (await client.post(f"/api/nodes/{root.id}/bon", json={"grader": "len", "params": {"n": 3}})).json()
+        assert r["bits"] == pytest.approx(math.log2(3))
+        bad = await client.post(f"/api/nodes/{root.id}/grow", json={"grader": "len"})
+        assert bad.status_code == 400 and "one budget" in bad.json()["error"]
+        missing = await client.post(f"/api/nodes/{root.id}/grow", json={"grader": "nope", "nodes": 2})
+        assert missing.status_code == 404

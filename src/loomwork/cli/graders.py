@@ -1,4 +1,4 @@
-"""Grader commands: grader create|list|show|delete, bon (best-of-n), goodhart (the curve)."""
+"""Grader commands: grader create|list|show|delete, bon (best-of-n), grow (autoloom), goodhart (the curve)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..backends.registry import close_all
 from ..errors import InvalidInput
 from ..graders import bon as bon_mod
 from ..graders import goodhart as goodhart_mod
+from ..graders import grow as grow_mod
 from ..graders import registry
 from . import Context, cli, emit_json, pass_ctx
 from .nodes import node_id
@@ -156,3 +157,50 @@ def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed,
         n_at = f["peak_n_estimate"]
         peak = (f"peak at √KL {f['peak_sqrt_kl']:.3f}" + (f" (n ≈ {n_at:.1f})" if n_at else "")) if f["peak_sqrt_kl"] else "no peak"
         click.echo(f"gold ≈ d({f['alpha']:.3f} − {f['beta']:.3f} d): {peak}; wrote {out}/goodhart.json, .png")
+
+
+@cli.command()
+@click.argument("node")
+@click.option("--grader", "grader_name", required=True)
+@click.option("--nodes", "budget_nodes", type=int, help="Budget: stop after this many new nodes.")
+@click.option("--tokens", "budget_tokens", type=int, help="Budget: stop after this many new tokens.")
+@click.option("--beam", type=int, default=2, show_default=True, help="Frontier nodes expanded each round.")
+@click.option("--branching", type=int, default=3, show_default=True, help="Children of each expanded node.")
+@click.option("--strategy", type=click.Choice(grow_mod.STRATEGIES), default="beam", show_default=True,
+              help="beam: the best-scored; tilted: drawn from softmax(score / temperature), as weave does.")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="For --strategy tilted.")
+@click.option("-m", "--model", help="The model that samples.")
+@click.option("--max-tokens", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, branching, strategy, temperature, model,
+         max_tokens, seed, as_json) -> None:
+    """Grow the tree from NODE automatically, guided by a grader, within a budget; every choice is recorded as
+    the grader's (Ctrl+C stops it; what it grew stays)."""
+    g = registry.get(ctx.store, grader_name)
+    grow_mod.check(budget_nodes, budget_tokens, beam, branching, strategy, temperature)
+    params = SamplingParams.make(max_tokens=max_tokens, seed=seed)
+    target = node_id(ctx, node)
+    backend = get_backend(model)
+
+    def show(e: dict) -> None:
+        if not as_json:
+            best = ", ".join(f"{c['id'][:6]} {c['score']:.2f}" if c["score"] is not None else f"{c['id'][:6]} failed"
+                             for c in e["children"])
+            click.echo(f"round {e['round']}: {e['parent'][:6]} -> {best}  ({e['nodes']} nodes, {e['tokens']} tokens)")
+
+    async def run():
+        try:
+            return await grow_mod.grow(ctx.store, target, backend, g, params, budget_nodes=budget_nodes,
+                                       budget_tokens=budget_tokens, beam=beam, branching=branching, strategy=strategy,
+                                       temperature=temperature, seed=seed, on_event=show)
+        finally:
+            await close_all()
+
+    r = asyncio.run(run())
+    if as_json:
+        emit_json(r)
+    else:
+        click.echo(f"grew {r['nodes']} nodes ({r['tokens']} tokens) in {r['rounds']} rounds; {len(r['choices'])} "
+                   f"choices by {r['grader']}: {r['grader_bits']:.2f} bits; best frontier node {r['best']}")

@@ -18,6 +18,7 @@ from ..store.journal import acting_as, clean_actor
 from .api import router
 from .audit_api import router as audit_router
 from .lens_api import router as lens_router
+from .grader_api import router as grader_router
 from .steer_api import router as steer_router
 from .security import Guard, GuardMiddleware
 
@@ -82,6 +83,7 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     app.include_router(audit_router)
     app.include_router(lens_router)
     app.include_router(steer_router)
+    app.include_router(grader_router)
 
     @app.get("/api/config")
     def app_config() -> dict:

@@ -1,0 +1,95 @@
+"""Judge-guided expansion ("autoloom", as MiniHF's weave): grow the tree automatically from a node, within a
+budget of nodes or tokens. Each round picks which frontier nodes to expand (``beam``: the best-scored; ``tilted``:
+sampled from the softmax of their scores at a temperature), expands each into ``branching`` children, scores them,
+and records every pick as the grader's choice among its siblings (log2 of how many it was picked from, on the
+ledger's grader line). The tree shows which choices were whose; a person can stop it, prune and go on by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Awaitable, Callable
+
+from .. import curation, ops
+from ..backends.base import Backend, SamplingParams
+from ..errors import InvalidInput
+from ..store import Store
+from .scoring import score_nodes
+
+STRATEGIES = ("beam", "tilted")
+
+
+def check(budget_nodes: int | None, budget_tokens: int | None, beam: int, branching: int, strategy: str,
+          temperature: float) -> None:
+    if (budget_nodes is None) == (budget_tokens is None):
+        raise InvalidInput("give one budget: a number of nodes or of tokens")
+    if (budget_nodes or budget_tokens or 0) <= 0:
+        raise InvalidInput("the budget must be positive")
+    if beam < 1 or branching < 2:
+        raise InvalidInput("beam is at least 1 and branching at least 2")
+    if strategy not in STRATEGIES:
+        raise InvalidInput(f"unknown strategy {strategy!r} ({', '.join(STRATEGIES)})")
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise InvalidInput("the temperature must be positive")
+
+
+def pick(frontier: list[tuple[str, float]], k: int, strategy: str, temperature: float, rng: random.Random) -> list[str]:
+    """k distinct nodes of the frontier: the best-scored, or drawn without replacement from softmax(score / T)."""
+    if strategy == "beam":
+        return [n for n, _s in sorted(frontier, key=lambda x: -x[1])[:k]]
+    pool = list(frontier)
+    out = []
+    while pool and len(out) < k:
+        top = max(s for _n, s in pool)
+        weights = [math.exp((s - top) / temperature) for _n, s in pool]
+        i = rng.choices(range(len(pool)), weights=weights)[0]
+        out.append(pool.pop(i)[0])
+    return out
+
+
+async def grow(store: Store, node_id: str, backend: Backend, grader: dict, params: SamplingParams, *,
+               budget_nodes: int | None = None, budget_tokens: int | None = None, beam: int = 2, branching: int = 3,
+               strategy: str = "beam", temperature: float = 1.0, seed: int = 0,
+               on_event: Callable[[dict], Awaitable[None] | None] = lambda _e: None) -> dict:
+    check(budget_nodes, budget_tokens, beam, branching, strategy, temperature)
+    rng = random.Random(seed)
+    frontier: list[tuple[str, float]] = [(node_id, 0.0)]
+    siblings: dict[str, list[str]] = {}  # node -> the candidates it was generated among
+    made = tokens = rounds = 0
+    choices = []
+
+    async def emit(event: dict) -> None:
+        result = on_event(event)
+        if result is not None:
+            await result
+
+    while frontier:
+        if (budget_nodes is not None and made >= budget_nodes) or (budget_tokens is not None and tokens >= budget_tokens):
+            break
+        rounds += 1
+        chosen = pick(frontier, beam, strategy, temperature, rng)
+        for parent in chosen:
+            if parent in siblings and len(siblings[parent]) > 1:  # the grader chose to go on from this one
+                c = curation.record_choice(store, parent, siblings[parent], grader=grader["name"])
+                choices.append({"node": parent, "among": len(siblings[parent]), "bits": c.bits})
+        frontier = [f for f in frontier if f[0] not in chosen]
+        for parent in chosen:
+            kids = await ops.expand(store, parent, backend,
+                                    params.model_copy(update={"n": branching, "seed": seed + made}))
+            made += len(kids)
+            tokens += sum(len(k.tokens) for k in kids)
+            scores = await score_nodes(store, grader, [k.id for k in kids])
+            for k in kids:
+                siblings[k.id] = [x.id for x in kids]
+                if scores[k.id]["score"] is not None:  # a node the grader failed on is not grown further
+                    frontier.append((k.id, scores[k.id]["score"]))
+            await emit({"event": "expanded", "parent": parent, "round": rounds, "nodes": made, "tokens": tokens,
+                        "children": [{"id": k.id, "text": k.text, **scores[k.id]} for k in kids],
+                        "frontier": sorted(({"id": n, "score": s} for n, s in frontier), key=lambda x: -x["score"])})
+            if (budget_nodes is not None and made >= budget_nodes) or \
+                    (budget_tokens is not None and tokens >= budget_tokens):
+                break
+    best = max(frontier, key=lambda x: x[1])[0] if frontier else None
+    return {"node": node_id, "grader": grader["name"], "strategy": strategy, "rounds": rounds, "nodes": made,
+            "tokens": tokens, "choices": choices, "grader_bits": sum(c["bits"] for c in choices), "best": best}

@@ -1,0 +1,120 @@
+"""The graders API: graders (list, make, show), best-of-n, judge-guided growth (streamed, cancellable)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from ..backends import get_backend
+from ..backends.base import SamplingParams
+from ..graders import grow as grow_mod
+from ..graders import registry
+from ..graders.bon import best_of_n
+from .api import Body, _sse, allowed_model, sse_failure
+
+router = APIRouter(prefix="/api")
+
+
+class NewGrader(Body):
+    name: str
+    kind: str
+    model: str | None = None
+    template: str | None = None
+    target: str | None = None
+    question: str | None = None
+
+
+class BestOfN(Body):
+    grader: str
+    model: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Grow(Body):
+    grader: str
+    model: str | None = None
+    nodes: int | None = None
+    tokens: int | None = None
+    beam: int = 2
+    branching: int = 3
+    strategy: str = "beam"
+    temperature: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _store(request: Request):
+    return request.app.state.store
+
+
+@router.get("/graders")
+def list_graders(request: Request) -> list[dict]:
+    return registry.list_graders(_store(request))
+
+
+@router.post("/graders")
+def create_grader(body: NewGrader, request: Request) -> dict:
+    if body.kind == "callable" and request.app.state.allowed_models is not None:
+        # a shared server never imports code a token holder names
+        from ..errors import InvalidInput
+
+        raise InvalidInput("a shared server does not make callable graders: make them with the CLI")
+    if body.kind == "judge":
+        allowed_model(request, body.model)
+    return registry.create(_store(request), body.name, body.kind, model=body.model, template=body.template,
+                           target=body.target, question=body.question)
+
+
+@router.get("/graders/{name}")
+def show_grader(name: str, request: Request) -> dict:
+    return registry.get(_store(request), name)
+
+
+@router.post("/nodes/{node_id}/bon")
+async def bon(node_id: str, body: BestOfN, request: Request) -> dict:
+    store = _store(request)
+    g = registry.get(store, body.grader)
+    params = SamplingParams.make(**body.params)
+    store.node(node_id)
+    backend = await asyncio.to_thread(get_backend, allowed_model(request, body.model))
+    return await best_of_n(store, node_id, backend, params, g)
+
+
+@router.post("/nodes/{node_id}/grow")
+async def grow(node_id: str, body: Grow, request: Request) -> StreamingResponse:
+    """Server-sent events: ``status``, ``expanded`` ({parent, children with scores, frontier, nodes, tokens}) per
+    expansion, then ``done`` (the summary) or ``error``. Closing the stream stops the growth between expansions;
+    what it grew stays."""
+    store = _store(request)
+    g = registry.get(store, body.grader)
+    grow_mod.check(body.nodes, body.tokens, body.beam, body.branching, body.strategy, body.temperature)
+    params = SamplingParams.make(**{**body.params, "n": None})
+    store.node(node_id)
+    model = allowed_model(request, body.model)
+
+    async def events():
+        queue: asyncio.Queue = asyncio.Queue()
+        try:
+            yield _sse("status", {"message": f"loading {model}…"})
+            backend = await asyncio.to_thread(get_backend, model)
+            task = asyncio.create_task(grow_mod.grow(
+                store, node_id, backend, g, params, budget_nodes=body.nodes, budget_tokens=body.tokens,
+                beam=body.beam, branching=body.branching, strategy=body.strategy, temperature=body.temperature,
+                seed=params.seed or 0, on_event=queue.put_nowait))
+            try:
+                while not task.done() or not queue.empty():
+                    try:
+                        yield _sse("expanded", await asyncio.wait_for(queue.get(), 0.5))
+                    except asyncio.TimeoutError:
+                        pass
+                yield _sse("done", task.result())
+            finally:
+                task.cancel()  # the page went away: stop growing (an expansion in flight stores nothing)
+        except Exception as exc:  # noqa: BLE001 (reported in the stream)
+            yield sse_failure(exc)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
