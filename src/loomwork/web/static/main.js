@@ -6,6 +6,7 @@ import { Graph } from "./graph.js";
 import { actions, openTree, panelsOff, status, wire } from "./actions.js";
 import { KEYS, actionFor } from "./keys.js";
 import { Outline } from "./outline.js";
+import { wireGrow } from "./grow.js";
 import { wireLatents } from "./latents.js";
 import * as ledger from "./ledger.js";
 import * as panels from "./panels.js";
@@ -308,6 +309,7 @@ async function start() {
     $("reference-model").append(el("option", { value: m.ref, disabled: !m.installed }, m.ref));
   }
   wireLatents();
+  wireGrow();
   setInterval(poll, 1000);
   window.addEventListener("popstate", () => {
     const id = new URLSearchParams(location.hash.slice(1)).get("node");

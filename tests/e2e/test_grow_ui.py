@@ -1,0 +1,30 @@
+"""Judge-guided growth from the page: pick a grader and a budget, start, watch the frontier, the tree grows and
+the grader's choices are its own in the ledger."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def test_grow_from_the_page(page):
+    base = page.base
+    httpx.post(f"{base}/api/graders", json={"name": "judge", "kind": "judge", "model": "mock:default",
+                                            "template": "{context}{text}\nGood? Answer"}).raise_for_status()
+    root = httpx.post(f"{base}/api/trees", json={"prompt": "The river ran"}).json()["root"]["id"]
+    page.goto(f"{base}/#node={root}")
+    page.locator(f"#read .seg.current[data-node='{root}']").wait_for(state="attached")
+    page.wait_for_function("document.querySelectorAll('#grow-form select[name=grader] option').length === 1")
+    form = page.locator("#grow-form")
+    form.locator("[name=nodes]").fill("6")
+    form.locator("[name=beam]").fill("1")
+    form.locator("[name=branching]").fill("3")
+    form.locator("#grow-start").click()
+    page.wait_for_function("document.querySelectorAll('#grow-out ol.frontier li').length > 0")
+    page.wait_for_function("!document.getElementById('grow-start').disabled")
+    kids = httpx.get(f"{base}/api/nodes/{root}/children").json()
+    assert len(kids) == 3
+    grown = [k for k in kids if k["child_count"]]
+    assert len(grown) == 1  # beam 1: the best-scored child was grown further
+    bits = httpx.get(f"{base}/api/nodes/{grown[0]['id']}/bits?score=false").json()
+    assert bits["nodes"][-1]["choice"]["by"] == "judge" and bits["nodes"][-1]["ledger"]["grader"] > 1.5
+    assert not page.errors
