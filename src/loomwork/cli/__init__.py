@@ -74,6 +74,17 @@ def emit_json(data) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
+def emit_rows(rows: list[dict], as_json: bool, empty: str, line) -> None:
+    """A listing: JSON, or ``line(row)`` for each row, or ``empty`` when there are none."""
+    if as_json:
+        emit_json(rows)
+    elif not rows:
+        click.echo(empty)
+    else:
+        for r in rows:
+            click.echo(line(r))
+
+
 def read_stdin(what: str) -> str:
     """Standard input as UTF-8 text, or one clear error (not a traceback) when it is not."""
     from ..validate import MAX_TEXT

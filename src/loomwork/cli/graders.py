@@ -14,7 +14,7 @@ from ..graders import bon as bon_mod
 from ..graders import goodhart as goodhart_mod
 from ..graders import grow as grow_mod
 from ..graders import registry
-from . import Context, cli, emit_json, pass_ctx
+from . import Context, cli, emit_json, emit_rows, pass_ctx
 from .nodes import node_id
 
 
@@ -46,15 +46,10 @@ def grader_create(ctx: Context, name, judge_model, template, target, person, que
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def grader_list(ctx: Context, as_json: bool) -> None:
-    rows = registry.list_graders(ctx.store)
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        click.echo("no graders (make one with `loomwork grader create`)")
-    for g in rows:
-        what = g["config"].get("model") or g["config"].get("target") or g["config"].get("question")
-        click.echo(f"{g['name']:<20}{g['kind']:<10}{what}")
+    """The graders."""
+    emit_rows(registry.list_graders(ctx.store), as_json, "no graders (make one with `loomwork grader create`)",
+              lambda g: f"{g['name']:<20}{g['kind']:<10}"
+                        f"{g['config'].get('model') or g['config'].get('target') or g['config'].get('question')}")
 
 
 @grader.command("show")

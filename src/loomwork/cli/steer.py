@@ -11,7 +11,7 @@ from ..backends import get_backend
 from ..backends.registry import close_all
 from ..steering import pairs as pairs_mod
 from ..steering import vectors
-from . import Context, cli, emit_json, pass_ctx
+from . import Context, cli, emit_json, emit_rows, pass_ctx
 
 
 @cli.group()
@@ -55,15 +55,9 @@ def steer_create(ctx: Context, name, model, plus, minus, pairs_file, layer, meth
 @pass_ctx
 def steer_list(ctx: Context, as_json: bool) -> None:
     """The saved steering vectors."""
-    rows = vectors.list_vectors(ctx.store)
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        click.echo("no steering vectors (make one with `loomwork steer create`)")
-    for r in rows:
-        click.echo(f"{r['name']:<24}{r['model']:<28}layer {r['layer']:<4}{r['method']:<8}norm {r['norm']:.3f}  "
-                   f"{len(r['pairs'])} pair(s)")
+    emit_rows(vectors.list_vectors(ctx.store), as_json, "no steering vectors (make one with `loomwork steer create`)",
+              lambda r: f"{r['name']:<24}{r['model']:<28}layer {r['layer']:<4}{r['method']:<8}norm {r['norm']:.3f}  "
+                        f"{len(r['pairs'])} pair(s)")
 
 
 @steer.command("show")

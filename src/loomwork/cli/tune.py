@@ -11,7 +11,7 @@ import click
 from ..backends.registry import close_all
 from ..tuning import adapters
 from ..tuning.data import read_rows, rows_from_tree
-from . import Context, cli, emit_json, pass_ctx
+from . import Context, cli, emit_json, emit_rows, pass_ctx
 from .nodes import tree_id
 
 
@@ -103,15 +103,10 @@ def adapters_group() -> None:
 @adapters_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def adapters_list(as_json: bool) -> None:
-    rows = adapters.list_adapters()
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        click.echo("no adapters (make one with `loomwork tune`)")
-    for a in rows:
-        click.echo(f"hf:{a['base']}+{a['name']:<20} {a['config']['method']:<4} step {a.get('step', 0):<5} KL "
-                   f"{_f(a.get('kl_bits'), 4)} bits/token (budget {a['config']['kl_budget']})  {a['status']}")
+    """The adapters, with the KL each spent of its budget."""
+    emit_rows(adapters.list_adapters(), as_json, "no adapters (make one with `loomwork tune`)",
+              lambda a: f"hf:{a['base']}+{a['name']:<20} {a['config']['method']:<4} step {a.get('step', 0):<5} KL "
+                        f"{_f(a.get('kl_bits'), 4)} bits/token (budget {a['config']['kl_budget']})  {a['status']}")
 
 
 @adapters_group.command("show")

@@ -14,7 +14,7 @@ from ..backends.base import SamplingParams
 from ..graders import grow as grow_mod
 from ..graders import registry
 from ..graders.bon import best_of_n
-from .api import Body, _sse, allowed_model, sse_failure
+from .api import Body, _sse, _store, allowed_model, sse_failure
 
 router = APIRouter(prefix="/api")
 
@@ -44,10 +44,6 @@ class Grow(Body):
     strategy: str = "beam"
     temperature: float = 1.0
     params: dict[str, Any] = Field(default_factory=dict)
-
-
-def _store(request: Request):
-    return request.app.state.store
 
 
 @router.get("/graders")

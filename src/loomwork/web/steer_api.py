@@ -14,7 +14,7 @@ from ..backends import get_backend
 from ..backends.base import SamplingParams, TokenEvent
 from ..errors import InvalidInput
 from ..steering import vectors
-from .api import Body, _sse, _with_counts, allowed_model, sse_failure
+from .api import Body, _sse, _store, _with_counts, allowed_model, sse_failure
 
 router = APIRouter(prefix="/api")
 
@@ -36,10 +36,6 @@ class Sweep(Body):
     name: str
     coefs: list[float] = Field(min_length=2, max_length=9)
     params: dict[str, Any] = Field(default_factory=dict)
-
-
-def _store(request: Request):
-    return request.app.state.store
 
 
 @router.get("/steering")
