@@ -242,3 +242,26 @@ async def test_the_api_grows_and_stops_when_the_page_goes(store):
         assert bad.status_code == 400 and "one budget" in bad.json()["error"]
         missing = await client.post(f"/api/nodes/{root.id}/grow", json={"grader": "nope", "nodes": 2})
         assert missing.status_code == 404
+
+
+async def test_a_reward_model_trained_on_preferences_grades_the_chosen_higher(store, tmp_path):
+    pytest.importorskip("trl")
+    from tests.tiny_model import build_tiny_lm
+
+    lm, tok = build_tiny_lm(seed=5)
+    base = tmp_path / "tiny"
+    lm.save_pretrained(base)
+    tok.save_pretrained(base)
+    words = ["river", "stone", "light", "bread", "cloud", "grass", "paper", "glass"]
+    rows = [{"prompt": f"A {w}:", "chosen": " zz zz zz.", "rejected": " ab cd ef."} for w in words]
+    g = registry.create_reward(store, "rm", str(base), rows, epochs=8, lr=5e-3, batch_size=4)
+    assert g["kind"] == "reward" and g["config"]["train_accuracy"] == 1.0
+    _t, root = ops.new_tree(store, "A moon:")
+    good, bad = ops.add_child(store, root.id, " zz zz zz."), ops.add_child(store, root.id, " ab cd ef.")
+    got = await score_nodes(store, g, [good.id, bad.id])
+    assert got[good.id]["score"] > got[bad.id]["score"]
+    with pytest.raises(InvalidInput, match="exists already"):
+        registry.create_reward(store, "rm", str(base), rows)
+    with pytest.raises(InvalidInput, match="same text"):
+        registry.create_reward(store, "rm2", str(base), [{"prompt": "a", "chosen": "b", "rejected": "b"}] * 2)
+    assert [x["name"] for x in registry.list_graders(store)] == ["rm"]

@@ -15,7 +15,7 @@ from ..graders import goodhart as goodhart_mod
 from ..graders import grow as grow_mod
 from ..graders import registry
 from . import Context, cli, emit_json, emit_rows, pass_ctx
-from .nodes import node_id
+from .nodes import node_id, tree_id
 
 
 @cli.group()
@@ -30,15 +30,31 @@ def grader() -> None:
 @click.option("--callable", "target", metavar="MODULE:FUNCTION", help="A rule: function(text, context) -> number.")
 @click.option("--person", is_flag=True, help="People's audit ratings (their mean on --question).")
 @click.option("--question", help="With --person: the audit question.")
+@click.option("--reward-from", "reward_tree", metavar="TREE", help="A reward model trained on this tree's "
+                                                                   "preference export.")
+@click.option("--reward-data", type=click.Path(dir_okay=False), help="A reward model trained on a preference JSONL.")
+@click.option("--reward-base", default="smollm2-135m-instruct", show_default=True,
+              help="The small model the reward model starts from.")
+@click.option("--epochs", type=int, default=1, show_default=True, help="Reward model training epochs.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def grader_create(ctx: Context, name, judge_model, template, target, person, question, as_json) -> None:
-    """Make a grader NAME (one of --judge, --callable, --person)."""
-    kinds = [k for k, on in (("judge", judge_model), ("callable", target), ("person", person)) if on]
-    if len(kinds) != 1:
-        raise click.UsageError("give exactly one of --judge MODEL, --callable MODULE:FUNCTION, --person")
-    g = registry.create(ctx.store, name, kinds[0], model=judge_model, template=template, target=target,
-                        question=question)
+def grader_create(ctx: Context, name, judge_model, template, target, person, question, reward_tree, reward_data,
+                  reward_base, epochs, as_json) -> None:
+    """Make a grader NAME (one of --judge, --callable, --person, --reward-from, --reward-data)."""
+    kinds = [k for k, on in (("judge", judge_model), ("callable", target), ("person", person),
+                             ("reward", reward_tree or reward_data)) if on]
+    if len(kinds) != 1 or (reward_tree and reward_data):
+        raise click.UsageError("give exactly one of --judge MODEL, --callable MODULE:FUNCTION, --person, "
+                               "--reward-from TREE, --reward-data FILE")
+    if kinds[0] == "reward":
+        from ..tuning.data import read_rows, rows_from_tree
+
+        rows = read_rows(reward_data, "dpo") if reward_data else rows_from_tree(ctx.store, tree_id(ctx, reward_tree),
+                                                                               "dpo")
+        g = registry.create_reward(ctx.store, name, reward_base, rows, epochs=epochs)
+    else:
+        g = registry.create(ctx.store, name, kinds[0], model=judge_model, template=template, target=target,
+                            question=question)
     emit_json(g) if as_json else click.echo(f"{g['name']}: {g['kind']} {g['config']}")
 
 

@@ -17,7 +17,7 @@ from ..store.schema import graders
 from ..supervision.ratings import DEFAULT_QUESTIONS
 from ..tree import new_id
 
-KINDS = ("judge", "callable", "person")
+KINDS = ("judge", "callable", "person", "reward")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_TEMPLATE = ("{context}{text}\n\nQuestion: Is the last passage above well written and coherent? Answer yes "
                     "or no.\nAnswer:")
@@ -51,6 +51,10 @@ def check_config(kind: str, config: dict) -> dict:
         return {"target": config["target"]}
     if kind == "person":
         return {"question": config.get("question") or DEFAULT_QUESTIONS[0]}
+    if kind == "reward":
+        if not config.get("path"):
+            raise InvalidInput("a reward-model grader is made by training one (create_reward, --reward-from)")
+        return {k: config[k] for k in ("path", "base", "rows", "epochs", "train_loss", "train_accuracy") if k in config}
     raise InvalidInput(f"unknown grader kind {kind!r} (kinds: {', '.join(KINDS)})")
 
 
@@ -65,6 +69,25 @@ def create(store: Store, name: str, kind: str, **config) -> dict:
         if done.rowcount == 0:
             raise InvalidInput(f"a grader named {name!r} exists already")
     return _public(row)
+
+
+def create_reward(store: Store, name: str, base: str, rows: list[dict], epochs: int = 1, **train_args) -> dict:
+    """Train a reward model on preference rows (chosen over rejected) and register it as grader ``name``; a
+    failed training registers nothing."""
+    import shutil
+
+    from . import reward
+
+    if not _NAME.match(name or ""):
+        raise InvalidInput(f"a grader's name is 1-64 letters, digits, '.', '_' or '-', not {name!r}")
+    if any(g["name"] == name for g in list_graders(store)):
+        raise InvalidInput(f"a grader named {name!r} exists already")
+    made = reward.train(name, base, rows, epochs=epochs, **train_args)
+    try:
+        return create(store, name, "reward", **made)
+    except Exception:
+        shutil.rmtree(made["path"], ignore_errors=True)
+        raise
 
 
 def get(store: Store, name: str) -> dict:

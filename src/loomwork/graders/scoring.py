@@ -5,6 +5,7 @@
 - callable: ``function(text, context)`` must return a finite number.
 - person: the mean of the latest audit ratings of the node on the grader's question (−1, 0, +1); a node nobody
   rated has no score.
+- reward: a reward model's number for context + text (reward.py).
 A failure on one text is that text's error (reported, stored); it never stops the others.
 """
 
@@ -60,6 +61,17 @@ async def score_texts(grader: dict, context: str, texts: list[str], node_ids: li
                     out.append((float(value), None))
             except Exception as exc:  # noqa: BLE001
                 out.append((None, f"{cfg['target']} raised {type(exc).__name__}: {exc}"))
+        return out
+    if kind == "reward":
+        from .reward import score as reward_score
+
+        out = []
+        for text in texts:
+            try:
+                value = reward_score(cfg["path"], context, text)
+                out.append((value, None) if math.isfinite(value) else (None, "the reward model gave a non-finite score"))
+            except Exception as exc:  # noqa: BLE001 (recorded for this text; the others go on)
+                out.append((None, f"{type(exc).__name__}: {exc}"))
         return out
     # a person: the audit ratings of each node on the question
     from ..supervision.ratings import current
