@@ -27,4 +27,11 @@ def test_grow_from_the_page(page):
     assert len(grown) == 1  # beam 1: the best-scored child was grown further
     bits = httpx.get(f"{base}/api/nodes/{grown[0]['id']}/bits?score=false").json()
     assert bits["nodes"][-1]["choice"]["by"] == "judge" and bits["nodes"][-1]["ledger"]["grader"] > 1.5
+    # the Goodhart curve at the root, from the same panel (the judge as both proxy and gold)
+    form = page.locator("#goodhart-form")
+    form.locator("[name=ns]").fill("1,2,4")
+    form.locator("[name=pool]").fill("8")
+    form.locator("button").click()
+    page.locator("#goodhart-out table").wait_for()
+    assert page.locator("#goodhart-out table tr").count() == 4 and page.locator("#goodhart-out svg polyline").count() == 2
     assert not page.errors

@@ -60,6 +60,11 @@ def test_make_steer_sweep_and_read_the_ledger(page):
     page.screenshot(path=str(ARTIFACTS / "ledger-panel.png"))
     page.locator("#ledger-dialog .close").click()
     assert page.locator("#read .seg.steered").count() == 1
+    # the read view can shade the steered text by the unsteered model's probabilities instead
+    shades = "[...document.querySelectorAll('#read .seg.steered .tok')].map((t) => t.style.getPropertyValue('--p')).join()"
+    steered = page.evaluate(shades)
+    page.locator("#shade-unsteered").check()
+    page.wait_for_function(f"{shades} !== {steered!r}")
     # sweep the coefficient at the root: three columns, the same seed, stored as children
     page.goto(f"{base}/#node={root}")
     page.locator(f"#read .seg.current[data-node='{root}']").wait_for(state="attached")

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from ..backends import get_backend
 from ..backends.base import SamplingParams
+from ..errors import InvalidInput
 from ..graders import grow as grow_mod
 from ..graders import registry
 from ..graders.bon import best_of_n
@@ -55,8 +56,6 @@ def list_graders(request: Request) -> list[dict]:
 def create_grader(body: NewGrader, request: Request) -> dict:
     if body.kind == "callable" and request.app.state.allowed_models is not None:
         # a shared server never imports code a token holder names
-        from ..errors import InvalidInput
-
         raise InvalidInput("a shared server does not make callable graders: make them with the CLI")
     if body.kind == "judge":
         allowed_model(request, body.model)
@@ -114,3 +113,37 @@ async def grow(node_id: str, body: Grow, request: Request) -> StreamingResponse:
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+class Goodhart(Body):
+    proxy: str
+    gold: str
+    ns: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    pool: int = 64
+    model: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/nodes/{node_id}/goodhart")
+async def goodhart(node_id: str, body: Goodhart, request: Request) -> StreamingResponse:
+    """Server-sent events: ``status``, then ``done`` with the curve (as `loomwork goodhart --json`), or ``error``."""
+    from ..graders import goodhart as goodhart_mod
+
+    store = _store(request)
+    proxy, gold = registry.get(store, body.proxy), registry.get(store, body.gold)
+    goodhart_mod.check_ns(body.ns, body.pool)
+    if body.pool > 512:
+        raise InvalidInput("a pool of at most 512 samples")
+    params = SamplingParams.make(**{**body.params, "n": None, "steer": None}).with_seed()
+    store.node(node_id)
+    model = allowed_model(request, body.model)
+
+    async def events():
+        try:
+            yield _sse("status", {"message": f"sampling {body.pool} continuations with {model}, scoring them twice…"})
+            backend = await asyncio.to_thread(get_backend, model)
+            yield _sse("done", await goodhart_mod.run(store, node_id, backend, proxy, gold, body.ns, body.pool, params))
+        except Exception as exc:  # noqa: BLE001 (reported in the stream)
+            yield sse_failure(exc)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

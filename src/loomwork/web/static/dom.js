@@ -43,3 +43,11 @@ export function steerLabel(node) {
   const steered = node && node.meta && node.meta.steered;
   return steered && steered.length ? "⇝ " + steered.map((s) => `${s.name}×${s.coef}`).join(" ") : "";
 }
+
+// An SVG element (the graph, the Goodhart chart): attributes set as they are, children appended.
+export function svg(tag, attrs = {}, ...kids) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const kid of kids) node.append(kid);
+  return node;
+}

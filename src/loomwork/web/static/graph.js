@@ -3,20 +3,12 @@
 // +/-, pan by dragging, click a node to go there. A tree of 100,000 nodes is drawn a subtree at a time (the server
 // sends at most LIMIT nodes, breadth first, and says so).
 import { api } from "./api.js";
-import { clear, el } from "./dom.js";
+import { clear, el, svg } from "./dom.js";
 
-const NS = "http://www.w3.org/2000/svg";
 const LIMIT = 2000;
 const DX = 16, DY = 46; // px between leaves, between depths
 const ORIGIN = { prompt: "#6b55c9", human: "#2f8a4b", model: "#3457d5", edit: "#a77b00", unknown: "#7a7a80" };
 const PALETTE = ["#3457d5", "#c0392b", "#2f8a4b", "#a77b00", "#6b55c9", "#00838f", "#ad1457", "#5d4037", "#455a64", "#ef6c00"];
-
-function svg(tag, attrs = {}, ...kids) {
-  const node = document.createElementNS(NS, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  for (const kid of kids) node.append(kid);
-  return node;
-}
 
 export class Graph {
   constructor(box, onSelect) {

@@ -1,7 +1,7 @@
 // Judge-guided growth from the current node (the autoloom): pick a grader and a budget, start, watch the frontier
 // and its scores fill in, stop at any time (what was grown stays). Every pick is the grader's recorded choice.
 import { api, stream } from "./api.js";
-import { clear, el, snippet, toast } from "./dom.js";
+import { clear, el, snippet, svg, toast } from "./dom.js";
 import { guarded, reload } from "./main.js";
 import * as panels from "./panels.js";
 import { current } from "./state.js";
@@ -11,8 +11,12 @@ let running = null; // the AbortController of the growth in progress
 
 export async function loadGraders() {
   const graders = await api("GET", "/graders");
-  const select = clear($("grow-form").elements.grader);
-  for (const g of graders) select.append(el("option", { value: g.name }, `${g.name} (${g.kind})`));
+  const usable = graders.filter((g) => g.kind !== "person"); // a pool's samples are not rated by anyone
+  for (const select of [$("grow-form").elements.grader, $("goodhart-form").elements.proxy, $("goodhart-form").elements.gold]) {
+    clear(select);
+    for (const g of select.name === "grader" ? graders : usable) select.append(el("option", { value: g.name }, `${g.name} (${g.kind})`));
+  }
+  $("goodhart-form").querySelector("button").disabled = !usable.length;
   $("grow-start").disabled = !graders.length;
   $("grow-out").textContent = graders.length ? "" : "No graders yet: make one with `loomwork grader create`.";
 }
@@ -55,7 +59,43 @@ async function start(e) {
   }
 }
 
+// The Goodhart curve at the current node: one pool, best-of-n's expected proxy and gold against √KL.
+function chart(points) {
+  const w = 300, h = 150, pad = 24;
+  const xs = points.map((p) => p.sqrt_kl), ys = points.flatMap((p) => [p.proxy, p.gold]);
+  const x0 = 0, x1 = Math.max(...xs) || 1, y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const X = (x) => pad + ((x - x0) / (x1 - x0 || 1)) * (w - 2 * pad), Y = (y) => h - pad - ((y - y0) / (y1 - y0 || 1)) * (h - 2 * pad);
+  const line = (key, colour) => svg("polyline", { points: points.map((p) => `${X(p.sqrt_kl)},${Y(p[key])}`).join(" "), fill: "none", stroke: colour, "stroke-width": 2 });
+  return svg("svg", { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": "proxy and gold against square-root KL" },
+    line("proxy", "#3b6fd8"), line("gold", "#d8833b"),
+    svg("text", { x: pad, y: 12, "font-size": 10, fill: "#3b6fd8" }, "proxy"), svg("text", { x: pad + 40, y: 12, "font-size": 10, fill: "#d8833b" }, "gold"),
+    svg("text", { x: w - pad, y: h - 6, "font-size": 9, "text-anchor": "end" }, "√KL(best-of-n ‖ base)"));
+}
+
+async function goodhart(e) {
+  e.preventDefault();
+  const form = new FormData(e.target);
+  const ns = String(form.get("ns")).split(",").map((x) => Number(x.trim())).filter((x) => x);
+  const { model, params } = panels.genParams();
+  const box = clear($("goodhart-out"));
+  box.textContent = "sampling and scoring…";
+  await stream(`/nodes/${current().id}/goodhart`, { proxy: form.get("proxy"), gold: form.get("gold"), ns,
+    pool: Number(form.get("pool")), model, params: { max_tokens: params.max_tokens, temperature: params.temperature, seed: params.seed } }, (name, data) => {
+    if (name === "status") box.textContent = data.message;
+    else if (name === "error") throw new Error(data.message);
+    else if (name === "done") {
+      const f = data.fit;
+      clear(box).append(chart(data.points), el("table", { class: "ledger" },
+        el("tr", {}, ...["n", "√KL", "proxy", "gold"].map((t) => el("th", {}, t))),
+        data.points.map((p) => el("tr", {}, el("td", {}, String(p.n)), ...[p.sqrt_kl, p.proxy, p.gold].map((v) => el("td", { class: "num" }, v.toFixed(3)))))),
+      el("p", { class: "muted" }, `pool ${data.pool} (${data.failed} failed); gold ≈ d(α − βd) with α ${f.alpha === null ? "?" : f.alpha.toFixed(3)}, β ${f.beta === null ? "?" : f.beta.toFixed(3)}` +
+        (f.peak_sqrt_kl ? `: more selection stops helping at √KL ${f.peak_sqrt_kl.toFixed(2)}` : ": no peak (selection never helped the gold grader)")));
+    }
+  });
+}
+
 export function wireGrow() {
+  $("goodhart-form").addEventListener("submit", (e) => guarded(() => goodhart(e)));
   $("grow-form").addEventListener("submit", (e) => guarded(() => start(e)));
   $("grow-stop").addEventListener("click", () => { if (running) running.abort(); });
   loadGraders().catch((err) => toast(`graders: ${err.message}`));

@@ -2,7 +2,7 @@
 // the tree's generation settings), make a vector from two texts or two nodes, and sweep one vector's coefficient.
 import { api, stream } from "./api.js";
 import { clear, el, toast } from "./dom.js";
-import { guarded, reload } from "./main.js";
+import { guarded, reload, render } from "./main.js";
 import * as panels from "./panels.js";
 import { current, state } from "./state.js";
 
@@ -90,6 +90,7 @@ export function wireLatents() {
   $("steer-form").addEventListener("submit", (e) => guarded(() => makeVector(e)));
   $("sweep-form").addEventListener("submit", (e) => guarded(() => sweep(e)));
   $("steer-prompt").addEventListener("change", (e) => { state.steer.prompt = e.target.checked; panels.saveGeneration(); });
+  $("shade-unsteered").addEventListener("change", (e) => { state.shadeUnsteered = e.target.checked; render(); });
   $("steer-plus-node").addEventListener("click", () => { $("steer-form").elements.plus.value = current().text; });
   $("steer-minus-node").addEventListener("click", () => { $("steer-form").elements.minus.value = current().text; });
   $("gen-model").addEventListener("change", renderLatents);

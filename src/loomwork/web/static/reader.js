@@ -15,7 +15,9 @@ function segment(node) {
   if (node.meta && node.meta.chapter) seg.append(el("span", { class: "chapter-mark", "aria-hidden": "true" }, `§ ${node.meta.chapter} `));
   if (node.tokens && node.tokens.length) {
     node.tokens.forEach((tok, i) => {
-      const p = tok.logprob === null ? 1 : Math.exp(tok.logprob);
+      // steered text can be shaded by the unsteered model's probabilities instead (the latents panel's switch)
+      const lp = state.shadeUnsteered && tok.base_logprob !== undefined && tok.base_logprob !== null ? tok.base_logprob : tok.logprob;
+      const p = lp === null ? 1 : Math.exp(lp);
       const span = el("span", { class: "tok", dataset: { tok: i }, style: `--p:${p.toFixed(4)}` }, tok.text);
       if (state.selected && state.selected.node === node.id && state.selected.index === i) span.classList.add("selected");
       seg.append(span);

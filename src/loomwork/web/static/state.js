@@ -16,7 +16,8 @@ export const state = {
   view: "read", // "read" or "graph"
   draft: null, // {id, mode: "child"|"edit", nodeId, path, text, original, open}
   bits: null, // the last ledger report for the current path
-  steer: { picks: {}, prompt: false, vectors: [] }, // the latents panel: chosen vectors' coefficients, and all vectors
+  steer: { picks: {}, prompt: false, vectors: [] },
+  shadeUnsteered: false, // the read view shades steered tokens by the unsteered model's probabilities // the latents panel: chosen vectors' coefficients, and all vectors
   bitsStream: null, // AbortController of the background scoring stream
   next: null, // {undo, redo}: the entries the undo and redo buttons show (and will take back)
   showArchived: false,
