@@ -181,6 +181,12 @@ def _v7_graders(conn: Connection) -> None:
 
 Migration = Callable[[Connection], None]
 
+# The tables each version made: a database at version v must have all of those up to v before later steps run
+# (another program's database claiming a version is refused before any step touches it).
+TABLES_BY_VERSION = {1: ("trees", "generations", "nodes", "node_tags"), 2: ("oplog",), 3: ("choices", "scores"),
+                     4: ("ratings", "outcomes", "queues", "critiques"), 6: ("steering_vectors",),
+                     7: ("graders", "grader_scores")}
+
 # Position i holds the migration that brings a database from version i to version i + 1.
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors, _v6_steering,
                                _v7_graders]

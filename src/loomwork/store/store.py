@@ -31,7 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from .. import config
 from ..errors import Busy, InvalidInput, StoreError, Transient
 from . import schema
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, TABLES_BY_VERSION
 from .queries import Tx
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -166,6 +166,15 @@ class Store:
                     conn.connection.driver_connection.execute("PRAGMA journal_mode=WAL")
         return store
 
+    def _verify_version_tables(self, version: int) -> None:
+        """Before migrating: the tables a database at ``version`` must already have."""
+        with self.engine.connect().execution_options(loomwork_write=False) as conn:
+            have = set(inspect(conn).get_table_names())
+        for v in range(1, version + 1):
+            for name in TABLES_BY_VERSION.get(v, ()):
+                if name not in have:
+                    raise StoreError(f"{self.label} lacks loomwork's table {name}: not a loomwork database")
+
     def _verify_tables(self) -> None:
         """Refuse a database whose tables have our names but not our columns (another program's, or damaged)."""
         try:
@@ -280,6 +289,8 @@ class Store:
                 f"{self.label} has schema version {current}, newer than this loomwork knows ({len(MIGRATIONS)}): "
                 "upgrade loomwork"
             )
+        if current and current < target:
+            self._verify_version_tables(current)
         for version in range(current, target):
             try:
                 with self._migration_connection() as conn, conn.begin():
