@@ -70,11 +70,15 @@ def test_sft_within_a_generous_budget_learns_the_style_and_loads_back(base):
 
 
 def test_a_small_budget_stops_and_keeps_the_last_checkpoint_within_it(base):
-    cfg = TuneConfig(method="sft", kl_budget=0.05, **{**FAST, "lr": 2e-2, "eval_every": 1})
+    cfg = TuneConfig(method="sft", kl_budget=0.05, **{**FAST, "lr": 3e-3, "eval_every": 1})
     record = tune("tight", base, _sft_rows(), cfg)
     assert record["status"] == "stopped at the KL budget"
     assert record["kl_bits"] <= 0.05 < record["stopped_at"]["kl_bits"]
-    assert record["step"] < record["stopped_at"]["step"]
+    assert 0 < record["step"] < record["stopped_at"]["step"]
+    # a budget not even the first step stays within: an error, and nothing registered (it would be the base)
+    with pytest.raises(InvalidInput, match="over the budget"):
+        tune("none", base, _sft_rows(), TuneConfig(method="sft", kl_budget=1e-6, **{**FAST, "lr": 2e-2}))
+    assert [a["name"] for a in adapters.list_adapters()] == ["tight"]
 
 
 def test_dpo_moves_towards_chosen(base):

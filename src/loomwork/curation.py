@@ -248,7 +248,7 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
             if note:
                 notes[name] = note
     if out["intervention_bits"] is None and not out.get("pending"):
-        notes["writing"] = "no reference model to score the text with"
+        notes["writing"] = "not scored: no reference model given (or --no-score)"
     out["ledger"] = levers
     if choice:
         out["choice"]["kl_bits"] = ledger.best_of_n_kl_bound(len(choice.candidates))

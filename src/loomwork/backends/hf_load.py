@@ -10,6 +10,7 @@ import hashlib
 import importlib.metadata
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 from .. import config
@@ -151,7 +152,8 @@ def _with_adapter(base: str, name: str):
     except ImportError:
         raise BackendError("adapters need peft: pip install 'loomwork[tune]'") from None
     lm, tok = load(base)
-    with status(f"Applying adapter {name}"):
+    with status(f"Applying adapter {name}"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers' renamed gradient-checkpointing calls in peft
         lm = PeftModel.from_pretrained(lm, str(adapters.checkpoint(name))).merge_and_unload()
     lm.eval()
     vocab_head.install(lm)

@@ -72,6 +72,7 @@ def grader_list(ctx: Context, as_json: bool) -> None:
 @click.argument("name")
 @pass_ctx
 def grader_show(ctx: Context, name: str) -> None:
+    """One grader: its kind and configuration (JSON)."""
     emit_json(registry.get(ctx.store, name))
 
 
@@ -79,6 +80,7 @@ def grader_show(ctx: Context, name: str) -> None:
 @click.argument("name")
 @pass_ctx
 def grader_delete(ctx: Context, name: str) -> None:
+    """Delete a grader (the choices it made stay recorded under its name)."""
     registry.delete(ctx.store, name)
     click.echo(f"deleted {name}")
 
@@ -118,7 +120,7 @@ def bon(ctx: Context, node, n, grader_name, model, max_tokens, seed, as_json) ->
         click.echo(f"{r['grader']} chose {r['chosen']} among {r['n']}: {r['bits']:.3f} bits (best-of-n KL <= "
                    f"{r['kl_bits']:.3f} bits, the bound)")
     else:
-        click.echo(r["error"])
+        raise InvalidInput(r["error"])
 
 
 def _ns(text: str) -> list[int]:
@@ -168,6 +170,8 @@ def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed,
         n_at = f["peak_n_estimate"]
         peak = (f"peak at √KL {f['peak_sqrt_kl']:.3f}" + (f" (n ≈ {n_at:.1f})" if n_at else "")) if f["peak_sqrt_kl"] else "no peak"
         click.echo(f"gold ≈ d({f['alpha']:.3f} − {f['beta']:.3f} d): {peak}; wrote {out}/goodhart.json, .png")
+    for note in report["notes"]:
+        click.echo(f"note: {note}")
 
 
 @cli.command()
@@ -213,5 +217,7 @@ def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, bra
     if as_json:
         emit_json(r)
     else:
-        click.echo(f"grew {r['nodes']} nodes ({r['tokens']} tokens) in {r['rounds']} rounds; {len(r['choices'])} "
-                   f"choices by {r['grader']}: {r['grader_bits']:.2f} bits; best frontier node {r['best']}")
+        k = len(r["choices"])
+        click.echo(f"grew {r['nodes']} nodes ({r['tokens']} tokens) in {r['rounds']} rounds; {k} "
+                   f"choice{'' if k == 1 else 's'} by {r['grader']}: {r['grader_bits']:.2f} bits; best frontier node "
+                   f"{r['best']}")

@@ -7,9 +7,10 @@ import json
 
 import click
 
-from .. import ops
+from .. import config, ops
 from ..backends import SamplingParams, get_backend, list_models
-from ..backends.registry import close_all
+from ..backends.registry import close_all, split_ref
+from ..errors import InvalidInput
 from ..progress import bar
 from . import Context, cli, emit_json, pass_ctx
 from .nodes import node_id
@@ -91,6 +92,8 @@ def expand(ctx: Context, node: str, n: int, model: str | None, max_tokens: int, 
     given.update({k.replace("-", "_"): _value(v) for k, v in options})  # -o wins over the defaults above
     params = SamplingParams.make(**given)
     target = node_id(ctx, node)
+    if params.steer and split_ref(model or config.default_model())[0] != "hf":
+        raise InvalidInput(f"{model} cannot steer: steering vectors need a local hf: model")
     backend = get_backend(model)
 
     async def run():

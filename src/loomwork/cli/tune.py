@@ -111,7 +111,9 @@ def adapters_list(as_json: bool) -> None:
 
 @adapters_group.command("show")
 @click.argument("name")
-def adapters_show(name: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="(the record is always JSON)")
+def adapters_show(name: str, as_json: bool) -> None:
+    """One adapter's record: base, training settings, KL spent, held-out loss, curve, checkpoint, status."""
     m = adapters.meta(name)
     click.echo(json.dumps({**m, "status": adapters.status(m), "directory": str(adapters.directory(name))}, indent=1))
 
@@ -119,5 +121,6 @@ def adapters_show(name: str) -> None:
 @adapters_group.command("delete")
 @click.argument("name")
 def adapters_delete(name: str) -> None:
+    """Delete an adapter (nodes it generated keep its name as their model)."""
     adapters.delete(name)
     click.echo(f"deleted {name}")

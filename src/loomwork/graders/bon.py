@@ -9,12 +9,14 @@ from .. import curation, ledger, ops
 from ..backends.base import Backend, SamplingParams
 from ..errors import InvalidInput
 from ..store import Store
+from .registry import check_usable
 from .scoring import score_nodes
 
 
 async def best_of_n(store: Store, node_id: str, backend: Backend, params: SamplingParams, grader: dict) -> dict:
     if params.n < 2:
         raise InvalidInput("best-of-n needs n of at least 2")
+    check_usable(grader)  # a grader that cannot work fails before anything is sampled and stored
     kids = await ops.expand(store, node_id, backend, params)
     scores = await score_nodes(store, grader, [k.id for k in kids])
     for k in kids:

@@ -19,6 +19,8 @@ from ..errors import InvalidInput
 
 
 def check_ns(ns: list[int], pool: int) -> list[int]:
+    if not isinstance(pool, int) or pool < 2:
+        raise InvalidInput(f"the pool must be at least 2 samples, not {pool}")
     if not ns:
         raise InvalidInput("give at least one n")
     if any(not isinstance(n, int) or n < 1 for n in ns):
@@ -124,12 +126,14 @@ async def run(store, node_id: str, backend, proxy: dict, gold: dict, ns: list[in
     """Draw ``pool`` continuations of the node once (not stored in the tree), score them with both graders, and
     compute the curve. Samples a grader failed on are left out (and counted)."""
     from ..tree import path_text
+    from .registry import check_usable
     from .scoring import score_texts
 
     check_ns(ns, pool)
     for g in (proxy, gold):
         if g["kind"] == "person":
             raise InvalidInput(f"grader {g['name']!r} is a person's ratings: the pool's samples are not rated")
+        check_usable(g)  # before the pool is drawn
     context = path_text(store.path(node_id))
     texts: list[str] = []
     while len(texts) < pool:  # at most 64 samples a call, each call its own seed
@@ -142,6 +146,12 @@ async def run(store, node_id: str, backend, proxy: dict, gold: dict, ns: list[in
     failed = len(texts) - len(keep)
     check_ns(ns, len(keep))
     points = curve([p[i][0] for i in keep], [q[i][0] for i in keep], ns)
+    notes = ["the proxy and the gold are the same grader: the curve cannot show Goodhart"] \
+        if proxy["id"] == gold["id"] else []
+    f = fit(points)
+    if f.get("peak_sqrt_kl") is not None and f["peak_sqrt_kl"] > points[-1]["sqrt_kl"]:
+        notes.append("the fitted peak lies beyond the largest n measured: an extrapolation")
+        f["extrapolated"] = True
     return {"node": node_id, "model": backend.ref, "proxy": proxy["name"], "gold": gold["name"], "pool": len(keep),
-            "failed": failed, "seed": params.seed, "points": points, "fit": fit(points),
+            "failed": failed, "seed": params.seed, "points": points, "fit": f, "notes": notes,
             "errors": sorted({e for _s, e in p + q if e})[:5]}

@@ -15,6 +15,7 @@ from .. import curation, ops
 from ..backends.base import Backend, SamplingParams
 from ..errors import InvalidInput
 from ..store import Store
+from .registry import check_usable
 from .scoring import score_nodes
 
 STRATEGIES = ("beam", "tilted")
@@ -53,6 +54,7 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
                strategy: str = "beam", temperature: float = 1.0, seed: int = 0,
                on_event: Callable[[dict], Awaitable[None] | None] = lambda _e: None) -> dict:
     check(budget_nodes, budget_tokens, beam, branching, strategy, temperature)
+    check_usable(grader)  # before anything is sampled and stored
     rng = random.Random(seed)
     frontier: list[tuple[str, float]] = [(node_id, 0.0)]
     siblings: dict[str, list[str]] = {}  # node -> the candidates it was generated among

@@ -37,6 +37,33 @@ def resolve_callable(target: str):
     return fn
 
 
+def check_usable(grader: dict) -> None:
+    """Before any sampling: a judge's model loads and can score, a callable takes (text, context), a reward model
+    is on disk. A grader that cannot work fails here, before anything is written."""
+    kind, cfg = grader["kind"], grader["config"]
+    if kind == "judge":
+        from ..backends import get_backend
+
+        backend = get_backend(cfg["model"])
+        if not backend.capabilities.scoring:
+            raise InvalidInput(f"judge {grader.get('name', '')!r}: {backend.ref} cannot score text")
+    elif kind == "callable":
+        import inspect
+
+        fn = resolve_callable(cfg["target"])
+        try:
+            inspect.signature(fn).bind("text", "context")
+        except TypeError:
+            raise InvalidInput(f"{cfg['target']} must take (text, context)") from None
+        except ValueError:  # a builtin without a signature: it will say so per node
+            pass
+    elif kind == "reward":
+        from pathlib import Path
+
+        if not (Path(cfg["path"]) / "config.json").exists():
+            raise InvalidInput(f"reward model of {grader.get('name', '')!r} is missing at {cfg['path']}")
+
+
 def check_config(kind: str, config: dict) -> dict:
     if kind == "judge":
         template = config.get("template") or DEFAULT_TEMPLATE
@@ -44,10 +71,12 @@ def check_config(kind: str, config: dict) -> dict:
             raise InvalidInput("a judge template needs the slot {text} (and may use {context})")
         if not config.get("model"):
             raise InvalidInput("a judge needs a model with the scoring capability (-m)")
-        return {"model": config["model"], "template": template, "yes": config.get("yes") or " yes",
-                "no": config.get("no") or " no"}
+        out = {"model": config["model"], "template": template, "yes": config.get("yes") or " yes",
+               "no": config.get("no") or " no"}
+        check_usable({"kind": kind, "config": out})
+        return out
     if kind == "callable":
-        resolve_callable(config.get("target", ""))
+        check_usable({"kind": kind, "config": {"target": config.get("target", "")}})
         return {"target": config["target"]}
     if kind == "person":
         return {"question": config.get("question") or DEFAULT_QUESTIONS[0]}

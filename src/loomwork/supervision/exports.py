@@ -84,7 +84,8 @@ def preference(store: Store, tree_id: str, question: str = STEP_QUESTION) -> lis
             continue
         prompt = path_text(t.path(parent_id))
         pairs: list[tuple[Node, Node]] = []
-        chosen = [choices[k.id] for k in kids if k.id in choices]
+        # people's choices only: a grader's (best-of-n, autoloom) is not what a person prototyped
+        chosen = [choices[k.id] for k in kids if k.id in choices and choices[k.id].grader is None]
         if chosen:
             c = chosen[-1]
             pairs = [(t.by_id[c.chosen_id], t.by_id[o]) for o in c.candidates

@@ -25,7 +25,12 @@ def check_rows(rows: list, method: str, where: str = "data", lines: list[int] | 
             raise InvalidInput(f"{at}: expected an object with {', '.join(fields)}")
         for f in fields:
             if f not in row:
-                raise InvalidInput(f"{at}: missing field {f!r} ({method} rows have {', '.join(fields)})")
+                hint = ""
+                if method == "sft" and "chosen" in row:
+                    hint = "; this looks like preference data: use --method dpo"
+                elif method == "dpo" and "completion" in row:
+                    hint = "; this looks like SFT data: use --method sft"
+                raise InvalidInput(f"{at}: missing field {f!r} ({method} rows have {', '.join(fields)}{hint})")
             if not isinstance(row[f], str):
                 raise InvalidInput(f"{at}: {f!r} must be a string")
             if "\x00" in row[f]:

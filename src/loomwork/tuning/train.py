@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import os
 import random
-import time
+import warnings
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -154,6 +155,7 @@ def tune(name: str, base: str, rows: list[dict], cfg: TuneConfig, progress: Call
 
     if adapters.split_model(base)[1]:
         raise InvalidInput(f"{base!r} is an adapter: tune from its base model")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")  # peft's gradient-checkpointing calls
     lm, tok = loaded or load(base)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     window = getattr(lm.config, "max_position_embeddings", None)
@@ -173,7 +175,8 @@ def tune(name: str, base: str, rows: list[dict], cfg: TuneConfig, progress: Call
     model = get_peft_model(lm, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                           target_modules="all-linear", task_type="CAUSAL_LM")).to(device)
     record = {"name": name, "base": base, "config": asdict(cfg), "rows": {"train": len(train), "heldout": len(held)},
-              "pid": os.getpid(), "status": "training", "created_at": time.time()}
+              "pid": os.getpid(), "status": "training",
+              "created_at": datetime.now(timezone.utc).isoformat()}
     adapters.begin(name, record)
     run = Run()
 
@@ -231,6 +234,12 @@ def tune(name: str, base: str, rows: list[dict], cfg: TuneConfig, progress: Call
         if not committed:
             adapters.abandon(name)
         raise
+    if status.startswith("stopped") and committed.get("step") == 0:
+        # not one training step stayed within the budget: the adapter would be the base itself
+        adapters.delete(name)
+        raise InvalidInput(f"the first evaluation after training (step {over['step']}) already spent "
+                           f"{over['kl_bits']:.4f} bits/token, over the budget of {cfg.kl_budget}: nothing was kept "
+                           "(raise --kl-budget, lower --lr or evaluate more often with --eval-every)")
     final = {**adapters.meta(name), "status": status, "curve": run.curve,
              "stopped_at": over if status.startswith("stopped") else None}
     adapters.write_meta(name, final)

@@ -38,10 +38,13 @@ export function genParams() {
   const stop = form.get("stop");
   if (stop) params.stop = [stop.replace(/\\n/g, "\n")];
   // the latents panel's picks (state.steer): vectors with their coefficients
-  const steer = Object.entries(state.steer.picks).map(([name, coef]) => ({ name, coef }));
+  // (only vectors made for the model chosen: switching models keeps the others picked for when it comes back)
+  const model = form.get("model") || null;
+  const fits = (name) => !state.steer.vectors.length || state.steer.vectors.some((v) => v.name === name && v.model === model);
+  const steer = Object.entries(state.steer.picks).filter(([name]) => fits(name)).map(([name, coef]) => ({ name, coef }));
   if (steer.length) params.steer = steer;
   if (steer.length && state.steer.prompt) params.steer_prompt = true;
-  return { model: form.get("model") || null, params };
+  return { model, params };
 }
 
 // Fill the form from saved settings; a tree without any gets the form's defaults (not the last tree's values).
