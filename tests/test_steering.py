@@ -274,3 +274,42 @@ async def test_the_api_makes_lists_sweeps_and_deletes(store, backend):
         assert all(e[1]["children"][0]["meta"]["steered"][0]["coef"] == e[1]["coef"] for e in done)
         assert (await client.delete("/api/steering/ends")).json() == {"deleted": "ends"}
         assert (await client.get("/api/steering/ends")).status_code == 404
+
+
+async def test_a_sweep_runs_in_one_batch_each_row_with_its_coefficient(store, backend, gemma):
+    """Every coefficient's samples in one batch: each token's logprob is the hand-written hook's at that row's
+    coefficient, its unsteered logprob the plain model's; each coefficient is stored as its own generation."""
+    from loomwork.steering.sweep import sweep
+
+    lm, tok = gemma
+    await vectors.create(store, backend, "ends", layer=1, plus=["the end"], minus=["an ant"])
+    v = torch.tensor(vectors.show(store, "ends", with_vector=True)["vector"], dtype=torch.float32)
+    _tree, root = ops.new_tree(store, PROMPT)
+    calls = []
+    real = backend.stream_sweep
+    backend.stream_sweep = lambda *a: (calls.append(a[2]), real(*a))[1]
+    stored = {}
+    async for coef, ev in sweep(store, root.id, backend, SamplingParams(n=2, max_tokens=6, seed=3), "ends",
+                                [-3.0, 0.0, 3.0]):
+        if isinstance(ev, list):
+            stored[coef] = ev
+    assert calls == [[-3.0, -3.0, 0.0, 0.0, 3.0, 3.0]]  # one batch
+    assert sorted(stored) == [-3.0, 0.0, 3.0]
+    pre = tok.encode(PROMPT)
+    gens = set()
+    for coef, kids in stored.items():
+        for kid in kids:
+            assert kid.meta["steered"] == [{"name": "ends", "coef": coef}]
+            gens.add(kid.generation_id)
+            ids = pre + [t.id for t in kid.tokens]
+            steered = _teacher_forced(lm, tok, ids, len(pre), 1, v * coef, len(pre) - 1)
+            plain = _teacher_forced(lm, tok, ids, len(pre))
+            for j, t in enumerate(kid.tokens):
+                pos = len(pre) - 1 + j
+                assert t.logprob == pytest.approx(float(steered[pos, t.id]), abs=2e-5)
+                assert t.base_logprob == pytest.approx(float(plain[pos, t.id]), abs=2e-5)
+                if coef == 0.0:
+                    assert t.steer_kl == pytest.approx(0.0, abs=1e-6)
+    assert len(gens) == 3
+    with store.read() as tx:
+        assert {tx.generation(g).params["steer"][0]["coef"] for g in gens} == {-3.0, 0.0, 3.0}

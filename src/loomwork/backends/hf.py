@@ -13,6 +13,7 @@ import threading
 from contextlib import ExitStack
 from typing import AsyncIterator, Callable
 
+from ..errors import InvalidInput
 from ..tree import Token
 from .base import Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
 from .hf_load import load, require_torch
@@ -228,7 +229,9 @@ class HFBackend(HFScoring, HFSteering, Backend):
 
     # -- generation (runs in a worker thread) ------------------------------------------------------------------
 
-    def _generate(self, prefix: str, params: SamplingParams, emit: Callable, stop_flag: threading.Event) -> Done:
+    def _generate(self, prefix: str, params: SamplingParams, emit: Callable, stop_flag: threading.Event,
+                  row_coefs: list[float] | None = None) -> Done:
+        """``row_coefs``: a steering sweep in one batch, sample i's steering times row_coefs[i] (params.n rows)."""
         torch = self.torch
         ids = self.encode(prefix)
         self._check_length(len(ids), params.max_tokens)
@@ -236,6 +239,11 @@ class HFBackend(HFScoring, HFSteering, Backend):
         # a coefficient of 0 is no steering: exactly the unsteered run (its record still names the vector)
         steer = [s for s in params.steer if s.coef != 0.0]
         self.check_steer(params.steer)
+        scale = None
+        if row_coefs is not None:
+            if len(row_coefs) != n or not steer or params.steer_prompt:
+                raise InvalidInput("a sweep steers new tokens with one coefficient for each of its samples")
+            coefs = torch.tensor(row_coefs, dtype=torch.float32)
         gen = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
         detoks = [_Detok(self.tok, ids[-4:]) for _ in range(n)]
         samples = Samples(n, params.stop, emit)
@@ -243,10 +251,13 @@ class HFBackend(HFScoring, HFSteering, Backend):
         rows = list(range(n))  # sample index of each batch row (with steering, the unsteered twins follow them)
         # where each row's state may be stored: steered rows only where the whole path was steered
         steered_variant = (self.steer_key(steer) if params.steer_prompt else None) if steer else ()
+        if row_coefs is not None:
+            def scale():  # the coefficient of each steered row still running
+                return coefs[torch.tensor(rows, dtype=torch.long)] if len(rows) != n else coefs
         with self._lock.urgent(), torch.inference_mode(), ExitStack() as hooks:
             if steer:
-                cache, logits = self._steered_start(ids, n, steer, params.steer_prompt)
-                hooks.enter_context(self.steered(steer, lambda: len(rows)))  # the steered rows come first
+                cache, logits = self._steered_start(ids, n, steer, params.steer_prompt, scale)
+                hooks.enter_context(self.steered(steer, lambda: len(rows), scale))  # the steered rows come first
             else:
                 cache, last = self._prefill(ids, len(ids) - 1)
                 logits = last[-1:].expand(n, -1)
@@ -305,6 +316,11 @@ class HFBackend(HFScoring, HFSteering, Backend):
 
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
         return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop), "loomwork-hf-generate")
+
+    def stream_sweep(self, prefix: str, params: SamplingParams, row_coefs: list[float]) -> AsyncIterator[TokenEvent | Done]:
+        """One batch for a steering sweep: ``params.steer`` (coefficient 1) times row_coefs[i] for sample i."""
+        return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop, row_coefs),
+                                  "loomwork-hf-sweep")
 
     # -- scoring (hf_score.py; these run it off the event loop) ------------------------------------------------
 

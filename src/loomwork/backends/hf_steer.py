@@ -43,9 +43,10 @@ class HFSteering:
         return tuple(("steer", s.layer, s.coef, hashlib.sha1(repr(s.vector).encode()).hexdigest()) for s in steer)
 
     @contextmanager
-    def steered(self, steer, rows=None):
+    def steered(self, steer, rows=None, scale=None):
         """Add Σ coef × vector to the output of each vector's block, for the first ``rows()`` batch rows (every row
-        when ``rows`` is None), while the block is inside. The hooks are removed on the way out, error or not."""
+        when ``rows`` is None), each row's times ``scale()[row]`` when given (a sweep: one coefficient a row),
+        while the block is inside. The hooks are removed on the way out, error or not."""
         torch = self.torch
         by_layer: dict[int, object] = {}
         for s in steer:
@@ -58,7 +59,11 @@ class HFSteering:
                 k = hidden.shape[0] if rows is None else rows()
                 if k:
                     hidden = hidden.clone()
-                    hidden[:k] += delta.to(hidden.dtype)
+                    add = delta.to(hidden.dtype)
+                    if scale is None:
+                        hidden[:k] += add
+                    else:  # one coefficient a row, over every position of the row
+                        hidden[:k] += scale()[:k].to(hidden.dtype).view(-1, *([1] * (hidden.dim() - 1))) * add
                 return hidden if isinstance(output, torch.Tensor) else (hidden, *output[1:])
             return hook
 
@@ -91,7 +96,7 @@ class HFSteering:
             handle.remove()
         return out
 
-    def _steered_start(self, ids: list[int], n: int, steer, steer_prompt: bool):
+    def _steered_start(self, ids: list[int], n: int, steer, steer_prompt: bool, scale=None):
         """The cache for n steered rows then n unsteered ones after ``ids``, and the logits of their first step.
         The prompt's last token is read in the batch (steered in the first n rows): its output predicts the first
         new token. Before it, the prompt is read unsteered (from the prefix cache), or steered too with
@@ -121,6 +126,6 @@ class HFSteering:
             cache = steered
         else:
             cache.batch_repeat_interleave(2 * n)
-        with self.steered(steer, lambda: n):
+        with self.steered(steer, lambda: n, scale):
             out = self.lm(input_ids=torch.tensor([[ids[-1]]] * (2 * n)), past_key_values=cache, use_cache=True)
         return cache, out.logits[:, -1, :].float()

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from .. import ops
 from ..backends import get_backend
 from ..backends.base import SamplingParams, TokenEvent
 from ..errors import InvalidInput
 from ..steering import vectors
+from ..steering.sweep import sweep as steering_sweep
 from .api import Body, _sse, _store, _with_counts, allowed_model, sse_failure
 
 router = APIRouter(prefix="/api")
@@ -70,13 +70,14 @@ def delete_vector(name: str, request: Request) -> dict:
 
 @router.post("/nodes/{node_id}/sweep")
 async def sweep(node_id: str, body: Sweep, request: Request) -> StreamingResponse:
-    """The same expansion (same seed) at each coefficient of one vector, side by side. Server-sent events:
-    ``status``, ``token`` ({coef, index, text}), ``coef`` ({coef, children}) as each coefficient's samples are
-    stored, then ``done``; or ``error``. Other steering in ``params`` is replaced by the swept vector."""
+    """The same expansion (same seed) at each coefficient of one vector, side by side: in one batch where the
+    model can (steering/sweep.py). Server-sent events: ``status``, ``token`` ({coef, index, text}), ``coef``
+    ({coef, children}) as each coefficient's samples are stored, then ``done``; or ``error``. Other steering in
+    ``params`` is replaced by the swept vector."""
     store = _store(request)
     base = SamplingParams.make(**{**body.params, "steer": None}).with_seed()
-    runs = [base.model_copy(update={"steer": SamplingParams.make(steer=[f"{body.name}={c}"]).steer})
-            for c in body.coefs]
+    for c in body.coefs:  # each finite and in range: a 400 before the stream starts
+        SamplingParams.make(steer=[f"{body.name}={c}"])
     vectors.show(store, body.name)  # a missing vector: 404 before the stream starts
     store.node(node_id)
     model = allowed_model(request, body.model)
@@ -85,13 +86,12 @@ async def sweep(node_id: str, body: Sweep, request: Request) -> StreamingRespons
         try:
             yield _sse("status", {"message": f"loading {model}…"})
             backend = await asyncio.to_thread(get_backend, model)
-            for coef, params in zip(body.coefs, runs):
-                yield _sse("status", {"message": f"{body.name} × {coef:g} with {backend.ref}…"})
-                async for ev in ops.expand_stream(store, node_id, backend, params):
-                    if isinstance(ev, TokenEvent):
-                        yield _sse("token", {"coef": coef, "index": ev.index, "text": ev.token.text})
-                    else:
-                        yield _sse("coef", {"coef": coef, "children": _with_counts(store, ev)})
+            yield _sse("status", {"message": f"{body.name} × {', '.join(f'{c:g}' for c in body.coefs)} with {backend.ref}…"})
+            async for coef, ev in steering_sweep(store, node_id, backend, base, body.name, body.coefs):
+                if isinstance(ev, TokenEvent):
+                    yield _sse("token", {"coef": coef, "index": ev.index, "text": ev.token.text})
+                else:
+                    yield _sse("coef", {"coef": coef, "children": _with_counts(store, ev)})
             yield _sse("done", {"seed": base.seed})
         except Exception as exc:  # noqa: BLE001 (reported in the stream)
             yield sse_failure(exc)
