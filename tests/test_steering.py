@@ -3,7 +3,6 @@ hand-written hook over a plain forward pass), recorded, refused when they do not
 
 import asyncio
 import json
-import math
 
 import numpy as np
 import pytest
@@ -239,7 +238,6 @@ def test_steer_specs_are_checked():
             SamplingParams.make(steer=bad)
     assert json.loads(p.model_dump_json())["steer"][0] == {"name": "a", "coef": 1.5, "layer": None, "model": None,
                                                             "norm": None}
-    assert math.isfinite(p.steer[0].coef)
 
 
 async def test_the_api_makes_lists_sweeps_and_deletes(store, backend):

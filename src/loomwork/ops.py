@@ -276,27 +276,37 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
     attached to text they were not conditioned on.
     """
     params = resolve_steering(store, backend, params.with_seed())
-    with store.read() as tx:
-        path = tx.path(node_id)
-        memory = (tx.tree(path[0].tree_id).meta.get("settings") or {}).get("memory", "")
-    node, context = path[-1], path_text(path)
+    path, memory = read_context(store, node_id)
     started = time.perf_counter()
     done: Done | None = None
     # the tree's memory comes first in what the model reads; it is recorded with the generation
-    async for event in backend.stream(memory + context, params):
+    async for event in backend.stream(memory + path_text(path), params):
         if isinstance(event, Done):
             done = event
         else:
             yield event
     assert done is not None
+    yield await store_samples(store, path, backend, params, memory, time.perf_counter() - started, done)
+
+
+def read_context(store: Store, node_id: str) -> tuple[list[Node], str]:
+    """The path to a node and its tree's memory (what a model reads before the path)."""
+    with store.read() as tx:
+        path = tx.path(node_id)
+        return path, (tx.tree(path[0].tree_id).meta.get("settings") or {}).get("memory", "")
+
+
+async def store_samples(store: Store, path: list[Node], backend: Backend, params: SamplingParams, memory: str,
+                        seconds: float, done: Done, extra: dict | None = None) -> list[Node]:
+    """Record one generation (its parameters, the memory, ``extra``) and store its samples below the path's end,
+    off the event loop: the write may wait for other writers, and the loop serves everyone else meanwhile."""
+    node = path[-1]
     gen = Generation(id=new_id(), tree_id=node.tree_id, node_id=node.id, backend=backend.name, model=backend.model,
-                     params={**params.model_dump(mode="json"), **({"memory": memory} if memory else {})},
-                     seed=params.seed,
-                     duration_s=time.perf_counter() - started, prompt_tokens=done.prompt_tokens,
+                     params={**params.model_dump(mode="json"), **(extra or {}), **({"memory": memory} if memory else {})},
+                     seed=params.seed, duration_s=seconds, prompt_tokens=done.prompt_tokens,
                      completion_tokens=done.completion_tokens, created_at=utcnow())
-    # off the event loop: the write may wait for other writers, and the loop serves everyone else meanwhile
-    ancestry = [n.id for n in path]
-    yield await asyncio.to_thread(_store_expansion, store, ancestry, context, gen, done, backend.ref)
+    return await asyncio.to_thread(_store_expansion, store, [n.id for n in path], path_text(path), gen, done,
+                                   backend.ref)
 
 
 @retrying

@@ -90,7 +90,6 @@ class HFBackend(HFScoring, HFSteering, Backend):
         self._banned = self.torch.tensor(banned, dtype=self.torch.long) if banned else None
         self._anchor = tokenizer.encode("a", add_special_tokens=False)[-1:]
         self._pieces: dict[int, str] = {}
-        self._candidate_tensors: dict = {}
         self.start_pieces()
 
     # -- helpers -----------------------------------------------------------------------------------------------

@@ -27,10 +27,11 @@ class HFScoring:
 
     # -- pieces --------------------------------------------------------------------------------------------------
 
-    def start_pieces(self) -> None:
+    def start_pieces(self) -> None:  # the mixin's own state; HFBackend.__init__ calls it
         """Build the piece index in the background (1-2 s for Gemma's 262k tokens), so that the first score after
         a model loads does not wait for it."""
         self._pieces_lock = threading.Lock()
+        self._candidate_tensors: dict = {}  # candidate id tuples -> index tensors (answer sets repeat them)
         threading.Thread(target=self.pieces, name="loomwork-pieces", daemon=True).start()
 
     def pieces(self) -> PieceIndex:

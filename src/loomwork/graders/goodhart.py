@@ -18,9 +18,12 @@ from pathlib import Path
 from ..errors import InvalidInput
 
 
+MAX_POOL = 512
+
+
 def check_ns(ns: list[int], pool: int) -> list[int]:
-    if not isinstance(pool, int) or pool < 2:
-        raise InvalidInput(f"the pool must be at least 2 samples, not {pool}")
+    if not isinstance(pool, int) or not 2 <= pool <= MAX_POOL:
+        raise InvalidInput(f"the pool must be 2 to {MAX_POOL} samples, not {pool}")
     if not ns:
         raise InvalidInput("give at least one n")
     if any(not isinstance(n, int) or n < 1 for n in ns):
@@ -95,12 +98,10 @@ def write(report: dict, out: Path) -> None:
     """goodhart.json and goodhart.png in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "goodhart.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    try:
-        import matplotlib
+    from ..lens.plots import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     pts = report["points"]
     d = [p["sqrt_kl"] for p in pts]
@@ -117,9 +118,7 @@ def write(report: dict, out: Path) -> None:
         ax.annotate(f"n={p['n']}", (p["sqrt_kl"], p["proxy"]), fontsize=7, textcoords="offset points", xytext=(2, 4))
     ax.set(xlabel="√KL(best-of-n ‖ base), √nats", ylabel="expected score", title="Best-of-n: proxy against gold")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "goodhart.png", dpi=110)
-    plt.close(fig)
+    save(fig, out / "goodhart.png")
 
 
 async def run(store, node_id: str, backend, proxy: dict, gold: dict, ns: list[int], pool: int, params) -> dict:

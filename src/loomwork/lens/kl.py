@@ -20,6 +20,16 @@ def _full_logprobs(backend, prompt_ids: list[int], ids: list[int]):
     return torch.log_softmax(logits[len(prompt_ids) - 1 : -1], -1)
 
 
+def mean_and_se(values: list[float]) -> tuple[float, float]:
+    """The mean of per-sample figures and its standard error (sample variance / n); (0, 0) for none."""
+    n = len(values)
+    if not n:
+        return 0.0, 0.0
+    mean = sum(values) / n
+    var = sum((x - mean) ** 2 for x in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var / n)
+
+
 def _check(model: Backend, reference: Backend) -> None:
     for b in (model, reference):
         if not hasattr(b, "lm"):
@@ -51,9 +61,7 @@ async def per_token_kl(model: Backend, reference: Backend, prompts: list[str], s
             tokens += len(ids)
     if not per_sample:
         raise InvalidInput("the model produced no tokens to measure")
-    n = len(per_sample)
-    mean = sum(per_sample) / n
-    var = sum((x - mean) ** 2 for x in per_sample) / (n - 1) if n > 1 else 0.0
-    return {"model": model.ref, "reference": reference.ref, "samples": n, "tokens": tokens,
-            "kl_per_token_bits": mean, "standard_error_bits": math.sqrt(var / n),
+    mean, se = mean_and_se(per_sample)
+    return {"model": model.ref, "reference": reference.ref, "samples": len(per_sample), "tokens": tokens,
+            "kl_per_token_bits": mean, "standard_error_bits": se,
             "per_sample_bits": per_sample, "parameters": {"max_tokens": max_tokens, "seed": seed, "temperature": 1.0}}

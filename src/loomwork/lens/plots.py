@@ -5,11 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_plots(report: dict, out: Path) -> list[Path]:
-    import matplotlib
-
+def pyplot():
+    """matplotlib's pyplot drawing to files only, or None when matplotlib (the extra ``lens``) is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(report: dict, out: Path) -> list[Path]:
+    plt = pyplot()
+    if plt is None:
+        from ..errors import Unsupported
+
+        raise Unsupported("plots need matplotlib: pip install 'loomwork[lens]'")
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -28,7 +41,7 @@ def write_plots(report: dict, out: Path) -> list[Path]:
                          f"H = {res['entropy_bits']:.2f} bits, mass on set {res['mass_on_set']:.1%}", fontsize=9)
             ax.set_ylabel("p (renormalised)", fontsize=8)
         fig.suptitle(probe["prompt"].replace("\n", " ⏎ ")[:100], fontsize=9)
-        written.append(_save(fig, out / f"distribution-{probe['id']}.png"))
+        written.append(save(fig, out / f"distribution-{probe['id']}.png"))
     if report["probes"]:
         ids = [p["id"] for p in report["probes"]]
 
@@ -39,14 +52,14 @@ def write_plots(report: dict, out: Path) -> list[Path]:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.5))
         _grouped_bars(a1, ids, per_probe("entropy_relative"), "entropy / entropy of uniform")
         _grouped_bars(a2, ids, per_probe("top1_prob"), "top-1 probability")
-        written.append(_save(fig, out / "entropy-top1.png"))
+        written.append(save(fig, out / "entropy-top1.png"))
     if report["generations"]:
         metrics = ["unique_fraction", "distinct_1", "distinct_2", "ead_1", "embedding_diversity"]
         means = {m: [_mean([r.get(metric) for g in report["generations"] for r in g["results"] if r["model"] == m])
                      for metric in metrics] for m in models}
         fig, ax = plt.subplots(figsize=(11, 3.5))
         _grouped_bars(ax, metrics, means, "free-generation diversity (mean over prompts)")
-        written.append(_save(fig, out / "diversity.png"))
+        written.append(save(fig, out / "diversity.png"))
     return written
 
 
@@ -65,7 +78,7 @@ def _grouped_bars(ax, labels: list[str], series: dict[str, list[float]], title: 
     ax.legend(fontsize=7)
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

@@ -8,55 +8,51 @@ prompt too) the coefficients run one after another.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import AsyncIterator
 
 from .. import ops
-from ..backends.base import Backend, Completion, Done, SamplingParams, TokenEvent
+from ..backends.base import Backend, Done, SamplingParams, TokenEvent
 from ..errors import InvalidInput
 from ..store import Store
-from ..tree import Generation, Node, new_id, path_text, utcnow
+from ..tree import Node, path_text
 from .resolve import resolve
+
+
+def runs(params: SamplingParams, name: str, coefs: list[float]) -> list[SamplingParams]:
+    """The expansion at each coefficient (the same seed); one clear error for a bad list or coefficient."""
+    if not 2 <= len(coefs) <= 9 or len(set(coefs)) != len(coefs):
+        raise InvalidInput("a sweep takes 2 to 9 different coefficients")
+    base = params.model_copy(update={"steer": ()}).with_seed()
+    return [base.model_copy(update={"steer": SamplingParams.make(steer=[f"{name}={c}"]).steer}) for c in coefs]
 
 
 async def sweep(store: Store, node_id: str, backend: Backend, params: SamplingParams, name: str,
                 coefs: list[float]) -> AsyncIterator[tuple[float, TokenEvent] | tuple[float, list[Node]]]:
     """Yields ``(coef, token event)`` as samples grow and ``(coef, nodes)`` as each coefficient's are stored."""
-    if not 2 <= len(coefs) <= 9 or len(set(coefs)) != len(coefs):
-        raise InvalidInput("a sweep takes 2 to 9 different coefficients")
-    base = params.model_copy(update={"steer": ()}).with_seed()
-    runs = [base.model_copy(update={"steer": SamplingParams.make(steer=[f"{name}={c}"]).steer}) for c in coefs]
+    runs_ = runs(params, name, coefs)
+    base = runs_[0].model_copy(update={"steer": ()})
     if not hasattr(backend, "stream_sweep") or base.steer_prompt or base.n * len(coefs) > 64:
-        for c, p in zip(coefs, runs):  # one after another
+        for c, p in zip(coefs, runs_):  # one after another
             async for ev in ops.expand_stream(store, node_id, backend, p):
                 yield (c, ev)
         return
     unit = resolve(store, backend, base.model_copy(update={"steer": SamplingParams.make(steer=[f"{name}=1"]).steer}))
     n = base.n
-    with store.read() as tx:
-        path = tx.path(node_id)
-        memory = (tx.tree(path[0].tree_id).meta.get("settings") or {}).get("memory", "")
-    node, context = path[-1], path_text(path)
+    path, memory = ops.read_context(store, node_id)
     started = time.perf_counter()
     done = None
     batch = unit.model_copy(update={"n": n * len(coefs)})
-    async for event in backend.stream_sweep(memory + context, batch, [c for c in coefs for _ in range(n)]):
+    async for event in backend.stream_sweep(memory + path_text(path), batch, [c for c in coefs for _ in range(n)]):
         if isinstance(event, Done):
             done = event
         else:
             yield (coefs[event.index // n], TokenEvent(event.index % n, event.token))
     assert done is not None
     seconds = time.perf_counter() - started
-    ancestry = [x.id for x in path]
-    for k, (c, p) in enumerate(zip(coefs, runs)):
-        resolved = resolve(store, backend, p)
-        comps: list[Completion] = done.completions[k * n : (k + 1) * n]
+    for k, c in enumerate(coefs):  # each coefficient its own generation, its record naming that coefficient
+        comps = done.completions[k * n : (k + 1) * n]
         part = Done(comps, done.prompt_tokens, sum(len(x.tokens) for x in comps))
-        params_json = {**resolved.model_dump(mode="json"), "sweep": {"coefs": coefs, "batched": True},
-                       **({"memory": memory} if memory else {})}
-        gen = Generation(id=new_id(), tree_id=node.tree_id, node_id=node.id, backend=backend.name,
-                         model=backend.model, params=params_json, seed=base.seed, duration_s=seconds,
-                         prompt_tokens=part.prompt_tokens, completion_tokens=part.completion_tokens,
-                         created_at=utcnow())
-        yield (c, await asyncio.to_thread(ops._store_expansion, store, ancestry, context, gen, part, backend.ref))
+        params = base.model_copy(update={"steer": (unit.steer[0].model_copy(update={"coef": c}),)})
+        yield (c, await ops.store_samples(store, path, backend, params, memory, seconds, part,
+                                          {"sweep": {"coefs": coefs, "batched": True}}))

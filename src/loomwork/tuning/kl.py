@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from ..lens.kl import mean_and_se
+
 LN2 = math.log(2)
 
 
@@ -56,7 +58,5 @@ def estimate(model, tok, prompts: list[str], samples: int, max_tokens: int, seed
         values = per_sample_kl(model, sample(model, tok, prompts, samples, max_tokens, seed, device), device)
     finally:
         model.train(was_training)
-    n = len(values)
-    mean = sum(values) / n if n else 0.0
-    var = sum((x - mean) ** 2 for x in values) / (n - 1) if n > 1 else 0.0
-    return {"kl_bits": mean, "kl_se": math.sqrt(var / n) if n else 0.0, "samples": n}
+    mean, se = mean_and_se(values)
+    return {"kl_bits": mean, "kl_se": se, "samples": len(values)}

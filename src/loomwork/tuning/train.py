@@ -254,14 +254,12 @@ def _plot(name: str, curve: list[dict], budget: float) -> None:
     """curve.json and curve.png beside the adapter: KL (with its standard error) and held-out loss by step."""
     import json
 
+    from ..lens.plots import pyplot, save
+
     d = adapters.directory(name)
     (d / "curve.json").write_text(json.dumps({"kl_budget_bits": budget, "points": curve}, indent=1), encoding="utf-8")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     steps = [p["step"] for p in curve]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -271,6 +269,4 @@ def _plot(name: str, curve: list[dict], budget: float) -> None:
     a.legend()
     b.plot(steps, [p["heldout_loss"] for p in curve], marker="o")
     b.set(xlabel="step", ylabel="nats/token", title="held-out loss")
-    fig.tight_layout()
-    fig.savefig(d / "curve.png", dpi=100)
-    plt.close(fig)
+    save(fig, d / "curve.png")

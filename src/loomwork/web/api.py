@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
-from typing import Any
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -464,17 +465,30 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
         vectors.show(store, s.name)
     model = allowed_model(request, body.model)
 
+    async def work(backend):
+        yield "status", {"message": f"generating with {backend.ref}…"}
+        async for ev in ops.expand_stream(store, node_id, backend, params):
+            if isinstance(ev, TokenEvent):
+                yield "token", {"index": ev.index, "text": ev.token.text, "logprob": ev.token.logprob}
+            else:
+                yield "done", {"children": _with_counts(store, ev)}
+
+    return model_stream(model, work)
+
+
+def model_stream(model: str, work: Callable[[Any], AsyncIterator[tuple[str, Any]]]) -> StreamingResponse:
+    """Server-sent events for work with a model: ``status`` while it loads, then each ``(event, data)`` that
+    ``work(backend)`` yields; a failure ends the stream with ``error`` (a stream always ends with done or error).
+    A page that goes away closes ``work`` at once, which stops what it was doing (nothing half-stored)."""
+
     async def events():
         try:
             yield _sse("status", {"message": f"loading {model}…"})
             backend = await asyncio.to_thread(get_backend, model)
-            yield _sse("status", {"message": f"generating with {backend.ref}…"})
-            async for ev in ops.expand_stream(store, node_id, backend, params):
-                if isinstance(ev, TokenEvent):
-                    yield _sse("token", {"index": ev.index, "text": ev.token.text, "logprob": ev.token.logprob})
-                else:
-                    yield _sse("done", {"children": _with_counts(store, ev)})
-        except Exception as exc:  # noqa: BLE001 (reported in the stream, which must end with done or error)
+            async with contextlib.aclosing(work(backend)) as steps:
+                async for name, data in steps:
+                    yield _sse(name, data)
+        except Exception as exc:  # noqa: BLE001 (reported in the stream)
             yield sse_failure(exc)
 
     return StreamingResponse(events(), media_type="text/event-stream",

@@ -15,7 +15,7 @@ from ..errors import InvalidInput
 from ..graders import grow as grow_mod
 from ..graders import registry
 from ..graders.bon import best_of_n
-from .api import Body, _sse, _store, allowed_model, sse_failure
+from .api import Body, _store, allowed_model, model_stream
 
 router = APIRouter(prefix="/api")
 
@@ -90,29 +90,23 @@ async def grow(node_id: str, body: Grow, request: Request) -> StreamingResponse:
     store.node(node_id)
     model = allowed_model(request, body.model)
 
-    async def events():
+    async def work(backend):
         queue: asyncio.Queue = asyncio.Queue()
+        task = asyncio.create_task(grow_mod.grow(
+            store, node_id, backend, g, params, budget_nodes=body.nodes, budget_tokens=body.tokens, beam=body.beam,
+            branching=body.branching, strategy=body.strategy, temperature=body.temperature, seed=params.seed or 0,
+            on_event=queue.put_nowait))
         try:
-            yield _sse("status", {"message": f"loading {model}…"})
-            backend = await asyncio.to_thread(get_backend, model)
-            task = asyncio.create_task(grow_mod.grow(
-                store, node_id, backend, g, params, budget_nodes=body.nodes, budget_tokens=body.tokens,
-                beam=body.beam, branching=body.branching, strategy=body.strategy, temperature=body.temperature,
-                seed=params.seed or 0, on_event=queue.put_nowait))
-            try:
-                while not task.done() or not queue.empty():
-                    try:
-                        yield _sse("expanded", await asyncio.wait_for(queue.get(), 0.5))
-                    except asyncio.TimeoutError:
-                        pass
-                yield _sse("done", task.result())
-            finally:
-                task.cancel()  # the page went away: stop growing (an expansion in flight stores nothing)
-        except Exception as exc:  # noqa: BLE001 (reported in the stream)
-            yield sse_failure(exc)
+            while not task.done() or not queue.empty():
+                try:
+                    yield "expanded", await asyncio.wait_for(queue.get(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+            yield "done", task.result()
+        finally:
+            task.cancel()  # the page went away: stop growing (an expansion in flight stores nothing)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return model_stream(model, work)
 
 
 class Goodhart(Body):
@@ -132,18 +126,12 @@ async def goodhart(node_id: str, body: Goodhart, request: Request) -> StreamingR
     store = _store(request)
     proxy, gold = registry.get(store, body.proxy), registry.get(store, body.gold)
     goodhart_mod.check_ns(body.ns, body.pool)
-    if body.pool > 512:
-        raise InvalidInput("a pool of at most 512 samples")
     params = SamplingParams.make(**{**body.params, "n": None, "steer": None}).with_seed()
     store.node(node_id)
     model = allowed_model(request, body.model)
 
-    async def events():
-        try:
-            yield _sse("status", {"message": f"sampling {body.pool} continuations with {model}, scoring them twice…"})
-            backend = await asyncio.to_thread(get_backend, model)
-            yield _sse("done", await goodhart_mod.run(store, node_id, backend, proxy, gold, body.ns, body.pool, params))
-        except Exception as exc:  # noqa: BLE001 (reported in the stream)
-            yield sse_failure(exc)
+    async def work(backend):
+        yield "status", {"message": f"sampling {body.pool} continuations with {backend.ref}, scoring them twice…"}
+        yield "done", await goodhart_mod.run(store, node_id, backend, proxy, gold, body.ns, body.pool, params)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    return model_stream(model, work)

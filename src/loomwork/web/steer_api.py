@@ -13,8 +13,9 @@ from ..backends import get_backend
 from ..backends.base import SamplingParams, TokenEvent
 from ..errors import InvalidInput
 from ..steering import vectors
+from ..steering.sweep import runs as sweep_runs
 from ..steering.sweep import sweep as steering_sweep
-from .api import Body, _sse, _store, _with_counts, allowed_model, sse_failure
+from .api import Body, _store, _with_counts, allowed_model, model_stream
 
 router = APIRouter(prefix="/api")
 
@@ -76,25 +77,18 @@ async def sweep(node_id: str, body: Sweep, request: Request) -> StreamingRespons
     ``params`` is replaced by the swept vector."""
     store = _store(request)
     base = SamplingParams.make(**{**body.params, "steer": None}).with_seed()
-    for c in body.coefs:  # each finite and in range: a 400 before the stream starts
-        SamplingParams.make(steer=[f"{body.name}={c}"])
+    sweep_runs(base, body.name, body.coefs)  # a bad list or coefficient: a 400 before the stream starts
     vectors.show(store, body.name)  # a missing vector: 404 before the stream starts
     store.node(node_id)
     model = allowed_model(request, body.model)
 
-    async def events():
-        try:
-            yield _sse("status", {"message": f"loading {model}…"})
-            backend = await asyncio.to_thread(get_backend, model)
-            yield _sse("status", {"message": f"{body.name} × {', '.join(f'{c:g}' for c in body.coefs)} with {backend.ref}…"})
-            async for coef, ev in steering_sweep(store, node_id, backend, base, body.name, body.coefs):
-                if isinstance(ev, TokenEvent):
-                    yield _sse("token", {"coef": coef, "index": ev.index, "text": ev.token.text})
-                else:
-                    yield _sse("coef", {"coef": coef, "children": _with_counts(store, ev)})
-            yield _sse("done", {"seed": base.seed})
-        except Exception as exc:  # noqa: BLE001 (reported in the stream)
-            yield sse_failure(exc)
+    async def work(backend):
+        yield "status", {"message": f"{body.name} × {', '.join(f'{c:g}' for c in body.coefs)} with {backend.ref}…"}
+        async for coef, ev in steering_sweep(store, node_id, backend, base, body.name, body.coefs):
+            if isinstance(ev, TokenEvent):
+                yield "token", {"coef": coef, "index": ev.index, "text": ev.token.text}
+            else:
+                yield "coef", {"coef": coef, "children": _with_counts(store, ev)}
+        yield "done", {"seed": base.seed}
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return model_stream(model, work)
