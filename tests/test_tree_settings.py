@@ -12,7 +12,7 @@ import pytest
 
 from loomwork import curation, ops, tree_settings
 from loomwork.backends import SamplingParams, get_backend
-from loomwork.backends.model_lock import Cancelled, ModelLock
+from loomwork.backends.model_thread import Cancelled
 from loomwork.errors import InvalidInput, LoomworkError
 from loomwork.formats import io
 
@@ -144,29 +144,6 @@ def test_imports_keep_the_files_settings_and_open_node(store):
                                                 "stop": ["\n"]}
     selected = store.node(tree.meta["selected"])
     assert selected.meta["import"]["id"] == "af4931cc-165f-11ec-b847-acde48001122"
-
-
-def test_background_work_waits_for_urgent_work_and_stops_when_cancelled():
-    lock, order, cancel = ModelLock(), [], threading.Event()
-
-    def background():
-        with lock.background(cancel) as held:
-            for chunk in range(5):
-                order.append(f"chunk{chunk}")
-                time.sleep(0.05)
-                held.pause_if_wanted(cancel)
-
-    worker = threading.Thread(target=background)
-    worker.start()
-    time.sleep(0.07)  # background work holds the model
-    with lock.urgent():  # a generation arrives: it waits at most one chunk
-        order.append("urgent")
-    worker.join()
-    assert order.index("urgent") <= 3 and order[-1] == "chunk4"
-    cancel.set()
-    with pytest.raises(Cancelled):
-        with lock.background(cancel):
-            pass
 
 
 async def test_path_scoring_stops_when_cancelled(store, tiny_lm):

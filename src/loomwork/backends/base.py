@@ -187,7 +187,7 @@ class Backend(abc.ABC):
         out = {}
         for i in wanted:
             if cancel is not None and cancel.is_set():
-                from .model_lock import Cancelled
+                from .model_thread import Cancelled
 
                 raise Cancelled("cancelled")
             out[i] = await self.score("".join(segments[:i]), segments[i], top=0)

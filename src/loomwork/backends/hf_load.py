@@ -16,7 +16,6 @@ from pathlib import Path
 from .. import config
 from ..errors import BackendError, InvalidInput, NotFound
 from ..progress import interactive, status
-from . import vocab_head
 from .catalog import PACKAGED
 
 _DONE = "loomwork-converted.ok"  # written last: a cache dir without it is a crashed conversion
@@ -136,7 +135,6 @@ def load(model: str):
         except Exception as exc:
             raise BackendError(f"cannot load model from {directory}: {exc}") from None
     lm.eval()
-    vocab_head.install(lm)
     return lm, tok
 
 
@@ -156,5 +154,4 @@ def _with_adapter(base: str, name: str):
         warnings.simplefilter("ignore", FutureWarning)  # transformers' renamed gradient-checkpointing calls in peft
         lm = PeftModel.from_pretrained(lm, str(adapters.checkpoint(name))).merge_and_unload()
     lm.eval()
-    vocab_head.install(lm)
     return lm, tok

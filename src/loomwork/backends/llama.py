@@ -17,11 +17,11 @@ keeps the logprobs of the steps that produced it.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import os
 import re
 import threading
+from functools import partial
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
@@ -31,7 +31,7 @@ from ..errors import BackendError, InvalidInput
 from ..tree import Token
 from .base import MAX_N, Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
 from .joins import PieceIndex, plan, tokens_of
-from .model_lock import ModelLock
+from .model_thread import shared as shared_model_thread
 from .threaded import stream_from_thread
 
 N_CTX = 8192  # positions shared by the path and all samples (unified KV); LOOMWORK_LLAMA_CTX changes it
@@ -124,7 +124,9 @@ class LlamaBackend(Backend):
         self._held: list[int] = []  # the tokens sequence 0 holds, from position 0
         self._samples: dict[int, list[int]] = {}  # sequence -> the tokens it holds: the last generation's samples
         self.prefilled = 0  # path tokens decoded so far (the rest were reused from sequence 0)
-        self._lock = ModelLock()
+        # decoding runs on the process's model thread, as torch's work does: ggml's OpenMP threads and torch's are
+        # one libgomp, which throttles both once two threads have teams (model_thread.py)
+        self._lock = shared_model_thread()
         # every piece was read above: index them in the background, for the first score not to wait
         threading.Thread(target=self.pieces, name="loomwork-llama-pieces", daemon=True).start()
 
@@ -286,7 +288,8 @@ class LlamaBackend(Backend):
         return samples.done(len(ids), used)
 
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
-        return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop), "loomwork-llama")
+        return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop), "loomwork-llama",
+                                  self._lock.submit)
 
     # -- scoring and the lens ----------------------------------------------------------------------------------
 
@@ -359,7 +362,7 @@ class LlamaBackend(Backend):
         return tokens_of(terms, values, tops)
 
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
-        return await asyncio.to_thread(self._score, prefix, continuation, top)
+        return await self._lock.call(partial(self._score, prefix, continuation, top))
 
     def _last_row(self, prefix: str) -> np.ndarray:
         ids = self.encode(prefix)
@@ -370,9 +373,9 @@ class LlamaBackend(Backend):
         return rows[0]
 
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
-        lp = await asyncio.to_thread(self._last_row, prefix)
+        lp = await self._lock.call(partial(self._last_row, prefix))
         return list(self._top(lp, min(k, self.n_vocab - 1)))
 
     async def entropy(self, prefix: str) -> float | None:
-        lp = await asyncio.to_thread(self._last_row, prefix)
+        lp = await self._lock.call(partial(self._last_row, prefix))
         return float(-(np.exp(lp) * lp).sum() / np.log(2))

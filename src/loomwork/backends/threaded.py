@@ -9,10 +9,11 @@ from typing import AsyncIterator, Callable
 from .base import Done, TokenEvent
 
 
-async def stream_from_thread(work: Callable[[Callable, threading.Event], Done],
-                             name: str) -> AsyncIterator[TokenEvent | Done]:
-    """Run ``work(emit, stop_flag)`` in a thread and yield what it emits, then its ``Done``. When the consumer
-    goes away (a cancelled request), ``stop_flag`` is set: the work stops at its next step."""
+async def stream_from_thread(work: Callable[[Callable, threading.Event], Done], name: str,
+                             start: Callable[[Callable[[], None]], object] | None = None) -> AsyncIterator[TokenEvent | Done]:
+    """Run ``work(emit, stop_flag)`` in a thread of its own (or hand it to ``start``, e.g. the model thread's
+    ``submit``) and yield what it emits, then its ``Done``. When the consumer goes away (a cancelled request),
+    ``stop_flag`` is set: the work stops at its next step."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     stop_flag = threading.Event()
@@ -29,7 +30,10 @@ async def stream_from_thread(work: Callable[[Callable, threading.Event], Done],
         except BaseException as exc:  # surfaced in the consumer below
             emit(exc)
 
-    threading.Thread(target=run, name=name, daemon=True).start()
+    if start is None:
+        threading.Thread(target=run, name=name, daemon=True).start()
+    else:
+        start(run)
     try:
         while True:
             event = await queue.get()

@@ -70,9 +70,13 @@ def embedder() -> Callable[[list[str]], list[list[float]]] | None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    tok, model = AutoTokenizer.from_pretrained(str(path)), AutoModel.from_pretrained(str(path)).eval()
+    from ..backends.model_thread import shared as shared_model_thread
 
-    def embed(texts: list[str]) -> list[list[float]]:
+    # loaded and run on the model thread, like every torch model of the process (backends/model_thread.py)
+    thread = shared_model_thread()
+    tok, model = thread.run(lambda: (AutoTokenizer.from_pretrained(str(path)), AutoModel.from_pretrained(str(path)).eval()))
+
+    def embed_now(texts: list[str]) -> list[list[float]]:
         with torch.inference_mode():
             batch = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
             hidden = model(**batch).last_hidden_state
@@ -80,7 +84,7 @@ def embedder() -> Callable[[list[str]], list[list[float]]] | None:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, dim=-1).tolist()
 
-    return embed
+    return lambda texts: thread.run(lambda: embed_now(texts))
 
 
 def embedding_diversity(vectors: list[list[float]]) -> float | None:

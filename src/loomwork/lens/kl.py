@@ -5,8 +5,10 @@ tokenizer), averaged per sample, and reported with its standard error over sampl
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from ..backends.base import Backend, SamplingParams
+from ..backends.model_thread import shared as shared_model_thread
 from ..errors import InvalidInput, Unsupported
 
 LN2 = math.log(2)
@@ -18,6 +20,14 @@ def _full_logprobs(backend, prompt_ids: list[int], ids: list[int]):
     with backend._lock.urgent(), torch.inference_mode():
         logits = backend.lm(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float()
     return torch.log_softmax(logits[len(prompt_ids) - 1 : -1], -1)
+
+
+def _sample_kl(model, reference, prompt_ids: list[int], ids: list[int]) -> float:
+    """KL(model ‖ reference) in bits, averaged over the positions of one sample."""
+    lp_m = _full_logprobs(model, prompt_ids, ids)
+    lp_r = _full_logprobs(reference, prompt_ids, ids)
+    kl = (lp_m.exp() * (lp_m - lp_r)).sum(-1)  # nats, one per position
+    return float(kl.mean()) / LN2
 
 
 def mean_and_se(values: list[float]) -> tuple[float, float]:
@@ -54,10 +64,8 @@ async def per_token_kl(model: Backend, reference: Backend, prompts: list[str], s
                 ids = model._continuation_ids(prompt, comp.text)[1]
             if not ids:
                 continue
-            lp_m = _full_logprobs(model, pre, ids)
-            lp_r = _full_logprobs(reference, pre, ids)
-            kl = (lp_m.exp() * (lp_m - lp_r)).sum(-1)  # nats, one per position
-            per_sample.append(float(kl.mean()) / LN2)
+            # on the model thread, like all of these models' tensor work (backends/model_thread.py)
+            per_sample.append(await shared_model_thread().call(partial(_sample_kl, model, reference, pre, ids)))
             tokens += len(ids)
     if not per_sample:
         raise InvalidInput("the model produced no tokens to measure")
