@@ -252,3 +252,25 @@ async def test_a_child_just_generated_is_warm(pair):
         y = await plain.next_token(PATH + comp.text, k=5)
         assert [t for t, _ in x] == [t for t, _ in y] and [v for _, v in x] == pytest.approx([v for _, v in y], abs=1e-5)
     assert checked
+
+
+async def test_a_text_read_in_chunks_gives_the_one_pass_numbers(gemma, monkeypatch):
+    """Long texts are fed in chunks (PREFILL_CHUNK): with chunks of 5 tokens (the path is ~30 tokens, the window
+    8) scores spanning several chunks, the next-token view and samples equal one pass over the whole text."""
+    from loomwork.backends import hf
+
+    lm, tok = gemma
+    one_pass = HFBackend("tiny-gemma", lm=lm, tokenizer=tok, prefix_cache=False)
+    assert len(one_pass.encode(PATH)) < hf.PREFILL_CHUNK
+    want_score = await one_pass.score(PATH[:20], PATH[20:])
+    want_next = await one_pass.next_token(PATH, k=8)
+    want_gen = await one_pass.complete(PATH, SamplingParams(n=2, max_tokens=6, seed=3))
+    monkeypatch.setattr(hf, "PREFILL_CHUNK", 5)
+    chunked = HFBackend("tiny-gemma", lm=lm, tokenizer=tok, prefix_cache=False)
+    got = await chunked.score(PATH[:20], PATH[20:])
+    assert len(got) > 10 and [t.text for t in got] == [t.text for t in want_score]
+    assert [t.logprob for t in got] == pytest.approx([t.logprob for t in want_score], abs=1e-5)
+    nxt = await chunked.next_token(PATH, k=8)
+    assert [t for t, _ in nxt] == [t for t, _ in want_next]
+    assert [v for _, v in nxt] == pytest.approx([v for _, v in want_next], abs=1e-5)
+    same(await chunked.complete(PATH, SamplingParams(n=2, max_tokens=6, seed=3)), want_gen)

@@ -15,7 +15,7 @@ from ..errors import InvalidInput
 
 
 class HFSteering:
-    """Needs from the backend: torch, lm, ref, encode, _lock, _new_state, _keep_state."""
+    """Needs from the backend: torch, lm, ref, encode, _lock, _new_state, _read, _keep_state."""
 
     def layers(self):
         """The decoder blocks, in order."""
@@ -108,7 +108,7 @@ class HFSteering:
             cache, done = self._new_state(head, len(head), variant)
             if len(head) > done:
                 with hook:
-                    self.lm(input_ids=torch.tensor([head[done:]]), past_key_values=cache, use_cache=True)
+                    self._read(head[done:], cache, 0)
                 self._keep_state(head, cache, done, variant)
             return cache
 
