@@ -113,3 +113,19 @@ async def test_async_callers_do_not_block_the_event_loop():
 
     result, _ = await asyncio.gather(mt.call(lambda: time.sleep(0.1) or 42), tick())
     assert result == 42 and len(ticks) == 5
+
+
+def test_a_forked_child_gets_a_model_thread_of_its_own():
+    import os
+
+    mt = ModelThread()
+    assert mt.run(lambda: 1) == 1
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread did not come along
+        try:
+            os._exit(0 if mt.submit(lambda: 2).result(10) == 2 else 1)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert mt.run(lambda: 3) == 3

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import os
 import threading
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -41,8 +42,13 @@ URGENT, BACKGROUND = 0, 1
 class ModelThread:
     def __init__(self, name: str = "loomwork-model") -> None:
         self._name = name
-        self._queue: list = []  # (priority, order, fn, future)
         self._order = itertools.count()
+        self._start()
+        # a forked child has no model thread and may hold copies of locks taken when it forked: start afresh
+        os.register_at_fork(after_in_child=self._start)
+
+    def _start(self) -> None:
+        self._queue: list = []  # (priority, order, fn, future)
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         # held by the model thread while it runs a task, and by another thread that calls a backend's work

@@ -25,6 +25,8 @@ async def stream_from_thread(work: Callable[[Callable, threading.Event], Done], 
             stop_flag.set()
 
     def run() -> None:
+        if stop_flag.is_set():  # the consumer left while this waited for the model thread
+            return
         try:
             emit(work(emit, stop_flag))
         except BaseException as exc:  # surfaced in the consumer below
