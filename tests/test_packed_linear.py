@@ -46,13 +46,20 @@ def test_a_row_does_not_depend_on_its_batch():
             assert torch.equal(lin(x[:rows])[:1], alone)
 
 
-def test_weight_changed_in_place_is_packed_again():
+@pytest.mark.parametrize("through_data", [False, True])
+def test_a_changed_weight_is_packed_again(through_data):
+    """In place on the parameter: its version counter says so. Through ``weight.data`` (peft's merge), which no
+    counter sees: install drops the packed copies."""
     lin = torch.nn.Linear(64, 96, bias=False)
     packed_linear.install(lin)
     x = torch.randn(4, 64)
     with torch.no_grad():
         before = lin(x)
-        lin.weight.mul_(2.0)  # what merging an adapter does
+        if through_data:
+            lin.weight.data += lin.weight.data
+            packed_linear.install(lin)
+        else:
+            lin.weight.mul_(2.0)
         after = lin(x)
     torch.testing.assert_close(after, 2 * before, rtol=1e-5, atol=1e-5)
 
@@ -78,19 +85,6 @@ def test_install_twice_and_subclasses_left_alone():
     m = torch.nn.Sequential(torch.nn.Linear(8, 8), Custom(8, 8))
     assert packed_linear.install(m) == 1
     assert packed_linear.install(m) == 1
-
-
-def test_a_change_through_data_needs_install_again():
-    """peft merges adapters through ``weight.data``, which no version counter sees: install drops the copies."""
-    lin = torch.nn.Linear(64, 96, bias=False)
-    packed_linear.install(lin)
-    x = torch.randn(4, 64)
-    with torch.no_grad():
-        before = lin(x)
-        lin.weight.data += lin.weight.data
-        packed_linear.install(lin)
-        after = lin(x)
-    torch.testing.assert_close(after, 2 * before, rtol=1e-5, atol=1e-5)
 
 
 def test_plain_products_for_a_while():
