@@ -154,3 +154,18 @@ def test_stdin_prompt_and_piped_output_is_quiet(run):
     r = run("expand", root, "-m", "mock", "-n", 1, "--max-tokens", 4)
     assert r.stderr == ""  # no progress bar when not on a terminal
     assert run("show", root).stdout == "from stdin\n\n"
+
+
+def test_show_tree_json_lists_what_the_outline_shows(run):
+    """An archived node hides its descendants in the JSON as in the outline; a node's --tree is its subtree."""
+    tree_id, root = _ids(run, "The lighthouse")
+    kids = json.loads(run("expand", root, "-m", "mock", "-n", 2, "--max-tokens", 4, "--json").stdout)["children"]
+    below = json.loads(run("add", kids[0]["id"], " and below", "--json").stdout)
+    run("archive", kids[0]["id"])
+
+    def listed(*args):
+        return {n["id"] for n in json.loads(run("show", *args, "--tree", "--json").stdout)["nodes"]}
+
+    assert listed(tree_id) == {root, kids[1]["id"]}
+    assert listed(tree_id, "--archived") == {root, kids[0]["id"], kids[1]["id"], below["id"]}
+    assert listed(kids[0]["id"]) == {kids[0]["id"], below["id"]}  # asked for by name: shown with its subtree

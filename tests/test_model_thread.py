@@ -129,3 +129,14 @@ def test_a_forked_child_gets_a_model_thread_of_its_own():
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert mt.run(lambda: 3) == 3
+
+
+def test_drain_drops_queued_work_and_waits_for_the_task_under_way():
+    mt, gate, done = ModelThread(), threading.Event(), []
+    running = mt.submit(lambda: gate.wait(5) and done.append("ran"))
+    queued = mt.submit(lambda: done.append("queued"))
+    time.sleep(0.05)
+    assert not mt.drain(0.05)  # the task under way holds on
+    threading.Timer(0.1, gate.set).start()
+    assert mt.drain(5)
+    assert running.result(1) is None and queued.cancelled() and done == ["ran"]

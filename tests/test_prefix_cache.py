@@ -274,3 +274,29 @@ async def test_a_text_read_in_chunks_gives_the_one_pass_numbers(gemma, monkeypat
     assert [t for t, _ in nxt] == [t for t, _ in want_next]
     assert [v for _, v in nxt] == pytest.approx([v for _, v in want_next], abs=1e-5)
     same(await chunked.complete(PATH, SamplingParams(n=2, max_tokens=6, seed=3)), want_gen)
+
+
+def test_a_generation_whose_reader_left_stops_between_chunks(gemma, monkeypatch):
+    """Closing an expansion while its path is read: no more chunks are read and nothing is cached."""
+    import threading
+
+    from loomwork.backends import hf
+    from loomwork.backends.model_thread import Cancelled
+
+    monkeypatch.setattr(hf, "PREFILL_CHUNK", 5)
+    lm, tok = gemma
+    engine = HFBackend("tiny-gemma", lm=lm, tokenizer=tok)
+    left, calls = threading.Event(), []
+
+    def reader_leaves(_module, _inputs):
+        calls.append(1)
+        left.set()  # the page goes away while the first chunk is read
+
+    handle = lm.register_forward_pre_hook(reader_leaves)
+    try:
+        with pytest.raises(Cancelled):
+            engine._lock.run(lambda: engine._generate(PATH, SamplingParams(n=2, max_tokens=4), lambda _e: None, left))
+    finally:
+        handle.remove()
+    assert len(calls) == 1 and len(engine.encode(PATH)) > 3 * hf.PREFILL_CHUNK
+    assert engine.cache_stats()["entries"] == 0

@@ -21,6 +21,7 @@ from .hf_score import HFScoring
 from .hf_steer import HFSteering
 from . import packed_linear
 from .kv_cache import PrefixCache, budget_from_env
+from .model_thread import Cancelled
 from .model_thread import shared as shared_model_thread
 from .threaded import stream_from_thread
 
@@ -138,15 +139,18 @@ class HFBackend(HFScoring, HFSteering, Backend):
             if getattr(layer, "is_sliding", False):
                 layer.crop(0)
 
-    def _read(self, ids: list[int], cache, keep: int):
+    def _read(self, ids: list[int], cache, keep: int, stop: threading.Event | None = None):
         """Feed ``ids`` into ``cache`` in chunks of PREFILL_CHUNK tokens; the logits of its last ``keep`` positions.
 
         In one pass, every query of a long text would go through attention over the whole text with a mask, on
         the sliding-window layers too; in chunks those attend to at most window - 1 + chunk keys (a 5,521-token
-        path of the demo loom: 18.6 s in one pass, 6.9 s in chunks of 512; logprobs equal to 3e-5)."""
+        path of the demo loom: 18.6 s in one pass, 6.9 s in chunks of 512; logprobs equal to 3e-5). ``stop``
+        set (the reader left): Cancelled before the next chunk, the state not kept."""
         torch = self.torch
         parts = []
         for start in range(0, len(ids), PREFILL_CHUNK):
+            if stop is not None and stop.is_set():
+                raise Cancelled("cancelled")
             chunk = ids[start : start + PREFILL_CHUNK]
             want = start + len(chunk) - max(len(ids) - keep, start)  # positions of this chunk whose logits are kept
             out = self.lm(input_ids=torch.tensor([chunk]), past_key_values=cache, use_cache=True,
@@ -155,12 +159,12 @@ class HFBackend(HFScoring, HFSteering, Backend):
                 parts.append(out.logits[0, -want:].float())
         return torch.cat(parts) if len(parts) > 1 else parts[0] if parts else None
 
-    def _prefill(self, ids: list[int], first: int):
+    def _prefill(self, ids: list[int], first: int, stop: threading.Event | None = None):
         """The model's state after ``ids`` and its logits at positions ``first`` … ``len(ids) - 1``. The longest
         prefix the cache holds (at most ``first`` tokens, so those logits are computed) is not computed again; the
         state of ``ids`` is cached for the next call. Call on the model thread."""
         cache, done = self._new_state(ids, first)
-        logits = self._read(ids[done:], cache, len(ids) - first)
+        logits = self._read(ids[done:], cache, len(ids) - first, stop)
         self._keep_state(ids, cache, done)
         return cache, logits
 
@@ -280,7 +284,7 @@ class HFBackend(HFScoring, HFSteering, Backend):
                 cache, logits = self._steered_start(ids, n, steer, params.steer_prompt, scale)
                 hooks.enter_context(self.steered(steer, lambda: len(rows), scale))  # the steered rows come first
             else:
-                cache, last = self._prefill(ids, len(ids) - 1)
+                cache, last = self._prefill(ids, len(ids) - 1, stop_flag)
                 logits = last[-1:].expand(n, -1)
                 cache.batch_repeat_interleave(n)
             row_ids: list[list[int]] = [[] for _ in range(n)]  # the tokens each sample fed to the model

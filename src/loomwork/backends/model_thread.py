@@ -19,6 +19,7 @@ chunks, which runs the urgent tasks queued meanwhile right there, so a generatio
 from __future__ import annotations
 
 import asyncio
+import atexit
 import heapq
 import itertools
 import os
@@ -51,6 +52,7 @@ class ModelThread:
         self._queue: list = []  # (priority, order, fn, future)
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._running = False  # a task from the queue is under way
         # held by the model thread while it runs a task, and by another thread that calls a backend's work
         # directly (tests, scripts): one piece of work at a time either way
         self._busy = threading.RLock()
@@ -87,8 +89,24 @@ class ModelThread:
                 while not self._queue:
                     self._ready.wait()
                 _p, _o, fn, future = heapq.heappop(self._queue)
-            with self._busy:
-                _execute(fn, future)
+                self._running = True
+            try:
+                with self._busy:
+                    _execute(fn, future)
+            finally:
+                with self._ready:
+                    self._running = False
+                    self._ready.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Drop the work not started yet and wait up to ``timeout`` s for the task under way (a generation whose
+        reader left stops at its next step or chunk). At exit: a process that ends while this thread is inside
+        torch aborts ("terminate called without an active exception"). True when the thread is idle."""
+        with self._ready:
+            for _p, _o, _fn, future in self._queue:
+                future.cancel()
+            self._queue.clear()
+            return self._ready.wait_for(lambda: not self._running, timeout)
 
     # -- what the work calls -------------------------------------------------------------------------------------
 
@@ -141,4 +159,5 @@ def shared() -> ModelThread:
     with _SHARED_LOCK:
         if _SHARED is None:
             _SHARED = ModelThread()
+            atexit.register(_SHARED.drain, 30.0)
         return _SHARED

@@ -47,7 +47,7 @@ def show(ctx: Context, ref: str, mode: str | None, as_json: bool, archived: bool
         data = {"tree": tree.to_json(), "node": node.to_json(), "text": path_text(path),
                 "path": [n.id for n in path]}
         if mode == "tree":
-            data["nodes"] = [n.to_json() for n in nodes if archived or not n.archived]
+            data["nodes"] = [n.to_json() for n in _subtree(nodes, node.id, archived)]
         emit_json(data)
     elif mode == "text":
         click.echo(path_text(path))
@@ -60,6 +60,23 @@ def show(ctx: Context, ref: str, mode: str | None, as_json: bool, archived: bool
         click.echo(f"tree {tree.id}: {tree.title}")
         for line in outline(nodes, node.id, include_archived=archived):
             click.echo(line)
+
+
+def _subtree(nodes, top: str, archived: bool) -> list:
+    """The nodes of ``top``'s subtree, as the outline shows them: without --archived an archived node hides its
+    descendants too (every node listed has its parent listed, except ``top``)."""
+    children: dict = {}
+    for n in nodes:
+        children.setdefault(n.parent_id, []).append(n)
+    by_id = {n.id: n for n in nodes}
+    out, stack = [], [by_id[top]] if top in by_id else []
+    while stack:
+        n = stack.pop()
+        if n.archived and not archived and n.id != top:
+            continue
+        out.append(n)
+        stack.extend(reversed(children.get(n.id, [])))
+    return out
 
 
 @cli.command()

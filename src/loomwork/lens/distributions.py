@@ -8,6 +8,7 @@ no sampling error; the mass outside the answer set is reported, not hidden by re
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 
@@ -117,9 +118,9 @@ def compare(dists: list[AnswerDistribution]) -> list[dict]:
 async def next_token_entropy(backend: Backend, prefix: str, k: int = 20) -> dict:
     """The top k next tokens and the entropy of the next-token distribution: exact over the whole vocabulary
     where the backend can see it, else a lower bound (the top k plus the rest as one outcome)."""
-    top = await backend.next_token(prefix, k=k)
+    # asked together: on a local model both wait in the model thread's queue once, not twice behind other work
+    top, exact = await asyncio.gather(backend.next_token(prefix, k=k), backend.entropy(prefix))
     probs = [math.exp(lp) for _, lp in top]
     rest = max(0.0, 1 - sum(probs))
-    exact = await backend.entropy(prefix)
     return {"top": [{"token": t, "prob": p} for (t, _), p in zip(top, probs)], "top1_prob": probs[0] if probs else None,
             "entropy_bits": exact, "entropy_bits_lower_bound": entropy_bits(probs + [rest]), "mass_outside_top": rest}
