@@ -142,7 +142,7 @@ def throughput(engine, llama, new_path, model: str, repeats: int) -> None:
 
     # on the engine's model thread, so that both run under the same OpenMP conditions (backends/model_thread.py)
     def on_model_thread(tokens: int = 64, prompt: str | None = None):
-        return engine._lock.run(lambda: generate(tokens, prompt))
+        return engine._model_thread.run(lambda: generate(tokens, prompt))
 
     # warm-up, for both: the piece index the engine builds after loading (1-2 s of CPU), oneDNN's and MKL's first
     # calls for these shapes; then every timed run reads a path nothing has computed

@@ -51,7 +51,7 @@ def main() -> None:
         # transformers as it comes (its own products, not the engine's packed ones), on the engine's model thread
         # so that both run under the same OpenMP conditions (backends/model_thread.py)
         with packed_linear.plain_products(lm):
-            return backend._lock.run(baseline)
+            return backend._model_thread.run(baseline)
 
     backend.pieces()  # the piece index the engine builds after loading: 1-2 s of CPU, not part of either
     ours(), stock()  # warm-up

@@ -295,7 +295,7 @@ def test_a_generation_whose_reader_left_stops_between_chunks(gemma, monkeypatch)
     handle = lm.register_forward_pre_hook(reader_leaves)
     try:
         with pytest.raises(Cancelled):
-            engine._lock.run(lambda: engine._generate(PATH, SamplingParams(n=2, max_tokens=4), lambda _e: None, left))
+            engine._model_thread.run(lambda: engine._generate(PATH, SamplingParams(n=2, max_tokens=4), lambda _e: None, left))
     finally:
         handle.remove()
     assert len(calls) == 1 and len(engine.encode(PATH)) > 3 * hf.PREFILL_CHUNK

@@ -76,18 +76,14 @@ async def test_bad_pairs_and_names_change_nothing(store, backend, tmp_path):
         await vectors.create(store, backend, "v", layer=1, method="actadd", plus=["a", "c"], minus=["b", "d"])
     assert vectors.list_vectors(store) == []
     f = tmp_path / "pairs.jsonl"
-    f.write_text('{"plus": "a", "minus": "b"}\n\n{"plus": "a"}\n')
-    with pytest.raises(InvalidInput, match=r"pairs.jsonl line 3: missing field 'minus'"):
-        pairs_mod.read_pairs(f)
-    f.write_text('{"plus": "a", "minus": "b", "sign": 1}\n')
-    with pytest.raises(InvalidInput, match=r"line 1: unknown field 'sign'"):
-        pairs_mod.read_pairs(f)
-    f.write_text('{"plus": "a", "minus": 3}\n')
-    with pytest.raises(InvalidInput, match=r"line 1: 'minus' must be a string"):
-        pairs_mod.read_pairs(f)
-    f.write_text("not json\n")
-    with pytest.raises(InvalidInput, match=r"line 1: not JSON"):
-        pairs_mod.read_pairs(f)
+    for text, error in [('{"plus": "a", "minus": "b"}\n\n{"plus": "a"}\n',
+                         r"pairs.jsonl line 3: missing field 'minus'"),
+                        ('{"plus": "a", "minus": "b", "sign": 1}\n', r"line 1: unknown field 'sign'"),
+                        ('{"plus": "a", "minus": 3}\n', r"line 1: 'minus' must be a string"),
+                        ("not json\n", r"line 1: not JSON")]:
+        f.write_text(text)
+        with pytest.raises(InvalidInput, match=error):
+            pairs_mod.read_pairs(f)
     await vectors.create(store, backend, "v", layer=1, plus=["a"], minus=["b"])
     with pytest.raises(InvalidInput, match="exists already"):
         await vectors.create(store, backend, "v", layer=1, plus=["c"], minus=["d"])

@@ -132,18 +132,15 @@ def test_the_kl_estimate_against_two_separate_models(base):
 
 def test_bad_input_changes_nothing(base, tmp_path):
     f = tmp_path / "rows.jsonl"
-    f.write_text("")
-    with pytest.raises(InvalidInput, match="no rows"):
-        data.read_rows(f, "sft")
-    f.write_text('{"prompt": "a", "completion": "b"}\n\n{"prompt": "a"}\n')
-    with pytest.raises(InvalidInput, match="rows.jsonl line 3: missing field 'completion'"):
-        data.read_rows(f, "sft")
-    f.write_text('{"prompt": "a", "chosen": "b", "rejected": "b"}\n')
-    with pytest.raises(InvalidInput, match="line 1: 'chosen' and 'rejected' are the same"):
-        data.read_rows(f, "dpo")
-    f.write_text("{not json\n")
-    with pytest.raises(InvalidInput, match="line 1: not JSON"):
-        data.read_rows(f, "sft")
+    for text, kind, error in [("", "sft", "no rows"),
+                              ('{"prompt": "a", "completion": "b"}\n\n{"prompt": "a"}\n', "sft",
+                               "rows.jsonl line 3: missing field 'completion'"),
+                              ('{"prompt": "a", "chosen": "b", "rejected": "b"}\n', "dpo",
+                               "line 1: 'chosen' and 'rejected' are the same"),
+                              ("{not json\n", "sft", "line 1: not JSON")]:
+        f.write_text(text)
+        with pytest.raises(InvalidInput, match=error):
+            data.read_rows(f, kind)
     for budget in (0, -1, float("nan"), float("inf")):
         with pytest.raises(InvalidInput, match="KL budget"):
             tune("x", base, _sft_rows(), TuneConfig(kl_budget=budget, **FAST))

@@ -77,12 +77,12 @@ class HFBackend(HFScoring, HFSteering, Backend):
         self.variant: tuple = ()  # what changes the forward pass (steering, adapters): part of the cache's key
         # every tensor operation runs on the process's model thread (model_thread.py says why), which also takes
         # people's requests before background scoring
-        self._lock = shared_model_thread()
+        self._model_thread = shared_model_thread()
         if lm is None:
-            lm, tokenizer = self._lock.run(lambda: load(model))
+            lm, tokenizer = self._model_thread.run(lambda: load(model))
         self.lm, self.tok = lm, tokenizer
         # products on weights packed once for oneDNN (packed_linear.py: 2-4x faster on this CPU)
-        self._lock.run(lambda: packed_linear.install(lm, pack_now=True))
+        self._model_thread.run(lambda: packed_linear.install(lm, pack_now=True))
         self.window = getattr(lm.config, "max_position_embeddings", None)
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         gen_eos = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
@@ -279,7 +279,7 @@ class HFBackend(HFScoring, HFSteering, Backend):
         if row_coefs is not None:
             def scale():  # the coefficient of each steered row still running
                 return coefs[torch.tensor(rows, dtype=torch.long)] if len(rows) != n else coefs
-        with self._lock.urgent(), torch.inference_mode(), ExitStack() as hooks:
+        with self._model_thread.urgent(), torch.inference_mode(), ExitStack() as hooks:
             if steer:
                 cache, logits = self._steered_start(ids, n, steer, params.steer_prompt, scale)
                 hooks.enter_context(self.steered(steer, lambda: len(rows), scale))  # the steered rows come first
@@ -341,32 +341,32 @@ class HFBackend(HFScoring, HFSteering, Backend):
 
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
         return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop), "loomwork-hf-generate",
-                                  self._lock.submit)
+                                  self._model_thread.submit)
 
     def stream_sweep(self, prefix: str, params: SamplingParams, row_coefs: list[float]) -> AsyncIterator[TokenEvent | Done]:
         """One batch for a steering sweep: ``params.steer`` (coefficient 1) times row_coefs[i] for sample i."""
         return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop, row_coefs),
-                                  "loomwork-hf-sweep", self._lock.submit)
+                                  "loomwork-hf-sweep", self._model_thread.submit)
 
     # -- scoring (hf_score.py; these run it on the model thread, off the event loop) ---------------------------
 
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
-        return await self._lock.call(partial(self._score, prefix, continuation, top))
+        return await self._model_thread.call(partial(self._score, prefix, continuation, top))
 
     async def score_segments(self, segments: list[str], wanted: list[int], cancel=None) -> dict[int, list[Token]]:
-        return await self._lock.call(partial(self._score_segments, segments, wanted, cancel), urgent=False)
+        return await self._model_thread.call(partial(self._score_segments, segments, wanted, cancel), urgent=False)
 
     async def score_many(self, prefix: str, continuations: list[str], eos: bool = False) -> list[float]:
-        return await self._lock.call(partial(self._score_many, prefix, continuations, eos))
+        return await self._model_thread.call(partial(self._score_many, prefix, continuations, eos))
 
     async def score_answers(self, prefix: str, answers: list[str], terminators: list[str]) -> list[list[float]]:
-        return await self._lock.call(partial(self._score_answers, prefix, answers, terminators))
+        return await self._model_thread.call(partial(self._score_answers, prefix, answers, terminators))
 
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
-        return await self._lock.call(partial(self._next_token, prefix, k))
+        return await self._model_thread.call(partial(self._next_token, prefix, k))
 
     async def entropy(self, prefix: str) -> float | None:
-        return await self._lock.call(partial(self._entropy, prefix))
+        return await self._model_thread.call(partial(self._entropy, prefix))
 
     async def activations(self, texts: list[str], layer: int) -> list[list[float]]:
-        return await self._lock.call(partial(self._activations, texts, layer))
+        return await self._model_thread.call(partial(self._activations, texts, layer))

@@ -20,7 +20,7 @@ SCORE_CHUNK = 128  # tokens per forward pass when scoring in the background (log
 
 
 class HFScoring:
-    """Needs from the backend: torch, tok, lm, _lock, _prefill, _new_state, _keep_state, _check_length, _tops,
+    """Needs from the backend: torch, tok, lm, _model_thread, _prefill, _new_state, _keep_state, _check_length, _tops,
     eos_ids, _banned, _anchor."""
 
     _piece_index: PieceIndex | None = None
@@ -96,7 +96,7 @@ class HFScoring:
         self._check_length(len(ids))
         first = min(t.position for t in terms) - 1
         feed = max(t.position for t in terms)
-        with self._lock.urgent(), torch.inference_mode():
+        with self._model_thread.urgent(), torch.inference_mode():
             logits = self._prefill(ids[:feed], first)[1]
         values, tops = [], []
         for t in terms:
@@ -130,7 +130,7 @@ class HFScoring:
                     on_whole[t.position - 1].append((i, n))
                 elif i not in tails:
                     tails.append(i)
-        with self._lock.background(cancel) as lock, torch.inference_mode():
+        with self._model_thread.background(cancel) as lock, torch.inference_mode():
             if on_whole:
                 cache, done = self._new_state(whole, min(on_whole))
                 for start in range(done, len(whole), SCORE_CHUNK):
@@ -179,7 +179,7 @@ class HFScoring:
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else min(self.eos_ids)
         self._check_length(max(len(f) for f in unique))
         totals = [0.0] * len(items)
-        with self._lock.urgent(), torch.inference_mode():
+        with self._model_thread.urgent(), torch.inference_mode():
             state, last = self._prefill(list(feeds[0][:common]), common - 1)
             head = last[-1]
             for start in range(0, len(unique), batch):
@@ -231,7 +231,7 @@ class HFScoring:
     def _next_logits(self, prefix: str):
         ids = self.encode(prefix)
         self._check_length(len(ids))
-        with self._lock.urgent(), self.torch.inference_mode():
+        with self._model_thread.urgent(), self.torch.inference_mode():
             return self._prefill(ids, len(ids) - 1)[1][-1]
 
     def _next_token(self, prefix: str, k: int) -> list[tuple[str, float]]:

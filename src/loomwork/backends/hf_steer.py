@@ -15,7 +15,7 @@ from ..errors import InvalidInput
 
 
 class HFSteering:
-    """Needs from the backend: torch, lm, ref, encode, _lock, _new_state, _read, _keep_state."""
+    """Needs from the backend: torch, lm, ref, encode, _model_thread, _new_state, _read, _keep_state."""
 
     def layers(self):
         """The decoder blocks, in order."""
@@ -86,7 +86,7 @@ class HFSteering:
         handle = self.layers()[layer].register_forward_hook(
             lambda _m, _i, o: seen.__setitem__("h", o if isinstance(o, torch.Tensor) else o[0]))
         try:
-            with self._lock.urgent(), torch.inference_mode():
+            with self._model_thread.urgent(), torch.inference_mode():
                 for text in texts:
                     ids = self.encode(text)
                     first = 1 if len(ids) > 1 and ids[0] == self.tok.bos_token_id else 0

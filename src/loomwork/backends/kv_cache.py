@@ -9,7 +9,7 @@ Sliding-window layers (Gemma 3: window 512 on five of six layers) keep only thei
 default cache, and a state computed to position L can then not be cut back to M < L. The backend therefore runs
 with a plain full-length cache for every layer (the sliding window is still applied by the attention mask, from
 positions): stored states hold every key, any prefix of them is a valid state, and results equal the default
-cache's (tests check both). The cost is attention over the whole prefix on sliding layers, small at loom lengths.
+cache's (tests check both). After a prefill the sliding layers keep only their window for decoding (hf.py).
 
 Memory is bounded by a byte budget; the least recently used leaves go first. Everything the backend changes in
 the forward pass (steering, adapters) is part of the key: each variant has a root of its own.

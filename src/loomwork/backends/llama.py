@@ -126,7 +126,7 @@ class LlamaBackend(Backend):
         self.prefilled = 0  # path tokens decoded so far (the rest were reused from sequence 0)
         # decoding runs on the process's model thread, as torch's work does: ggml's OpenMP threads and torch's are
         # one libgomp, which throttles both once two threads have teams (model_thread.py)
-        self._lock = shared_model_thread()
+        self._model_thread = shared_model_thread()
         # every piece was read above: index them in the background, for the first score not to wait
         threading.Thread(target=self.pieces, name="loomwork-llama-pieces", daemon=True).start()
 
@@ -254,7 +254,7 @@ class LlamaBackend(Backend):
         texts = [_Text() for _ in range(n)]
         samples = Samples(n, params.stop, emit)
         used = 0
-        with self._lock.urgent():
+        with self._model_thread.urgent():
             last: list[np.ndarray] = []
             self._prefill(ids, len(ids) - 1, lambda _p, row: last.append(row))
             for seq in range(1, n + 1):  # every sample starts from the path's state, decoded once
@@ -289,7 +289,7 @@ class LlamaBackend(Backend):
 
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
         return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop), "loomwork-llama",
-                                  self._lock.submit)
+                                  self._model_thread.submit)
 
     # -- scoring and the lens ----------------------------------------------------------------------------------
 
@@ -357,25 +357,25 @@ class LlamaBackend(Backend):
                 if terms[n].sign > 0:
                     tops[n] = self._top(lp, top)
 
-        with self._lock.urgent():
+        with self._model_thread.urgent():
             self._prefill(ids[: max(t.position for t in terms)], min(at_row), on_row)
         return tokens_of(terms, values, tops)
 
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
-        return await self._lock.call(partial(self._score, prefix, continuation, top))
+        return await self._model_thread.call(partial(self._score, prefix, continuation, top))
 
     def _last_row(self, prefix: str) -> np.ndarray:
         ids = self.encode(prefix)
         self._check_length(len(ids))
         rows: list[np.ndarray] = []
-        with self._lock.urgent():
+        with self._model_thread.urgent():
             self._prefill(ids, len(ids) - 1, lambda _p, row: rows.append(row))
         return rows[0]
 
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
-        lp = await self._lock.call(partial(self._last_row, prefix))
+        lp = await self._model_thread.call(partial(self._last_row, prefix))
         return list(self._top(lp, min(k, self.n_vocab - 1)))
 
     async def entropy(self, prefix: str) -> float | None:
-        lp = await self._lock.call(partial(self._last_row, prefix))
+        lp = await self._model_thread.call(partial(self._last_row, prefix))
         return float(-(np.exp(lp) * lp).sum() / np.log(2))

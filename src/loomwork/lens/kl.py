@@ -17,7 +17,7 @@ LN2 = math.log(2)
 def _full_logprobs(backend, prompt_ids: list[int], ids: list[int]):
     """log-softmax over the vocabulary at each position of ``ids`` after ``prompt_ids`` (teacher-forced)."""
     torch = backend.torch
-    with backend._lock.urgent(), torch.inference_mode():
+    with backend._model_thread.urgent(), torch.inference_mode():
         logits = backend.lm(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float()
     return torch.log_softmax(logits[len(prompt_ids) - 1 : -1], -1)
 
