@@ -114,3 +114,23 @@ def test_prefix_resolution(store):
     assert store.resolve(root.id) == ("node", root.id)
     assert store.resolve(tree.id[:6]) == ("tree", tree.id)
     assert store.resolve(root.id[:5])[1] == root.id
+
+
+def test_redo_under_a_parent_deleted_since_is_a_conflict_and_changes_nothing(any_store):
+    store = any_store
+    """Seen with 8 concurrent writers: A adds a child under P and undoes it, B deletes P, A redoes. The redo
+    would put the child back under a node that is gone: a clear Conflict (it was a FOREIGN KEY error, a 500)."""
+    from loomwork.errors import Conflict
+    from loomwork.store.journal import acting_as
+
+    tree, root = ops.new_tree(store, "A lighthouse")
+    with acting_as("ann"):
+        parent = ops.add_child(store, root.id, " on a cliff")
+        ops.add_child(store, parent.id, " and a keeper")
+        ops.undo(store, tree.id)
+    with acting_as("bob"):
+        ops.delete_subtree(store, parent.id)
+    with acting_as("ann"), pytest.raises(Conflict, match="deleted since"):
+        ops.redo(store, tree.id)
+    with store.read() as tx:
+        assert [n.id for n in tx.tree_nodes(tree.id)] == [root.id]

@@ -105,6 +105,17 @@ def same(a: Snapshot, b: Snapshot) -> bool:
     return a.keys() == b.keys() and all(_comparable(a[i]) == _comparable(b[i]) for i in a)
 
 
+def _missing_parents(conn: Connection, snap: Snapshot) -> list[str]:
+    """The parents that rows ``snap`` puts back would hang from but that will not exist: deleted since by an
+    operation whose snapshot did not include these rows (a redone child under a parent pruned meanwhile)."""
+    present = {i for i, d in snap.items() if d}
+    parents = {d["parent_id"] for d in snap.values() if d and d["parent_id"]} - present
+    removed = {i for i, d in snap.items() if d is None}
+    look = list(parents - removed)
+    found = set(conn.execute(select(nodes.c.id).where(nodes.c.id.in_(look))).scalars()) if look else set()
+    return sorted((parents & removed) | (set(look) - found))
+
+
 def restore(conn: Connection, snap: Snapshot) -> None:
     """Make the rows named in ``snap`` exactly as it says: update those that exist, insert the missing, delete
     those it marks absent. Updates come before deletes so no parent link ever points at a deleted row."""
@@ -215,6 +226,10 @@ def step(conn: Connection, tree_id: str, redo: bool, expect: int | None = None, 
     if not same(snapshot(conn, before), before):
         raise Conflict(f"cannot {verb} {entry.kind}: the nodes it changed were changed since by something outside "
                        "the operation log")
+    lost = _missing_parents(conn, target)
+    if lost:
+        raise Conflict(f"cannot {verb} {entry.kind}: it would put back nodes under {', '.join(lost)}, deleted since "
+                       "by another operation")
     restore(conn, target)
     conn.execute(update(oplog).where(oplog.c.seq == entry.seq).values(undone=not redo))
     bump(conn, tree_id)
