@@ -5,11 +5,12 @@ import itertools
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from loomwork import curation, ops
+from loomwork import curation, ledger, ops
 from loomwork.backends import SamplingParams, get_backend
 from loomwork.cli import cli
 from loomwork.errors import InvalidInput, NotFound
@@ -44,6 +45,19 @@ def _brute(proxy, gold, n):
     return p / len(subsets), g / len(subsets)
 
 
+def _brute_kl(proxy, n):
+    """KL(best-of-n ‖ pool) in nats by enumerating every n-tuple drawn from the pool (ties: each tied draw equally
+    likely), for pools where every score is tied (all atoms)."""
+    pool = len(proxy)
+    q = [0.0] * pool
+    for draw in itertools.product(range(pool), repeat=n):
+        top = max(proxy[i] for i in draw)
+        tied = [i for i in draw if proxy[i] == top]
+        for i in tied:
+            q[i] += pool ** -n / len(tied)
+    return sum(x * math.log(x * pool) for x in q if x > 0)
+
+
 @pytest.mark.parametrize("seed,ties", [(0, False), (1, True), (2, True)])
 def test_order_statistics_match_every_subset(seed, ties):
     rng = random.Random(seed)
@@ -53,7 +67,37 @@ def test_order_statistics_match_every_subset(seed, ties):
     for pt in points:
         p, g = _brute(proxy, gold, pt["n"])
         assert pt["proxy"] == pytest.approx(p, abs=1e-12) and pt["gold"] == pytest.approx(g, abs=1e-12)
-        assert pt["kl_nats"] == pytest.approx(math.log(pt["n"]) - (pt["n"] - 1) / pt["n"])
+        if not ties:  # scores that never tie: best-of-n's KL is ln n - (n-1)/n (Beirami et al.)
+            assert pt["kl_nats"] == pytest.approx(math.log(pt["n"]) - (pt["n"] - 1) / pt["n"], abs=1e-12)
+
+
+@pytest.mark.parametrize("proxy", [[0.0] * 6, [1.0, 1.0, 2.0, 2.0, 2.0, 5.0, 5.0], [3.0, 3.0, 1.0, 1.0, 1.0, 1.0]])
+def test_goodhart_kl_against_enumeration_with_ties(proxy):
+    gold = [float(i) for i in range(len(proxy))]
+    for pt in goodhart.curve(proxy, gold, [1, 2, 3, 4]):
+        assert pt["kl_nats"] == pytest.approx(_brute_kl(proxy, pt["n"]), abs=1e-12)
+        if len(set(proxy)) == 1:  # a constant proxy: best-of-n is the model itself
+            assert pt["kl_nats"] == 0.0 and pt["gold"] == pytest.approx(sum(gold) / len(gold))
+
+
+def test_a_constant_proxy_has_no_kl_and_no_peak():
+    points = goodhart.curve([0.5] * 32, [float(i % 5) for i in range(32)], [1, 2, 4, 8, 16], bootstrap=200)
+    assert all(p["kl_nats"] == 0.0 and p["sqrt_kl_ci"] == [0.0, 0.0] for p in points)
+    f = goodhart.fit(points)
+    assert f["peak_sqrt_kl"] is None and "does not vary" in f["note"]
+
+
+def test_bootstrap_intervals_hold_the_point_and_make_up_no_ties():
+    rng = random.Random(4)
+    proxy = [rng.gauss(0, 1) for _ in range(40)]
+    gold = [p + rng.gauss(0, 1) for p in proxy]
+    points = goodhart.curve(proxy, gold, [1, 2, 4, 8], bootstrap=300, seed=1)
+    for p in points:
+        for field in ("proxy", "gold"):
+            lo, hi = p[f"{field}_ci"]
+            assert lo <= p[field] <= hi and hi > lo
+        # a resampled pool repeats samples, but a sample twice is not a tie: never-tied scores keep their KL
+        assert p["sqrt_kl_ci"][0] == pytest.approx(p["sqrt_kl"]) == pytest.approx(p["sqrt_kl_ci"][1])
 
 
 def test_the_fit_recovers_a_known_curve():
@@ -65,8 +109,18 @@ def test_the_fit_recovers_a_known_curve():
     f = goodhart.fit(points)
     assert f["alpha"] == pytest.approx(2.0) and f["beta"] == pytest.approx(0.8)
     assert f["peak_sqrt_kl"] == pytest.approx(1.25)
-    n = f["peak_n_estimate"]
+    n = goodhart.n_for(f["peak_sqrt_kl"], [float(i) for i in range(100)])  # never-tied proxy scores
     assert math.log(n) - (n - 1) / n == pytest.approx(1.25**2, rel=1e-6)
+    assert goodhart.n_for(3.0, [0.0, 0.0, 1.0, 1.0]) is None  # ties: KL levels off at ln 2, never 9 nats
+
+
+@pytest.mark.parametrize("alpha,beta", [(-0.2, -0.04), (-0.1, 0.3), (0.0, 0.5), (0.4, -0.1)])
+def test_no_peak_unless_alpha_and_beta_are_positive(alpha, beta):
+    points = [{"n": n, "sqrt_kl": math.sqrt(math.log(n) - (n - 1) / n)} for n in (1, 2, 4, 8, 16)]
+    for p in points:
+        p["gold"] = p["sqrt_kl"] * (alpha - beta * p["sqrt_kl"])
+    f = goodhart.fit(points)
+    assert f["alpha"] == pytest.approx(alpha, abs=1e-9) and f["peak_sqrt_kl"] is None and "no peak" in f["note"]
 
 
 def test_bad_n_lists():
@@ -142,16 +196,18 @@ async def test_best_of_n_keeps_every_candidate_and_records_the_graders_choice(st
     _t, root = ops.new_tree(store, "The river")
     r = await best_of_n(store, root.id, get_backend("mock"), SamplingParams(n=4, max_tokens=6, seed=3), g)
     kids = {c["id"]: c for c in r["candidates"]}
-    assert len(kids) == 4 and r["chosen"] == max(kids, key=lambda k: kids[k]["score"])
-    assert r["bits"] == pytest.approx(2.0) and r["kl"] == "bound"
-    assert r["kl_bits"] == pytest.approx((math.log(4) - 0.75) / math.log(2))
+    assert len(kids) == 4 and kids[r["chosen"]]["score"] == max(k["score"] for k in kids.values())
+    assert r["rule"] == "best-of-n" and r["bound_bits"] == pytest.approx(2.0)
+    want = ledger.top_k_of_n_kl([k["score"] for k in kids.values()], 4)
+    assert r["bits"] == pytest.approx(want) and 0 < want < 2.0
     with store.read() as tx:
         tags = {n.id: n.tags for n in tx.children(root.id)}
     assert all("bon" in t for t in tags.values()) and "bon-best" in tags[r["chosen"]]
     report = await curation.path_report(store, r["chosen"], None)
     line = report["nodes"][-1]
-    assert line["ledger"]["grader"] == pytest.approx(2.0) and line["ledger"]["selection"] == 0.0
-    assert line["choice"]["by"] == "len"
+    assert line["ledger"]["grader"] == pytest.approx(want) and line["ledger"]["selection"] == 0.0
+    assert line["choice"]["by"] == "len" and line["choice"]["bound_bits"] == pytest.approx(2.0)
+    assert report["path"]["selection_kl_bits"] == 0.0  # the person chose nothing: none of it on their line
     curation.record_choice(store, r["chosen"])  # the person confirms it: now it is theirs
     line = (await curation.path_report(store, r["chosen"], None))["nodes"][-1]
     assert line["ledger"]["selection"] == pytest.approx(2.0) and line["ledger"]["grader"] == 0.0
@@ -213,11 +269,50 @@ async def test_grow_within_its_budget_recording_the_graders_choices(store):
     first = events[0]["children"]
     best_two = sorted(first, key=lambda c: -c["score"])[:2]
     assert set(chosen) == {c["id"] for c in best_two}
-    assert r["grader_bits"] == pytest.approx(2 * math.log2(3))
+    scores = [c["score"] for c in first]  # the two picks from one group: the best of 3, then the top 2 of 3
+    assert r["grader_bits"] == pytest.approx(ledger.top_k_of_n_kl(scores, 3, 1) + ledger.top_k_of_n_kl(scores, 3, 2))
+    assert [c["rule"] for c in r["choices"]] == ["best-of-n", "top-2 of n"]
     with pytest.raises(InvalidInput, match="one budget"):
         await grow(store, root.id, get_backend("mock"), g, SamplingParams(), budget_nodes=3, budget_tokens=3)
     with pytest.raises(InvalidInput, match="positive"):
         await grow(store, root.id, get_backend("mock"), g, SamplingParams(), budget_nodes=0)
+
+
+def constant_grader(text: str, context: str) -> float:
+    return 0.0
+
+
+async def test_a_grader_that_scores_all_the_same_applies_no_pressure(store):
+    from loomwork.graders.grow import grow
+
+    g = registry.create(store, "flat", "callable", target="tests.test_graders:constant_grader")
+    _t, root = ops.new_tree(store, "The river")
+    r = await best_of_n(store, root.id, get_backend("mock"), SamplingParams(n=4, max_tokens=5, seed=2), g)
+    assert r["bits"] == 0.0 and r["bound_bits"] == pytest.approx(2.0)
+    r = await grow(store, root.id, get_backend("mock"), g, SamplingParams(max_tokens=4, seed=1), budget_nodes=9,
+                   beam=1, branching=3)
+    assert len(r["choices"]) == 2 and r["grader_bits"] == 0.0
+    report = await curation.tree_report(store, root.tree_id, None)
+    assert report["tree_totals"]["ledger"]["grader"] == 0.0 and report["tree_totals"]["selection_kl_bits"] == 0.0
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.5, 1.0, 4.0])
+async def test_tilted_growth_is_charged_by_its_temperature(store, temperature):
+    from loomwork.graders.grow import grow
+
+    g = registry.create(store, f"len{temperature}", "callable", target="tests.test_graders:length_grader")
+    _t, root = ops.new_tree(store, "The river")
+    events = []
+    r = await grow(store, root.id, get_backend("mock"), g, SamplingParams(max_tokens=6, seed=3), budget_nodes=8,
+                   beam=1, branching=4, strategy="tilted", temperature=temperature, on_event=events.append)
+    scores = [c["score"] for c in events[0]["children"]]
+    # the closed form of KL(softmax(s/T) ‖ uniform): E_q[s]/T - ln mean(exp(s/T)), in bits
+    top = max(scores)  # shifted by the top score so that exp does not overflow at a low temperature
+    w = [math.exp((x - top) / temperature) for x in scores]
+    z = sum(w)
+    want = (sum(wi / z * (x - top) for wi, x in zip(w, scores)) / temperature - math.log(z / len(w))) / math.log(2)
+    assert r["choices"][0]["bits"] == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert r["choices"][0]["rule"] == f"tilted, T = {temperature:g}" and want <= math.log2(4) + 1e-12
 
 
 async def test_the_api_grows_and_stops_when_the_page_goes(store):
@@ -237,7 +332,7 @@ async def test_the_api_grows_and_stops_when_the_page_goes(store):
         assert [e[0] for e in events].count("expanded") == 2 and events[-1][0] == "done"
         assert events[-1][1]["nodes"] == 4
         r = (await client.post(f"/api/nodes/{root.id}/bon", json={"grader": "len", "params": {"n": 3}})).json()
-        assert r["bits"] == pytest.approx(math.log2(3))
+        assert r["bits"] == pytest.approx(ledger.top_k_of_n_kl([c["score"] for c in r["candidates"]], 3))
         bad = await client.post(f"/api/nodes/{root.id}/grow", json={"grader": "len"})
         assert bad.status_code == 400 and "one budget" in bad.json()["error"]
         missing = await client.post(f"/api/nodes/{root.id}/grow", json={"grader": "nope", "nodes": 2})
@@ -252,10 +347,18 @@ async def test_a_reward_model_trained_on_preferences_grades_the_chosen_higher(st
     base = tmp_path / "tiny"
     lm.save_pretrained(base)
     tok.save_pretrained(base)
-    words = ["river", "stone", "light", "bread", "cloud", "grass", "paper", "glass"]
-    rows = [{"prompt": f"A {w}:", "chosen": " zz zz zz.", "rejected": " ab cd ef."} for w in words]
-    g = registry.create_reward(store, "rm", str(base), rows, epochs=8, lr=5e-3, batch_size=4)
-    assert g["kind"] == "reward" and g["config"]["train_accuracy"] == 1.0
+    words = ["river", "stone", "light", "bread", "cloud", "grass", "paper", "glass", "storm", "honey"]
+    # two pairs per prompt, each text its own: a split by prompt keeps both pairs of a prompt on one side
+    rows = [{"prompt": f"A {w}:", "chosen": " zz" * (k + 1) + f" {i}.", "rejected": " ab" * (k + 1) + f" {i}."}
+            for i, w in enumerate(words) for k in range(2)]
+    g = registry.create_reward(store, "rm", str(base), rows, epochs=8, lr=5e-3, batch_size=4, heldout=0.3)
+    cfg = g["config"]
+    assert g["kind"] == "reward" and cfg["train_accuracy"] == 1.0 and cfg["heldout_rows"] == 6
+    assert cfg["train_rows"] == 14 and cfg["heldout_accuracy"] >= 5 / 6  # measured on prompts it never saw
+    record = json.loads((Path(cfg["path"]) / "loomwork.json").read_text())
+    held = set(record["provenance"]["data"]["heldout"]["prompts"])
+    assert len(held) == 3 and record["provenance"]["data"]["train"]["prompts"] == 7
+    assert record["heldout_accuracy"] == cfg["heldout_accuracy"] and record["provenance"]["seed"] == 0
     _t, root = ops.new_tree(store, "A moon:")
     good, bad = ops.add_child(store, root.id, " zz zz zz."), ops.add_child(store, root.id, " ab cd ef.")
     got = await score_nodes(store, g, [good.id, bad.id])
@@ -265,3 +368,29 @@ async def test_a_reward_model_trained_on_preferences_grades_the_chosen_higher(st
     with pytest.raises(InvalidInput, match="same text"):
         registry.create_reward(store, "rm2", str(base), [{"prompt": "a", "chosen": "b", "rejected": "b"}] * 2)
     assert [x["name"] for x in registry.list_graders(store)] == ["rm"]
+
+
+async def test_a_graders_choice_recorded_before_its_kl_was_kept_is_unknown_not_guessed(store):
+    """A grader's choice from a version-7 database has no pressure: its line is unknown, with the bound said."""
+    from loomwork.tree import new_id
+
+    _t, root = ops.new_tree(store, "The river")
+    kids = await ops.expand(store, root.id, get_backend("mock"), SamplingParams(n=4, max_tokens=4, seed=1))
+    with store.tx() as tx:
+        tx.insert_choice(new_id(), root.tree_id, root.id, kids[0].id, [k.id for k in kids], None, grader="old")
+    report = await curation.path_report(store, kids[0].id, None)
+    line = report["nodes"][-1]
+    assert line["ledger"]["grader"] is None and "at most log2 4 = 2.00 bits" in line["notes"]["grader"]
+    assert "grader" in report["path"]["incomplete"] and line["ledger"]["selection"] == 0.0
+
+
+def test_choose_on_ones_own_text_prints_what_the_ledger_counts():
+    runner = CliRunner()
+    root = json.loads(runner.invoke(cli, ["new", "The river", "--json"]).stdout)["root"]["id"]
+    mine = json.loads(runner.invoke(cli, ["add", root, " ran on.", "--json"]).stdout)
+    other = json.loads(runner.invoke(cli, ["add", root, " stopped.", "--json"]).stdout)
+    out = runner.invoke(cli, ["choose", mine["id"], "--among", mine["id"], "--among", other["id"]])
+    assert out.exit_code == 0, out.output
+    assert "0.000 bits of selection" in out.stdout and "text you wrote" in out.stdout
+    data = json.loads(runner.invoke(cli, ["choose", mine["id"], "--json"]).stdout)
+    assert data["bits"] == 0.0

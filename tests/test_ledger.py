@@ -46,6 +46,58 @@ def test_the_bound_is_reached_by_outcomes_that_never_tie():
     assert ledger.best_of_n_kl_bound(1) == 0.0
 
 
+def _top_k_enumerated(scores, n, k):
+    """KL(top-k of n ‖ base) in bits over equally likely samples, by enumerating every n-tuple of draws: the k best
+    kept (ties at the boundary shared uniformly), the continuation one of the kept."""
+    pool = len(scores)
+    q = [0.0] * pool
+    for draw in itertools.product(range(pool), repeat=n):
+        ranked = sorted(draw, key=lambda i: -scores[i])
+        edge = scores[ranked[k - 1]]
+        above = [i for i in draw if scores[i] > edge]
+        tied = [i for i in draw if scores[i] == edge]
+        for i in above:
+            q[i] += pool ** -n / k
+        for i in tied:
+            q[i] += pool ** -n * (k - len(above)) / len(tied) / k
+    return sum(x * math.log2(x * pool) for x in q if x > 0)
+
+
+@pytest.mark.parametrize("scores,n,k", [([1, 1, 2, 2], 3, 1), ([1, 1, 2, 2, 3, 3], 3, 2), ([0, 0, 0], 3, 1),
+                                        ([5, 5, 1, 1, 1, 2, 2], 2, 1), ([1, 1, 2, 2, 2], 4, 3), ([4, 4, 4, 9, 9], 5, 2)])
+def test_top_k_of_n_with_ties_against_enumeration(scores, n, k):
+    assert ledger.top_k_of_n_kl(scores, n, k) == pytest.approx(_top_k_enumerated(scores, n, k), abs=1e-12)
+
+
+def test_top_k_of_n_without_ties_is_the_continuous_policy():
+    """Never-tied scores: best-of-n is ln n - (n-1)/n nats; the top k of n against the integral of ρ ln ρ done by
+    scipy, and against the same policy over 6,000 tied pairs (the discrete formula converging on it)."""
+    from scipy import integrate
+
+    distinct = [float(i) for i in range(12)]
+    for n in (2, 3, 8, 16):
+        assert ledger.top_k_of_n_kl(distinct, n) == pytest.approx(ledger.best_of_n_kl_bound(n), abs=1e-12)
+    for n, k in ((3, 2), (5, 2), (8, 3)):
+        def rho(u):
+            return n / k * sum(math.comb(n - 1, j) * (1 - u) ** j * u ** (n - 1 - j) for j in range(k))
+        want = integrate.quad(lambda u: rho(u) * math.log(rho(u)) if rho(u) > 0 else 0.0, 0, 1, limit=200)[0]
+        assert ledger.top_k_of_n_kl(distinct, n, k) == pytest.approx(want / math.log(2), abs=1e-9)
+        pairs = [float(i // 2) for i in range(6000)]
+        assert ledger.top_k_of_n_kl(pairs, n, k) == pytest.approx(want / math.log(2), abs=1e-4)
+    assert ledger.top_k_of_n_kl(distinct, 4, 4) == 0.0 and ledger.top_k_of_n_kl([3.0] * 5, 5) == 0.0
+
+
+def test_tilted_kl_against_its_closed_form():
+    scores = [0.3, -1.2, 2.5, 0.0, 0.3]
+    for t in (0.01, 0.3, 1.0, 10.0):
+        w = [math.exp(s / t) for s in scores]
+        z = sum(w)
+        want = sum(wi / z * s for wi, s in zip(w, scores)) / t - math.log(z / len(w))
+        assert ledger.tilted_kl(scores, t) == pytest.approx(want / math.log(2), abs=1e-9)
+    assert ledger.tilted_kl(scores, 1e-4) == pytest.approx(math.log2(5))  # cold: the one best
+    assert ledger.tilted_kl([1.0] * 4, 0.1) == 0.0
+
+
 def _sampling_distribution(lp, banned, t, top_k, top_p, min_p):
     """The documented sampling distribution, written with numpy."""
     if t == 0:
@@ -105,23 +157,28 @@ def test_decoding_kl_of_one_step_against_numpy(backend, settings):
 
 
 async def test_a_nodes_decoding_bits_against_a_teacher_forced_pass(store, backend, tiny_lm):
+    """Within the documented bound (docs/metrics.md): 3e-4 relative of a float64 recomputation, the model itself
+    in float64 (generation reads float32 logits)."""
+    from tests.tiny_model import build_tiny_lm
+
     lm, tok = tiny_lm
     settings = dict(temperature=0.7, top_k=12, top_p=0.9)
     _tree, root = ops.new_tree(store, "The river ran")
     kids = await ops.expand(store, root.id, backend, SamplingParams(n=2, max_tokens=8, seed=4, **settings))
     banned = backend._banned.numpy()
+    lm64 = build_tiny_lm()[0].double()  # the same weights (same seed), a model of its own in float64
     for kid in kids:
         ids = tok.encode(root.text) + [t.id for t in kid.tokens]
         with torch.no_grad():
-            lp = torch.log_softmax(lm(input_ids=torch.tensor([ids])).logits[0].double(), -1).numpy()
+            lp = torch.log_softmax(lm64(input_ids=torch.tensor([ids])).logits[0], -1).numpy()
         start = len(tok.encode(root.text)) - 1
         want = sum(_kl(_sampling_distribution(lp[start + j].copy(), banned, 0.7, 12, 0.9, 0.0), lp[start + j])
                    for j in range(len(kid.tokens))) / math.log(2)
         report = await curation.path_report(store, kid.id, None)
         line = report["nodes"][-1]["ledger"]
-        assert line["decoding"] == pytest.approx(want, abs=1e-4)
+        assert line["decoding"] == pytest.approx(want, rel=3e-4)
         assert line["steering"] == 0.0 and line["model"] == 0.0
-        assert report["path"]["ledger"]["decoding"] == pytest.approx(want, abs=1e-4)
+        assert report["path"]["ledger"]["decoding"] == pytest.approx(want, rel=3e-4)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ nothing half-registered."""
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 
@@ -34,12 +35,16 @@ def base(tmp_path):
 
 
 def _sft_rows(k=12):
+    """k prompts, each with its own completion in the style (a run of zz): no two rows share a prompt or a text,
+    so a split by prompt can hold any of them out."""
     words = ["river", "stone", "light", "bread", "cloud", "grass", "paper", "glass", "storm", "honey", "sand", "wolf"]
-    return [{"prompt": f"A {w} and a {words[(i + 3) % len(words)]}:", "completion": STYLE} for i, w in enumerate(words[:k])]
+    return [{"prompt": f"A {w} and a {words[(i + 3) % len(words)]}:", "completion": " zz" * (i % 6 + 1) + "." * (i // 6 + 1)}
+            for i, w in enumerate(words[:k])]
 
 
 def _dpo_rows(k=12):
-    return [{"prompt": r["prompt"], "chosen": STYLE, "rejected": " ab cd ef."} for r in _sft_rows(k)]
+    return [{"prompt": r["prompt"], "chosen": r["completion"], "rejected": r["completion"].replace("zz", "ab")}
+            for r in _sft_rows(k)]
 
 
 FAST = dict(lora_r=4, lora_alpha=8, epochs=6, lr=5e-3, batch_size=4, eval_every=3, kl_samples=2, kl_tokens=8,
@@ -146,7 +151,8 @@ def test_bad_input_changes_nothing(base, tmp_path):
             tune("x", base, _sft_rows(), TuneConfig(kl_budget=budget, **FAST))
     with pytest.raises(InvalidInput, match="at least 2 rows"):
         tune("x", base, _sft_rows(1), TuneConfig(kl_budget=1, **FAST))
-    long = [{"prompt": "word " * 200, "completion": STYLE}] * 3  # 1,000+ characters: past the 512-token window
+    # 1,000+ characters: past the 512-token window
+    long = [{"prompt": f"word{i} " + "word " * 200, "completion": STYLE * (i + 1)} for i in range(3)]
     with pytest.raises(InvalidInput, match="longer than the model's context window of 512"):
         tune("x", base, long, TuneConfig(kl_budget=1, **FAST))
     with pytest.raises(InvalidInput, match="name"):
@@ -211,3 +217,158 @@ def test_the_cli_tunes_lists_and_the_adapter_expands_in_the_loom(base, tmp_path)
     assert bad.exit_code != 0 and "KL budget" in bad.output
     assert runner.invoke(cli, ["adapters", "delete", "cli-style"]).exit_code == 0
     assert "no adapters" in runner.invoke(cli, ["adapters", "list"]).stdout
+
+
+def _repeating_dpo_rows(prompts=10, per_prompt=5):
+    """A preference export's shape: each prompt's chosen text against each of its rejected siblings, so prompt
+    and chosen text repeat across rows."""
+    return [{"prompt": f"Story {p}:", "chosen": f" the chosen {p}.", "rejected": f" a sibling {p}-{k}."}
+            for p in range(prompts) for k in range(per_prompt)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("share", [0.1, 0.2, 0.5])
+def test_a_dpo_export_whose_prompts_repeat_never_leaks_into_its_heldout_side(seed, share):
+    rows = _repeating_dpo_rows()
+    rows[7]["rejected"] = rows[31]["chosen"]  # a text shared across prompts joins them too
+    train, held = data.split(rows, share, seed)
+    assert len(train) + len(held) == len(rows) and train and held
+    held_texts = {v for r in held for v in r.values()}
+    assert not any(v in held_texts for r in train for v in r.values())  # no held-out prompt or text in training
+    assert (rows[7] in held) == (rows[31] in held)
+
+
+def test_heldout_rows_given_drop_the_training_rows_that_share_with_them(base, tmp_path):
+    rows = _repeating_dpo_rows(4, 3)
+    given = [{"prompt": "Story 1:", "chosen": " another.", "rejected": " no."}]
+    train, held, dropped = data.split_with(rows, given)
+    assert dropped == 3 and held == given and all(r["prompt"] != "Story 1:" for r in train)
+    with pytest.raises(InvalidInput, match="nothing is left to train on"):
+        data.split_with(rows[3:6], given)
+    f = tmp_path / "held.jsonl"
+    f.write_text(json.dumps({"prompt": "A river and a bread:", "completion": " x."}) + "\n")
+    assert data.parse_heldout(str(f), "sft")[1][0]["completion"] == " x."
+    with pytest.raises(InvalidInput, match="share of the prompts"):
+        data.parse_heldout("half", "sft")
+    # a held-out file that leaves no training rows: one error, nothing written
+    every = [{"prompt": r["prompt"], "completion": " x."} for r in _sft_rows()]
+    with pytest.raises(InvalidInput, match="nothing is left"):
+        tune("none", base, _sft_rows(), TuneConfig(kl_budget=5, **FAST), heldout_rows=every)
+    with pytest.raises(InvalidInput, match="joined by prompts or texts"):
+        tune("none", base, [{"prompt": "same", "completion": f" {i}"} for i in range(4)], TuneConfig(kl_budget=5, **FAST))
+    assert not adapters.directory("none").exists() and adapters.list_adapters() == []
+
+
+def test_an_adapter_records_what_shaped_it(base):
+    import hashlib
+
+    rows = _sft_rows()
+    record = tune("prov", f"hf:{base}", rows, TuneConfig(kl_budget=50, **{**FAST, "epochs": 1}),
+                  source={"file": "/data/sft.jsonl"})
+    assert record["base"] == base  # hf:NAME as `loomwork models` prints it, or the bare name
+    prov = record["provenance"]
+    d = prov["data"]
+
+    def sha(part):
+        return hashlib.sha256("".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n"
+                                      for r in part).encode()).hexdigest()
+
+    assert d["source"] == {"file": "/data/sft.jsonl"} and d["rows"] == 12 and d["sha256"] == sha(rows)
+    used = [json.loads(line) for line in (adapters.directory("prov") / "rows.jsonl").read_text().splitlines()]
+    train = [{k: v for k, v in r.items() if k != "split"} for r in used if r["split"] == "train"]
+    held = [{k: v for k, v in r.items() if k != "split"} for r in used if r["split"] == "heldout"]
+    assert d["train"]["sha256"] == sha(train) and d["heldout"]["sha256"] == sha(held)
+    assert sorted(d["heldout"]["prompts"]) == sorted(r["prompt"] for r in held) and len(held) == 3
+    assert not {r["prompt"] for r in train} & set(d["heldout"]["prompts"])
+    weights = sorted(p for p in Path(base).iterdir() if p.suffix == ".safetensors" or p.name == "config.json")
+    want = hashlib.sha256(b"".join(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).hexdigest().encode()
+                                   + b"\n" for p in weights)).hexdigest()
+    assert prov["base_model"]["sha256"] == want and prov["base_model"]["path"] == str(Path(base).resolve())
+    assert prov["seed"] == 0 and prov["libraries"]["torch"] == torch.__version__ and "peft" in prov["libraries"]
+    assert "pytest" in prov["command"] or prov["command"]
+
+
+def test_an_interrupted_run_resumes_to_the_same_adapter_as_an_uninterrupted_one(base):
+    from peft.utils import load_peft_weights
+
+    cfg = dict(kl_budget=50, **{**FAST, "epochs": 3})
+    whole = tune("whole", base, _sft_rows(), TuneConfig(**cfg))
+
+    def interrupt(event):
+        if event["event"] == "step" and event["step"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune("cut", base, _sft_rows(), TuneConfig(**cfg), progress=interrupt)
+    assert adapters.describe("cut")["status"] == "interrupted" and adapters.meta("cut")["step"] == 3
+    from loomwork.tuning.train import resume
+
+    steps = []
+    done = resume("cut", progress=lambda e: steps.append(e.get("step")) if e["event"] == "step" else None)
+    assert steps[0] == 4 and done["status"] == "done" and done["step"] == whole["step"]
+    a = load_peft_weights(str(adapters.checkpoint("whole")))
+    b = load_peft_weights(str(adapters.checkpoint("cut")))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert [p["step"] for p in done["curve"]] == [p["step"] for p in whole["curve"]]
+    # a finished run, a run still alive and one made before resuming existed: one error each, nothing changed
+    with pytest.raises(InvalidInput, match="only an interrupted or stopped run"):
+        resume("whole")
+    adapters.write_meta("cut", {**adapters.meta("cut"), "status": "training", "pid": os.getpid()})
+    with pytest.raises(InvalidInput, match="still being trained"):
+        resume("cut")
+    old = {k: v for k, v in adapters.meta("whole").items() if k != "provenance"}
+    adapters.write_meta("whole", {**old, "status": "interrupted"})
+    with pytest.raises(InvalidInput, match="made before runs could be resumed"):
+        resume("whole")
+    with pytest.raises(NotFound):
+        resume("nobody")
+
+
+def test_a_run_in_progress_is_listed_and_a_dead_claim_does_not_hold_its_name(base):
+    from loomwork.tuning.train import TuneConfig as C, claim, prepare
+
+    train, held, dropped, how = prepare(_sft_rows(), C(kl_budget=1, **FAST))
+    claim("busy", base, _sft_rows(), train, held, dropped, how, C(kl_budget=1, **FAST), {"rows": "test"})
+    listed = adapters.list_adapters()
+    assert [(a["name"], a["status"]) for a in listed] == [("busy", "starting")]
+    with pytest.raises(InvalidInput, match="exists already"):
+        tune("busy", base, _sft_rows(), TuneConfig(kl_budget=50, **FAST))
+    with pytest.raises(InvalidInput, match="being trained"):
+        adapters.delete("busy")
+    record = json.loads((adapters.directory("busy") / adapters.CLAIM).read_text())
+    (adapters.directory("busy") / adapters.CLAIM).write_text(json.dumps({**record, "pid": 2**22 + 777}))
+    assert adapters.describe("busy")["status"] == "failed before its first checkpoint"
+    assert tune("busy", base, _sft_rows(), TuneConfig(kl_budget=50, **{**FAST, "epochs": 1}))["status"] == "done"
+
+
+def test_an_exported_adapter_loads_in_plain_transformers_and_peft(base, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from loomwork.backends.hf_load import load
+    from loomwork.tuning.export import export
+
+    tune("out", base, _sft_rows(), TuneConfig(kl_budget=50, **FAST))
+    loom, tok = load(f"{base}+out")
+    ids = torch.tensor([tok.encode("A moon and a tree: zz zz")])
+    with torch.no_grad():
+        want = loom(input_ids=ids).logits
+    peft_dir = export("out", tmp_path / "peft")
+    config = json.loads((peft_dir / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(Path(base).resolve())
+    assert (peft_dir / "README.md").exists() and json.loads((peft_dir / "loomwork.json").read_text())["name"] == "out"
+    assert all((p.stat().st_mode & 0o777) == 0o644 for p in peft_dir.iterdir())
+    assert not (peft_dir / "trainer_state.pt").exists()
+    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(peft_dir)).eval()
+    merged_dir = export("out", tmp_path / "merged", merged=True)
+    whole = AutoModelForCausalLM.from_pretrained(str(merged_dir)).eval()
+    with torch.no_grad():
+        assert torch.allclose(plain(input_ids=ids).logits, want, atol=1e-4)
+        assert torch.allclose(whole(input_ids=ids).logits, want, atol=1e-4)
+    with pytest.raises(InvalidInput, match="exists already"):
+        export("out", tmp_path / "peft")
+    with pytest.raises(InvalidInput, match="does not exist"):
+        export("out", tmp_path / "no" / "such")
+    with pytest.raises(NotFound):
+        export("nope", tmp_path / "x")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "home") == ["merged", "peft", "tiny-base"]

@@ -45,10 +45,33 @@ class Choice:
     candidates: tuple[str, ...]
     acceptable: tuple[str, ...] | None
     grader: str | None = None  # the grader that chose (best-of-n, autoloom); None: a person
+    pressure: dict | None = None  # a grader's: the KL of its selection (graders/pressure.py); None before v8
 
     @property
     def bits(self) -> float:
+        """log2(n/m): the optimization power of a person's choice (for a grader's, the upper bound of its KL)."""
         return selection_bits(len(self.candidates), len(self.acceptable) if self.acceptable else 1)
+
+
+def counted_bits(node: Node, choice: Choice) -> float | None:
+    """What the ledger counts for this choice on this node: a person's selection bits, none for text the person
+    wrote (its pressure is its writing bits) or a token taken from the alternatives, a grader's KL (None when it
+    was recorded without one)."""
+    if "alternative_of" in node.meta or _is_written(node):
+        return 0.0
+    if choice.grader is not None:
+        return choice.pressure["kl_bits"] if choice.pressure else None
+    return choice.bits
+
+
+def choice_summary(node: Node, choice: Choice) -> dict:
+    """A recorded choice as `choose` and the API report it: ``bits`` is what the ledger counts for it."""
+    out = {"id": choice.id, "chosen": choice.chosen_id, "candidates": list(choice.candidates),
+           "acceptable": list(choice.acceptable) if choice.acceptable else None, "bits": counted_bits(node, choice)}
+    if _is_written(node):
+        out["note"] = ("text you wrote: the ledger counts its writing bits (what the reference model gives it), "
+                       f"not a choice among siblings, which would count the same act twice ({choice.bits:.3f} bits)")
+    return out
 
 
 def default_candidates(tx: Tx, node: Node) -> list[str]:
@@ -60,7 +83,8 @@ def default_candidates(tx: Tx, node: Node) -> list[str]:
 
 @retrying
 def record_choice(store: Store, chosen_id: str, candidates: list[str] | None = None,
-                  acceptable: list[str] | None = None, grader: str | None = None) -> Choice:
+                  acceptable: list[str] | None = None, grader: str | None = None,
+                  pressure: dict | None = None) -> Choice:
     with store.tx() as tx:  # one transaction: the candidates are siblings when the choice commits
         node = tx.lock(chosen_id)
         if node.parent_id is None:
@@ -77,8 +101,11 @@ def record_choice(store: Store, chosen_id: str, candidates: list[str] | None = N
         acc = list(dict.fromkeys(acceptable)) if acceptable else None
         if acc is not None and (chosen_id not in acc or not set(acc) <= set(cands)):
             raise InvalidInput("the acceptable nodes must be candidates and include the chosen one")
-        choice = Choice(new_id(), node.parent_id, chosen_id, tuple(cands), tuple(acc) if acc else None, grader)
-        tx.insert_choice(choice.id, node.tree_id, choice.parent_id, chosen_id, cands, acc, grader)
+        if grader is not None and pressure is not None and set(pressure.get("scores", {})) - set(cands):
+            raise InvalidInput("a grader's scores must be of the candidates it chose among")
+        choice = Choice(new_id(), node.parent_id, chosen_id, tuple(cands), tuple(acc) if acc else None, grader,
+                        pressure if grader is not None else None)
+        tx.insert_choice(choice.id, node.tree_id, choice.parent_id, chosen_id, cands, acc, grader, choice.pressure)
     return choice
 
 
@@ -87,7 +114,7 @@ def latest_choices(store: Store, tree_id: str) -> dict[str, Choice]:
     with store.read() as tx:
         rows = tx.choices_of(tree_id)
     return {r.chosen_id: Choice(r.id, r.parent_id, r.chosen_id, tuple(r.candidates),
-                                tuple(r.acceptable) if r.acceptable else None, r.grader) for r in rows}
+                                tuple(r.acceptable) if r.acceptable else None, r.grader, r.pressure) for r in rows}
 
 
 def _key(context: str, text: str) -> str:
@@ -235,9 +262,12 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
         else:
             out["intervention_bits"] = -sum(t.logprob for t in toks) / LN2
             out["scored_tokens"] = len(toks)
-    notes = {}
+    notes: dict[str, str] = {}
     levers = {"selection": out["selection_bits"], "writing": out["intervention_bits"],
-              "grader": choice.bits if by_grader else 0.0}
+              "grader": counted_bits(node, choice) if by_grader else 0.0}
+    if by_grader and levers["grader"] is None:
+        notes["grader"] = (f"chosen by {choice.grader} before the KL of a grader's selection was recorded: at most "
+                           f"log2 {len(choice.candidates)} = {choice.bits:.2f} bits")
     if node.origin == "unknown":
         levers.update(decoding=0.0, steering=0.0, model=0.0)
     else:
@@ -250,10 +280,13 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
     if out["intervention_bits"] is None and not out.get("pending"):
         notes["writing"] = "not scored: no reference model given (or --no-score)"
     out["ledger"] = levers
-    if choice:
-        out["choice"]["kl_bits"] = ledger.best_of_n_kl_bound(len(choice.candidates))
-        out["choice"]["kl"] = "bound"  # the ranking of every possible outcome is not known: ln n - (n-1)/n
-        out["choice"]["by"] = choice.grader or "person"
+    if choice and by_grader:
+        p = choice.pressure or {}
+        out["choice"].update(by=choice.grader, kl_bits=levers["grader"], kl=p.get("rule"),
+                             bound_bits=choice.bits, scored=p.get("n"))
+    elif choice:
+        # a person's ranking of every possible outcome is not known: the best-of-n KL's bound ln n - (n-1)/n
+        out["choice"].update(by="person", kl_bits=ledger.best_of_n_kl_bound(len(choice.candidates)), kl="bound")
     if notes:
         out["notes"] = notes
     return out
@@ -272,7 +305,7 @@ def _totals(rows: list[dict]) -> dict:
     # server): the total of what is known, marked incomplete
     total = None if inter is None else sel + inter + sum(levers[n] or 0.0 for n in ledger.LEVERS[2:])
     toks = sum(r["model_tokens"] for r in rows)
-    kl = [r["choice"]["kl_bits"] for r in rows if r.get("choice")]
+    kl = [r["choice"]["kl_bits"] for r in rows if r.get("choice") and r["choice"]["by"] == "person"]
     return {"selection_bits": sel, "intervention_bits": inter, "total_bits": total, "model_tokens": toks,
             "bits_per_token": total / toks if total is not None and toks else None,
             "tokens_per_bit": toks / total if total else None,

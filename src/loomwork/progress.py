@@ -34,3 +34,25 @@ def bar(total: int, desc: str, unit: str = "tok"):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not interactive(), leave=False)
+
+
+class Phases:
+    """``update(what, done, total)`` for work in named phases (sampling, then scoring with each grader): one bar
+    per phase on stderr, or nothing when piped."""
+
+    def __init__(self, unit: str = "it"):
+        self._bar = None
+        self._what: str | None = None
+        self._unit = unit
+
+    def update(self, what: str, done: int, total: int) -> None:
+        if what != self._what:
+            self.close()
+            self._what, self._bar = what, bar(total, what, self._unit)
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

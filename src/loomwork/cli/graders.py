@@ -14,6 +14,7 @@ from ..graders import bon as bon_mod
 from ..graders import goodhart as goodhart_mod
 from ..graders import grow as grow_mod
 from ..graders import registry
+from ..progress import Phases, interactive
 from . import Context, cli, emit_json, emit_rows, pass_ctx
 from .nodes import node_id, tree_id
 
@@ -36,10 +37,14 @@ def grader() -> None:
 @click.option("--reward-base", default="smollm2-135m-instruct", show_default=True,
               help="The small model the reward model starts from.")
 @click.option("--epochs", type=int, default=1, show_default=True, help="Reward model training epochs.")
+@click.option("--heldout", default="0.2", show_default=True,
+              help="Reward models: the share of prompts held out to measure accuracy on, or a JSONL file of held-out "
+                   "preference rows.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Reward models: the seed of training and split.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def grader_create(ctx: Context, name, judge_model, template, target, person, question, reward_tree, reward_data,
-                  reward_base, epochs, as_json) -> None:
+                  reward_base, epochs, heldout, seed, as_json) -> None:
     """Make a grader NAME (one of --judge, --callable, --person, --reward-from, --reward-data)."""
     kinds = [k for k, on in (("judge", judge_model), ("callable", target), ("person", person),
                              ("reward", reward_tree or reward_data)) if on]
@@ -47,15 +52,30 @@ def grader_create(ctx: Context, name, judge_model, template, target, person, que
         raise click.UsageError("give exactly one of --judge MODEL, --callable MODULE:FUNCTION, --person, "
                                "--reward-from TREE, --reward-data FILE")
     if kinds[0] == "reward":
-        from ..tuning.data import read_rows, rows_from_tree
+        from ..tuning.data import parse_heldout, read_rows, rows_from_tree
 
-        rows = read_rows(reward_data, "dpo") if reward_data else rows_from_tree(ctx.store, tree_id(ctx, reward_tree),
-                                                                               "dpo")
-        g = registry.create_reward(ctx.store, name, reward_base, rows, epochs=epochs)
+        if reward_data:
+            rows, source = read_rows(reward_data, "dpo"), {"file": str(Path(reward_data).resolve())}
+        else:
+            tid = tree_id(ctx, reward_tree)
+            rows, source = rows_from_tree(ctx.store, tid, "dpo"), {"trees": [tid], "database": ctx.store.label}
+        share, held_rows = parse_heldout(heldout, "dpo")
+        say = (lambda m: click.echo(m, err=True)) if interactive() else (lambda _m: None)
+        g = registry.create_reward(ctx.store, name, reward_base, rows, epochs=epochs, heldout=share,
+                                   heldout_rows=held_rows, source=source, seed=seed, progress=say)
     else:
         g = registry.create(ctx.store, name, kinds[0], model=judge_model, template=template, target=target,
                             question=question)
-    emit_json(g) if as_json else click.echo(f"{g['name']}: {g['kind']} {g['config']}")
+    if as_json:
+        emit_json(g)
+        return
+    cfg = g["config"]
+    about = {"judge": lambda: f"model {cfg['model']}", "callable": lambda: cfg["target"],
+             "person": lambda: f"question {cfg['question']!r}",
+             "reward": lambda: (f"trained on {cfg['train_rows']} rows from {cfg['base']}; pairwise accuracy "
+                                f"{cfg['train_accuracy']:.3f} on them, {cfg['heldout_accuracy']:.3f} on "
+                                f"{cfg['heldout_rows']} held-out rows ({cfg['path']})")}[g["kind"]]
+    click.echo(f"{g['name']}: {g['kind']}, {about()}")
 
 
 @grader.command("list")
@@ -96,7 +116,8 @@ def grader_delete(ctx: Context, name: str) -> None:
 @pass_ctx
 def bon(ctx: Context, node, n, grader_name, model, max_tokens, seed, as_json) -> None:
     """Best-of-n: sample N continuations of NODE, score them with a grader, keep all (tagged bon) and record the
-    best as the grader's choice (log2 N bits on the ledger's grader line)."""
+    best as the grader's choice: on the ledger's grader line, the KL of best-of-N over the scores they got (ties
+    included; at most log2 N bits)."""
     g = registry.get(ctx.store, grader_name)
     params = SamplingParams.make(n=n, max_tokens=max_tokens, seed=seed)
     target = node_id(ctx, node)
@@ -117,8 +138,9 @@ def bon(ctx: Context, node, n, grader_name, model, max_tokens, seed, as_json) ->
         score = f"{c['score']:8.3f}" if c["score"] is not None else f"  failed: {c['error']}"
         click.echo(f"{mark} {c['id']} {score}  {c['text'][:70]!r}")
     if r["chosen"]:
-        click.echo(f"{r['grader']} chose {r['chosen']} among {r['n']}: {r['bits']:.3f} bits (best-of-n KL <= "
-                   f"{r['kl_bits']:.3f} bits, the bound)")
+        among = f"{r['scored']} scored of {r['n']}" if r["scored"] != r["n"] else str(r["n"])
+        click.echo(f"{r['grader']} chose {r['chosen']} among {among}: {r['bits']:.3f} bits on the grader's line (KL "
+                   f"of best-of-n over these scores, ties included; at most log2 n = {r['bound_bits']:.3f})")
     else:
         raise InvalidInput(r["error"])
 
@@ -151,25 +173,40 @@ def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed,
     target = node_id(ctx, node)
     backend = get_backend(model)
 
+    bar = Phases("sample")
+
     async def run():
         try:
-            return await goodhart_mod.run(ctx.store, target, backend, p, g, n_list, pool, params)
+            return await goodhart_mod.run(ctx.store, target, backend, p, g, n_list, pool, params, progress=bar.update)
         finally:
             await close_all()
 
     report = asyncio.run(run())
+    bar.close()
     goodhart_mod.write(report, Path(out))
     if as_json:
         emit_json(report)
         return
     click.echo(f"pool {report['pool']} samples of {report['model']} ({report['failed']} failed); proxy {proxy}, gold {gold}")
+    def ci(pt: dict, field: str) -> str:
+        lo_hi = pt.get(f"{field}_ci")
+        return f"{pt[field]:7.3f} [{lo_hi[0]:7.3f}, {lo_hi[1]:7.3f}]" if lo_hi else f"{pt[field]:7.3f}"
+
+    click.echo(f"{'n':<6}{'√KL (nats)':<28}{'proxy':<28}gold   (95% bootstrap intervals)")
     for pt in report["points"]:
-        click.echo(f"  n={pt['n']:<4} √KL {pt['sqrt_kl']:.3f}  proxy {pt['proxy']:8.3f}  gold {pt['gold']:8.3f}")
+        click.echo(f"{pt['n']:<6}{ci(pt, 'sqrt_kl'):<28}{ci(pt, 'proxy'):<28}{ci(pt, 'gold')}")
     f = report["fit"]
     if f.get("alpha") is not None:
-        n_at = f["peak_n_estimate"]
-        peak = (f"peak at √KL {f['peak_sqrt_kl']:.3f}" + (f" (n ≈ {n_at:.1f})" if n_at else "")) if f["peak_sqrt_kl"] else "no peak"
-        click.echo(f"gold ≈ d({f['alpha']:.3f} − {f['beta']:.3f} d): {peak}; wrote {out}/goodhart.json, .png")
+        if f["peak_sqrt_kl"] is not None:
+            n_at = f.get("peak_n_estimate")
+            peak = f"peak at √KL {f['peak_sqrt_kl']:.3f}" + (f" (n ≈ {n_at:.1f})" if n_at else "")
+        else:
+            peak = "no peak"
+        sign = "−" if f["beta"] >= 0 else "+"
+        click.echo(f"gold − gold(n=1) ≈ d × ({f['alpha']:.3f} {sign} {abs(f['beta']):.3f} d): {peak}"
+                   + (f"; α 95% interval [{f['alpha_ci'][0]:.3f}, {f['alpha_ci'][1]:.3f}], a peak in "
+                      f"{100 * f['peak_share']:.0f}% of resampled pools" if f.get("alpha_ci") else ""))
+    click.echo(f"wrote {out}/goodhart.json and goodhart.png")
     for note in report["notes"]:
         click.echo(f"note: {note}")
 
@@ -218,6 +255,7 @@ def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, bra
         emit_json(r)
     else:
         k = len(r["choices"])
+        bound = sum(c["bound_bits"] for c in r["choices"])
         click.echo(f"grew {r['nodes']} nodes ({r['tokens']} tokens) in {r['rounds']} rounds; {k} "
-                   f"choice{'' if k == 1 else 's'} by {r['grader']}: {r['grader_bits']:.2f} bits; best frontier node "
-                   f"{r['best']}")
+                   f"choice{'' if k == 1 else 's'} by {r['grader']}: {r['grader_bits']:.2f} bits on the grader's line "
+                   f"(KL of its {r['strategy']} selections; at most {bound:.2f}); best frontier node {r['best']}")

@@ -1,8 +1,10 @@
 """Judge-guided expansion ("autoloom", as MiniHF's weave): grow the tree automatically from a node, within a
 budget of nodes or tokens. Each round picks which frontier nodes to expand (``beam``: the best-scored; ``tilted``:
 sampled from the softmax of their scores at a temperature), expands each into ``branching`` children, scores them,
-and records every pick as the grader's choice among its siblings (log2 of how many it was picked from, on the
-ledger's grader line). The tree shows which choices were whose; a person can stop it, prune and go on by hand.
+and records every pick as the grader's choice among its siblings, on the ledger's grader line at what the selection
+did (graders/pressure.py): beam, the KL of keeping the top k of the siblings (k: how many of them it has picked so
+far); tilted, the KL of the softmax at its temperature. The tree shows which choices were whose; a person can stop
+it, prune and go on by hand.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from .. import curation, ops
 from ..backends.base import Backend, SamplingParams
 from ..errors import InvalidInput
 from ..store import Store
+from . import pressure
 from .registry import check_usable
 from .scoring import score_nodes
 
@@ -37,8 +40,10 @@ def check(budget_nodes: int | None, budget_tokens: int | None, beam: int, branch
 
 def pick(frontier: list[tuple[str, float]], k: int, strategy: str, temperature: float, rng: random.Random) -> list[str]:
     """k distinct nodes of the frontier: the best-scored, or drawn without replacement from softmax(score / T)."""
-    if strategy == "beam":
-        return [n for n, _s in sorted(frontier, key=lambda x: -x[1])[:k]]
+    if strategy == "beam":  # ties broken uniformly (shuffled, then a stable sort), as the ledger's KL assumes
+        pool = list(frontier)
+        rng.shuffle(pool)
+        return [n for n, _s in sorted(pool, key=lambda x: -x[1])[:k]]
     pool = list(frontier)
     out = []
     while pool and len(out) < k:
@@ -58,6 +63,8 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
     rng = random.Random(seed)
     frontier: list[tuple[str, float]] = [(node_id, 0.0)]
     siblings: dict[str, list[str]] = {}  # node -> the candidates it was generated among
+    scored: dict[str, float | None] = {}  # node -> its score (None: the grader failed on it)
+    picked: dict[str, int] = {}  # first sibling's id -> how many of that group have been picked
     made = tokens = rounds = 0
     choices = []
 
@@ -73,8 +80,14 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
         chosen = pick(frontier, beam, strategy, temperature, rng)
         for parent in chosen:
             if parent in siblings and len(siblings[parent]) > 1:  # the grader chose to go on from this one
-                c = curation.record_choice(store, parent, siblings[parent], grader=grader["name"])
-                choices.append({"node": parent, "among": len(siblings[parent]), "bits": c.bits})
+                group = siblings[parent]
+                picked[group[0]] = picked.get(group[0], 0) + 1
+                seen = {g: scored[g] for g in group}
+                cost = pressure.top_k(seen, picked[group[0]]) if strategy == "beam" else \
+                    pressure.tilted(seen, temperature)
+                curation.record_choice(store, parent, group, grader=grader["name"], pressure=cost)
+                choices.append({"node": parent, "among": len(group), "bits": cost["kl_bits"], "rule": cost["rule"],
+                                "bound_bits": cost["bound_bits"]})
         frontier = [f for f in frontier if f[0] not in chosen]
         for parent in chosen:
             kids = await ops.expand(store, parent, backend,
@@ -84,6 +97,7 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
             scores = await score_nodes(store, grader, [k.id for k in kids])
             for k in kids:
                 siblings[k.id] = [x.id for x in kids]
+                scored[k.id] = scores[k.id]["score"]
                 if scores[k.id]["score"] is not None:  # a node the grader failed on is not grown further
                     frontier.append((k.id, scores[k.id]["score"]))
             await emit({"event": "expanded", "parent": parent, "round": rounds, "nodes": made, "tokens": tokens,

@@ -83,7 +83,8 @@ def check_config(kind: str, config: dict) -> dict:
     if kind == "reward":
         if not config.get("path"):
             raise InvalidInput("a reward-model grader is made by training one (create_reward, --reward-from)")
-        return {k: config[k] for k in ("path", "base", "rows", "epochs", "train_loss", "train_accuracy") if k in config}
+        return {k: config[k] for k in ("path", "base", "rows", "train_rows", "heldout_rows", "epochs", "train_loss",
+                                       "train_accuracy", "heldout_accuracy", "seconds") if k in config}
     raise InvalidInput(f"unknown grader kind {kind!r} (kinds: {', '.join(KINDS)})")
 
 
@@ -101,8 +102,8 @@ def create(store: Store, name: str, kind: str, **config) -> dict:
 
 
 def create_reward(store: Store, name: str, base: str, rows: list[dict], epochs: int = 1, **train_args) -> dict:
-    """Train a reward model on preference rows (chosen over rejected) and register it as grader ``name``; a
-    failed training registers nothing."""
+    """Train a reward model on preference rows (chosen over rejected; split by prompt, ``heldout`` or
+    ``heldout_rows`` as in tuning) and register it as grader ``name``; a failed training registers nothing."""
     import shutil
 
     from . import reward

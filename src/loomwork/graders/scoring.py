@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 from datetime import datetime, timezone
+from typing import Callable
 
 from sqlalchemy import select
 
@@ -36,13 +37,23 @@ def judge_prompt(grader: dict, context: str, text: str) -> str:
 
 
 async def score_texts(grader: dict, context: str, texts: list[str], node_ids: list[str] | None = None,
-                      store: Store | None = None) -> list[tuple[float | None, str | None]]:
-    """(score, error) per text, all read after ``context``."""
+                      store: Store | None = None, progress: Callable[[int, int], None] | None = None
+                      ) -> list[tuple[float | None, str | None]]:
+    """(score, error) per text, all read after ``context``; ``progress(done, total)`` after each text."""
+    out = await _score_texts(grader, context, texts, node_ids, store, progress or (lambda _d, _t: None))
+    if progress:
+        progress(len(texts), len(texts))
+    return out
+
+
+async def _score_texts(grader: dict, context: str, texts: list[str], node_ids: list[str] | None,
+                       store: Store | None, progress: Callable[[int, int], None]) -> list:
     kind, cfg = grader["kind"], grader["config"]
     if kind == "judge":
         backend = get_backend(cfg["model"])
         out = []
-        for text in texts:
+        for i, text in enumerate(texts):
+            progress(i, len(texts))
             try:
                 yes, no = await backend.score_many(judge_prompt(grader, context, text), [cfg["yes"], cfg["no"]])
                 out.append((yes - no, None) if math.isfinite(yes - no) else (None, "the judge gave a non-finite score"))
@@ -66,7 +77,8 @@ async def score_texts(grader: dict, context: str, texts: list[str], node_ids: li
         from .reward import score as reward_score
 
         out = []
-        for text in texts:
+        for i, text in enumerate(texts):
+            progress(i, len(texts))
             try:
                 value = reward_score(cfg["path"], context, text)
                 out.append((value, None) if math.isfinite(value) else (None, "the reward model gave a non-finite score"))

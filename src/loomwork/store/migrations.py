@@ -179,6 +179,13 @@ def _v7_graders(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE choices ADD COLUMN grader VARCHAR(200)")
 
 
+def _v8_choice_pressure(conn: Connection) -> None:
+    """What a grader's choice cost: the KL of its selection policy over the scores it saw (NULL for a person's
+    choice, and for a grader's choice recorded before v8, whose cost is then unknown)."""
+    kind = "JSONB" if conn.dialect.name == "postgresql" else "JSON"
+    conn.exec_driver_sql(f"ALTER TABLE choices ADD COLUMN pressure {kind}")
+
+
 Migration = Callable[[Connection], None]
 
 # The tables each version made: a database at version v must have all of those up to v before later steps run
@@ -189,4 +196,4 @@ TABLES_BY_VERSION = {1: ("trees", "generations", "nodes", "node_tags"), 2: ("opl
 
 # Position i holds the migration that brings a database from version i to version i + 1.
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors, _v6_steering,
-                               _v7_graders]
+                               _v7_graders, _v8_choice_pressure]

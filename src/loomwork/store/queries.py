@@ -411,10 +411,12 @@ class Tx:
     # -- curation records (curation.py) -------------------------------------------------------------------------
 
     def insert_choice(self, choice_id: str, tree_id: str, parent_id: str, chosen_id: str,
-                      candidates: list[str], acceptable: list[str] | None, grader: str | None = None) -> None:
+                      candidates: list[str], acceptable: list[str] | None, grader: str | None = None,
+                      pressure: dict | None = None) -> None:
         self.conn.execute(insert(choices).values(id=choice_id, tree_id=tree_id, parent_id=parent_id,
                                                  chosen_id=chosen_id, candidates=candidates, acceptable=acceptable,
-                                                 created_at=datetime.now(timezone.utc), grader=grader))
+                                                 created_at=datetime.now(timezone.utc), grader=grader,
+                                                 pressure=pressure))
 
     def choices_of(self, tree_id: str) -> list:
         """Every recorded choice in a tree, oldest first (rows with parent_id, chosen_id, candidates, acceptable)."""

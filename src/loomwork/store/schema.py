@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 ID = String(40)
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -120,6 +120,7 @@ choices = Table(
     Column("acceptable", Json),  # the ids marked acceptable before choosing, if any
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("grader", String(200)),  # the grader that made this choice (best-of-n, autoloom); NULL: a person
+    Column("pressure", Json),  # v8: a grader's choice: the KL of its selection and what it was computed from
     Index("ix_choices_chosen", "chosen_id"),
     Index("ix_choices_tree", "tree_id"),
 )

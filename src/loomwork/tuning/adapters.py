@@ -63,50 +63,119 @@ def checkpoint(name: str) -> Path:
     return path
 
 
+def alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+
+
 def status(m: dict) -> str:
-    """"training" only while the process that trains it is alive; else how it ended ("interrupted" if killed)."""
-    if m.get("status") == "training":
-        pid = m.get("pid")
-        try:
-            os.kill(int(pid), 0)
-            return "training"
-        except (OSError, TypeError, ValueError):
-            return "interrupted"
+    """"training" (or "starting", before its first checkpoint) only while the process that trains it is alive;
+    else how it ended ("interrupted" if killed, "failed before its first checkpoint" if it never made one)."""
+    if m.get("status") in ("training", "starting"):
+        if alive(m.get("pid")):
+            return m["status"]
+        return "interrupted" if m.get("status") == "training" else "failed before its first checkpoint"
     return m.get("status", "?")
 
 
+CLAIM = ".record.json"  # written when a run claims the name, before its first checkpoint
+PROGRESS = "progress.jsonl"  # the run's events, one JSON object a line (the page follows it)
+
+
+def claimed(name: str) -> dict | None:
+    """The record of a run that claimed ``name`` but has not committed a checkpoint yet, or None."""
+    d = directory(name)
+    if (d / META).exists() or not (d / CLAIM).exists():
+        return None
+    try:
+        return {"status": "starting", **json.loads((d / CLAIM).read_text(encoding="utf-8"))}
+    except (OSError, ValueError):
+        return {"name": name, "status": "starting"}
+
+
+def fail(name: str, message: str) -> None:
+    """Mark a claim that failed before its first checkpoint (kept to be seen; the name can be used again)."""
+    record = claimed(name) or {"name": name}
+    (directory(name) / CLAIM).write_text(json.dumps({**record, "status": "failed", "error": message}), encoding="utf-8")
+
+
+def describe(name: str) -> dict:
+    """An adapter's record with its live status, committed or still starting."""
+    m = claimed(name)
+    if m is None:
+        m = meta(name)
+    return {**m, "status": status(m)}
+
+
 def list_adapters() -> list[dict]:
+    """Every adapter, those still being trained included (listed as "starting" or "training")."""
     out = []
     if root().is_dir():
         for d in sorted(root().iterdir()):
-            if (d / META).exists():
+            if (d / META).exists() or (d / CLAIM).exists():
                 try:
-                    m = meta(d.name)
+                    out.append(describe(d.name))
                 except NotFound:
                     continue
-                out.append({**m, "status": status(m)})
     return out
 
 
 def begin(name: str, record: dict) -> Path:
-    """Claim the name for a new training run; refuses a name in use (even a run that was interrupted)."""
+    """Claim the name for a new training run; refuses a name in use (even a run that was interrupted), except a
+    claim whose process died before its first checkpoint (nothing of it is usable)."""
     d = directory(name)
     root().mkdir(parents=True, exist_ok=True)
     try:
         d.mkdir()
     except FileExistsError:
-        raise InvalidInput(f"an adapter named {name!r} exists already (delete it first, or pick another name)") from None
-    (d / ".record.json").write_text(json.dumps(record), encoding="utf-8")  # who claimed it; no checkpoint yet
+        stale = claimed(name)
+        if stale is None or status(stale) in ("training", "starting"):
+            raise InvalidInput(f"an adapter named {name!r} exists already (delete it first, or pick another name)"
+                               ) from None
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+    (d / CLAIM).write_text(json.dumps(record), encoding="utf-8")  # who claimed it; no checkpoint yet
     return d
 
 
-def commit(name: str, model, step: int, record: dict) -> None:
-    """Save ``model``'s adapter as the current checkpoint, with ``record`` as its description."""
+def log(name: str, event: dict) -> None:
+    """Append one of the run's events to its progress file."""
+    with (directory(name) / PROGRESS).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(event) + "\n")
+
+
+def events(name: str, start: int = 0) -> tuple[list[dict], int]:
+    """The run's events from byte ``start`` on, and where the next read starts (only whole lines)."""
+    path = directory(name) / PROGRESS
+    try:
+        with path.open("rb") as f:
+            f.seek(start)
+            chunk = f.read()
+    except FileNotFoundError:
+        return [], start
+    end = chunk.rfind(b"\n") + 1
+    out = []
+    for line in chunk[:end].splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out, start + end
+
+
+def commit(name: str, model, step: int, record: dict, extra=None) -> None:
+    """Save ``model``'s adapter as the current checkpoint, with ``record`` as its description; ``extra(dir)``
+    writes more into the checkpoint before it is committed (the optimizer's state, for a resume)."""
     d = directory(name)
     ckpt = f"ckpt-{step:05d}"
     tmp = d / f".{ckpt}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
+    if extra is not None:
+        extra(tmp)
     shutil.rmtree(d / ckpt, ignore_errors=True)
     tmp.rename(d / ckpt)
     write_meta(name, {**record, "checkpoint": ckpt})
@@ -130,8 +199,11 @@ def abandon(name: str) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def delete(name: str) -> None:
+def delete(name: str, own_run: bool = False) -> None:
+    """Delete an adapter; one being trained is refused, unless this is its own run giving up (``own_run``)."""
     d = directory(name)
     if not d.is_dir():
         raise NotFound(f"no adapter {name!r} (see `loomwork adapters list`)")
+    if not own_run and status(describe(name)) in ("training", "starting"):
+        raise InvalidInput(f"adapter {name!r} is being trained: stop it first (`loomwork adapters stop {name}`)")
     shutil.rmtree(d)

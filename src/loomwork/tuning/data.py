@@ -3,6 +3,7 @@ exports), from a JSONL file or straight from a tree, checked and split into trai
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -74,13 +75,78 @@ def rows_from_tree(store, tree_id: str, method: str) -> list[dict]:
     return check_rows(rows, method, f"tree {tree_id}")
 
 
+def parse_heldout(value: str, method: str) -> tuple[float, list[dict] | None]:
+    """A --heldout option: a share of the prompts ("0.2"), or a JSONL file of held-out rows."""
+    try:
+        return float(value), None
+    except ValueError:
+        pass
+    if not Path(value).is_file():
+        raise InvalidInput(f"--heldout is a share of the prompts (0.2) or a file of held-out rows, not {value!r}")
+    return 0.2, read_rows(value, method)
+
+
+def _groups(rows: list[dict]) -> list[list[int]]:
+    """Rows joined when they share a prompt or a response text (union-find): what must land on one side of a
+    split for no held-out prompt or text to appear in training. Prompts that only begin alike (two branches of one
+    tree) are different prompts."""
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(rows):
+        for field, text in row.items():
+            key = ("prompt" if field == "prompt" else "text", text)
+            if key in first:
+                parent[find(i)] = find(first[key])
+            else:
+                first[key] = i
+    by_root: dict[int, list[int]] = {}
+    for i in range(len(rows)):
+        by_root.setdefault(find(i), []).append(i)
+    return list(by_root.values())
+
+
 def split(rows: list[dict], heldout: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, held-out): a seeded shuffle, at least one row in each."""
+    """(train, held-out) by prompt: a seeded ``heldout`` share of the prompts (rows sharing a prompt or a response
+    text count as one prompt) is held out with all its rows, at least one on each side."""
+    if not 0 < heldout < 1:
+        raise InvalidInput("the held-out fraction must be between 0 and 1 (or a file of held-out rows)")
     if len(rows) < 2:
         raise InvalidInput(f"at least 2 rows are needed (one to train on, one held out); got {len(rows)}")
-    if not 0 < heldout < 1:
-        raise InvalidInput("the held-out fraction must be between 0 and 1")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    k = min(len(rows) - 1, max(1, round(len(rows) * heldout)))
-    return [rows[i] for i in order[k:]], [rows[i] for i in order[:k]]
+    groups = _groups(rows)
+    if len(groups) < 2:
+        raise InvalidInput(f"all {len(rows)} rows are joined by prompts or texts they share (one prompt, or one "
+                           "response repeated across prompts): nothing can be held out without the held-out rows "
+                           "appearing in training; add rows with other prompts and texts, or give a file of "
+                           "held-out rows (--heldout FILE)")
+    random.Random(seed).shuffle(groups)
+    k = min(len(groups) - 1, max(1, round(len(groups) * heldout)))
+    held = sorted(i for g in groups[:k] for i in g)
+    train = sorted(i for g in groups[k:] for i in g)
+    return [rows[i] for i in train], [rows[i] for i in held]
+
+
+def split_with(rows: list[dict], held: list[dict]) -> tuple[list[dict], list[dict], int]:
+    """(train, held-out, rows dropped): the held-out rows given, and the training rows that share no prompt and no
+    text with them (a row that does is dropped, not trained on)."""
+    keys = {("prompt", r["prompt"]) for r in held} | {("text", v) for r in held for f, v in r.items() if f != "prompt"}
+    train = [r for r in rows if not any((("prompt" if f == "prompt" else "text"), v) in keys for f, v in r.items())]
+    if not train:
+        raise InvalidInput(f"every one of the {len(rows)} rows shares a prompt or a text with the held-out rows: "
+                           "nothing is left to train on")
+    return train, held, len(rows) - len(train)
+
+
+def digest(rows: list[dict]) -> str:
+    """sha256 of the rows as used, one canonical JSON object a line, in order: what an adapter was trained on."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()

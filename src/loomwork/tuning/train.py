@@ -1,26 +1,35 @@
-"""The tuning loop: LoRA (peft) on SFT or preference rows, evaluated at intervals for KL(tuned ‖ base) and held-out
-loss, stopped at the KL budget with the last checkpoint within it kept (docs/tuning.md).
+"""The tuning run: LoRA (peft) on SFT or preference rows split by prompt, evaluated at intervals for KL(tuned ‖
+base) and held-out loss, stopped at the KL budget with the last checkpoint within it kept (docs/tuning.md).
 
 A plain loop rather than TRL's trainers: the KL budget decides when to stop and which checkpoint survives, a
-Ctrl-C must leave that checkpoint registered, and SFT and DPO must share the same evaluation. The losses are the
-standard ones: SFT, the mean cross-entropy of the completion's tokens; DPO (Rafailov et al., 2023),
--log σ(β[(log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected))]) with π_ref the base
-(the adapter disabled).
+Ctrl-C (or Stop in the page) must leave that checkpoint registered, a run must resume from it, and SFT and DPO must
+share the same evaluation. The losses are in losses.py; what a run records of its data and base, provenance.py.
+
+A run's directory holds the exact rows it used (rows.jsonl, each marked train or held-out), its events
+(progress.jsonl, which the page follows) and its checkpoints, each with the optimizer's state for ``resume``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
+import time
 import warnings
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
-from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from ..errors import InvalidInput
-from . import adapters
+from . import adapters, data, provenance
 from . import kl as kl_mod
+from .losses import encode, heldout_loss, loss
+
+ROWS = "rows.jsonl"
+STATE = "trainer_state.pt"
+STOP = "STOP"  # a file a run checks for between steps: a stop asked from elsewhere (the page)
 
 
 @dataclass
@@ -34,7 +43,7 @@ class TuneConfig:
     batch_size: int = 4
     eval_every: int = 5  # steps
     beta: float = 0.1  # DPO
-    heldout: float = 0.2
+    heldout: float = 0.2  # share of the prompts held out (unless held-out rows are given)
     seed: int = 0
     kl_samples: int = 4  # per held-out prompt
     kl_tokens: int = 24
@@ -53,110 +62,131 @@ class TuneConfig:
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InvalidInput("the learning rate must be positive")
 
-
-@dataclass
-class Encoded:
-    ids: list[int]
-    scored: list[bool]  # which positions' tokens count (the completion's)
-
-
-@dataclass
-class Run:
-    curve: list[dict] = field(default_factory=list)
+    @classmethod
+    def from_record(cls, cfg: dict) -> "TuneConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in cfg.items() if k in known})
 
 
-def encode(tok, prompt: str, response: str, window: int | None, max_length: int, where: str) -> Encoded:
-    """The whole text's canonical tokens; a token counts if any of its characters are the response's (a token
-    that straddles the join belongs to what the person curated)."""
-    enc = tok(prompt + response, add_special_tokens=True, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    if window and len(ids) > window:
-        raise InvalidInput(f"{where}: {len(ids):,} tokens, longer than the model's context window of {window:,}")
-    scored = [e > len(prompt) for _s, e in offsets]
-    if not any(scored):
-        raise InvalidInput(f"{where}: the response tokenises to nothing")
-    if len(ids) > max_length:  # keep the end: the response and as much of the prompt as fits
-        ids, scored = ids[-max_length:], scored[-max_length:]
-    return Encoded(ids, scored)
+class Stopped(Exception):
+    """A stop asked for between steps (the STOP file): the run ends keeping its last checkpoint."""
 
 
-def _batch(rows: list[Encoded], pad: int, device):
-    import torch
-
-    width = max(len(r.ids) for r in rows)
-    ids = torch.tensor([r.ids + [pad] * (width - len(r.ids)) for r in rows], device=device)
-    att = torch.tensor([[1] * len(r.ids) + [0] * (width - len(r.ids)) for r in rows], device=device)
-    mask = torch.tensor([r.scored + [False] * (width - len(r.ids)) for r in rows], device=device)
-    return ids, att, mask
-
-
-def _token_logprobs(model, rows: list[Encoded], pad: int, device):
-    """(sum of the scored tokens' logprobs per row, number of scored tokens per row)."""
-    import torch
-
-    ids, att, mask = _batch(rows, pad, device)
-    logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
-    lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
-    m = mask[:, 1:]
-    return (lp * m).sum(-1), m.sum(-1)
-
-
-def _loss(model, batch: list, method: str, beta: float, pad: int, device):
-    import torch
-
-    if method == "sft":
-        total, count = _token_logprobs(model, batch, pad, device)
-        return -total.sum() / count.sum().clamp(min=1)
-    chosen, rejected = [b[0] for b in batch], [b[1] for b in batch]
-    pc, _ = _token_logprobs(model, chosen, pad, device)
-    pr, _ = _token_logprobs(model, rejected, pad, device)
-    with torch.no_grad(), model.disable_adapter():
-        rc, _ = _token_logprobs(model, chosen, pad, device)
-        rr, _ = _token_logprobs(model, rejected, pad, device)
-    return -torch.nn.functional.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
-
-
-def heldout_loss(model, rows: list[Encoded], pad: int, device, batch: int = 8) -> float:
-    """Mean cross-entropy (nats per token) of the held-out targets: the completion, or the chosen response."""
-    import torch
-
-    total = count = 0.0
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        for i in range(0, len(rows), batch):
-            t, c = _token_logprobs(model, rows[i : i + batch], pad, device)
-            total += float(-t.sum())
-            count += float(c.sum())
-    model.train(was)
-    return total / max(count, 1.0)
+def prepare(rows: list[dict], cfg: TuneConfig, heldout_rows: list[dict] | None = None
+            ) -> tuple[list[dict], list[dict], int, str]:
+    """(train, held-out, rows dropped, how): checked rows split by prompt, or against the held-out rows given."""
+    cfg.check()
+    rows = data.check_rows(rows, cfg.method)
+    if heldout_rows is not None:
+        train, held, dropped = data.split_with(rows, data.check_rows(heldout_rows, cfg.method, "held-out rows"))
+        return train, held, dropped, "given"
+    train, held = data.split(rows, cfg.heldout, cfg.seed)
+    return train, held, 0, f"{cfg.heldout:g} of the prompts, seed {cfg.seed}"
 
 
 def tune(name: str, base: str, rows: list[dict], cfg: TuneConfig, progress: Callable[[dict], None] = lambda _e: None,
-         loaded=None, heldout_rows: list[dict] | None = None) -> dict:
-    """Train adapter ``name`` on ``base`` (a model name hf_load can load) from ``rows``; return its record.
-    ``heldout_rows``: hold out exactly these (else a seeded ``cfg.heldout`` share of ``rows``). ``loaded``:
-    (model, tokenizer) already in memory (tests)."""
-    cfg.check()
-    if adapters.directory(name).exists():  # before loading anything (adapters.begin claims it for good below)
-        raise InvalidInput(f"an adapter named {name!r} exists already (delete it first, or pick another name)")
-    from .data import check_rows, split
+         loaded=None, heldout_rows: list[dict] | None = None, source: dict | None = None) -> dict:
+    """Train adapter ``name`` on ``base`` (a model name hf_load can load, or ``hf:NAME``) from ``rows``; return its
+    record. ``heldout_rows``: hold out exactly these (rows sharing a prompt or text with them are not trained on);
+    else a seeded ``cfg.heldout`` share of the prompts. ``source``: where the rows came from (recorded).
+    ``loaded``: (model, tokenizer) already in memory (tests)."""
+    base = provenance.bare(base)
+    adapters.check_name(name)
+    if adapters.split_model(base)[1]:
+        raise InvalidInput(f"{base!r} is an adapter: tune from its base model")
+    train, held, dropped, how = prepare(rows, cfg, heldout_rows)
+    claim(name, base, rows, train, held, dropped, how, cfg, source or {"rows": "given to the library"})
+    return run_claimed(name, progress, loaded)
 
-    rows = check_rows(rows, cfg.method)
-    if heldout_rows is not None:
-        train_rows, held_rows = rows, check_rows(heldout_rows, cfg.method, "held-out rows")
-    else:
-        train_rows, held_rows = split(rows, cfg.heldout, cfg.seed)
+
+def claim(name: str, base: str, rows: list[dict], train: list[dict], held: list[dict], dropped: int, how: str,
+          cfg: TuneConfig, source: dict) -> dict:
+    """Claim the name and write what the run will use (its record and its rows), before any model loads."""
+    if adapters.directory(name).exists() and adapters.claimed(name) is None:
+        raise InvalidInput(f"an adapter named {name!r} exists already (delete it first, or pick another name)")
+    record = {"name": name, "base": base, "config": asdict(cfg), "rows": {"train": len(train), "heldout": len(held)},
+              "provenance": provenance.record(source, rows, train, held, dropped, base, cfg.seed, how),
+              "pid": os.getpid(), "status": "starting", "created_at": datetime.now(timezone.utc).isoformat()}
+    d = adapters.begin(name, record)
+    with (d / ROWS).open("w", encoding="utf-8") as f:
+        for split, part in (("train", train), ("heldout", held)):
+            for r in part:
+                f.write(json.dumps({"split": split, **r}, ensure_ascii=False) + "\n")
+    return record
+
+
+def _read_rows(name: str, record: dict) -> tuple[list[dict], list[dict]]:
+    train, held = [], []
+    try:
+        lines = (adapters.directory(name) / ROWS).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        raise InvalidInput(f"adapter {name!r} has no record of its rows ({ROWS}): it cannot be resumed") from None
+    for line in lines:
+        row = json.loads(line)
+        (train if row.pop("split") == "train" else held).append(row)
+    expected = record["provenance"]["data"]
+    if data.digest(train) != expected["train"]["sha256"] or data.digest(held) != expected["heldout"]["sha256"]:
+        raise InvalidInput(f"adapter {name!r}: its {ROWS} no longer matches the sha256 recorded: it cannot be resumed")
+    return train, held
+
+
+def resume(name: str, progress: Callable[[dict], None] = lambda _e: None, loaded=None) -> dict:
+    """Continue an interrupted run from its last checkpoint: its rows, settings, optimizer state and place in the
+    data order. A finished run, a run still alive, or one made before runs could resume is refused."""
+    record = adapters.describe(name)
+    state = record["status"]
+    if state in ("training", "starting"):
+        raise InvalidInput(f"adapter {name!r} is still being trained (process {record.get('pid')}): nothing to resume")
+    if state != "interrupted" and not state.startswith("stopped by request"):
+        raise InvalidInput(f"adapter {name!r} is {state!r}: only an interrupted or stopped run can be resumed")
+    if "provenance" not in record or not (adapters.checkpoint(name) / STATE).exists():
+        raise InvalidInput(f"adapter {name!r} was made before runs could be resumed (no optimizer state in its "
+                           "checkpoint): train a new one")
+    adapters.write_meta(name, {**adapters.meta(name), "pid": os.getpid(), "status": "training"})
+    return run_claimed(name, progress, loaded, resuming=True)
+
+
+def run_claimed(name: str, progress: Callable[[dict], None] = lambda _e: None, loaded=None,
+                resuming: bool = False, keep_failed: bool = False) -> dict:
+    """Train a run that has claimed its name (``claim``), or resume one; its events go to ``progress`` and to
+    its progress file. A run that fails before its first checkpoint gives its name back, or with ``keep_failed``
+    (a run started from the page) stays listed as failed, with the reason, until the name is used again."""
+    record = adapters.describe(name) if resuming else adapters.claimed(name)
+    cfg = TuneConfig.from_record(record["config"])
+    train_rows, held_rows = _read_rows(name, record)
+
+    def emit(event: dict) -> None:
+        event = {**event, "time": time.time()}
+        adapters.log(name, event)
+        progress(event)
+
+    try:
+        return _train(name, record, cfg, train_rows, held_rows, emit, loaded, resuming)
+    except BaseException as exc:
+        if not resuming and adapters.claimed(name) is not None:  # nothing committed: nothing usable to keep
+            message = str(exc) or type(exc).__name__
+            emit({"event": "error", "message": message})
+            if keep_failed:
+                adapters.fail(name, message)
+            else:
+                adapters.abandon(name)
+        raise
+
+
+def _train(name: str, record: dict, cfg: TuneConfig, train_rows: list[dict], held_rows: list[dict], emit,
+           loaded, resuming: bool) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from peft.utils import load_peft_weights
 
     from ..backends.hf_load import load
 
-    if adapters.split_model(base)[1]:
-        raise InvalidInput(f"{base!r} is an adapter: tune from its base model")
+    base = record["base"]
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")  # peft's gradient-checkpointing calls
+    started = time.monotonic()
+    emit({"event": "load", "base": base})
     lm, tok = loaded or load(base)
+    emit({"event": "loaded", "seconds": time.monotonic() - started})
     device = "cuda" if torch.cuda.is_available() else "cpu"
     window = getattr(lm.config, "max_position_embeddings", None)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -174,77 +204,103 @@ def tune(name: str, base: str, rows: list[dict], cfg: TuneConfig, progress: Call
     torch.manual_seed(cfg.seed)
     model = get_peft_model(lm, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                           target_modules="all-linear", task_type="CAUSAL_LM")).to(device)
-    record = {"name": name, "base": base, "config": asdict(cfg), "rows": {"train": len(train), "heldout": len(held)},
-              "pid": os.getpid(), "status": "training",
-              "created_at": datetime.now(timezone.utc).isoformat()}
-    adapters.begin(name, record)
-    run = Run()
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    curve: list[dict] = []
+    first = 0
+    if resuming:
+        ckpt = adapters.checkpoint(name)
+        set_peft_model_state_dict(model, load_peft_weights(str(ckpt)))
+        state = torch.load(ckpt / STATE, weights_only=True)
+        optim.load_state_dict(state["optimizer"])
+        first, curve = state["step"], list(adapters.meta(name).get("curve", []))
+        curve = [p for p in curve if p["step"] <= first]
+        emit({"event": "resumed", "step": first})
+    stop_file = adapters.directory(name) / STOP
+    if resuming:
+        stop_file.unlink(missing_ok=True)  # the request that stopped it before
 
     def evaluate(step: int) -> dict:
+        emit({"event": "eval-start", "step": step, "prompts": len(prompts), "samples": cfg.kl_samples,
+              "tokens": cfg.kl_tokens})
+        t = time.monotonic()
         point = {"step": step, "heldout_loss": heldout_loss(model, held, pad, device),
                  **kl_mod.estimate(model, tok, prompts, cfg.kl_samples, cfg.kl_tokens, cfg.seed, device)}
-        run.curve.append(point)
-        progress({"event": "eval", **point})
+        curve.append(point)
+        emit({"event": "eval", **point, "seconds": time.monotonic() - t})
         return point
 
     committed: dict = {}
 
-    def commit(point: dict) -> None:
+    def commit(point: dict, step: int) -> None:
         committed.clear()
         committed.update(point)
-        adapters.commit(name, model, point["step"], {**record, "kl_bits": point["kl_bits"], "kl_se": point["kl_se"],
-                                                     "heldout_loss": point["heldout_loss"], "step": point["step"],
-                                                     "heldout_loss_before": run.curve[0]["heldout_loss"],
-                                                     "curve": run.curve})
+        meta = {**record, "status": "training", "pid": os.getpid(), "kl_bits": point["kl_bits"],
+                "kl_se": point["kl_se"], "heldout_loss": point["heldout_loss"], "step": step,
+                "heldout_loss_before": curve[0]["heldout_loss"], "curve": curve}
+        adapters.commit(name, model, step, meta, extra=lambda d: torch.save(
+            {"optimizer": optim.state_dict(), "step": step}, Path(d) / STATE))
 
+    over = None
+    status = "done"
     try:
-        commit(evaluate(0))  # the untrained adapter (LoRA starts at zero: the base itself), so one always exists
-        optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        if resuming:
+            committed.update(curve[-1] if curve else {})
+        else:
+            commit(evaluate(0), 0)  # the untrained adapter (LoRA starts at zero: the base itself), so one always exists
         model.train()
         rng = random.Random(cfg.seed)
-        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-        total, step, over = cfg.epochs * steps_per_epoch, 0, None
-        for _epoch in range(cfg.epochs):
+        orders = []
+        for _epoch in range(cfg.epochs):  # every epoch's order, from the seed: a resumed run skips to its place
             order = list(range(len(train)))
             rng.shuffle(order)
+            orders.append(order)
+        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+        total, step = cfg.epochs * steps_per_epoch, 0
+        for order in orders:
             for i in range(0, len(order), cfg.batch_size):
-                loss = _loss(model, [train[j] for j in order[i : i + cfg.batch_size]], cfg.method, cfg.beta, pad, device)
-                optim.zero_grad()
-                loss.backward()
-                optim.step()
                 step += 1
-                progress({"event": "step", "step": step, "total": total, "loss": float(loss.detach())})
+                if step <= first:
+                    continue
+                if stop_file.exists():
+                    raise Stopped
+                t = time.monotonic()
+                value = loss(model, [train[j] for j in order[i : i + cfg.batch_size]], cfg.method, cfg.beta, pad, device)
+                optim.zero_grad()
+                value.backward()
+                optim.step()
+                emit({"event": "step", "step": step, "total": total, "loss": float(value.detach()),
+                      "seconds": time.monotonic() - t})
                 if step % cfg.eval_every == 0 or step == total:
                     point = evaluate(step)
                     if point["kl_bits"] > cfg.kl_budget:
                         over = point
                         break
-                    commit(point)
+                    commit(point, step)
             if over:
                 break
         if over:  # back to the last checkpoint within the budget
             set_peft_model_state_dict(model, load_peft_weights(str(adapters.checkpoint(name))))
-        status = "stopped at the KL budget" if over else "done"
+            status = "stopped at the KL budget"
     except KeyboardInterrupt:
         if not committed:
-            adapters.abandon(name)
-            raise
+            raise  # before the first checkpoint: nothing usable (run_claimed removes the claim)
         status = "interrupted"
-    except BaseException:
-        if not committed:
-            adapters.abandon(name)
-        raise
-    if status.startswith("stopped") and committed.get("step") == 0:
+    except Stopped:
+        status = "stopped by request"
+    finally:
+        stop_file.unlink(missing_ok=True)
+    if status.startswith("stopped at") and committed.get("step") == 0:
         # not one training step stayed within the budget: the adapter would be the base itself
-        adapters.delete(name)
+        adapters.delete(name, own_run=True)
         raise InvalidInput(f"the first evaluation after training (step {over['step']}) already spent "
                            f"{over['kl_bits']:.4f} bits/token, over the budget of {cfg.kl_budget}: nothing was kept "
                            "(raise --kl-budget, lower --lr or evaluate more often with --eval-every)")
-    final = {**adapters.meta(name), "status": status, "curve": run.curve,
-             "stopped_at": over if status.startswith("stopped") else None}
+    final = {**adapters.meta(name), "status": status, "curve": curve,
+             "stopped_at": over if status.startswith("stopped at") else None,
+             "seconds": (adapters.meta(name).get("seconds") or 0.0) + time.monotonic() - started}
     adapters.write_meta(name, final)
-    _plot(name, run.curve, cfg.kl_budget)
-    progress({"event": "end", "status": status, **committed})
+    _plot(name, curve, cfg.kl_budget)
+    emit({"event": "end", "status": status, **committed})
     if status == "interrupted":
         raise KeyboardInterrupt
     return final
@@ -252,8 +308,6 @@ def tune(name: str, base: str, rows: list[dict], cfg: TuneConfig, progress: Call
 
 def _plot(name: str, curve: list[dict], budget: float) -> None:
     """curve.json and curve.png beside the adapter: KL (with its standard error) and held-out loss by step."""
-    import json
-
     from ..lens.plots import pyplot, save
 
     d = adapters.directory(name)
@@ -268,5 +322,5 @@ def _plot(name: str, curve: list[dict], budget: float) -> None:
     a.set(xlabel="step", ylabel="KL(tuned ‖ base), bits/token", title=f"{name}: KL spent")
     a.legend()
     b.plot(steps, [p["heldout_loss"] for p in curve], marker="o")
-    b.set(xlabel="step", ylabel="nats/token", title="held-out loss")
+    b.set(xlabel="step", ylabel="nats/token", title="held-out loss (held-out prompts)")
     save(fig, d / "curve.png")

@@ -342,9 +342,9 @@ def subtree(node_id: str, request: Request, limit: int = Query(2000, ge=1, le=20
 
 @router.post("/nodes/{node_id}/choose")
 def choose(node_id: str, body: Choose, request: Request) -> dict:
-    c = curation.record_choice(_store(request), node_id, body.candidates, body.acceptable)
-    return {"id": c.id, "chosen": c.chosen_id, "candidates": list(c.candidates),
-            "acceptable": list(c.acceptable) if c.acceptable else None, "bits": c.bits}
+    store = _store(request)
+    c = curation.record_choice(store, node_id, body.candidates, body.acceptable)
+    return curation.choice_summary(store.node(node_id), c)
 
 
 def allowed_model(request: Request, ref: str | None) -> str:
