@@ -71,6 +71,19 @@ def tiny_lm():
 
 
 
+@pytest.fixture
+def tiny_base(tmp_path):
+    """The tiny random Llama saved as a Hugging Face directory: a base model loomwork loads (and tunes) by path."""
+    pytest.importorskip("torch")
+    from tests.tiny_model import build_tiny_lm
+
+    lm, tok = build_tiny_lm(seed=3)
+    d = tmp_path / "tiny-base"
+    lm.save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under LOOMWORK_NO_SKIP (set by .ci/run) a skipped test fails: CI must run everything."""

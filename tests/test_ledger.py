@@ -78,7 +78,7 @@ def test_top_k_of_n_without_ties_is_the_continuous_policy():
     for n in (2, 3, 8, 16):
         assert ledger.top_k_of_n_kl(distinct, n) == pytest.approx(ledger.best_of_n_kl_bound(n), abs=1e-12)
     for n, k in ((3, 2), (5, 2), (8, 3)):
-        def rho(u):
+        def rho(u, n=n, k=k):
             return n / k * sum(math.comb(n - 1, j) * (1 - u) ** j * u ** (n - 1 - j) for j in range(k))
         want = integrate.quad(lambda u: rho(u) * math.log(rho(u)) if rho(u) > 0 else 0.0, 0, 1, limit=200)[0]
         assert ledger.top_k_of_n_kl(distinct, n, k) == pytest.approx(want / math.log(2), abs=1e-9)

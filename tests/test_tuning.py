@@ -23,15 +23,9 @@ STYLE = " zz zz zz."
 
 
 @pytest.fixture
-def base(tmp_path):
+def base(tiny_base):
     """A tiny random Llama saved as a Hugging Face directory: a base model loomwork loads by path."""
-    from tests.tiny_model import build_tiny_lm
-
-    lm, tok = build_tiny_lm(seed=3)
-    d = tmp_path / "tiny-base"
-    lm.save_pretrained(d)
-    tok.save_pretrained(d)
-    return str(d)
+    return tiny_base
 
 
 def _sft_rows(k=12):
@@ -197,12 +191,27 @@ def test_the_cli_tunes_lists_and_the_adapter_expands_in_the_loom(base, tmp_path)
     f = tmp_path / "sft.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in _sft_rows()))
     runner = CliRunner()
-    out = runner.invoke(cli, ["tune", "cli-style", "--base", base, "--data", str(f), "--kl-budget", "50",
+    out = runner.invoke(cli, ["tune", "cli-style", "--base", f"hf:{base}", "--data", str(f), "--kl-budget", "50",
                               "--lora-r", "4", "--epochs", "3", "--lr", "5e-3", "--eval-every", "3", "--no-report",
-                              "--json"])
+                              "--heldout", "0.25", "--kl-prompts", "2", "--json"])
     assert out.exit_code == 0, out.output
     record = json.loads(out.stdout)["adapter"]
     assert record["status"] == "done" and record["kl_bits"] <= 50
+    # every long step says what it does and what it costs
+    for said in ("loading ", "loaded in", "evaluating at step 0: KL on 2 held-out prompts × 4 samples × 24 tokens",
+                 "step 1/", "held-out loss"):
+        assert said in out.stderr, (said, out.stderr)
+    shown = runner.invoke(cli, ["adapters", "show", "cli-style"])
+    assert shown.exit_code == 0 and f"sha256 {record['provenance']['data']['sha256']}" in shown.stdout
+    assert "held out 3 rows on 3 prompts" in shown.stdout and f"base: {base}" in shown.stdout
+    bad = runner.invoke(cli, ["tune", "cli-style", "--resume", "--data", str(f)])
+    assert bad.exit_code == 2 and "give only NAME" in bad.output
+    bad = runner.invoke(cli, ["tune", "cli-style", "--resume"])
+    assert bad.exit_code != 0 and "only an interrupted or stopped run can be resumed" in bad.output
+    exported = runner.invoke(cli, ["adapters", "export", "cli-style", str(tmp_path / "exp")])
+    assert exported.exit_code == 0 and (tmp_path / "exp" / "adapter_model.safetensors").exists()
+    again = runner.invoke(cli, ["adapters", "export", "cli-style", str(tmp_path / "exp")])
+    assert again.exit_code != 0 and "exists already" in again.output
     listed = runner.invoke(cli, ["adapters", "list"])
     assert f"hf:{base}+cli-style" in listed.stdout
     root = json.loads(runner.invoke(cli, ["new", "A moon and a tree:", "--json"]).stdout)["root"]["id"]

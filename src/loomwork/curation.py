@@ -283,7 +283,7 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
     if choice and by_grader:
         p = choice.pressure or {}
         out["choice"].update(by=choice.grader, kl_bits=levers["grader"], kl=p.get("rule"),
-                             bound_bits=choice.bits, scored=p.get("n"))
+                             bound_bits=choice.bits, scored=p.get("n"), scores=p.get("scores"))
     elif choice:
         # a person's ranking of every possible outcome is not known: the best-of-n KL's bound ln n - (n-1)/n
         out["choice"].update(by="person", kl_bits=ledger.best_of_n_kl_bound(len(choice.candidates)), kl="bound")

@@ -3,7 +3,12 @@ the grader's choices are its own in the ledger."""
 
 from __future__ import annotations
 
+import math
+
 import httpx
+import pytest
+
+from loomwork import ledger
 
 
 def test_grow_from_the_page(page):
@@ -26,7 +31,10 @@ def test_grow_from_the_page(page):
     grown = [k for k in kids if k["child_count"]]
     assert len(grown) == 1  # beam 1: the best-scored child was grown further
     bits = httpx.get(f"{base}/api/nodes/{grown[0]['id']}/bits?score=false").json()
-    assert bits["nodes"][-1]["choice"]["by"] == "judge" and bits["nodes"][-1]["ledger"]["grader"] > 1.5
+    choice = bits["nodes"][-1]["choice"]
+    assert choice["by"] == "judge" and choice["kl"] == "best-of-n" and choice["bound_bits"] == pytest.approx(math.log2(3))
+    assert set(choice["scores"]) == {k["id"] for k in kids}  # what the grader saw, and its exact cost from that
+    assert bits["nodes"][-1]["ledger"]["grader"] == pytest.approx(ledger.top_k_of_n_kl(list(choice["scores"].values()), 3))
     # the Goodhart curve at the root, from the same panel (the judge as both proxy and gold)
     form = page.locator("#goodhart-form")
     form.locator("[name=ns]").fill("1,2,4")

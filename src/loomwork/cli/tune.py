@@ -112,6 +112,9 @@ def tune(ctx: Context, name, base, data_file, tree_refs, method, kl_budget, lora
                              max_length=max_length, kl_prompts=kl_prompts, kl_samples=kl_samples, kl_tokens=kl_tokens)
             record = run_tune(name, base, rows, cfg, progress=show, heldout_rows=held_rows, source=source)
     except KeyboardInterrupt:
+        if not adapters.directory(name).exists():
+            click.echo(f"interrupted before {name}'s first checkpoint: nothing was kept", err=True)
+            sys.exit(130)
         m = adapters.meta(name)
         if as_json:
             emit_json({"adapter": {**m, "status": adapters.status(m)}})

@@ -45,6 +45,19 @@ def _quiet(trainer) -> None:
         trainer.remove_callback(ProgressCallback)
 
 
+def _quiet_libraries() -> None:
+    """datasets' bars (its map over the rows) and transformers' load report (the new score head, which is meant to
+    be new) only when progress is shown."""
+    import datasets
+    import transformers
+
+    from ..progress import interactive
+
+    if not interactive():
+        datasets.disable_progress_bars()
+        transformers.utils.logging.set_verbosity_error()
+
+
 def train(name: str, base: str, rows: list[dict], epochs: int = 1, lr: float = 5e-5, batch_size: int = 4,
           max_length: int = 256, seed: int = 0, heldout: float = 0.2, heldout_rows: list[dict] | None = None,
           source: dict | None = None, progress: Callable[[str], None] = lambda _m: None) -> dict:
@@ -70,6 +83,7 @@ def train(name: str, base: str, rows: list[dict], epochs: int = 1, lr: float = 5
     torch.manual_seed(seed)
     started = time.monotonic()
     progress(f"training a reward model on {len(train_rows)} rows ({len(held)} held out by prompt) from {base}")
+    _quiet_libraries()
     tok = AutoTokenizer.from_pretrained(str(src))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -65,10 +65,15 @@ def checkpoint(name: str) -> Path:
 
 def alive(pid) -> bool:
     try:
-        os.kill(int(pid), 0)
-        return True
+        pid = int(pid)
+        os.kill(pid, 0)
     except (OSError, TypeError, ValueError):
         return False
+    try:  # a run this process started (the page's) that has ended is a zombie until reaped: reap it
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        return done != pid
+    except ChildProcessError:  # not our child: the signal check above is all there is
+        return True
 
 
 def status(m: dict) -> str:

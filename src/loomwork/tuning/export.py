@@ -22,7 +22,7 @@ from . import adapters
 
 def _readable(root: Path) -> None:
     """Files 0644 and folders 0755: an export is for others to read."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
         for f in filenames:
             os.chmod(os.path.join(dirpath, f), 0o644)

@@ -1,5 +1,6 @@
-"""Tuned against base: the lens suites (exact answer distributions, free-generation diversity) for both models,
-the KL spent and the held-out loss before and after, written beside the adapter as report.json."""
+"""Tuned against base: the lens suites (exact answer distributions, free-generation diversity; their prompts are
+none of the training data's) for both models, the KL spent and the held-out loss before and after (on the held-out
+prompts, which it names), written beside the adapter as report.json."""
 
 from __future__ import annotations
 
@@ -39,7 +40,11 @@ async def tuned_vs_base(name: str, samples: int = 8, seed: int = 0, embeddings: 
     out = {"adapter": name, "base": base.ref, "tuned": tuned.ref, "method": meta["config"]["method"],
            "kl_budget_bits": meta["config"]["kl_budget"], "kl_spent_bits": meta.get("kl_bits"),
            "kl_se_bits": meta.get("kl_se"), "heldout_loss_before": meta.get("heldout_loss_before"),
-           "heldout_loss_after": meta.get("heldout_loss"), "suites": {}}
+           "heldout_loss_after": meta.get("heldout_loss"),
+           # the before/after figures above are on held-out prompts only (none of their rows or texts trained)
+           "heldout": {k: ((meta.get("provenance") or {}).get("data") or {}).get("heldout", {}).get(k)
+                       for k in ("rows", "prompts", "how")},
+           "suites": {}}
     for s in SUITES:
         report = await run_suite([base, tuned], suites.load(s), samples=samples, seed=seed, embeddings=embeddings,
                                  progress=progress)

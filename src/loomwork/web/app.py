@@ -20,6 +20,7 @@ from .audit_api import router as audit_router
 from .lens_api import router as lens_router
 from .grader_api import router as grader_router
 from .steer_api import router as steer_router
+from .tune_api import router as tune_router
 from .security import Guard, GuardMiddleware
 
 STATIC = files("loomwork.web") / "static"
@@ -84,6 +85,7 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     app.include_router(lens_router)
     app.include_router(steer_router)
     app.include_router(grader_router)
+    app.include_router(tune_router)
 
     @app.get("/api/config")
     def app_config() -> dict:
@@ -106,6 +108,10 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     @app.get("/compare", include_in_schema=False)
     def compare_page() -> FileResponse:
         return FileResponse(str(STATIC / "compare.html"), headers={"Cache-Control": "no-store"})
+
+    @app.get("/tune", include_in_schema=False)
+    def tune_page() -> FileResponse:
+        return FileResponse(str(STATIC / "tune.html"), headers={"Cache-Control": "no-store"})
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app

@@ -131,7 +131,23 @@ async def goodhart(node_id: str, body: Goodhart, request: Request) -> StreamingR
     model = allowed_model(request, body.model)
 
     async def work(backend):
-        yield "status", {"message": f"sampling {body.pool} continuations with {backend.ref}, scoring them twice…"}
-        yield "done", await goodhart_mod.run(store, node_id, backend, proxy, gold, body.ns, body.pool, params)
+        said: asyncio.Queue = asyncio.Queue()
+
+        def progress(what: str, done: int, total: int) -> None:
+            said.put_nowait({"message": f"{what}: {done} of {total}", "what": what, "done": done, "total": total})
+
+        task = asyncio.ensure_future(goodhart_mod.run(store, node_id, backend, proxy, gold, body.ns, body.pool,
+                                                      params, progress=progress))
+        try:
+            while not task.done():  # the pool's sampling and scoring as it goes, then the curve
+                waiter = asyncio.ensure_future(said.get())
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if waiter.done():
+                    yield "status", waiter.result()
+                else:
+                    waiter.cancel()
+            yield "done", task.result()
+        finally:
+            task.cancel()
 
     return model_stream(model, work)

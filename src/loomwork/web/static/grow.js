@@ -46,7 +46,8 @@ async function start(e) {
   try {
     await stream(`/nodes/${origin}/grow`, body, (name, data) => {
       if (name === "expanded") render(data);
-      else if (name === "done") toast(`grew ${data.nodes} nodes; ${data.choices.length} choices by ${data.grader} (${data.grader_bits.toFixed(1)} bits)`, "info");
+      else if (name === "done") toast(`grew ${data.nodes} nodes; ${data.choices.length} choices by ${data.grader}: ${data.grader_bits.toFixed(2)} bits ` +
+        `on the grader's line (KL of its ${data.strategy} selections)`, "info");
       else if (name === "error") throw new Error(data.message);
     }, running.signal);
   } catch (err) {
@@ -85,11 +86,13 @@ async function goodhart(e) {
     else if (name === "error") throw new Error(data.message);
     else if (name === "done") {
       const f = data.fit;
+      const cell = (p, key) => el("td", { class: "num", title: p[`${key}_ci`] ? `95% bootstrap interval ${p[`${key}_ci`].map((v) => v.toFixed(3)).join(" to ")}` : "" },
+        p[key].toFixed(3) + (p[`${key}_ci`] ? ` ±${((p[`${key}_ci`][1] - p[`${key}_ci`][0]) / 2).toFixed(2)}` : ""));
       clear(box).append(chart(data.points), el("table", { class: "ledger" },
         el("tr", {}, ...["n", "√KL", "proxy", "gold"].map((t) => el("th", {}, t))),
-        data.points.map((p) => el("tr", {}, el("td", {}, String(p.n)), ...[p.sqrt_kl, p.proxy, p.gold].map((v) => el("td", { class: "num" }, v.toFixed(3)))))),
-      el("p", { class: "muted" }, `pool ${data.pool} (${data.failed} failed); gold ≈ d(α − βd) with α ${f.alpha === null ? "?" : f.alpha.toFixed(3)}, β ${f.beta === null ? "?" : f.beta.toFixed(3)}` +
-        (f.peak_sqrt_kl ? `: more selection stops helping at √KL ${f.peak_sqrt_kl.toFixed(2)}` : ": no peak (selection never helped the gold grader)")));
+        data.points.map((p) => el("tr", {}, el("td", {}, String(p.n)), cell(p, "sqrt_kl"), cell(p, "proxy"), cell(p, "gold")))),
+      el("p", { class: "muted" }, `pool ${data.pool} (${data.failed} failed); ± half the 95% bootstrap interval; gold ≈ d(α − βd) with α ${f.alpha === null || f.alpha === undefined ? "?" : f.alpha.toFixed(3)}, β ${f.beta === null || f.beta === undefined ? "?" : f.beta.toFixed(3)}` +
+        (f.peak_sqrt_kl ? `: more selection stops helping at √KL ${f.peak_sqrt_kl.toFixed(2)}` : ": no peak") + (data.notes.length ? `. ${data.notes.join("; ")}` : "")));
     }
   });
 }

@@ -31,12 +31,23 @@ function bar(levers, scale) {
     })));
 }
 
+// What a choice cell's tooltip says: a person's 1 of n with its best-of-n bound; a grader's rule and its bound.
+function choiceNote(lever, choice) {
+  if (!choice) return "";
+  if (lever === "selection" && choice.by === "person") return `1 of ${choice.n}` +
+    (choice.m > 1 ? ` (${choice.m} acceptable)` : "") + `; as best-of-n: KL ≤ ${f(choice.kl_bits)} bits`;
+  if (lever === "grader" && choice.by !== "person") return `${choice.by} chose 1 of ${choice.n} (${choice.kl || "?"}` +
+    `, over ${choice.scored ?? "?"} scores); at most log2 n = ${f(choice.bound_bits)} bits`;
+  return "";
+}
+
 export function renderLedger(report, scoring) {
   const box = clear($("ledger"));
   box.append(el("p", { class: "muted" }, `Reference model: ${report.model || "none"} (a tree setting). Selection: log2(n/m) of a choice ` +
     "(beside it, the choice as best-of-n: KL ≤ ln n − (n−1)/n). Writing: −log2 p of what a person wrote or changed. Decoding: " +
     "KL of the sampling settings from the model. Steering: KL of steered from unsteered. Model: KL of another generating model " +
-    "from the reference. Grader: log2(n) of a grader's choice (best-of-n). ? = unknown (hover for why)."),
+    "from the reference. Grader: the KL of a grader's selection over the scores it saw (best-of-n with ties, or tilted at its " +
+    "temperature; log2 n at most). ? = unknown (hover for why)."),
   el("p", { class: "legend" }, ...LEVERS.map((k) => el("span", {}, el("span", { class: `lever ${k}` }), ` ${k} `))));
   const totals = (r) => LEVERS.reduce((a, k) => a + (r.ledger[k] || 0), 0);
   const scale = Math.max(1e-9, ...report.nodes.map(totals));
@@ -46,8 +57,7 @@ export function renderLedger(report, scoring) {
     const notes = r.notes || {};
     table.append(el("tr", { title: r.excluded || "" },
       el("td", {}, snippet((node && node.text) || "∅", 24)), el("td", {}, r.origin), el("td", { class: "bar" }, bar(r.ledger, scale)),
-      ...LEVERS.map((k) => el("td", { class: "num", title: notes[k] || (k === "selection" && r.choice ? `1 of ${r.choice.n}` +
-        (r.choice.m > 1 ? ` (${r.choice.m} acceptable)` : "") + `; as best-of-n: KL ≤ ${f(r.choice.kl_bits)} bits` : "") },
+      ...LEVERS.map((k) => el("td", { class: "num", title: notes[k] || choiceNote(k, r.choice) },
       r.ledger[k] === null ? (k === "writing" && r.pending && scoring ? "…" : "?") : f(r.ledger[k]))),
       el("td", { class: "num" }, String(r.model_tokens)), el("td", { class: "muted" }, r.excluded || "")));
   }
@@ -59,7 +69,7 @@ export function renderLedger(report, scoring) {
     "Compute the model lever"), el("span", { class: "muted" }, " (nodes another model wrote: loads it, two passes per node)")) : null,
   el("p", {}, `Path total: ${p.incomplete.length ? "≥ " : ""}${f(p.total_bits)} bits` +
     (p.incomplete.length ? ` (unknown: ${p.incomplete.join(", ")})` : "") +
-    `; the choices as best-of-n policies: KL ≤ ${f(p.selection_kl_bits)} bits.`), el("div", { id: "ledger-tree", class: "muted" }, "tree totals: loading…"));
+    `; your choices as best-of-n policies: KL ≤ ${f(p.selection_kl_bits)} bits.`), el("div", { id: "ledger-tree", class: "muted" }, "tree totals: loading…"));
   treeTotals();
 }
 
