@@ -7,13 +7,9 @@ import importlib
 import re
 from datetime import datetime, timezone
 
-from sqlalchemy import delete as sql_delete
-from sqlalchemy import select
-
 from ..errors import InvalidInput, NotFound
 from ..store import Store, retrying
-from ..store.queries import insert_ignoring_duplicates
-from ..store.schema import graders
+from ..store import graders as sql
 from ..supervision.ratings import DEFAULT_QUESTIONS
 from ..tree import new_id
 
@@ -95,8 +91,7 @@ def create(store: Store, name: str, kind: str, **config) -> dict:
     row = {"id": new_id(), "name": name, "kind": kind, "config": check_config(kind, config),
            "created_at": datetime.now(timezone.utc)}
     with store.tx() as tx:
-        done = tx.conn.execute(insert_ignoring_duplicates(tx.conn, graders).values(**row))
-        if done.rowcount == 0:
+        if not sql.add_grader(tx, row):
             raise InvalidInput(f"a grader named {name!r} exists already")
     return _public(row)
 
@@ -122,21 +117,21 @@ def create_reward(store: Store, name: str, base: str, rows: list[dict], epochs: 
 
 def get(store: Store, name: str) -> dict:
     with store.read() as tx:
-        row = tx.conn.execute(select(graders).where(graders.c.name == name)).first()
+        row = sql.grader_named(tx, name)
     if row is None:
         raise NotFound(f"no grader {name!r} (see `loomwork grader list`)")
-    return _public(dict(row._mapping))
+    return _public(row)
 
 
 def list_graders(store: Store) -> list[dict]:
     with store.read() as tx:
-        return [_public(dict(r._mapping)) for r in tx.conn.execute(select(graders).order_by(graders.c.name))]
+        return [_public(r) for r in sql.all_graders(tx)]
 
 
 @retrying
 def delete(store: Store, name: str) -> None:
     with store.tx() as tx:
-        if tx.conn.execute(sql_delete(graders).where(graders.c.name == name)).rowcount == 0:
+        if not sql.delete_grader(tx, name):
             raise NotFound(f"no grader {name!r} (see `loomwork grader list`)")
 
 

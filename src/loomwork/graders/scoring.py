@@ -14,15 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import datetime, timezone
 from typing import Callable
-
-from sqlalchemy import select
 
 from ..backends import get_backend
 from ..store import Store, retrying
-from ..store.queries import insert_ignoring_duplicates
-from ..store.schema import grader_scores
+from ..store import graders as sql
+from ..store import supervision
+from ..supervision.ratings import current
 from ..tree import path_text
 from .registry import resolve_callable
 
@@ -86,13 +84,9 @@ async def _score_texts(grader: dict, context: str, texts: list[str], node_ids: l
                 out.append((None, f"{type(exc).__name__}: {exc}"))
         return out
     # a person: the audit ratings of each node on the question
-    from ..supervision.ratings import current
-
-    from ..store import supervision as sql
-
     out = []
     with store.read() as tx:
-        rows = current(sql.ratings_for(tx, node_ids=node_ids or []))
+        rows = current(supervision.ratings_for(tx, node_ids=node_ids or []))
     for node_id in node_ids or []:
         labels = [r["label"] for (n, _rater, q), r in rows.items() if n == node_id and q == cfg["question"]]
         out.append((sum(labels) / len(labels), None) if labels else (None, "nobody rated this node on "
@@ -112,11 +106,9 @@ async def score_nodes(store: Store, grader: dict, node_ids: list[str], refresh: 
         k = key(grader, context, text)
         if grader["kind"] != "person" and not refresh:
             with store.read() as tx:
-                row = tx.conn.execute(select(grader_scores.c.score, grader_scores.c.error).where(
-                    grader_scores.c.grader_id == grader["id"], grader_scores.c.node_id == node_id,
-                    grader_scores.c.context_key == k)).first()
+                row = sql.score_of(tx, grader["id"], node_id, k)
             if row is not None:
-                out[node_id] = {"score": row.score, "error": row.error, "cached": True}
+                out[node_id] = {**row, "cached": True}
                 continue
         todo.setdefault(context, []).append((node_id, text, k))
     for context, items in todo.items():
@@ -131,6 +123,4 @@ async def score_nodes(store: Store, grader: dict, node_ids: list[str], refresh: 
 @retrying
 def _put(store: Store, grader_id: str, node_id: str, k: str, score: float | None, error: str | None) -> None:
     with store.tx() as tx:
-        tx.conn.execute(insert_ignoring_duplicates(tx.conn, grader_scores).values(
-            grader_id=grader_id, node_id=node_id, context_key=k, score=score, error=error,
-            created_at=datetime.now(timezone.utc)))
+        sql.put_score(tx, grader_id, node_id, k, score, error)
