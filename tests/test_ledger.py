@@ -181,16 +181,7 @@ async def test_a_nodes_decoding_bits_against_a_teacher_forced_pass(store, backen
         assert report["path"]["ledger"]["decoding"] == pytest.approx(want, rel=3e-4)
 
 
-@pytest.fixture
-def resolve_ok(monkeypatch):
-    """Let the tiny backend use a vector that is not in the store (the test passes it resolved)."""
-    from loomwork import ops as ops_mod
-
-    monkeypatch.setattr(ops_mod, "resolve_steering", lambda store, backend, params: params)
-
-
-
-async def test_steering_and_the_sums_along_a_path(store, backend, tiny_lm, resolve_ok):
+async def test_steering_and_the_sums_along_a_path(store, backend, tiny_lm):
     lm, tok = tiny_lm
     width = lm.config.hidden_size
     v = tuple(float(x) for x in np.random.default_rng(1).normal(size=width))

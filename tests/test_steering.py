@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from loomwork import ops
+from loomwork import expansion, ops
 from loomwork.backends.base import SamplingParams, Steer
 from loomwork.errors import InvalidInput, NotFound, Unsupported
 from loomwork.steering import pairs as pairs_mod
@@ -194,9 +194,10 @@ async def test_hooks_are_removed_on_error_and_on_cancel(backend, gemma):
 
 
 async def test_expansions_resolve_record_and_refuse(store, backend, gemma):
+    """Named vectors are resolved by the library's expand (ops takes them resolved: an unresolved one is refused)."""
     await vectors.create(store, backend, "ends", layer=1, plus=["the end"], minus=["an ant"])
     _tree, root = ops.new_tree(store, PROMPT)
-    kids = await ops.expand(store, root.id, backend, SamplingParams(n=2, max_tokens=5, seed=1, steer=["ends=2.5"]))
+    kids = await expansion.expand(store, root.id, backend, SamplingParams(n=2, max_tokens=5, seed=1, steer=["ends=2.5"]))
     assert all(k.meta["steered"] == [{"name": "ends", "coef": 2.5}] for k in kids)
     with store.read() as tx:
         gen = tx.generation(kids[0].generation_id)
@@ -205,7 +206,7 @@ async def test_expansions_resolve_record_and_refuse(store, backend, gemma):
                    "norm": pytest.approx(vectors.show(store, "ends")["norm"])}
     assert all(t.steer_kl is not None and t.base_logprob is not None for k in kids for t in k.tokens)
     with pytest.raises(NotFound, match="no steering vector 'nope'"):
-        await ops.expand(store, root.id, backend, SamplingParams(n=1, max_tokens=2, steer=["nope=1"]))
+        await expansion.expand(store, root.id, backend, SamplingParams(n=1, max_tokens=2, steer=["nope=1"]))
     from loomwork.store import steering as sql
 
     with store.tx() as tx:  # a vector made with another model, and one for a layer this model lacks
@@ -217,11 +218,13 @@ async def test_expansions_resolve_record_and_refuse(store, backend, gemma):
                        vector=[0.0] * 40)
     for name, msg in [("other", "made for hf:other"), ("deep", "layers 0..2"), ("wide", "has 40 numbers")]:
         with pytest.raises(InvalidInput, match=msg):
-            await ops.expand(store, root.id, backend, SamplingParams(n=1, max_tokens=2, steer=[f"{name}=1"]))
+            await expansion.expand(store, root.id, backend, SamplingParams(n=1, max_tokens=2, steer=[f"{name}=1"]))
     from loomwork.backends import get_backend
 
     with pytest.raises(Unsupported, match="cannot steer"):
-        await ops.expand(store, root.id, get_backend("mock"), SamplingParams(n=1, max_tokens=2, steer=["ends=1"]))
+        await expansion.expand(store, root.id, get_backend("mock"), SamplingParams(n=1, max_tokens=2, steer=["ends=1"]))
+    with pytest.raises(InvalidInput, match="'ends' is not resolved"):
+        await ops.expand(store, root.id, backend, SamplingParams(n=1, max_tokens=2, steer=["ends=1"]))
     with store.read() as tx:
         assert len(tx.children(root.id)) == 2  # nothing was written by the refused expansions
 

@@ -10,13 +10,12 @@ Importing loomwork never imports torch; the hf backend loads it when a model is 
 
 from .backends import Backend, Capabilities, SamplingParams, get_backend, list_models
 from .errors import BackendError, InvalidInput, LoomworkError, NotFound, StoreError, Unsupported
+from .expansion import expand, expand_stream
 from .ops import (
     add_child,
     delete_subtree,
     delete_tree,
     edit,
-    expand,
-    expand_stream,
     merge,
     move,
     new_tree,

@@ -16,7 +16,6 @@ from typing import AsyncIterator, Callable
 from . import validate
 from .backends.base import Backend, Done, SamplingParams, TokenEvent
 from .errors import Conflict, InvalidInput, NotFound
-from .steering.resolve import resolve as resolve_steering
 from .store import Store, Tx, retrying
 from .store.journal import current_actor
 from .tree import Generation, Node, Token, Tree, join_tokens, new_id, path_text, split_tokens, tokens_text, utcnow
@@ -273,9 +272,14 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
     samples are stored under the node whose full text is the text the model was given: the node itself; if it was
     split meanwhile, the node that now ends with that text; if it was merged into its parent, the parent. If no node
     does (it was moved, edited in place or deleted while the model ran), they are refused with a Conflict, never
-    attached to text they were not conditioned on.
+    attached to text they were not conditioned on. Steering vectors come resolved (their numbers filled in:
+    expansion.py does it for the library, the CLI and the page), never looked up here.
     """
-    params = resolve_steering(store, backend, params.with_seed())
+    unresolved = [s.name for s in params.steer if s.vector is None]
+    if unresolved:
+        raise InvalidInput(f"steering vector {unresolved[0]!r} is not resolved: expand through loomwork.expand, "
+                           "which reads it from the store")
+    params = params.with_seed()
     path, memory = read_context(store, node_id)
     started = time.perf_counter()
     done: Done | None = None

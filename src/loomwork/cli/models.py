@@ -7,7 +7,7 @@ import json
 
 import click
 
-from .. import config, ops
+from .. import config, expansion
 from ..backends import SamplingParams, get_backend, list_models
 from ..backends.registry import close_all, split_ref
 from ..errors import InvalidInput
@@ -99,7 +99,8 @@ def expand(ctx: Context, node: str, n: int, model: str | None, max_tokens: int, 
     async def run():
         progress = bar(params.n * params.max_tokens, f"{backend.ref}")
         try:
-            return await ops.expand(ctx.store, target, backend, params, on_token=lambda _e: progress.update(1))
+            return await expansion.expand(ctx.store, target, backend, params,
+                                          on_token=lambda _e: progress.update(1))
         finally:
             progress.close()
             await close_all()

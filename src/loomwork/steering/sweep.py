@@ -34,7 +34,7 @@ async def sweep(store: Store, node_id: str, backend: Backend, params: SamplingPa
     base = runs_[0].model_copy(update={"steer": ()})
     if not hasattr(backend, "stream_sweep") or base.steer_prompt or base.n * len(coefs) > 64:
         for c, p in zip(coefs, runs_):  # one after another
-            async for ev in ops.expand_stream(store, node_id, backend, p):
+            async for ev in ops.expand_stream(store, node_id, backend, resolve(store, backend, p)):
                 yield (c, ev)
         return
     unit = resolve(store, backend, base.model_copy(update={"steer": SamplingParams.make(steer=[f"{name}=1"]).steer}))

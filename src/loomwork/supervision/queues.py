@@ -11,11 +11,14 @@ import hashlib
 import random
 
 from .. import validate
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput
 from ..store import Store, retrying
 from ..store import supervision as sql
 from ..tree import ORIGINS, Node, new_id
+from .membership import get_queue, is_item, keeps as _keeps
 from .ratings import DEFAULT_QUESTIONS, current
+
+__all__ = ["get_queue", "is_item"]  # the queue's membership rules live in membership.py (ratings check them too)
 
 CRITIQUE_MODES = ("off", "on", "half")
 
@@ -60,11 +63,6 @@ def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: s
     return get_queue(store, row["id"])
 
 
-def get_queue(store: Store, ref: str) -> dict:
-    with store.read() as tx:
-        return sql.queue(tx, ref)
-
-
 def list_queues(store: Store) -> list[dict]:
     with store.read() as tx:
         return sql.all_queues(tx)
@@ -97,32 +95,6 @@ def items(store: Store, queue: dict) -> list[str]:
 
     return [n.id for n in nodes if n.parent_id is not None and (scope is None or n.id in scope)
             and _keeps(f, n, depth_if_visible(n))]
-
-
-def _keeps(f: dict, node: Node, depth: int | None) -> bool:
-    """Whether a visible non-root node at ``depth`` passes the queue's tag, origin and depth filters."""
-    if depth is None:
-        return False
-    if f.get("tag") and f["tag"] not in node.tags or f.get("origin") and node.origin != f["origin"]:
-        return False
-    return not (f.get("min_depth") is not None and depth < f["min_depth"]
-                or f.get("max_depth") is not None and depth > f["max_depth"])
-
-
-def is_item(store: Store, queue: dict, node_id: str) -> bool:
-    """Whether a node is one of the queue's steps, from its path alone (not the whole tree: ratings ask this)."""
-    f = queue["filter"]
-    with store.read() as tx:
-        try:
-            path = tx.path(node_id)
-        except NotFound:
-            return False
-    node = path[-1]
-    if node.tree_id != f["tree"] or node.parent_id is None or any(n.archived for n in path[1:]):
-        return False
-    if f.get("subtree") and f["subtree"] not in {n.id for n in path[:-1]}:
-        return False
-    return _keeps(f, node, len(path) - 1)
 
 
 def order_for(queue: dict, rater: str, ids: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ from ..errors import InvalidInput
 from ..store import Store, retrying
 from ..store import supervision as sql
 from ..tree import new_id
+from .membership import get_queue, is_item
 
 LABELS = (-1, 0, 1)
 DEFAULT_QUESTIONS = (
@@ -35,8 +36,6 @@ def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEF
     node = store.node(node_id)
     queue_id = None
     if queue is not None:
-        from .queues import get_queue, is_item
-
         q = get_queue(store, queue)
         if not is_item(store, q, node_id):
             raise InvalidInput(f"node {node_id} is not an item of queue {q['name']!r}")

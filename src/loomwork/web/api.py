@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import curation, navigate, ops, tree_settings, validate
+from .. import curation, expansion, navigate, ops, tree_settings, validate
 from ..backends import SamplingParams, get_backend, list_models
 from ..backends.catalog import PACKAGED
 from ..backends.registry import split_ref
@@ -467,7 +467,7 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
 
     async def work(backend):
         yield "status", {"message": f"generating with {backend.ref}…"}
-        async for ev in ops.expand_stream(store, node_id, backend, params):
+        async for ev in expansion.expand_stream(store, node_id, backend, params):
             if isinstance(ev, TokenEvent):
                 yield "token", {"index": ev.index, "text": ev.token.text, "logprob": ev.token.logprob}
             else:

@@ -15,6 +15,7 @@ from ..errors import InvalidInput
 from ..graders import grow as grow_mod
 from ..graders import registry
 from ..graders.bon import best_of_n
+from ..steering.resolve import resolve
 from .api import Body, _store, allowed_model, model_stream
 
 router = APIRouter(prefix="/api")
@@ -75,7 +76,7 @@ async def bon(node_id: str, body: BestOfN, request: Request) -> dict:
     params = SamplingParams.make(**body.params)
     store.node(node_id)
     backend = await asyncio.to_thread(get_backend, allowed_model(request, body.model))
-    return await best_of_n(store, node_id, backend, params, g)
+    return await best_of_n(store, node_id, backend, resolve(store, backend, params), g)
 
 
 @router.post("/nodes/{node_id}/grow")
@@ -93,7 +94,7 @@ async def grow(node_id: str, body: Grow, request: Request) -> StreamingResponse:
     async def work(backend):
         queue: asyncio.Queue = asyncio.Queue()
         task = asyncio.create_task(grow_mod.grow(
-            store, node_id, backend, g, params, budget_nodes=body.nodes, budget_tokens=body.tokens, beam=body.beam,
+            store, node_id, backend, g, resolve(store, backend, params), budget_nodes=body.nodes, budget_tokens=body.tokens, beam=body.beam,
             branching=body.branching, strategy=body.strategy, temperature=body.temperature, seed=params.seed or 0,
             on_event=queue.put_nowait))
         try:
