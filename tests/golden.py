@@ -21,7 +21,7 @@ def _tokens(tokens) -> list:
 async def compute(store) -> dict:
     import torch
 
-    from loomwork import curation, ops
+    from loomwork import curation, ledger, ops
     from loomwork.backends import get_backend
     from loomwork.backends.base import SamplingParams, Steer
     from loomwork.backends.hf import HFBackend
@@ -63,13 +63,13 @@ async def compute(store) -> dict:
     edited = ops.edit(store, gkids[0].id, gkids[0].text[:3] + " the sea " + gkids[0].text[-2:])
     written = ops.add_child(store, edited.id, " and then the other")
     curation.record_choice(store, gkids[1].id)
-    report = await curation.path_report(store, written.id, gemma.ref, gemma)
+    report = await ledger.path_report(store, written.id, gemma.ref, gemma)
     out["ledger_path"] = [{k: r[k] for k in ("ledger", "selection_bits", "intervention_bits", "model_tokens")}
                           for r in report["nodes"]]
     out["ledger_path_totals"] = {k: report["path"][k] for k in ("ledger", "total_bits", "selection_kl_bits")}
-    choice = await curation.path_report(store, gkids[1].id, gemma.ref, gemma)
+    choice = await ledger.path_report(store, gkids[1].id, gemma.ref, gemma)
     out["ledger_choice"] = choice["nodes"][-1]["ledger"]
-    tree = await curation.tree_report(store, groot.tree_id, gemma)
+    tree = await ledger.tree_report(store, groot.tree_id, gemma)
     out["ledger_tree"] = {k: tree["tree_totals"][k] for k in ("ledger", "total_bits", "selection_kl_bits")}
     return out
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loomwork import curation, ops
+from loomwork import curation, ledger, ops
+from loomwork.levers import selection
 from loomwork.backends import SamplingParams, get_backend
 from loomwork.backends.mock import tokenize
 from loomwork.errors import InvalidInput
@@ -17,7 +18,7 @@ from loomwork.errors import InvalidInput
 @given(st.integers(1, 64), st.data())
 def test_selection_bits_formula(n, data):
     m = data.draw(st.integers(1, n))
-    assert abs(curation.selection_bits(n, m) - (math.log(n) - math.log(m)) / math.log(2)) < 1e-9
+    assert abs(selection.selection_bits(n, m) - (math.log(n) - math.log(m)) / math.log(2)) < 1e-9
 
 
 @settings(max_examples=30, deadline=None)
@@ -39,7 +40,7 @@ def test_path_selection_bits_sum_over_recorded_choices(tmp_path_factory, steps, 
         curation.record_choice(store, chosen.id, acceptable=acceptable if m > 1 else None)
         expected += math.log2(n) - math.log2(m)
         node = chosen
-    report = asyncio.run(curation.path_report(store, node.id, None))
+    report = asyncio.run(ledger.path_report(store, node.id, None))
     assert abs(report["path"]["selection_bits"] - expected) < 1e-9
     assert report["path"]["intervention_bits"] == 0 or report["path"]["intervention_bits"] is None
     store.close()
@@ -50,7 +51,7 @@ async def test_intervention_bits_equal_teacher_forced_log2_probs(store):
     _, root = ops.new_tree(store, "The loom")
     written = ops.add_child(store, root.id, " and the river sang.")
     edited = ops.edit(store, written.id, " but the stone was quiet.")
-    report = await curation.path_report(store, edited.id, backend.ref, backend)
+    report = await ledger.path_report(store, edited.id, backend.ref, backend)
     # independently: walk the text with the model's next-token distribution
     prefix, bits = "The loom", 0.0
     for piece in tokenize(edited.text):
@@ -71,7 +72,7 @@ async def test_intervention_bits_with_a_transformers_model(store, tiny_lm):
     backend = HFBackend("tiny", lm=lm, tokenizer=tok)
     _, root = ops.new_tree(store, "Hello there")
     written = ops.add_child(store, root.id, ", my friend.")
-    report = await curation.path_report(store, written.id, backend.ref, backend)
+    report = await ledger.path_report(store, written.id, backend.ref, backend)
     ids = tok.encode("Hello there, my friend.")
     n_prefix = len(tok.encode("Hello there"))
     with torch.no_grad():
@@ -93,8 +94,8 @@ async def test_scores_are_cached(store):
     try:
         _, root = ops.new_tree(store, "A")
         w = ops.add_child(store, root.id, " written")
-        first = await curation.path_report(store, w.id, backend.ref, backend)
-        second = await curation.path_report(store, w.id, backend.ref, backend)
+        first = await ledger.path_report(store, w.id, backend.ref, backend)
+        second = await ledger.path_report(store, w.id, backend.ref, backend)
         assert first == second and len(calls) == 1
     finally:
         del backend.score
@@ -106,7 +107,7 @@ async def test_branching_from_an_alternative_costs_its_surprisal(store):
     tok = kid.tokens[1]
     alt, lp = next((a, p) for a, p in tok.top if a not in (tok.text, ""))
     made = ops.branch(store, kid.id, 1, alt)
-    report = await curation.path_report(store, made.id, None)
+    report = await ledger.path_report(store, made.id, None)
     assert report["nodes"][-1]["intervention_bits"] == pytest.approx(-lp / math.log(2), abs=1e-12)
 
 
@@ -115,7 +116,7 @@ async def test_tree_report_and_bits_per_token(store):
     tree, root = ops.new_tree(store, "Go")
     kids = await ops.expand(store, root.id, backend, SamplingParams(n=4, max_tokens=5, seed=2))
     curation.record_choice(store, kids[2].id, acceptable=[kids[2].id, kids[0].id])
-    report = await curation.tree_report(store, tree.id, backend)
+    report = await ledger.tree_report(store, tree.id, backend)
     t = report["tree_totals"]
     assert t["selection_bits"] == pytest.approx(1.0) and t["intervention_bits"] == 0
     assert t["model_tokens"] == sum(len(k.tokens) for k in kids)

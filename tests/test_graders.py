@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from loomwork import curation, ledger, ops
+from loomwork.levers import grader
 from loomwork.backends import SamplingParams, get_backend
 from loomwork.cli import cli
 from loomwork.errors import InvalidInput, NotFound
@@ -198,18 +199,18 @@ async def test_best_of_n_keeps_every_candidate_and_records_the_graders_choice(st
     kids = {c["id"]: c for c in r["candidates"]}
     assert len(kids) == 4 and kids[r["chosen"]]["score"] == max(k["score"] for k in kids.values())
     assert r["rule"] == "best-of-n" and r["bound_bits"] == pytest.approx(2.0)
-    want = ledger.top_k_of_n_kl([k["score"] for k in kids.values()], 4)
+    want = grader.top_k_of_n_kl([k["score"] for k in kids.values()], 4)
     assert r["bits"] == pytest.approx(want) and 0 < want < 2.0
     with store.read() as tx:
         tags = {n.id: n.tags for n in tx.children(root.id)}
     assert all("bon" in t for t in tags.values()) and "bon-best" in tags[r["chosen"]]
-    report = await curation.path_report(store, r["chosen"], None)
+    report = await ledger.path_report(store, r["chosen"], None)
     line = report["nodes"][-1]
     assert line["ledger"]["grader"] == pytest.approx(want) and line["ledger"]["selection"] == 0.0
     assert line["choice"]["by"] == "len" and line["choice"]["bound_bits"] == pytest.approx(2.0)
     assert report["path"]["selection_kl_bits"] == 0.0  # the person chose nothing: none of it on their line
     curation.record_choice(store, r["chosen"])  # the person confirms it: now it is theirs
-    line = (await curation.path_report(store, r["chosen"], None))["nodes"][-1]
+    line = (await ledger.path_report(store, r["chosen"], None))["nodes"][-1]
     assert line["ledger"]["selection"] == pytest.approx(2.0) and line["ledger"]["grader"] == 0.0
     with pytest.raises(InvalidInput, match="at least 2"):
         await best_of_n(store, root.id, get_backend("mock"), SamplingParams(n=1), g)
@@ -270,7 +271,7 @@ async def test_grow_within_its_budget_recording_the_graders_choices(store):
     best_two = sorted(first, key=lambda c: -c["score"])[:2]
     assert set(chosen) == {c["id"] for c in best_two}
     scores = [c["score"] for c in first]  # the two picks from one group: the best of 3, then the top 2 of 3
-    assert r["grader_bits"] == pytest.approx(ledger.top_k_of_n_kl(scores, 3, 1) + ledger.top_k_of_n_kl(scores, 3, 2))
+    assert r["grader_bits"] == pytest.approx(grader.top_k_of_n_kl(scores, 3, 1) + grader.top_k_of_n_kl(scores, 3, 2))
     assert [c["rule"] for c in r["choices"]] == ["best-of-n", "top-2 of n"]
     with pytest.raises(InvalidInput, match="one budget"):
         await grow(store, root.id, get_backend("mock"), g, SamplingParams(), budget_nodes=3, budget_tokens=3)
@@ -292,7 +293,7 @@ async def test_a_grader_that_scores_all_the_same_applies_no_pressure(store):
     r = await grow(store, root.id, get_backend("mock"), g, SamplingParams(max_tokens=4, seed=1), budget_nodes=9,
                    beam=1, branching=3)
     assert len(r["choices"]) == 2 and r["grader_bits"] == 0.0
-    report = await curation.tree_report(store, root.tree_id, None)
+    report = await ledger.tree_report(store, root.tree_id, None)
     assert report["tree_totals"]["ledger"]["grader"] == 0.0 and report["tree_totals"]["selection_kl_bits"] == 0.0
 
 
@@ -332,7 +333,7 @@ async def test_the_api_grows_and_stops_when_the_page_goes(store):
         assert [e[0] for e in events].count("expanded") == 2 and events[-1][0] == "done"
         assert events[-1][1]["nodes"] == 4
         r = (await client.post(f"/api/nodes/{root.id}/bon", json={"grader": "len", "params": {"n": 3}})).json()
-        assert r["bits"] == pytest.approx(ledger.top_k_of_n_kl([c["score"] for c in r["candidates"]], 3))
+        assert r["bits"] == pytest.approx(grader.top_k_of_n_kl([c["score"] for c in r["candidates"]], 3))
         bad = await client.post(f"/api/nodes/{root.id}/grow", json={"grader": "len"})
         assert bad.status_code == 400 and "one budget" in bad.json()["error"]
         missing = await client.post(f"/api/nodes/{root.id}/grow", json={"grader": "nope", "nodes": 2})
@@ -378,7 +379,7 @@ async def test_a_graders_choice_recorded_before_its_kl_was_kept_is_unknown_not_g
     kids = await ops.expand(store, root.id, get_backend("mock"), SamplingParams(n=4, max_tokens=4, seed=1))
     with store.tx() as tx:
         tx.insert_choice(new_id(), root.tree_id, root.id, kids[0].id, [k.id for k in kids], None, grader="old")
-    report = await curation.path_report(store, kids[0].id, None)
+    report = await ledger.path_report(store, kids[0].id, None)
     line = report["nodes"][-1]
     assert line["ledger"]["grader"] is None and "at most log2 4 = 2.00 bits" in line["notes"]["grader"]
     assert "grader" in report["path"]["incomplete"] and line["ledger"]["selection"] == 0.0

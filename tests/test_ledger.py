@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from loomwork import curation, ledger, ops
+from loomwork.levers import grader, selection, writing
 from loomwork.backends.base import SamplingParams, Steer
 
 torch = pytest.importorskip("torch")
@@ -30,20 +31,20 @@ def _enumerated(probs, rewards, n):
     ([0.25, 0.25, 0.5], [1, 1, 2], 4), ([0.6, 0.4], [5, 5], 3), ([0.05, 0.15, 0.3, 0.5], [0, 2, 2, 1], 2)])
 def test_best_of_n_exact_against_enumeration(probs, rewards, n):
     want = _enumerated(probs, rewards, n)
-    got = ledger.best_of_n_distribution(probs, rewards, n)
+    got = selection.best_of_n_distribution(probs, rewards, n)
     assert got == pytest.approx(want, abs=1e-12)
     kl = sum(q * math.log2(q / p) for q, p in zip(want, probs) if q > 0)
-    assert ledger.best_of_n_kl_exact(probs, rewards, n) == pytest.approx(kl, abs=1e-9)
-    assert ledger.best_of_n_kl_exact(probs, rewards, n) <= ledger.best_of_n_kl_bound(n) + 1e-12
+    assert selection.best_of_n_kl_exact(probs, rewards, n) == pytest.approx(kl, abs=1e-9)
+    assert selection.best_of_n_kl_exact(probs, rewards, n) <= selection.best_of_n_kl_bound(n) + 1e-12
 
 
 def test_the_bound_is_reached_by_outcomes_that_never_tie():
     k = 4000
     for n in (2, 4, 8):
-        exact = ledger.best_of_n_kl_exact([1 / k] * k, list(range(k)), n)
-        assert exact == pytest.approx(ledger.best_of_n_kl_bound(n), abs=2e-3)
-    assert ledger.best_of_n_kl_bound(4) == pytest.approx((math.log(4) - 0.75) / math.log(2))
-    assert ledger.best_of_n_kl_bound(1) == 0.0
+        exact = selection.best_of_n_kl_exact([1 / k] * k, list(range(k)), n)
+        assert exact == pytest.approx(selection.best_of_n_kl_bound(n), abs=2e-3)
+    assert selection.best_of_n_kl_bound(4) == pytest.approx((math.log(4) - 0.75) / math.log(2))
+    assert selection.best_of_n_kl_bound(1) == 0.0
 
 
 def _top_k_enumerated(scores, n, k):
@@ -66,7 +67,7 @@ def _top_k_enumerated(scores, n, k):
 @pytest.mark.parametrize("scores,n,k", [([1, 1, 2, 2], 3, 1), ([1, 1, 2, 2, 3, 3], 3, 2), ([0, 0, 0], 3, 1),
                                         ([5, 5, 1, 1, 1, 2, 2], 2, 1), ([1, 1, 2, 2, 2], 4, 3), ([4, 4, 4, 9, 9], 5, 2)])
 def test_top_k_of_n_with_ties_against_enumeration(scores, n, k):
-    assert ledger.top_k_of_n_kl(scores, n, k) == pytest.approx(_top_k_enumerated(scores, n, k), abs=1e-12)
+    assert grader.top_k_of_n_kl(scores, n, k) == pytest.approx(_top_k_enumerated(scores, n, k), abs=1e-12)
 
 
 def test_top_k_of_n_without_ties_is_the_continuous_policy():
@@ -76,15 +77,15 @@ def test_top_k_of_n_without_ties_is_the_continuous_policy():
 
     distinct = [float(i) for i in range(12)]
     for n in (2, 3, 8, 16):
-        assert ledger.top_k_of_n_kl(distinct, n) == pytest.approx(ledger.best_of_n_kl_bound(n), abs=1e-12)
+        assert grader.top_k_of_n_kl(distinct, n) == pytest.approx(selection.best_of_n_kl_bound(n), abs=1e-12)
     for n, k in ((3, 2), (5, 2), (8, 3)):
         def rho(u, n=n, k=k):
             return n / k * sum(math.comb(n - 1, j) * (1 - u) ** j * u ** (n - 1 - j) for j in range(k))
         want = integrate.quad(lambda u: rho(u) * math.log(rho(u)) if rho(u) > 0 else 0.0, 0, 1, limit=200)[0]
-        assert ledger.top_k_of_n_kl(distinct, n, k) == pytest.approx(want / math.log(2), abs=1e-9)
+        assert grader.top_k_of_n_kl(distinct, n, k) == pytest.approx(want / math.log(2), abs=1e-9)
         pairs = [float(i // 2) for i in range(6000)]
-        assert ledger.top_k_of_n_kl(pairs, n, k) == pytest.approx(want / math.log(2), abs=1e-4)
-    assert ledger.top_k_of_n_kl(distinct, 4, 4) == 0.0 and ledger.top_k_of_n_kl([3.0] * 5, 5) == 0.0
+        assert grader.top_k_of_n_kl(pairs, n, k) == pytest.approx(want / math.log(2), abs=1e-4)
+    assert grader.top_k_of_n_kl(distinct, 4, 4) == 0.0 and grader.top_k_of_n_kl([3.0] * 5, 5) == 0.0
 
 
 def test_tilted_kl_against_its_closed_form():
@@ -93,9 +94,9 @@ def test_tilted_kl_against_its_closed_form():
         w = [math.exp(s / t) for s in scores]
         z = sum(w)
         want = sum(wi / z * s for wi, s in zip(w, scores)) / t - math.log(z / len(w))
-        assert ledger.tilted_kl(scores, t) == pytest.approx(want / math.log(2), abs=1e-9)
-    assert ledger.tilted_kl(scores, 1e-4) == pytest.approx(math.log2(5))  # cold: the one best
-    assert ledger.tilted_kl([1.0] * 4, 0.1) == 0.0
+        assert grader.tilted_kl(scores, t) == pytest.approx(want / math.log(2), abs=1e-9)
+    assert grader.tilted_kl(scores, 1e-4) == pytest.approx(math.log2(5))  # cold: the one best
+    assert grader.tilted_kl([1.0] * 4, 0.1) == 0.0
 
 
 def _sampling_distribution(lp, banned, t, top_k, top_p, min_p):
@@ -174,7 +175,7 @@ async def test_a_nodes_decoding_bits_against_a_teacher_forced_pass(store, backen
         start = len(tok.encode(root.text)) - 1
         want = sum(_kl(_sampling_distribution(lp[start + j].copy(), banned, 0.7, 12, 0.9, 0.0), lp[start + j])
                    for j in range(len(kid.tokens))) / math.log(2)
-        report = await curation.path_report(store, kid.id, None)
+        report = await ledger.path_report(store, kid.id, None)
         line = report["nodes"][-1]["ledger"]
         assert line["decoding"] == pytest.approx(want, rel=3e-4)
         assert line["steering"] == 0.0 and line["model"] == 0.0
@@ -193,12 +194,12 @@ async def test_steering_and_the_sums_along_a_path(store, backend, tiny_lm):
     assert kid.tokens
     curation.record_choice(store, kid.id)
     human = ops.add_child(store, kid.id, " and on")
-    report = await curation.path_report(store, human.id, None)
+    report = await ledger.path_report(store, human.id, None)
     rows = {r["id"]: r for r in report["nodes"]}
     want_steer = sum(t.steer_kl for t in kid.tokens) / math.log(2)
     assert rows[kid.id]["ledger"]["steering"] == pytest.approx(want_steer, abs=1e-9)
     assert rows[kid.id]["ledger"]["selection"] == pytest.approx(1.0)
-    assert rows[kid.id]["choice"] == {"n": 2, "m": 1, "kl_bits": pytest.approx(ledger.best_of_n_kl_bound(2)),
+    assert rows[kid.id]["choice"] == {"n": 2, "m": 1, "kl_bits": pytest.approx(selection.best_of_n_kl_bound(2)),
                                       "kl": "bound", "by": "person"}
     assert rows[human.id]["ledger"]["writing"] is None  # no reference model given: unknown, said so
     assert "writing" in rows[human.id]["notes"]
@@ -218,17 +219,17 @@ async def test_an_edit_counts_what_the_person_changed(store, tiny_gemma_backend)
     text = model_node.text
     edited = ops.edit(store, model_node.id, text[:3] + " the sea " + text[-3:])  # the person rewrote the middle
     curation.record_choice(store, edited.id, [edited.id, kids[0].id])
-    report = await curation.path_report(store, edited.id, backend.ref, backend)
+    report = await ledger.path_report(store, edited.id, backend.ref, backend)
     row = report["nodes"][-1]
-    pre, changed, post = curation.edit_span(model_node.text, edited.text)
+    pre, changed, post = writing.edit_span(model_node.text, edited.text)
     assert pre + changed + post == edited.text and "sea" in changed and len(changed) < len(edited.text)
     want = -_reference(lm, tok, root.text + pre, changed) / math.log(2)
     assert row["intervention_bits"] == pytest.approx(want, abs=1e-4)
     whole = -_reference(lm, tok, root.text, edited.text) / math.log(2)
     assert row["intervention_bits"] < whole  # the whole node would charge the words the model wrote too
     assert row["selection_bits"] == 0.0 and row["ledger"]["selection"] == 0.0  # written: no selection on top
-    assert curation.edit_span("a b c", "a c") == ("a ", "c", "")  # a deletion: the word after the cut
-    assert curation.edit_span("a b c", "a b") == ("a b", "", "")  # a cut at the end: nothing new
+    assert writing.edit_span("a b c", "a c") == ("a ", "c", "")  # a deletion: the word after the cut
+    assert writing.edit_span("a b c", "a b") == ("a b", "", "")  # a cut at the end: nothing new
 
 
 @pytest.fixture
@@ -244,7 +245,7 @@ async def test_unknowns_are_said_not_guessed(store):
     _tree, root = ops.new_tree(store, "Imported")
     with store.tx() as tx:  # as an import makes it: generated, but with no generation record
         node = ops._node(tx, tree_id=root.tree_id, parent_id=root.id, text=" text a model wrote", origin="model")
-    report = await curation.path_report(store, node.id, None)
+    report = await ledger.path_report(store, node.id, None)
     row = report["nodes"][-1]
     assert row["ledger"]["decoding"] is None and "imported" in row["notes"]["decoding"]
     assert row["ledger"]["model"] is None
@@ -268,7 +269,7 @@ async def test_the_model_lever_against_both_models_directly(store):
     kid = max(await ops.expand(store, root.id, other, SamplingParams(n=2, max_tokens=6, seed=2)),
               key=lambda k: len(k.tokens))
     mock_kid = (await ops.expand(store, root.id, get_backend("mock"), SamplingParams(n=1, max_tokens=3, seed=1)))[0]
-    report = await curation.path_report(store, kid.id, ref.ref, ref, with_model_kl=True)
+    report = await ledger.path_report(store, kid.id, ref.ref, ref, with_model_kl=True)
     ids = tok.encode(root.text) + [t.id for t in kid.tokens]
     start = len(tok.encode(root.text)) - 1
     with torch.no_grad():
@@ -276,10 +277,10 @@ async def test_the_model_lever_against_both_models_directly(store):
         b = torch.log_softmax(lm_a(input_ids=torch.tensor([ids])).logits[0].double(), -1)
     want = sum(float((a[p].exp() * (a[p] - b[p])).sum()) for p in range(start, len(ids) - 1)) / math.log(2)
     assert report["nodes"][-1]["ledger"]["model"] == pytest.approx(want, abs=1e-5)
-    again = await curation.path_report(store, kid.id, ref.ref, ref, with_model_kl=True)  # from the cache
+    again = await ledger.path_report(store, kid.id, ref.ref, ref, with_model_kl=True)  # from the cache
     assert again["nodes"][-1]["ledger"]["model"] == report["nodes"][-1]["ledger"]["model"]
-    plain = await curation.path_report(store, kid.id, ref.ref, ref)
+    plain = await ledger.path_report(store, kid.id, ref.ref, ref)
     assert plain["nodes"][-1]["ledger"]["model"] is None and "not computed" in plain["nodes"][-1]["notes"]["model"]
-    mocked = await curation.path_report(store, mock_kid.id, ref.ref, ref, with_model_kl=True)
+    mocked = await ledger.path_report(store, mock_kid.id, ref.ref, ref, with_model_kl=True)
     assert mocked["nodes"][-1]["ledger"]["model"] is None
     assert "not comparable" in mocked["nodes"][-1]["notes"]["model"]

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from loomwork.backends.model_thread import Cancelled, ModelThread
+from loomwork.backends.model_thread import ModelThread
+from loomwork.errors import Cancelled
 
 
 def test_tasks_run_on_one_thread_and_errors_come_back():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loomwork import curation, ops
+from loomwork import curation, ledger, ops
 from loomwork.backends import SamplingParams, get_backend
 from loomwork.errors import InvalidInput
 from loomwork.formats import io
@@ -50,7 +50,7 @@ def test_import_export_and_accounting_on_postgres(pg, tmp_path):
     kids = asyncio.run(ops.expand(pg, root.id, get_backend("mock"), SamplingParams(n=4, max_tokens=3, seed=2)))
     curation.record_choice(pg, kids[1].id)
     w = ops.add_child(pg, kids[1].id, " mine")
-    r = asyncio.run(curation.path_report(pg, w.id, "mock:default", get_backend("mock")))
+    r = asyncio.run(ledger.path_report(pg, w.id, "mock:default", get_backend("mock")))
     assert r["path"]["selection_bits"] == 2.0 and r["path"]["intervention_bits"] > 0
     q = queues.create_queue(pg, "pg", tree=tree.id, questions=["ok?"])
     ratings.rate(pg, kids[0].id, "ann", 1, "ok?", queue="pg")

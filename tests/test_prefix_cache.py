@@ -281,7 +281,7 @@ def test_a_generation_whose_reader_left_stops_between_chunks(gemma, monkeypatch)
     import threading
 
     from loomwork.backends import hf
-    from loomwork.backends.model_thread import Cancelled
+    from loomwork.errors import Cancelled
 
     monkeypatch.setattr(hf, "PREFILL_CHUNK", 5)
     lm, tok = gemma

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from loomwork import curation, ops, tree_settings
+from loomwork import curation, ledger, ops, tree_settings
 from loomwork.backends import SamplingParams, get_backend
-from loomwork.backends.model_thread import Cancelled
+from loomwork.errors import Cancelled
 from loomwork.errors import InvalidInput, LoomworkError
 from loomwork.formats import io
 
@@ -58,9 +58,9 @@ async def test_memory_is_read_before_the_path_and_recorded(store, tiny_lm):
     teacher = [float(lp[i - 1, ids[i]]) for i in range(start, len(ids))]
     assert [t.logprob for t in kid.tokens] == pytest.approx(teacher, abs=1e-4)  # what the model saw: memory first
     written = ops.add_child(store, kid.id, " and the tide")
-    with_memory = await curation.path_report(store, written.id, backend.ref, backend)
+    with_memory = await ledger.path_report(store, written.id, backend.ref, backend)
     tree_settings.put(store, tree.id, {"memory": ""})
-    without = await curation.path_report(store, written.id, backend.ref, backend)
+    without = await ledger.path_report(store, written.id, backend.ref, backend)
     assert with_memory["nodes"][-1]["intervention_bits"] != without["nodes"][-1]["intervention_bits"]
 
 
@@ -74,7 +74,7 @@ async def test_the_ledger_counts_only_what_a_person_chose(store):
     branched = ops.branch(store, kids[0].id, 1, alt)
     with pytest.raises(InvalidInput, match="would count twice"):
         curation.record_choice(store, branched.id)
-    report = await curation.path_report(store, branched.id, mock.ref, mock)
+    report = await ledger.path_report(store, branched.id, mock.ref, mock)
     rows = {r["id"]: r for r in report["nodes"]}
     assert rows[instructions.id]["intervention_bits"] == 0.0 and "starting condition" in rows[instructions.id]["excluded"]
     assert rows[branched.id]["selection_bits"] == 0.0  # its bits are its probability, counted once
@@ -88,7 +88,7 @@ async def test_imported_text_of_unknown_origin_is_not_counted(store):
         nodes = tx.tree_nodes(tree_id)
     deepest = max(nodes, key=lambda n: len(store.path(n.id)))
     mock = get_backend("mock")
-    bits = await curation.path_report(store, deepest.id, mock.ref, mock)
+    bits = await ledger.path_report(store, deepest.id, mock.ref, mock)
     unknown = [r for r in bits["nodes"][1:] if r["origin"] == "unknown"]  # below the root (the starting point)
     assert unknown and all(r["intervention_bits"] == 0.0 and "imported without" in r["excluded"] for r in unknown)
 

@@ -41,3 +41,7 @@ class Transient(StoreError):
 
 class Corrupt(StoreError):
     """The stored rows break an invariant (a cycle, a missing parent): `loomwork check` lists them."""
+
+
+class Cancelled(LoomworkError):
+    """Work that nobody wants any more (the page moved on, the reader left): stopped between its pieces."""

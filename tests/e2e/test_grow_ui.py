@@ -8,7 +8,7 @@ import math
 import httpx
 import pytest
 
-from loomwork import ledger
+from loomwork.levers import grader
 
 
 def test_grow_from_the_page(page):
@@ -34,7 +34,7 @@ def test_grow_from_the_page(page):
     choice = bits["nodes"][-1]["choice"]
     assert choice["by"] == "judge" and choice["kl"] == "best-of-n" and choice["bound_bits"] == pytest.approx(math.log2(3))
     assert set(choice["scores"]) == {k["id"] for k in kids}  # what the grader saw, and its exact cost from that
-    assert bits["nodes"][-1]["ledger"]["grader"] == pytest.approx(ledger.top_k_of_n_kl(list(choice["scores"].values()), 3))
+    assert bits["nodes"][-1]["ledger"]["grader"] == pytest.approx(grader.top_k_of_n_kl(list(choice["scores"].values()), 3))
     # the Goodhart curve at the root, from the same panel (the judge as both proxy and gold)
     form = page.locator("#goodhart-form")
     form.locator("[name=ns]").fill("1,2,4")

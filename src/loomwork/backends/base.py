@@ -15,39 +15,11 @@ from typing import AsyncIterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import InvalidInput, Unsupported
+from ..errors import Cancelled, InvalidInput, Unsupported
+from ..levers.steering import Steer
 from ..tree import LEDGER_FIELDS, Token
 
 MAX_N = 64
-
-
-class Steer(BaseModel):
-    """A steering vector by name with its coefficient. The rest is filled from the stored vector when an expansion
-    starts (steering/resolve.py); the vector's numbers never go into the generation record (its name, layer, norm
-    and model do)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1, max_length=200)
-    coef: float = Field(ge=-1000.0, le=1000.0, allow_inf_nan=False)
-    layer: int | None = None
-    model: str | None = None
-    norm: float | None = None
-    vector: tuple[float, ...] | None = Field(None, exclude=True)
-
-    @classmethod
-    def parse(cls, spec) -> "Steer":
-        """From ``"NAME=COEF"`` (the CLI) or a mapping (the API)."""
-        if isinstance(spec, str):
-            name, sep, coef = spec.rpartition("=")
-            if not sep or not name:
-                raise ValueError(f"steering must be NAME=COEF, not {spec!r}")
-            try:
-                value = float(coef)
-            except ValueError:
-                raise ValueError(f"the coefficient of {name!r} is not a number: {coef!r}") from None
-            return cls(name=name, coef=value)
-        return spec if isinstance(spec, cls) else cls(**spec)
 
 
 class SamplingParams(BaseModel):
@@ -122,6 +94,8 @@ class Capabilities:
     scoring: bool = True  # logprob of each token of a given continuation
     next_token: bool = True  # full next-token distribution at a prefix
     steering: bool = False  # activation steering vectors (SamplingParams.steer)
+    batched_sweep: bool = False  # a steering sweep's coefficients in one batch (stream_sweep)
+    distributions: bool = False  # whole next-token distributions over a vocabulary (kl_per_position)
 
 
 @dataclass
@@ -187,8 +161,6 @@ class Backend(abc.ABC):
         out = {}
         for i in wanted:
             if cancel is not None and cancel.is_set():
-                from .model_thread import Cancelled
-
                 raise Cancelled("cancelled")
             out[i] = await self.score("".join(segments[:i]), segments[i], top=0)
         return out
@@ -218,6 +190,35 @@ class Backend(abc.ABC):
     async def activations(self, texts: list[str], layer: int) -> list[list[float]]:
         """Each text's mean residual-stream activation at the output of decoder block ``layer`` (steering)."""
         raise Unsupported(f"{self.ref} cannot read activations (capability 'steering')")
+
+    def check_steer(self, steer: Sequence[Steer]) -> None:
+        """Refuse, before anything runs, steering this model cannot apply (a missing layer, another width)."""
+        if steer and not self.capabilities.steering:
+            raise Unsupported(f"{self.ref} cannot steer: steering vectors need a local hf: model")
+
+    def stream_sweep(self, prefix: str, params: SamplingParams,
+                     row_coefs: list[float]) -> AsyncIterator[TokenEvent | Done]:
+        """A steering sweep in one batch: ``params.steer`` (coefficient 1) times row_coefs[i] for sample i
+        (capability 'batched_sweep')."""
+        raise Unsupported(f"{self.ref} cannot run a sweep in one batch (capability 'batched_sweep')")
+
+    def cache_stats(self) -> dict | None:
+        """The prefix cache's figures (entries, tokens, bytes, peak, hits, misses), or None for a model without one."""
+        return None
+
+    def vocabulary_key(self) -> str | None:
+        """What identifies this model's vocabulary (two models with the same key give distributions over the same
+        tokens), or None when it gives no whole distributions (capability 'distributions')."""
+        return None
+
+    def continuation_ids(self, prefix: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of the prefix, and of the continuation as the model reads it after the prefix."""
+        raise Unsupported(f"{self.ref} does not show its token ids (capability 'distributions')")
+
+    async def kl_per_position(self, reference: "Backend", prefix_ids: list[int], ids: list[int]) -> list[float]:
+        """KL(this model ‖ reference) in nats over the whole vocabulary at each position of ``ids`` read after
+        ``prefix_ids`` (teacher-forced); both models must share a vocabulary (capability 'distributions')."""
+        raise Unsupported(f"{self.ref} gives no whole next-token distributions (capability 'distributions')")
 
     async def close(self) -> None:
         pass

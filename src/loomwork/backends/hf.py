@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from functools import partial
 from typing import AsyncIterator, Callable
 
-from ..errors import InvalidInput
+from ..errors import Cancelled, InvalidInput
 from ..tree import Token
 from .base import Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
 from .hf_load import load, require_torch
@@ -21,7 +21,6 @@ from .hf_score import HFScoring
 from .hf_steer import HFSteering
 from . import packed_linear
 from .kv_cache import PrefixCache, budget_from_env
-from .model_thread import Cancelled
 from .model_thread import shared as shared_model_thread
 from .threaded import stream_from_thread
 
@@ -66,7 +65,8 @@ class _Detok:
 
 class HFBackend(HFScoring, HFSteering, Backend):
     name = "hf"
-    capabilities = Capabilities(streaming=True, logprobs=True, scoring=True, next_token=True, steering=True)
+    capabilities = Capabilities(streaming=True, logprobs=True, scoring=True, next_token=True, steering=True,
+                                batched_sweep=True, distributions=True)
 
     def __init__(self, model: str, *, lm=None, tokenizer=None, kv_budget: int | str | None = None,
                  prefix_cache: bool = True):
@@ -97,6 +97,7 @@ class HFBackend(HFScoring, HFSteering, Backend):
         self._banned = self.torch.tensor(banned, dtype=self.torch.long) if banned else None
         self._anchor = tokenizer.encode("a", add_special_tokens=False)[-1:]
         self._pieces: dict[int, str] = {}
+        self._vocab_key: str | None = None
         self.start_pieces()
 
     # -- helpers -----------------------------------------------------------------------------------------------
@@ -169,7 +170,6 @@ class HFBackend(HFScoring, HFSteering, Backend):
         return cache, logits
 
     def cache_stats(self) -> dict | None:
-        """The prefix cache's figures (entries, tokens, bytes, peak, hits, misses), or None when it is off."""
         return None if self.kv is None else self.kv.stats()
 
     def encode(self, text: str) -> list[int]:
@@ -370,3 +370,34 @@ class HFBackend(HFScoring, HFSteering, Backend):
 
     async def activations(self, texts: list[str], layer: int) -> list[list[float]]:
         return await self._model_thread.call(partial(self._activations, texts, layer))
+
+    # -- whole distributions (per-token KL between models sharing a vocabulary) ---------------------------------
+
+    def vocabulary_key(self) -> str | None:
+        if self._vocab_key is None:
+            import hashlib
+            import json
+
+            vocab = sorted(self.tok.get_vocab().items())
+            self._vocab_key = hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
+        return self._vocab_key
+
+    def continuation_ids(self, prefix: str, continuation: str) -> tuple[list[int], list[int]]:
+        return self._continuation_ids(prefix, continuation)
+
+    def _full_logprobs(self, prefix_ids: list[int], ids: list[int]):
+        """log-softmax over the vocabulary at each position of ``ids`` after ``prefix_ids`` (teacher-forced)."""
+        torch = self.torch
+        with self._model_thread.urgent(), torch.inference_mode():
+            logits = self.lm(input_ids=torch.tensor([prefix_ids + ids])).logits[0].float()
+        return torch.log_softmax(logits[len(prefix_ids) - 1 : -1], -1)
+
+    def _kl_rows(self, reference: "HFBackend", prefix_ids: list[int], ids: list[int]) -> list[float]:
+        lp_m = self._full_logprobs(prefix_ids, ids)
+        lp_r = reference._full_logprobs(prefix_ids, ids)
+        return (lp_m.exp() * (lp_m - lp_r)).sum(-1).tolist()
+
+    async def kl_per_position(self, reference: Backend, prefix_ids: list[int], ids: list[int]) -> list[float]:
+        if not isinstance(reference, HFBackend):
+            raise InvalidInput(f"{reference.ref} gives no whole distributions to compare with {self.ref}")
+        return await self._model_thread.call(partial(self._kl_rows, reference, prefix_ids, ids))

@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import config
 from ..errors import BackendError, InvalidInput, NotFound
 from ..progress import interactive, status
+from ..levers import adapter as adapters
 from .catalog import PACKAGED
 
 _DONE = "loomwork-converted.ok"  # written last: a cache dir without it is a crashed conversion
@@ -109,9 +110,7 @@ def convert_gguf(model: str, gguf: Path) -> Path:
 
 def load(model: str):
     """(model, tokenizer) in float32 on the CPU, eval mode. ``BASE+NAME`` is BASE with the LoRA adapter NAME
-    (tuning/) merged into its weights."""
-    from ..tuning import adapters
-
+    (levers/adapter.py) merged into its weights."""
     base, adapter = adapters.split_model(model)
     if adapter is not None:
         return _with_adapter(base, adapter)
@@ -139,8 +138,6 @@ def load(model: str):
 
 
 def _with_adapter(base: str, name: str):
-    from ..tuning import adapters
-
     meta = adapters.meta(name)
     if meta.get("base") != base:
         raise InvalidInput(f"adapter {name!r} was trained on {meta.get('base')}, not {base}: use "

@@ -28,13 +28,9 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from ..errors import LoomworkError
+from ..errors import Cancelled
 
 T = TypeVar("T")
-
-
-class Cancelled(LoomworkError):
-    """Background work that nobody wants any more (the page moved on)."""
 
 
 URGENT, BACKGROUND = 0, 1

@@ -108,7 +108,7 @@ def list_models() -> list[ModelInfo]:
                 note = "converts on first use"
         default = " [default]" if f"hf:{m.name}" == config.default_model() else ""
         out.append(ModelInfo(f"hf:{m.name}", m.description + default, m.installed() and torch_ok, note))
-    from ..tuning import adapters  # torch-free: reads the adapters' records
+    from ..levers import adapter as adapters  # torch-free: reads the adapters' records
 
     peft_ok = torch_ok and importlib.util.find_spec("peft") is not None
     for a in adapters.list_adapters():
@@ -128,5 +128,5 @@ def list_models() -> list[ModelInfo]:
 
 def cache_stats() -> list[dict]:
     """Each loaded model's prefix cache (see kv_cache.py): ``{"model": ref, "cache": figures or None}``."""
-    return [{"model": ref, "cache": b.cache_stats() if hasattr(b, "cache_stats") else None}
+    return [{"model": ref, "cache": b.cache_stats()}
             for ref, b in sorted(_loaded.items())]

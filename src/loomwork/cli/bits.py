@@ -7,6 +7,7 @@ import asyncio
 import click
 
 from .. import config, curation, ledger, tree_settings
+from ..levers import NAMES as LEVERS
 from ..backends import get_backend
 from ..backends.registry import close_all
 from . import Context, cli, emit_json, pass_ctx
@@ -61,8 +62,8 @@ def bits(ctx: Context, ref: str, model: str | None, no_score: bool, model_kl: bo
     async def run():
         try:
             if kind == "tree":
-                return await curation.tree_report(ctx.store, ident, backend, model_kl)
-            return await curation.path_report(ctx.store, ident, backend and backend.ref, backend,
+                return await ledger.tree_report(ctx.store, ident, backend, model_kl)
+            return await ledger.path_report(ctx.store, ident, backend and backend.ref, backend,
                                               with_model_kl=model_kl)
         finally:
             await close_all()
@@ -72,16 +73,16 @@ def bits(ctx: Context, ref: str, model: str | None, no_score: bool, model_kl: bo
         emit_json(report)
         return
     totals = report.get("path") or report["tree_totals"]
-    head = "".join(f"{name:>11}" for name in ledger.LEVERS)
+    head = "".join(f"{name:>11}" for name in LEVERS)
     if kind == "node":
         click.echo(f"{'node':<12}{'origin':<8}{head}{'tokens':>8}")
         for r in report["nodes"]:
-            cells = "".join(f"{_fmt(r['ledger'][name]):>11}" for name in ledger.LEVERS)
+            cells = "".join(f"{_fmt(r['ledger'][name]):>11}" for name in LEVERS)
             click.echo(f"{r['id']:<12}{r['origin']:<8}{cells}{r['model_tokens']:>8}")
             for lever, note in (r.get("notes") or {}).items():
                 click.echo(f"{'':<20}{lever}: {note}")
     scope = "path" if kind == "node" else "tree"
-    levers = " + ".join(f"{_fmt(totals['ledger'][name])} {name}" for name in ledger.LEVERS)
+    levers = " + ".join(f"{_fmt(totals['ledger'][name])} {name}" for name in LEVERS)
     total = _fmt(totals["total_bits"])
     if totals["incomplete"] and totals["total_bits"] is not None:
         total = f">= {total} (unknown: {', '.join(totals['incomplete'])})"

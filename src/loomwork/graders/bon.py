@@ -8,10 +8,10 @@ from __future__ import annotations
 import random
 
 from .. import curation, ops
+from ..levers import grader as grader_cost
 from ..backends.base import Backend, SamplingParams
 from ..errors import InvalidInput
 from ..store import Store
-from . import pressure
 from .registry import check_usable
 from .scoring import score_nodes
 
@@ -34,7 +34,7 @@ async def best_of_n(store: Store, node_id: str, backend: Backend, params: Sampli
     # ties broken uniformly (seeded), as the KL below assumes: the first of them would be a choice of its own
     best = random.Random(params.seed).choice([k for k in scored if scores[k.id]["score"] == top])
     ops.tag(store, best.id, "bon-best")
-    cost = pressure.top_k({k.id: scores[k.id]["score"] for k in kids})
+    cost = grader_cost.top_k({k.id: scores[k.id]["score"] for k in kids})
     curation.record_choice(store, best.id, [k.id for k in kids], grader=grader["name"], pressure=cost)
     result.update(chosen=best.id, bits=cost["kl_bits"], bound_bits=cost["bound_bits"], rule=cost["rule"],
                   scored=cost["n"])

@@ -5,7 +5,7 @@ One pool of N samples is drawn and scored once by both graders. For each n ≤ N
 gold scores are the order-statistics estimates from that pool: with the samples ranked by proxy score, the best
 of n drawn without replacement is the one of rank i (1 = lowest) with probability C(i−1, n−1) / C(N, n); samples
 tied on the proxy share their gold scores' mean (the best of tied samples is any of them, equally likely). KL is
-best-of-n's over the pool's proxy scores with their ties (``ledger.top_k_of_n_kl``: ln n − (n−1)/n nats when no
+best-of-n's over the pool's proxy scores with their ties (``levers.grader.top_k_of_n_kl``: ln n − (n−1)/n nats when no
 two samples tie, 0 for a proxy that scores every sample the same). Every point has a bootstrap interval (the pool
 resampled). The gold curve is fitted as d(α − βd) by least squares through the origin; it peaks at d* = α / 2β
 only when α > 0 and β > 0 (otherwise more selection never helped the gold score: no peak).
@@ -19,7 +19,8 @@ import random
 from pathlib import Path
 from typing import Callable
 
-from .. import ledger
+from ..levers.grader import top_k_of_n_kl
+from ..units import LN2
 from ..errors import InvalidInput
 
 
@@ -66,7 +67,7 @@ def _points(proxy: list[float], gold: list[float], ns: list[int], weights: list[
     r, g = _ranked(proxy, gold)
     out = []
     for n, w in zip(ns, weights):
-        kl = ledger.top_k_of_n_kl(proxy, n, 1, ids) * ledger.LN2
+        kl = top_k_of_n_kl(proxy, n, 1, ids) * LN2
         out.append({"n": n, "proxy": sum(a * b for a, b in zip(w, r)), "gold": sum(a * b for a, b in zip(w, g)),
                     "kl_nats": kl, "sqrt_kl": math.sqrt(kl)})
     return out
@@ -131,7 +132,7 @@ def n_for(sqrt_kl: float, proxy: list[float]) -> float | None:
     target = sqrt_kl**2
 
     def kl(n: float) -> float:
-        return ledger.top_k_of_n_kl(proxy, n, 1) * ledger.LN2
+        return top_k_of_n_kl(proxy, n, 1) * LN2
 
     lo, hi = 1.0, 1e9
     if kl(hi) < target:

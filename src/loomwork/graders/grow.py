@@ -2,7 +2,7 @@
 budget of nodes or tokens. Each round picks which frontier nodes to expand (``beam``: the best-scored; ``tilted``:
 sampled from the softmax of their scores at a temperature), expands each into ``branching`` children, scores them,
 and records every pick as the grader's choice among its siblings, on the ledger's grader line at what the selection
-did (graders/pressure.py): beam, the KL of keeping the top k of the siblings (k: how many of them it has picked so
+did (levers/grader.py): beam, the KL of keeping the top k of the siblings (k: how many of them it has picked so
 far); tilted, the KL of the softmax at its temperature. The tree shows which choices were whose; a person can stop
 it, prune and go on by hand.
 """
@@ -14,10 +14,10 @@ import random
 from typing import Awaitable, Callable
 
 from .. import curation, ops
+from ..levers import grader as grader_cost
 from ..backends.base import Backend, SamplingParams
 from ..errors import InvalidInput
 from ..store import Store
-from . import pressure
 from .registry import check_usable
 from .scoring import score_nodes
 
@@ -83,8 +83,8 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
                 group = siblings[parent]
                 picked[group[0]] = picked.get(group[0], 0) + 1
                 seen = {g: scored[g] for g in group}
-                cost = pressure.top_k(seen, picked[group[0]]) if strategy == "beam" else \
-                    pressure.tilted(seen, temperature)
+                cost = grader_cost.top_k(seen, picked[group[0]]) if strategy == "beam" else \
+                    grader_cost.tilted(seen, temperature)
                 curation.record_choice(store, parent, group, grader=grader["name"], pressure=cost)
                 choices.append({"node": parent, "among": len(group), "bits": cost["kl_bits"], "rule": cost["rule"],
                                 "bound_bits": cost["bound_bits"]})

@@ -16,7 +16,6 @@ from ..backends.base import Backend
 from ..errors import InvalidInput, Unsupported
 
 EOS = "<eos>"  # as a terminator: the end of text itself
-LN2 = math.log(2)
 
 
 def logsumexp(xs: list[float]) -> float:

@@ -5,29 +5,11 @@ tokenizer), averaged per sample, and reported with its standard error over sampl
 from __future__ import annotations
 
 import math
-from functools import partial
 
 from ..backends.base import Backend, SamplingParams
-from ..backends.model_thread import shared as shared_model_thread
 from ..errors import InvalidInput, Unsupported
+from ..units import LN2
 
-LN2 = math.log(2)
-
-
-def _full_logprobs(backend, prompt_ids: list[int], ids: list[int]):
-    """log-softmax over the vocabulary at each position of ``ids`` after ``prompt_ids`` (teacher-forced)."""
-    torch = backend.torch
-    with backend._model_thread.urgent(), torch.inference_mode():
-        logits = backend.lm(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float()
-    return torch.log_softmax(logits[len(prompt_ids) - 1 : -1], -1)
-
-
-def _sample_kl(model, reference, prompt_ids: list[int], ids: list[int]) -> float:
-    """KL(model ‖ reference) in bits, averaged over the positions of one sample."""
-    lp_m = _full_logprobs(model, prompt_ids, ids)
-    lp_r = _full_logprobs(reference, prompt_ids, ids)
-    kl = (lp_m.exp() * (lp_m - lp_r)).sum(-1)  # nats, one per position
-    return float(kl.mean()) / LN2
 
 
 def mean_and_se(values: list[float]) -> tuple[float, float]:
@@ -40,19 +22,20 @@ def mean_and_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def _check(model: Backend, reference: Backend) -> None:
+def check_comparable(model: Backend, reference: Backend) -> None:
+    """Both models give whole distributions over one vocabulary, or one clear error."""
     for b in (model, reference):
-        if not hasattr(b, "lm"):
+        if not b.capabilities.distributions:
             raise Unsupported(f"{b.ref} gives no full next-token distributions (needed for per-token KL); "
                               "use local hf: models")
-    if model.tok.get_vocab() != reference.tok.get_vocab():
+    if model.vocabulary_key() != reference.vocabulary_key():
         raise InvalidInput(f"{model.ref} and {reference.ref} have different tokenizers: per-token KL needs one "
                            "vocabulary (compare a tuned model with its own base)")
 
 
 async def per_token_kl(model: Backend, reference: Backend, prompts: list[str], samples: int = 8,
                        max_tokens: int = 32, seed: int = 0) -> dict:
-    _check(model, reference)
+    check_comparable(model, reference)
     per_sample: list[float] = []
     tokens = 0
     for prompt in prompts:
@@ -61,11 +44,11 @@ async def per_token_kl(model: Backend, reference: Backend, prompts: list[str], s
         for comp in done.completions:
             ids = [t.id for t in comp.tokens]
             if not ids or any(i is None for i in ids):  # merged multi-byte records: read the ids off the text
-                ids = model._continuation_ids(prompt, comp.text)[1]
+                ids = model.continuation_ids(prompt, comp.text)[1]
             if not ids:
                 continue
-            # on the model thread, like all of these models' tensor work (backends/model_thread.py)
-            per_sample.append(await shared_model_thread().call(partial(_sample_kl, model, reference, pre, ids)))
+            kl = await model.kl_per_position(reference, pre, ids)  # nats, one per position
+            per_sample.append(sum(kl) / len(kl) / LN2)
             tokens += len(ids)
     if not per_sample:
         raise InvalidInput("the model produced no tokens to measure")

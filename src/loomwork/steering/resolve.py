@@ -25,6 +25,5 @@ def resolve(store: Store, backend, params: SamplingParams) -> SamplingParams:
             out.append(s.model_copy(update={"layer": v["layer"], "model": v["model"], "norm": v["norm"],
                                             "vector": tuple(v["vector"])}))
     resolved = params.model_copy(update={"steer": tuple(out)})
-    if hasattr(backend, "check_steer"):
-        backend.check_steer(resolved.steer)
+    backend.check_steer(resolved.steer)
     return resolved

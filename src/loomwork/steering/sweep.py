@@ -32,7 +32,7 @@ async def sweep(store: Store, node_id: str, backend: Backend, params: SamplingPa
     """Yields ``(coef, token event)`` as samples grow and ``(coef, nodes)`` as each coefficient's are stored."""
     runs_ = runs(params, name, coefs)
     base = runs_[0].model_copy(update={"steer": ()})
-    if not hasattr(backend, "stream_sweep") or base.steer_prompt or base.n * len(coefs) > 64:
+    if not backend.capabilities.batched_sweep or base.steer_prompt or base.n * len(coefs) > 64:
         for c, p in zip(coefs, runs_):  # one after another
             async for ev in ops.expand_stream(store, node_id, backend, resolve(store, backend, p)):
                 yield (c, ev)

@@ -5,11 +5,10 @@ as the mean over samples and its standard error, in bits per token (as `loomwork
 
 from __future__ import annotations
 
-import math
 
 from ..lens.kl import mean_and_se
+from ..units import LN2
 
-LN2 = math.log(2)
 
 
 def sample(model, tok, prompts: list[str], samples: int, max_tokens: int, seed: int, device) -> list[tuple]:

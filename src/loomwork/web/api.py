@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import curation, expansion, navigate, ops, tree_settings, validate
+from .. import curation, expansion, ledger, navigate, ops, tree_settings, validate
 from ..backends import SamplingParams, get_backend, list_models
 from ..backends.catalog import PACKAGED
 from ..backends.registry import split_ref
@@ -23,7 +23,7 @@ from ..store import Store, Tx
 from ..lens.distributions import next_token_entropy
 from ..lens.masstree import mass_tree
 from ..steering import vectors
-from ..tuning import adapters
+from ..levers import adapter as adapters
 from ..tree import Node, path_text
 
 router = APIRouter(prefix="/api")
@@ -396,7 +396,7 @@ async def node_bits(node_id: str, request: Request, model: str | None = None, sc
     store = _store(request)
     ref = _reference_model(request, store.node(node_id).tree_id, model)
     backend = await load_backend(request, ref) if score or model_kl else None
-    return await curation.path_report(store, node_id, ref, backend, with_model_kl=model_kl)
+    return await ledger.path_report(store, node_id, ref, backend, with_model_kl=model_kl)
 
 
 @router.get("/nodes/{node_id}/bits/stream")
@@ -411,7 +411,7 @@ async def node_bits_stream(node_id: str, request: Request, model: str | None = N
         try:
             yield _sse("status", {"message": f"scoring with {ref}…"})
             backend = await load_backend(request, ref)
-            yield _sse("done", {"report": await curation.path_report(store, node_id, ref, backend, cancel)})
+            yield _sse("done", {"report": await ledger.path_report(store, node_id, ref, backend, cancel)})
         except Exception as exc:  # noqa: BLE001 (reported in the stream)
             yield sse_failure(exc)
         finally:
@@ -428,7 +428,7 @@ async def tree_bits(tree_id: str, request: Request, model: str | None = None, sc
     store.tree(tree_id)
     ref = _reference_model(request, tree_id, model)
     backend = await load_backend(request, ref) if score or model_kl else None
-    return await curation.tree_report(store, tree_id, backend, model_kl)
+    return await ledger.tree_report(store, tree_id, backend, model_kl)
 
 
 @router.get("/nodes/{node_id}/next")

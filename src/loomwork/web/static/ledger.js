@@ -5,10 +5,19 @@ import { clear, el, snippet } from "./dom.js";
 import { state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
-const LEVERS = ["selection", "writing", "decoding", "steering", "model", "grader"];
+// The levers come with every report, from the library's one registry (levers/__init__.py): never a copy here.
+let LEVERS = [];
+let DEFINED = [];
+function useLevers(report) {
+  if (report && report.levers) {
+    LEVERS = report.levers.map((l) => l.name);
+    DEFINED = report.levers;
+  }
+}
 const f = (x) => (x === null || x === undefined ? "?" : x.toFixed(1));
 
 export function renderBits(report, scoring) {
+  useLevers(report);
   const box = $("bits");
   box.hidden = !report;
   if (!report) return;
@@ -42,12 +51,10 @@ function choiceNote(lever, choice) {
 }
 
 export function renderLedger(report, scoring) {
+  useLevers(report);
   const box = clear($("ledger"));
-  box.append(el("p", { class: "muted" }, `Reference model: ${report.model || "none"} (a tree setting). Selection: log2(n/m) of a choice ` +
-    "(beside it, the choice as best-of-n: KL ≤ ln n − (n−1)/n). Writing: −log2 p of what a person wrote or changed. Decoding: " +
-    "KL of the sampling settings from the model. Steering: KL of steered from unsteered. Model: KL of another generating model " +
-    "from the reference. Grader: the KL of a grader's selection over the scores it saw (best-of-n with ties, or tilted at its " +
-    "temperature; log2 n at most). ? = unknown (hover for why)."),
+  box.append(el("p", { class: "muted" }, `Reference model: ${report.model || "none"} (a tree setting). ` +
+    DEFINED.map((l) => `${l.name[0].toUpperCase()}${l.name.slice(1)} (${l.what}): ${l.per_node}.`).join(" ") + " ? = unknown (hover for why)."),
   el("p", { class: "legend" }, ...LEVERS.map((k) => el("span", {}, el("span", { class: `lever ${k}` }), ` ${k} `))));
   const totals = (r) => LEVERS.reduce((a, k) => a + (r.ledger[k] || 0), 0);
   const scale = Math.max(1e-9, ...report.nodes.map(totals));

@@ -10,31 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 
-from .backends import get_backend
-from .errors import LoomworkError
-from .lens.kl import _check, _full_logprobs
-from .store import Store, retrying
-from .tree import Node, Token
+from ..backends import get_backend
+from ..errors import LoomworkError
+from ..lens.kl import check_comparable
+from ..store import Store, retrying
+from ..tree import Node, Token
+from ..units import LN2
 
-LN2 = math.log(2)
 
 
 def _key(context: str, node: Node, made_by: str) -> str:
     return "model-kl:" + hashlib.sha256(f"{made_by}|{len(context)}:{context}{node.text}".encode()).hexdigest()
 
 
-def _kl_bits(model, reference, context: str, node: Node) -> float:
-    pre = model.encode(context)
+async def _kl_bits(model, reference, context: str, node: Node) -> float:
     ids = [t.id for t in node.tokens if not t.cont]
+    pre, read = model.continuation_ids(context, node.text)
     if not ids or any(i is None for i in ids):  # merged records: read the ids off the text
-        ids = model._continuation_ids(context, node.text)[1]
+        ids = read
     if not ids:
         return 0.0
-    lp_m = _full_logprobs(model, pre, ids)
-    lp_r = _full_logprobs(reference, pre, ids)
-    return float((lp_m.exp() * (lp_m - lp_r)).sum()) / LN2
+    return sum(await model.kl_per_position(reference, pre, ids)) / LN2
 
 
 async def model_kl(store: Store, path: list[Node], gens: dict[str, dict], reference, memory: str = ""
@@ -54,8 +51,8 @@ async def model_kl(store: Store, path: list[Node], gens: dict[str, dict], refere
             else:
                 try:
                     model = await asyncio.to_thread(get_backend, made_by)
-                    _check(model, reference)
-                    bits = await asyncio.to_thread(_kl_bits, model, reference, context, node)
+                    check_comparable(model, reference)
+                    bits = await _kl_bits(model, reference, context, node)
                 except LoomworkError:
                     bits = None
                 out[node.id] = bits
