@@ -2,64 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
 import threading
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .. import curation, expansion, ledger, navigate, ops, tree_settings, validate
-from ..backends import SamplingParams, get_backend, list_models
-from ..backends.catalog import PACKAGED
-from ..backends.registry import split_ref
+from ..backends import SamplingParams, list_models
 from ..backends.base import TokenEvent
-from ..errors import InvalidInput, LoomworkError
-from ..store import Store, Tx
 from ..lens.distributions import next_token_entropy
 from ..lens.masstree import mass_tree
 from ..steering import vectors
-from ..levers import adapter as adapters
-from ..tree import Node, path_text
+from ..tree import path_text
+from .common import Body, allowed_model, load_backend, node_view, store_of, views, with_counts
+from .sse import model_stream, respond
 
 router = APIRouter(prefix="/api")
-log = logging.getLogger("loomwork.web")
-
-
-def _store(request: Request) -> Store:
-    return request.app.state.store
-
-
-def node_view(n: Node, child_count: int | None = None, tokens: bool = True) -> dict[str, Any]:
-    d = n.to_json()
-    if not tokens:
-        del d["tokens"]
-    if child_count is not None:
-        d["child_count"] = child_count
-    lps = [t.logprob for t in n.tokens if t.logprob is not None]
-    d["mean_logprob"] = sum(lps) / len(lps) if lps else None
-    return d
-
-
-def _views(tx: Tx, nodes: list[Node], include_archived: bool = False) -> list[dict]:
-    """Node views with child counts, read in the caller's transaction (one snapshot, one round of BEGIN/COMMIT)."""
-    counts = tx.child_counts([n.id for n in nodes], include_archived=include_archived)
-    return [node_view(n, counts[n.id]) for n in nodes]
-
-
-def _with_counts(store: Store, nodes: list[Node]) -> list[dict]:
-    with store.read() as tx:
-        return _views(tx, nodes)
-
-
-class Body(BaseModel):
-    """A request body, read strictly: "2" is not a number and true is not 1 (lax coercion changed data)."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class NewTree(Body):
@@ -127,21 +87,21 @@ def models_stats() -> list[dict]:
 
 @router.get("/trees")
 def trees(request: Request) -> list[dict]:
-    return [{**t.to_json(), "nodes": n} for t, n in _store(request).trees()]
+    return [{**t.to_json(), "nodes": n} for t, n in store_of(request).trees()]
 
 
 @router.post("/trees")
 def new_tree(body: NewTree, request: Request) -> dict:
-    tree, root = ops.new_tree(_store(request), body.prompt, body.title)
+    tree, root = ops.new_tree(store_of(request), body.prompt, body.title)
     return {"tree": tree.to_json(), "root": node_view(root, 0)}
 
 
 @router.get("/trees/{tree_id}")
 def tree(tree_id: str, request: Request) -> dict:
-    with _store(request).read() as tx:
+    with store_of(request).read() as tx:
         t = tx.tree(tree_id)
         selected = t.meta.get("selected")  # the node the imported file had open, while it exists
-        return {"tree": t.to_json(), "version": tx.version(tree_id), "root": _views(tx, [tx.node(t.root_id)])[0],
+        return {"tree": t.to_json(), "version": tx.version(tree_id), "root": views(tx, [tx.node(t.root_id)])[0],
                 "selected": selected if selected and tx.exists(selected) else None,
                 "chapters": [{"node_id": i, "title": title} for i, title in tx.chapters(tree_id)]}
 
@@ -150,35 +110,35 @@ def tree(tree_id: str, request: Request) -> dict:
 def get_settings(tree_id: str, request: Request) -> dict:
     """The tree's settings (memory, reference model, generation settings, presets), and the reference model in
     effect (``reference``: the setting, else the tree's base model, else the server's default)."""
-    return _settings_view(request, tree_id, tree_settings.get(_store(request), tree_id))
+    return _settings_view(request, tree_id, tree_settings.get(store_of(request), tree_id))
 
 
 def _settings_view(request: Request, tree_id: str, settings: dict) -> dict:
-    store = _store(request)
+    store = store_of(request)
     return {**settings, "reference": tree_settings.reference_model(store, tree_id, request.app.state.default_model)}
 
 
 @router.put("/trees/{tree_id}/settings")
 def put_settings(tree_id: str, settings: dict[str, Any], request: Request) -> dict:
     """Replace the tree's settings; validated whole (a bad field changes nothing)."""
-    return _settings_view(request, tree_id, tree_settings.put(_store(request), tree_id, settings))
+    return _settings_view(request, tree_id, tree_settings.put(store_of(request), tree_id, settings))
 
 
 @router.patch("/trees/{tree_id}/settings")
 def patch_settings(tree_id: str, changes: dict[str, Any], request: Request) -> dict:
     """Change the settings named in the body; the others stay as they are (another tab may have changed them)."""
-    return _settings_view(request, tree_id, tree_settings.update(_store(request), tree_id, changes))
+    return _settings_view(request, tree_id, tree_settings.update(store_of(request), tree_id, changes))
 
 
 @router.get("/trees/{tree_id}/version")
 def version(tree_id: str, request: Request) -> dict:
-    with _store(request).read() as tx:
+    with store_of(request).read() as tx:
         return {"version": tx.version(tree_id)}
 
 
 @router.get("/trees/{tree_id}/history")
 def history(tree_id: str, request: Request) -> list[dict]:
-    with _store(request).read() as tx:
+    with store_of(request).read() as tx:
         return tx.history(tree_id)
 
 
@@ -186,7 +146,7 @@ def history(tree_id: str, request: Request) -> list[dict]:
 def undo_preview(tree_id: str, request: Request) -> dict:
     """What undo and redo would take back or replay now: ``{"undo": entry|null, "redo": entry|null}``, each
     with seq, kind, label, actor and mine (whether the requester did it)."""
-    return ops.undo_preview(_store(request), tree_id)
+    return ops.undo_preview(store_of(request), tree_id)
 
 
 @router.post("/trees/{tree_id}/undo")
@@ -194,39 +154,39 @@ def undo(tree_id: str, request: Request, body: Step | None = None) -> dict:
     """Undo the newest operation. ``expect``: the seq you mean (409 if someone got there first); ``force``:
     take back another person's operation (409 without it)."""
     body = body or Step()
-    return ops.undo(_store(request), tree_id, expect=body.expect, force=body.force)
+    return ops.undo(store_of(request), tree_id, expect=body.expect, force=body.force)
 
 
 @router.post("/trees/{tree_id}/redo")
 def redo(tree_id: str, request: Request, body: Step | None = None) -> dict:
     body = body or Step()
-    return ops.redo(_store(request), tree_id, expect=body.expect, force=body.force)
+    return ops.redo(store_of(request), tree_id, expect=body.expect, force=body.force)
 
 
 @router.get("/nodes/{node_id}")
 def node(node_id: str, request: Request) -> dict:
-    with _store(request).read() as tx:
-        return _views(tx, [tx.node(node_id)])[0]
+    with store_of(request).read() as tx:
+        return views(tx, [tx.node(node_id)])[0]
 
 
 @router.get("/nodes/{node_id}/path")
 def path(node_id: str, request: Request) -> list[dict]:
-    with _store(request).read() as tx:
-        return _views(tx, tx.path(node_id))
+    with store_of(request).read() as tx:
+        return views(tx, tx.path(node_id))
 
 
 @router.get("/nodes/{node_id}/children")
 def children(node_id: str, request: Request, archived: bool = False) -> list[dict]:
-    with _store(request).read() as tx:
+    with store_of(request).read() as tx:
         tx.node(node_id)
-        return _views(tx, tx.children(node_id, include_archived=archived), include_archived=archived)
+        return views(tx, tx.children(node_id, include_archived=archived), include_archived=archived)
 
 
 @router.get("/nodes/{node_id}/outline")
 def outline(node_id: str, request: Request, archived: bool = False) -> dict:
     """The children of every node on the path to ``node_id``, in one request: what the tree view needs to show
     the current path unfolded, however deep it is. Nodes come without token records (and mean_logprob: null)."""
-    store = _store(request)
+    store = store_of(request)
     with store.read() as tx:
         kids = tx.children_of(tx.path_ids(node_id), include_archived=archived, tokens=False)
         counts = tx.child_counts([c.id for cs in kids.values() for c in cs], include_archived=archived)
@@ -235,38 +195,38 @@ def outline(node_id: str, request: Request, archived: bool = False) -> dict:
 
 @router.post("/nodes/{node_id}/children")
 def add_child(node_id: str, body: Text, request: Request) -> dict:
-    return node_view(ops.add_child(_store(request), node_id, body.text), 0)
+    return node_view(ops.add_child(store_of(request), node_id, body.text), 0)
 
 
 @router.post("/nodes/{node_id}/edit")
 def edit(node_id: str, body: Text, request: Request) -> dict:
-    return node_view(ops.edit(_store(request), node_id, body.text), 0)
+    return node_view(ops.edit(store_of(request), node_id, body.text), 0)
 
 
 @router.post("/nodes/{node_id}/split")
 def split(node_id: str, body: Offset, request: Request) -> dict:
-    head, tail = ops.split(_store(request), node_id, body.offset)
+    head, tail = ops.split(store_of(request), node_id, body.offset)
     return {"head": node_view(head), "tail": node_view(tail)}
 
 
 @router.post("/nodes/{node_id}/merge")
 def merge(node_id: str, request: Request) -> dict:
-    return node_view(ops.merge(_store(request), node_id))
+    return node_view(ops.merge(store_of(request), node_id))
 
 
 @router.post("/nodes/{node_id}/archive")
 def archive(node_id: str, body: Flag, request: Request) -> dict:
-    return node_view(ops.set_archived(_store(request), node_id, body.on))
+    return node_view(ops.set_archived(store_of(request), node_id, body.on))
 
 
 @router.post("/nodes/{node_id}/bookmark")
 def bookmark(node_id: str, body: Flag, request: Request) -> dict:
-    return node_view(ops.set_bookmark(_store(request), node_id, body.on))
+    return node_view(ops.set_bookmark(store_of(request), node_id, body.on))
 
 
 @router.post("/nodes/{node_id}/tags")
 def tags(node_id: str, body: Tags, request: Request) -> dict:
-    store = _store(request)
+    store = store_of(request)
     if body.add:
         ops.tag(store, node_id, *body.add)
     if body.remove:
@@ -277,29 +237,29 @@ def tags(node_id: str, body: Tags, request: Request) -> dict:
 @router.post("/nodes/{node_id}/chapter")
 def chapter(node_id: str, body: Chapter, request: Request) -> dict:
     """Name the node as a chapter start (``title``), or take the name away (``null``)."""
-    return node_view(ops.set_chapter(_store(request), node_id, body.title))
+    return node_view(ops.set_chapter(store_of(request), node_id, body.title))
 
 
 @router.post("/nodes/{node_id}/move")
 def move(node_id: str, body: Move, request: Request) -> dict:
-    return node_view(ops.move(_store(request), node_id, body.parent_id))
+    return node_view(ops.move(store_of(request), node_id, body.parent_id))
 
 
 @router.delete("/nodes/{node_id}")
 def delete(node_id: str, request: Request) -> dict:
     """Delete a subtree (undoable). A root is refused: DELETE /api/trees/{id} deletes a whole tree."""
-    return {"deleted": ops.delete_subtree(_store(request), node_id)}
+    return {"deleted": ops.delete_subtree(store_of(request), node_id)}
 
 
 @router.delete("/trees/{tree_id}")
 def delete_tree(tree_id: str, request: Request) -> dict:
     """Delete a whole tree for good (nothing can undo it)."""
-    return {"deleted": ops.delete_tree(_store(request), tree_id)}
+    return {"deleted": ops.delete_tree(store_of(request), tree_id)}
 
 
 @router.post("/nodes/{node_id}/branch")
 def branch(node_id: str, body: Branch, request: Request) -> dict:
-    return node_view(ops.branch(_store(request), node_id, body.token_index, body.alternative), 0)
+    return node_view(ops.branch(store_of(request), node_id, body.token_index, body.alternative), 0)
 
 
 @router.get("/search")
@@ -307,7 +267,7 @@ def search(request: Request, q: str = Query(min_length=1, max_length=validate.MA
            tree: str | None = None, limit: int = Query(50, ge=1, le=500)) -> list[dict]:
     """Nodes whose text contains ``q`` (1 to 1,000 characters), oldest first."""
     validate.unicode_ok(q, "the search")
-    store = _store(request)
+    store = store_of(request)
     with store.read() as tx:
         hits = tx.search(q, tree, limit)
         out = []
@@ -323,13 +283,13 @@ def search(request: Request, q: str = Query(min_length=1, max_length=validate.MA
 @router.get("/nodes/{node_id}/step")
 def step(node_id: str, request: Request, to: str = "next", archived: bool = False) -> dict:
     """The node one step away: ``to`` is next or prev (tree order) or next-bookmark or prev-bookmark (wrapping)."""
-    return {"id": navigate.step(_store(request), node_id, to, include_archived=archived)}
+    return {"id": navigate.step(store_of(request), node_id, to, include_archived=archived)}
 
 
 @router.get("/resolve")
 def resolve(request: Request, ref: str = Query(min_length=1, max_length=100)) -> dict:
     """A node or tree id, or a unique prefix of 4+ characters, as the node to open (a tree's root)."""
-    store = _store(request)
+    store = store_of(request)
     kind, ident = store.resolve(ref)
     return {"kind": kind, "id": ident, "node_id": ident if kind == "node" else store.tree(ident).root_id}
 
@@ -337,43 +297,14 @@ def resolve(request: Request, ref: str = Query(min_length=1, max_length=100)) ->
 @router.get("/nodes/{node_id}/subtree")
 def subtree(node_id: str, request: Request, limit: int = Query(2000, ge=1, le=20000), archived: bool = False) -> dict:
     """Light rows of up to ``limit`` nodes below ``node_id``, breadth first, for the graph view."""
-    return navigate.subtree(_store(request), node_id, limit, include_archived=archived)
+    return navigate.subtree(store_of(request), node_id, limit, include_archived=archived)
 
 
 @router.post("/nodes/{node_id}/choose")
 def choose(node_id: str, body: Choose, request: Request) -> dict:
-    store = _store(request)
+    store = store_of(request)
     c = curation.record_choice(store, node_id, body.candidates, body.acceptable)
     return curation.choice_summary(store.node(node_id), c)
-
-
-def allowed_model(request: Request, ref: str | None) -> str:
-    """The model a request names (or the default), if this server may use it. A shared server (one with a token)
-    uses only its packaged models, the mock and those named at start: an ``openai:http://…`` reference would
-    otherwise let any token holder make the server fetch any address on its network."""
-    ref = ref or request.app.state.default_model
-    backend, model = split_ref(ref)
-    allowed = request.app.state.allowed_models
-    base, adapter = adapters.split_model(model)
-    if allowed is None or backend == "mock" or (backend == "hf" and model in PACKAGED) or ref in allowed \
-            or f"{backend}:{model}" in allowed or (backend == "hf" and base in PACKAGED and adapter is not None
-                                                   and adapters.directory(adapter).is_dir()):
-        return ref
-    raise InvalidInput(f"this server does not offer {ref!r}: its packaged models, mock:*, and those given to "
-                       "`loomwork serve --allow-model` are offered")
-
-
-async def load_backend(request: Request, ref: str | None):
-    ref = allowed_model(request, ref)
-    return await asyncio.to_thread(get_backend, ref)
-
-
-def sse_failure(exc: Exception) -> bytes:
-    """An error event for a failure nobody foresaw, so that a stream never just stops (and a log line)."""
-    if isinstance(exc, LoomworkError):
-        return _sse("error", {"message": str(exc)})
-    log.exception("a streamed request failed")
-    return _sse("error", {"message": f"internal error ({type(exc).__name__}): {exc}"})
 
 
 async def _reference(request: Request, model: str | None, score: bool):
@@ -384,7 +315,7 @@ def _reference_model(request: Request, tree_id: str, model: str | None) -> str:
     """The model the accounting scores with: the one asked for, else the tree's reference model setting, else
     its base model, else the server's default (never the generation panel's choice)."""
     default = request.app.state.default_model
-    return allowed_model(request, model or tree_settings.reference_model(_store(request), tree_id, default))
+    return allowed_model(request, model or tree_settings.reference_model(store_of(request), tree_id, default))
 
 
 @router.get("/nodes/{node_id}/bits")
@@ -393,7 +324,7 @@ async def node_bits(node_id: str, request: Request, model: str | None = None, sc
     """The optimization ledger along the path (docs/metrics.md). ``score=false`` answers at once from the
     cached scores, counting what is not scored yet as ``pending``; the page then asks /bits/stream.
     ``model_kl=true`` computes the model lever for nodes another model generated (two passes per node)."""
-    store = _store(request)
+    store = store_of(request)
     ref = _reference_model(request, store.node(node_id).tree_id, model)
     backend = await load_backend(request, ref) if score or model_kl else None
     return await ledger.path_report(store, node_id, ref, backend, with_model_kl=model_kl)
@@ -403,28 +334,25 @@ async def node_bits(node_id: str, request: Request, model: str | None = None, sc
 async def node_bits_stream(node_id: str, request: Request, model: str | None = None) -> StreamingResponse:
     """Server-sent events: ``status``, then ``done {report}`` once every written node of the path is scored (in
     one pass, at background priority: a generation waits at most one chunk). Closing the stream cancels it."""
-    store = _store(request)
+    store = store_of(request)
     ref = _reference_model(request, store.node(node_id).tree_id, model)
 
     async def events():
         cancel = threading.Event()
         try:
-            yield _sse("status", {"message": f"scoring with {ref}…"})
+            yield "status", {"message": f"scoring with {ref}…"}
             backend = await load_backend(request, ref)
-            yield _sse("done", {"report": await ledger.path_report(store, node_id, ref, backend, cancel)})
-        except Exception as exc:  # noqa: BLE001 (reported in the stream)
-            yield sse_failure(exc)
+            yield "done", {"report": await ledger.path_report(store, node_id, ref, backend, cancel)}
         finally:
             cancel.set()  # the page moved on (or it finished): the scoring thread stops at its next chunk
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return respond(events())
 
 
 @router.get("/trees/{tree_id}/bits")
 async def tree_bits(tree_id: str, request: Request, model: str | None = None, score: bool = True,
                     model_kl: bool = False) -> dict:
-    store = _store(request)
+    store = store_of(request)
     store.tree(tree_id)
     ref = _reference_model(request, tree_id, model)
     backend = await load_backend(request, ref) if score or model_kl else None
@@ -434,7 +362,7 @@ async def tree_bits(tree_id: str, request: Request, model: str | None = None, sc
 @router.get("/nodes/{node_id}/next")
 async def next_tokens(node_id: str, request: Request, model: str | None = None, k: int = Query(10, ge=1, le=50)) -> dict:
     """The next-token distribution after the node's full text (top k, with entropy over them)."""
-    store = _store(request)
+    store = store_of(request)
     backend = await _reference(request, model, True)
     return await next_token_entropy(backend, path_text(store.path(node_id)), k)
 
@@ -443,14 +371,9 @@ async def next_tokens(node_id: str, request: Request, model: str | None = None, 
 async def node_mass_tree(node_id: str, request: Request, model: str | None = None,
                          depth: int = Query(3, ge=1, le=6), cutoff: float = Query(0.02, gt=0, lt=1)) -> dict:
     """The probability-mass tree below the node's full text (lens/masstree.py)."""
-    store = _store(request)
+    store = store_of(request)
     backend = await _reference(request, model, True)
     return await mass_tree(backend, path_text(store.path(node_id)), depth, cutoff)
-
-
-def _sse(event: str, data: Any) -> bytes:
-    # backslashreplace: a lone surrogate echoed in a message becomes its JSON escape, not a failed stream
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode("utf-8", "backslashreplace")
 
 
 @router.post("/nodes/{node_id}/expand")
@@ -458,7 +381,7 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
     """Server-sent events: ``status``, then ``token`` ({index, text, logprob}) as samples grow, then ``done``
     ({children}) once they are stored, or ``error`` ({message}). Closing the stream cancels the expansion, and
     then nothing is stored."""
-    store = _store(request)
+    store = store_of(request)
     params = SamplingParams.make(**body.params)  # bad parameters: a 400 before any stream starts
     store.node(node_id)
     for s in params.steer:  # a missing steering vector: a 404 before the stream starts
@@ -471,25 +394,6 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
             if isinstance(ev, TokenEvent):
                 yield "token", {"index": ev.index, "text": ev.token.text, "logprob": ev.token.logprob}
             else:
-                yield "done", {"children": _with_counts(store, ev)}
+                yield "done", {"children": with_counts(store, ev)}
 
     return model_stream(model, work)
-
-
-def model_stream(model: str, work: Callable[[Any], AsyncIterator[tuple[str, Any]]]) -> StreamingResponse:
-    """Server-sent events for work with a model: ``status`` while it loads, then each ``(event, data)`` that
-    ``work(backend)`` yields; a failure ends the stream with ``error`` (a stream always ends with done or error).
-    A page that goes away closes ``work`` at once, which stops what it was doing (nothing half-stored)."""
-
-    async def events():
-        try:
-            yield _sse("status", {"message": f"loading {model}…"})
-            backend = await asyncio.to_thread(get_backend, model)
-            async with contextlib.aclosing(work(backend)) as steps:
-                async for name, data in steps:
-                    yield _sse(name, data)
-        except Exception as exc:  # noqa: BLE001 (reported in the stream)
-            yield sse_failure(exc)
-
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

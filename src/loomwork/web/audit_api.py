@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..supervision import critiques, queues, ratings, summary
-from .api import Body, allowed_model, load_backend
+from .common import Body, allowed_model, load_backend, store_of
 
 router = APIRouter(prefix="/api/queues")
 
@@ -47,13 +47,13 @@ def _public(q: dict, store) -> dict:
 
 @router.get("")
 def list_queues(request: Request) -> list[dict]:
-    store = _store(request)
+    store = store_of(request)
     return [_public(q, store) for q in queues.list_queues(store)]
 
 
 @router.post("")
 def create(body: NewQueue, request: Request) -> dict:
-    store = _store(request)
+    store = store_of(request)
     if body.critic is not None:
         allowed_model(request, body.critic)
     return _public(queues.create_queue(store, **body.model_dump()), store)
@@ -62,7 +62,7 @@ def create(body: NewQueue, request: Request) -> dict:
 @router.get("/{queue}/next")
 def next_item(queue: str, rater: str, request: Request) -> dict:
     """The blinded view of the rater's next step, or ``{"done": true}`` with the progress."""
-    store = _store(request)
+    store = store_of(request)
     q = queues.get_queue(store, queue)
     item = queues.next_item(store, q, ratings.check_rater(rater))
     if item is None:
@@ -73,14 +73,14 @@ def next_item(queue: str, rater: str, request: Request) -> dict:
 
 @router.get("/{queue}/items/{node_id}")
 def item(queue: str, node_id: str, rater: str, request: Request) -> dict:
-    store = _store(request)
+    store = store_of(request)
     return queues.audit_view(store, queues.get_queue(store, queue), node_id, ratings.check_rater(rater))
 
 
 @router.post("/{queue}/items/{node_id}/critique")
 async def make_critique(queue: str, node_id: str, request: Request) -> dict:
     """Write the critique a queue shows beside this step (with the queue's critic model), once."""
-    store = _store(request)
+    store = store_of(request)
     q = queues.get_queue(store, queue)
     view = queues.audit_view(store, q, node_id, "critic")
     if view["critique"] is None or "id" in view["critique"]:
@@ -92,7 +92,7 @@ async def make_critique(queue: str, node_id: str, request: Request) -> dict:
 
 @router.post("/{queue}/ratings")
 def rate(queue: str, body: Rating, request: Request) -> dict:
-    store = _store(request)
+    store = store_of(request)
     row = ratings.rate(store, body.node_id, body.rater, body.label, body.question, note=body.note,
                        flagged=body.flagged, queue=queue, critique_id=body.critique_id)
     return {"id": row["id"], "label": row["label"]}
@@ -100,4 +100,4 @@ def rate(queue: str, body: Rating, request: Request) -> dict:
 
 @router.get("/{queue}/summary")
 def queue_summary(queue: str, request: Request) -> dict:
-    return summary.queue_summary(_store(request), queue)
+    return summary.queue_summary(store_of(request), queue)

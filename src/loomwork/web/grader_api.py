@@ -12,11 +12,13 @@ from pydantic import Field
 from ..backends import get_backend
 from ..backends.base import SamplingParams
 from ..errors import InvalidInput
+from ..graders import goodhart as goodhart_mod
 from ..graders import grow as grow_mod
 from ..graders import registry
 from ..graders.bon import best_of_n
 from ..steering.resolve import resolve
-from .api import Body, _store, allowed_model, model_stream
+from .common import Body, allowed_model, store_of
+from .sse import alongside, model_stream
 
 router = APIRouter(prefix="/api")
 
@@ -50,7 +52,7 @@ class Grow(Body):
 
 @router.get("/graders")
 def list_graders(request: Request) -> list[dict]:
-    return registry.list_graders(_store(request))
+    return registry.list_graders(store_of(request))
 
 
 @router.post("/graders")
@@ -60,18 +62,18 @@ def create_grader(body: NewGrader, request: Request) -> dict:
         raise InvalidInput("a shared server does not make callable graders: make them with the CLI")
     if body.kind == "judge":
         allowed_model(request, body.model)
-    return registry.create(_store(request), body.name, body.kind, model=body.model, template=body.template,
+    return registry.create(store_of(request), body.name, body.kind, model=body.model, template=body.template,
                            target=body.target, question=body.question)
 
 
 @router.get("/graders/{name}")
 def show_grader(name: str, request: Request) -> dict:
-    return registry.get(_store(request), name)
+    return registry.get(store_of(request), name)
 
 
 @router.post("/nodes/{node_id}/bon")
 async def bon(node_id: str, body: BestOfN, request: Request) -> dict:
-    store = _store(request)
+    store = store_of(request)
     g = registry.get(store, body.grader)
     params = SamplingParams.make(**body.params)
     store.node(node_id)
@@ -84,7 +86,7 @@ async def grow(node_id: str, body: Grow, request: Request) -> StreamingResponse:
     """Server-sent events: ``status``, ``expanded`` ({parent, children with scores, frontier, nodes, tokens}) per
     expansion, then ``done`` (the summary) or ``error``. Closing the stream stops the growth between expansions;
     what it grew stays."""
-    store = _store(request)
+    store = store_of(request)
     g = registry.get(store, body.grader)
     grow_mod.check(body.nodes, body.tokens, body.beam, body.branching, body.strategy, body.temperature)
     params = SamplingParams.make(**{**body.params, "n": None})
@@ -92,20 +94,12 @@ async def grow(node_id: str, body: Grow, request: Request) -> StreamingResponse:
     model = allowed_model(request, body.model)
 
     async def work(backend):
-        queue: asyncio.Queue = asyncio.Queue()
-        task = asyncio.create_task(grow_mod.grow(
-            store, node_id, backend, g, resolve(store, backend, params), budget_nodes=body.nodes, budget_tokens=body.tokens, beam=body.beam,
-            branching=body.branching, strategy=body.strategy, temperature=body.temperature, seed=params.seed or 0,
-            on_event=queue.put_nowait))
-        try:
-            while not task.done() or not queue.empty():
-                try:
-                    yield "expanded", await asyncio.wait_for(queue.get(), 0.5)
-                except asyncio.TimeoutError:
-                    pass
-            yield "done", task.result()
-        finally:
-            task.cancel()  # the page went away: stop growing (an expansion in flight stores nothing)
+        resolved = resolve(store, backend, params)
+        async for item in alongside(lambda emit: grow_mod.grow(
+                store, node_id, backend, g, resolved, budget_nodes=body.nodes, budget_tokens=body.tokens,
+                beam=body.beam, branching=body.branching, strategy=body.strategy, temperature=body.temperature,
+                seed=params.seed or 0, on_event=emit), "expanded"):
+            yield item  # closing the stream (the page went away) stops growing; an expansion in flight stores nothing
 
     return model_stream(model, work)
 
@@ -122,9 +116,7 @@ class Goodhart(Body):
 @router.post("/nodes/{node_id}/goodhart")
 async def goodhart(node_id: str, body: Goodhart, request: Request) -> StreamingResponse:
     """Server-sent events: ``status``, then ``done`` with the curve (as `loomwork goodhart --json`), or ``error``."""
-    from ..graders import goodhart as goodhart_mod
-
-    store = _store(request)
+    store = store_of(request)
     proxy, gold = registry.get(store, body.proxy), registry.get(store, body.gold)
     goodhart_mod.check_ns(body.ns, body.pool)
     params = SamplingParams.make(**{**body.params, "n": None, "steer": None}).with_seed()
@@ -132,23 +124,14 @@ async def goodhart(node_id: str, body: Goodhart, request: Request) -> StreamingR
     model = allowed_model(request, body.model)
 
     async def work(backend):
-        said: asyncio.Queue = asyncio.Queue()
+        def run(emit):  # the pool's sampling and scoring as it goes, then the curve
+            def progress(what: str, done: int, total: int) -> None:
+                emit({"message": f"{what}: {done} of {total}", "what": what, "done": done, "total": total})
 
-        def progress(what: str, done: int, total: int) -> None:
-            said.put_nowait({"message": f"{what}: {done} of {total}", "what": what, "done": done, "total": total})
+            return goodhart_mod.run(store, node_id, backend, proxy, gold, body.ns, body.pool, params,
+                                    progress=progress)
 
-        task = asyncio.ensure_future(goodhart_mod.run(store, node_id, backend, proxy, gold, body.ns, body.pool,
-                                                      params, progress=progress))
-        try:
-            while not task.done():  # the pool's sampling and scoring as it goes, then the curve
-                waiter = asyncio.ensure_future(said.get())
-                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if waiter.done():
-                    yield "status", waiter.result()
-                else:
-                    waiter.cancel()
-            yield "done", task.result()
-        finally:
-            task.cancel()
+        async for item in alongside(run, "status"):
+            yield item
 
     return model_stream(model, work)

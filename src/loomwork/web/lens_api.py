@@ -12,7 +12,8 @@ from ..backends import get_backend
 from ..errors import InvalidInput
 from ..lens import suite as suites
 from ..lens.report import run_suite
-from .api import Body, _sse, allowed_model, sse_failure
+from .common import Body, allowed_model
+from .sse import alongside, respond
 
 router = APIRouter(prefix="/api")
 
@@ -44,21 +45,12 @@ async def compare(body: CompareRequest, request: Request) -> StreamingResponse:
     refs = [allowed_model(request, ref) for ref in body.models]
 
     async def events():
-        queue: asyncio.Queue = asyncio.Queue()
-        try:
-            backends = []
-            for ref in refs:
-                yield _sse("status", {"message": f"loading {ref}…"})
-                backends.append(await asyncio.to_thread(get_backend, ref))
-            task = asyncio.create_task(run_suite(backends, suite, body.samples, body.seed, embeddings=body.embeddings,
-                                                 progress=queue.put_nowait))
-            while not task.done():
-                try:
-                    yield _sse("status", {"message": await asyncio.wait_for(queue.get(), 0.5)})
-                except asyncio.TimeoutError:
-                    pass
-            yield _sse("done", {"report": task.result()})
-        except Exception as exc:  # noqa: BLE001 (reported in the stream)
-            yield sse_failure(exc)
+        backends = []
+        for ref in refs:
+            yield "status", {"message": f"loading {ref}…"}
+            backends.append(await asyncio.to_thread(get_backend, ref))
+        async for name, data in alongside(lambda emit: run_suite(backends, suite, body.samples, body.seed,
+                                                                 embeddings=body.embeddings, progress=emit), "status"):
+            yield (name, {"report": data}) if name == "done" else (name, {"message": data})
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    return respond(events())

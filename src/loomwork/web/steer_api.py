@@ -15,7 +15,8 @@ from ..errors import InvalidInput
 from ..steering import vectors
 from ..steering.sweep import runs as sweep_runs
 from ..steering.sweep import sweep as steering_sweep
-from .api import Body, _store, _with_counts, allowed_model, model_stream
+from .common import Body, allowed_model, store_of, with_counts
+from .sse import model_stream
 
 router = APIRouter(prefix="/api")
 
@@ -41,12 +42,12 @@ class Sweep(Body):
 
 @router.get("/steering")
 def list_vectors(request: Request) -> list[dict]:
-    return vectors.list_vectors(_store(request))
+    return vectors.list_vectors(store_of(request))
 
 
 @router.post("/steering")
 async def create_vector(body: NewVector, request: Request) -> dict:
-    store = _store(request)
+    store = store_of(request)
     plus, minus = list(body.plus), list(body.minus)
     if body.plus_node or body.minus_node:
         if not (body.plus_node and body.minus_node):
@@ -60,12 +61,12 @@ async def create_vector(body: NewVector, request: Request) -> dict:
 
 @router.get("/steering/{name}")
 def show_vector(name: str, request: Request, vector: bool = False) -> dict:
-    return vectors.show(_store(request), name, vector)
+    return vectors.show(store_of(request), name, vector)
 
 
 @router.delete("/steering/{name}")
 def delete_vector(name: str, request: Request) -> dict:
-    vectors.delete(_store(request), name)
+    vectors.delete(store_of(request), name)
     return {"deleted": name}
 
 
@@ -75,7 +76,7 @@ async def sweep(node_id: str, body: Sweep, request: Request) -> StreamingRespons
     model can (steering/sweep.py). Server-sent events: ``status``, ``token`` ({coef, index, text}), ``coef``
     ({coef, children}) as each coefficient's samples are stored, then ``done``; or ``error``. Other steering in
     ``params`` is replaced by the swept vector."""
-    store = _store(request)
+    store = store_of(request)
     base = SamplingParams.make(**{**body.params, "steer": None}).with_seed()
     sweep_runs(base, body.name, body.coefs)  # a bad list or coefficient: a 400 before the stream starts
     vectors.show(store, body.name)  # a missing vector: 404 before the stream starts
@@ -88,7 +89,7 @@ async def sweep(node_id: str, body: Sweep, request: Request) -> StreamingRespons
             if isinstance(ev, TokenEvent):
                 yield "token", {"coef": coef, "index": ev.index, "text": ev.token.text}
             else:
-                yield "coef", {"coef": coef, "children": _with_counts(store, ev)}
+                yield "coef", {"coef": coef, "children": with_counts(store, ev)}
         yield "done", {"seed": base.seed}
 
     return model_stream(model, work)

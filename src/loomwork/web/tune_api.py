@@ -8,11 +8,12 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, LoomworkError
 from ..tuning import adapters, jobs, provenance
 from ..tuning.data import rows_from_tree
 from ..tuning.train import TuneConfig
-from .api import Body, _sse, _store, allowed_model
+from .common import Body, allowed_model, store_of
+from .sse import respond
 
 router = APIRouter(prefix="/api")
 FOLLOW_POLL_S = 0.5
@@ -70,7 +71,7 @@ def start_tune(body: NewTune, request: Request) -> dict:
     ref = allowed_model(request, f"hf:{provenance.bare(body.base)}" if body.base else None)
     if not ref.startswith("hf:"):
         raise InvalidInput(f"tuning needs a local hf model as its base, not {ref!r}")
-    store = _store(request)
+    store = store_of(request)
     rows = [r for t in dict.fromkeys(body.trees) for r in rows_from_tree(store, store.tree(t).id, body.method)]
     cfg = TuneConfig(**{k: v for k, v in body.model_dump().items() if k not in ("name", "trees", "base")},
                      lora_alpha=2 * body.lora_r)
@@ -98,21 +99,20 @@ async def follow(name: str, request: Request) -> StreamingResponse:
         while True:
             batch, offset = adapters.events(name, offset)
             for e in batch:
-                yield f"id: {offset}\n".encode() + _sse(e["event"], e)
+                yield e["event"], e, offset
             try:
                 state = adapters.describe(name)
-            except Exception:  # noqa: BLE001 (deleted while followed)
-                yield _sse("error", {"message": f"adapter {name!r} is gone"})
+            except LoomworkError:  # deleted while followed
+                yield "error", {"message": f"adapter {name!r} is gone"}
                 return
             if state["status"] not in ("training", "starting"):
                 batch, offset = adapters.events(name, offset)  # what it wrote as it ended
                 for e in batch:
-                    yield f"id: {offset}\n".encode() + _sse(e["event"], e)
-                yield _sse("done", _public(state))
+                    yield e["event"], e, offset
+                yield "done", _public(state)
                 return
             if await request.is_disconnected():
                 return
             await asyncio.sleep(FOLLOW_POLL_S)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return respond(events())
