@@ -395,3 +395,42 @@ def test_choose_on_ones_own_text_prints_what_the_ledger_counts():
     assert "0.000 bits of selection" in out.stdout and "text you wrote" in out.stdout
     data = json.loads(runner.invoke(cli, ["choose", mine["id"], "--json"]).stdout)
     assert data["bits"] == 0.0
+
+
+def test_a_goodhart_report_holds_what_its_figures_come_from(tmp_path):
+    runner = CliRunner()
+    for name, fn in (("len", "length_grader"), ("vowels", "vowel_grader")):
+        assert runner.invoke(cli, ["grader", "create", name, "--callable", f"tests.test_graders:{fn}"]).exit_code == 0
+    root = json.loads(runner.invoke(cli, ["new", "The river", "--json"]).stdout)["root"]["id"]
+    out = runner.invoke(cli, ["goodhart", root, "--proxy", "len", "--gold", "vowels", "--n", "1,2,4", "--pool", "12",
+                              "-m", "mock", "--max-tokens", "6", "--out", str(tmp_path / "g"), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    samples = report["samples"]
+    assert len(samples) == 12 and all(s["proxy"] == length_grader(s["text"], "") for s in samples)
+    again = goodhart.curve([s["proxy"] for s in samples], [s["gold"] for s in samples], [1, 2, 4])
+    for a, b in zip(again, report["points"]):
+        assert a["kl_nats"] == pytest.approx(b["kl_nats"], abs=1e-12) and a["gold"] == pytest.approx(b["gold"])
+
+
+def test_reward_model_training_prints_only_results_when_piped(tmp_path):
+    """Piped (no terminal), `grader create --reward-data` prints its one result line: no bars, no library noise."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("trl")
+    from tests.tiny_model import build_tiny_lm
+
+    lm, tok = build_tiny_lm(seed=5)
+    lm.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    rows = [{"prompt": f"A {w}:", "chosen": f" zz {w}.", "rejected": f" ab {w}."}
+            for w in ("river", "stone", "light", "bread", "cloud", "grass")]
+    data = tmp_path / "pref.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {k: v for k, v in os.environ.items() if k != "LOOMWORK_PROGRESS"}
+    run = subprocess.run([sys.executable, "-m", "loomwork.cli", "grader", "create", "rm", "--reward-data", str(data),
+                          "--reward-base", str(tmp_path / "tiny")], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "" and run.stdout.startswith("rm: reward, trained on 5 rows")

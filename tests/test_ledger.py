@@ -97,6 +97,13 @@ def test_tilted_kl_against_its_closed_form():
         assert grader.tilted_kl(scores, t) == pytest.approx(want / math.log(2), abs=1e-9)
     assert grader.tilted_kl(scores, 1e-4) == pytest.approx(math.log2(5))  # cold: the one best
     assert grader.tilted_kl([1.0] * 4, 0.1) == 0.0
+    # the second pick from the same three: two drawn without replacement, the path one of them
+    w = [math.exp(s / 0.5) for s in scores[:3]]
+    total = sum(w)
+    drawn = [w[i] / total + sum(w[j] / total * w[i] / (total - w[j]) for j in range(3) if j != i) for i in range(3)]
+    want = sum(d / 2 * math.log2(3 * d / 2) for d in drawn)
+    assert grader.tilted_kl(scores[:3], 0.5, k=2) == pytest.approx(want, abs=1e-12)
+    assert grader.tilted_kl(scores[:3], 0.5, k=3) == 0.0  # every one drawn: no pressure
 
 
 def _sampling_distribution(lp, banned, t, top_k, top_p, min_p):

@@ -204,8 +204,11 @@ def test_the_cli_tunes_lists_and_the_adapter_expands_in_the_loom(base, tmp_path)
     shown = runner.invoke(cli, ["adapters", "show", "cli-style"])
     assert shown.exit_code == 0 and f"sha256 {record['provenance']['data']['sha256']}" in shown.stdout
     assert "held out 3 rows on 3 prompts" in shown.stdout and f"base: {base}" in shown.stdout
+    assert record["options"] == {"report": False}  # what a resume does again
     bad = runner.invoke(cli, ["tune", "cli-style", "--resume", "--data", str(f)])
     assert bad.exit_code == 2 and "give only NAME" in bad.output
+    bad = runner.invoke(cli, ["tune", "cli-style", "--resume", "--epochs", "3", "--lr", "0.1"])
+    assert bad.exit_code == 2 and "--epochs, --lr would be ignored" in bad.output
     bad = runner.invoke(cli, ["tune", "cli-style", "--resume"])
     assert bad.exit_code != 0 and "only an interrupted or stopped run can be resumed" in bad.output
     exported = runner.invoke(cli, ["adapters", "export", "cli-style", str(tmp_path / "exp")])
@@ -245,6 +248,23 @@ def test_a_dpo_export_whose_prompts_repeat_never_leaks_into_its_heldout_side(see
     held_texts = {v for r in held for v in r.values()}
     assert not any(v in held_texts for r in train for v in r.values())  # no held-out prompt or text in training
     assert (rows[7] in held) == (rows[31] in held)
+
+
+def test_a_deeper_step_of_one_path_stays_with_it():
+    """A preference export of a path two choices deep: the second row's prompt is the first row's prompt and its
+    chosen text, so holding one out and training on the other would train on held-out text."""
+    rows = []
+    for p in range(6):
+        first = {"prompt": f"Story {p}:", "chosen": f" went on {p}.", "rejected": f" stopped {p}."}
+        rows += [first, {"prompt": first["prompt"] + first["chosen"], "chosen": f" And then {p}.",
+                         "rejected": f" The end {p}."}]
+    for seed in range(10):
+        train, held = data.split(rows, 0.3, seed)
+        texts = {v for r in train for v in r.values()}
+        assert not any(r["prompt"] in texts or r["chosen"] in texts for r in held)
+        assert not any(t["prompt"].startswith(h["prompt"] + h["chosen"]) for t in train for h in held)
+    train, held, dropped = data.split_with(rows, rows[:1])
+    assert dropped == 2 and rows[1] not in train
 
 
 def test_heldout_rows_given_drop_the_training_rows_that_share_with_them(base, tmp_path):

@@ -46,8 +46,9 @@ def choice_summary(node: Node, choice: Choice) -> dict:
     out = {"id": choice.id, "chosen": choice.chosen_id, "candidates": list(choice.candidates),
            "acceptable": list(choice.acceptable) if choice.acceptable else None, "bits": counted_bits(node, choice)}
     if is_written(node):
-        out["note"] = ("text you wrote: the ledger counts its writing bits (what the reference model gives it), "
-                       f"not a choice among siblings, which would count the same act twice ({choice.bits:.3f} bits)")
+        out["note"] = (f"recorded, but the ledger counts it as 0: {node.id} is text you wrote, whose pressure is its "
+                       f"writing bits; counting the choice too ({choice.bits:.3f} bits as 1 of "
+                       f"{len(choice.candidates)}) would count the same act twice")
     return out
 
 

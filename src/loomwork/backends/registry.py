@@ -112,7 +112,8 @@ def list_models() -> list[ModelInfo]:
 
     peft_ok = torch_ok and importlib.util.find_spec("peft") is not None
     for a in adapters.list_adapters():
-        kl = f", KL {a['kl_bits']:.3f} ± {a['kl_se']:.3f} bits/token" if a.get("kl_bits") is not None else ""
+        se = f" ± {a['kl_se']:.3f}" if a.get("kl_se") is not None else ""
+        kl = f", KL {a['kl_bits']:.3f}{se} bits/token" if a.get("kl_bits") is not None else ""
         out.append(ModelInfo(f"hf:{a['base']}+{a['name']}", f"LoRA adapter on {a['base']} ({a['config']['method']}"
                              f"{kl}; {a['status']})", peft_ok, "" if peft_ok else "needs peft: pip install 'loomwork[tune]'"))
     llama_ok = importlib.util.find_spec("llama_cpp") is not None

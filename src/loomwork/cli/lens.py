@@ -95,5 +95,7 @@ def kl(model, reference, suite_ref, samples, max_tokens, seed, as_json) -> None:
     if as_json:
         click.echo(json.dumps(r, indent=1))
     else:
-        click.echo(f"KL({r['model']} || {r['reference']}) = {r['kl_per_token_bits']:.4f} ± "
-                   f"{r['standard_error_bits']:.4f} bits per token ({r['samples']} samples, {r['tokens']} tokens)")
+        se = r["standard_error_bits"]
+        click.echo(f"KL({r['model']} || {r['reference']}) = {r['kl_per_token_bits']:.4f}"
+                   + (f" ± {se:.4f}" if se is not None else " (one sample: no standard error)")
+                   + f" bits per token ({r['samples']} samples, {r['tokens']} tokens)")

@@ -36,7 +36,7 @@ def _show(kl_budget: float):
         elif kind == "step":
             click.echo(f"step {e['step']}/{e['total']}  loss {e['loss']:.4f}  ({e['seconds']:.1f} s)", err=True)
         elif kind == "eval":
-            click.echo(f"  KL {e['kl_bits']:.4f} ± {e['kl_se']:.4f} bits/token (budget {kl_budget}), held-out loss "
+            click.echo(f"  KL {e['kl_bits']:.4f} ± {_f(e['kl_se'], 4)} bits/token (budget {kl_budget}), held-out loss "
                        f"{e['heldout_loss']:.4f} ({e['seconds']:.1f} s)", err=True)
     return show
 
@@ -85,12 +85,16 @@ def tune(ctx: Context, name, base, data_file, tree_refs, method, kl_budget, lora
     show = _show(kl_budget)
     try:
         if resume:
-            given = click.get_current_context().get_parameter_source
-            extra = [p for p in ("data_file", "tree_refs", "kl_budget", "method", "base")
-                     if given(p) is not None and given(p).name == "COMMANDLINE"]
+            here = click.get_current_context()
+            extra = [f"--{p.name.replace('_', '-')}" for p in here.command.params
+                     if p.name not in ("name", "resume", "as_json", "report")
+                     and here.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
             if extra:
-                raise click.UsageError("--resume continues a run with its own data and settings: give only NAME")
+                raise click.UsageError(f"--resume continues a run with its own data and settings, so "
+                                       f"{', '.join(extra)} would be ignored: give only NAME (and --report/--no-report)")
             m = adapters.describe(name)
+            if here.get_parameter_source("report") != click.core.ParameterSource.COMMANDLINE:
+                report = (m.get("options") or {}).get("report", True)  # as the run was started
             show = _show(m["config"]["kl_budget"])
             record = run_resume(name, progress=show)
         else:
@@ -110,7 +114,8 @@ def tune(ctx: Context, name, base, data_file, tree_refs, method, kl_budget, lora
             cfg = TuneConfig(method=method, kl_budget=kl_budget, lora_r=lora_r, lora_alpha=2 * lora_r, epochs=epochs,
                              lr=lr, batch_size=batch_size, eval_every=eval_every, beta=beta, heldout=share, seed=seed,
                              max_length=max_length, kl_prompts=kl_prompts, kl_samples=kl_samples, kl_tokens=kl_tokens)
-            record = run_tune(name, base, rows, cfg, progress=show, heldout_rows=held_rows, source=source)
+            record = run_tune(name, base, rows, cfg, progress=show, heldout_rows=held_rows, source=source,
+                              options={"report": report})
     except KeyboardInterrupt:
         if not adapters.directory(name).exists():
             click.echo(f"interrupted before {name}'s first checkpoint: nothing was kept", err=True)
@@ -137,7 +142,10 @@ def tune(ctx: Context, name, base, data_file, tree_refs, method, kl_budget, lora
         emit_json(out)
         return
     budget = record["config"]["kl_budget"]
-    click.echo(f"{name}: {record['status']} at step {record['step']}; KL(tuned || base) {_f(record['kl_bits'], 4)} ± "
+    over = record.get("stopped_at")
+    status = (f"stopped at the KL budget (step {over['step']} spent {over['kl_bits']:.4f} > {budget}), kept step "
+              f"{record['step']}" if over else f"{record['status']} at step {record['step']}")
+    click.echo(f"{name}: {status}; KL(tuned || base) {_f(record['kl_bits'], 4)} ± "
                f"{_f(record['kl_se'], 4)} bits/token (budget {budget}); held-out loss {_f(record['heldout_loss_before'])}"
                f" -> {_f(record['heldout_loss'])} nats/token on {record['rows']['heldout']} held-out rows; model "
                f"hf:{record['base']}+{name}")
@@ -158,7 +166,7 @@ def adapters_group() -> None:
 def adapters_list(as_json: bool) -> None:
     """The adapters, runs in progress included, with the KL each spent of its budget."""
     emit_rows(adapters.list_adapters(), as_json, "no adapters (make one with `loomwork tune`)",
-              lambda a: f"hf:{a['base']}+{a['name']:<20} {a['config']['method']:<4} step {a.get('step', 0):<5} KL "
+              lambda a: f"{'hf:' + a['base'] + '+' + a['name']:<40} {a['config']['method']:<4} step {a.get('step', 0):<5} KL "
                         f"{_f(a.get('kl_bits'), 4)} bits/token (budget {a['config']['kl_budget']})  {a['status']}")
 
 

@@ -225,4 +225,6 @@ async def run(store, node_id: str, backend, proxy: dict, gold: dict, ns: list[in
         notes.append(f["note"])
     return {"node": node_id, "model": backend.ref, "proxy": proxy["name"], "gold": gold["name"], "pool": len(keep),
             "failed": failed, "seed": params.seed, "bootstrap": bootstrap, "points": points, "fit": f,
-            "notes": notes, "errors": sorted({e for _s, e in p + q if e})[:5]}
+            "notes": notes, "errors": sorted({e for _s, e in p + q if e})[:5],
+            # what every figure above was computed from, so that anyone can compute it again
+            "samples": [{"text": texts[i], "proxy": p[i][0], "gold": q[i][0]} for i in keep]}

@@ -84,7 +84,7 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
                 picked[group[0]] = picked.get(group[0], 0) + 1
                 seen = {g: scored[g] for g in group}
                 cost = grader_cost.top_k(seen, picked[group[0]]) if strategy == "beam" else \
-                    grader_cost.tilted(seen, temperature)
+                    grader_cost.tilted(seen, temperature, picked[group[0]])
                 curation.record_choice(store, parent, group, grader=grader["name"], pressure=cost)
                 choices.append({"node": parent, "among": len(group), "bits": cost["kl_bits"], "rule": cost["rule"],
                                 "bound_bits": cost["bound_bits"]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,9 @@ def _quiet_libraries() -> None:
     if not interactive():
         datasets.disable_progress_bars()
         transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()  # loading and writing the weights
+    # transformers' renamed gradient-checkpointing arguments, used by TRL's config: nothing for a user to act on
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 def train(name: str, base: str, rows: list[dict], epochs: int = 1, lr: float = 5e-5, batch_size: int = 4,

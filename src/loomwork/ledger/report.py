@@ -102,7 +102,7 @@ def totals(rows: list[dict]) -> dict:
             "model_tokens": toks, "bits_per_token": total / toks if total is not None and toks else None,
             "tokens_per_bit": toks / total if total else None,
             "pending": sum(1 for r in rows if r.get("pending")),
-            "ledger": levers, "selection_kl_bits": sum(kl), "incomplete": incomplete}
+            "ledger": levers, "selection_kl_bits": sum(kl, 0.0), "incomplete": incomplete}
 
 
 def _generations(store: Store, nodes: list[Node]) -> dict[str, dict]:

@@ -12,13 +12,16 @@ from ..units import LN2
 
 
 
-def mean_and_se(values: list[float]) -> tuple[float, float]:
-    """The mean of per-sample figures and its standard error (sample variance / n); (0, 0) for none."""
+def mean_and_se(values: list[float]) -> tuple[float, float | None]:
+    """The mean of per-sample figures and its standard error (sample variance / n); (0, None) for none, and no
+    standard error (None) from a single sample: one sample says nothing about its spread."""
     n = len(values)
     if not n:
-        return 0.0, 0.0
+        return 0.0, None
     mean = sum(values) / n
-    var = sum((x - mean) ** 2 for x in values) / (n - 1) if n > 1 else 0.0
+    if n == 1:
+        return mean, None
+    var = sum((x - mean) ** 2 for x in values) / (n - 1)
     return mean, math.sqrt(var / n)
 
 

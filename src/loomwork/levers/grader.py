@@ -89,15 +89,41 @@ def top_k_of_n_kl(scores: list[float], n: int, k: int = 1, ids: list | None = No
     return max(kl, 0.0) / LN2
 
 
-def tilted_kl(scores: list[float], temperature: float) -> float:
-    """Bits: KL(softmax(score / T) ‖ uniform) over the observed candidates: a choice drawn from the tilted
-    distribution (weave's), against the model's own (each candidate equally likely)."""
-    if not scores:
+def _drawn_shares(weights: list[float], k: int) -> list[float]:
+    """P(candidate i is among k drawn without replacement, each draw ∝ weight among those left) / k, by walking
+    every ordered draw of k (the frontier's picks from one group are few; n!/(n-k)! sequences)."""
+    n = len(weights)
+    inclusion = [0.0] * n
+
+    def walk(left: list[int], prob: float, depth: int, drawn: list[int]) -> None:
+        if depth == k or not left:
+            for i in drawn:
+                inclusion[i] += prob
+            return
+        total = sum(weights[i] for i in left)
+        for i in left:
+            if weights[i] > 0:
+                walk([j for j in left if j != i], prob * weights[i] / total, depth + 1, drawn + [i])
+
+    walk(list(range(n)), 1.0, 0, [])
+    return [x / min(k, n) for x in inclusion]
+
+
+def tilted_kl(scores: list[float], temperature: float, k: int = 1) -> float:
+    """Bits: KL(q ‖ uniform) over the observed candidates, q the tilted choice (weave's): one candidate drawn from
+    softmax(score / T), against the model's own (each candidate equally likely). With ``k`` > 1, the k-th pick
+    from the same candidates: k drawn without replacement, the path one of them (q: each one's chance of being
+    drawn, over k)."""
+    if not scores or k >= len(scores):
         return 0.0
     top = max(scores)
     weights = [math.exp((s - top) / temperature) for s in scores]
-    z = sum(weights)
-    return max(0.0, sum(w / z * math.log(len(scores) * w / z) for w in weights if w > 0)) / LN2
+    if k == 1:
+        z = sum(weights)
+        shares = [w / z for w in weights]
+    else:
+        shares = _drawn_shares(weights, k)
+    return max(0.0, sum(q * math.log(len(scores) * q) for q in shares if q > 0)) / LN2
 
 
 def _scored(scores: dict[str, float | None]) -> list[float]:
@@ -112,8 +138,9 @@ def top_k(scores: dict[str, float | None], k: int = 1) -> dict:
             "bound_bits": math.log2(n) if n else 0.0, "scores": dict(scores)}
 
 
-def tilted(scores: dict[str, float | None], temperature: float) -> dict:
+def tilted(scores: dict[str, float | None], temperature: float, k: int = 1) -> dict:
     observed = _scored(scores)
-    return {"rule": f"tilted, T = {temperature:g}", "n": len(observed), "temperature": temperature,
-            "kl_bits": tilted_kl(observed, temperature),
+    rule = f"tilted, T = {temperature:g}" + (f", pick {k} of the group" if k > 1 else "")
+    return {"rule": rule, "n": len(observed), "k": k, "temperature": temperature,
+            "kl_bits": tilted_kl(observed, temperature, k),
             "bound_bits": math.log2(len(observed)) if observed else 0.0, "scores": dict(scores)}

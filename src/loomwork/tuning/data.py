@@ -86,10 +86,18 @@ def parse_heldout(value: str, method: str) -> tuple[float, list[dict] | None]:
     return 0.2, read_rows(value, method)
 
 
+def _keys(row: dict) -> list[tuple[str, str]]:
+    """What a row shares with another on the same side of a split: its prompt, its response texts, and its prompt
+    followed by each response (the prompt a deeper step of the same path reads)."""
+    keys = [("prompt" if field == "prompt" else "text", text) for field, text in row.items()]
+    return keys + [("prompt", row["prompt"] + text) for field, text in row.items() if field != "prompt"]
+
+
 def _groups(rows: list[dict]) -> list[list[int]]:
-    """Rows joined when they share a prompt or a response text (union-find): what must land on one side of a
-    split for no held-out prompt or text to appear in training. Prompts that only begin alike (two branches of one
-    tree) are different prompts."""
+    """Rows joined when they share a prompt or a response text, or when one's prompt is another's prompt and
+    response (a deeper step of the same path; union-find): what must land on one side of a split for no held-out
+    prompt or text to appear in training. Prompts that only begin alike (two branches of one tree) are different
+    prompts."""
     parent = list(range(len(rows)))
 
     def find(i: int) -> int:
@@ -100,8 +108,7 @@ def _groups(rows: list[dict]) -> list[list[int]]:
 
     first: dict[tuple[str, str], int] = {}
     for i, row in enumerate(rows):
-        for field, text in row.items():
-            key = ("prompt" if field == "prompt" else "text", text)
+        for key in _keys(row):
             if key in first:
                 parent[find(i)] = find(first[key])
             else:
@@ -124,7 +131,7 @@ def split(rows: list[dict], heldout: float, seed: int) -> tuple[list[dict], list
         raise InvalidInput(f"all {len(rows)} rows are joined by prompts or texts they share (one prompt, or one "
                            "response repeated across prompts): nothing can be held out without the held-out rows "
                            "appearing in training; add rows with other prompts and texts, or give a file of "
-                           "held-out rows (--heldout FILE)")
+                           "held-out rows (on the command line: --heldout FILE)")
     random.Random(seed).shuffle(groups)
     k = min(len(groups) - 1, max(1, round(len(groups) * heldout)))
     held = sorted(i for g in groups[:k] for i in g)
@@ -135,8 +142,8 @@ def split(rows: list[dict], heldout: float, seed: int) -> tuple[list[dict], list
 def split_with(rows: list[dict], held: list[dict]) -> tuple[list[dict], list[dict], int]:
     """(train, held-out, rows dropped): the held-out rows given, and the training rows that share no prompt and no
     text with them (a row that does is dropped, not trained on)."""
-    keys = {("prompt", r["prompt"]) for r in held} | {("text", v) for r in held for f, v in r.items() if f != "prompt"}
-    train = [r for r in rows if not any((("prompt" if f == "prompt" else "text"), v) in keys for f, v in r.items())]
+    keys = {k for r in held for k in _keys(r)}
+    train = [r for r in rows if not any(k in keys for k in _keys(r))]
     if not train:
         raise InvalidInput(f"every one of the {len(rows)} rows shares a prompt or a text with the held-out rows: "
                            "nothing is left to train on")

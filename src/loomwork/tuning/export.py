@@ -46,10 +46,14 @@ def _readme(name: str, meta: dict, public: str, local: str, merged: bool) -> str
                  if ident.get("package") else f"{ident.get('path', meta['base'])} (sha256 {ident.get('sha256')})")
     load = (f"AutoModelForCausalLM.from_pretrained('{name}')" if merged else
             f"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), '{name}')")
+    def num(x) -> str:
+        return "?" if x is None else f"{x:.4f}"
+
     return "\n".join([
-        f"# {name}", "",
+        f"# {meta['name']}", "",
         f"A LoRA adapter made by loomwork ({meta['config']['method']}, KL budget {meta['config']['kl_budget']} "
-        f"bits/token; spent {meta.get('kl_bits')} ± {meta.get('kl_se')} at step {meta.get('step')}).", "",
+        f"bits/token; spent {num(meta.get('kl_bits'))} ± {num(meta.get('kl_se'))} bits/token at step "
+        f"{meta.get('step')}), exported to the folder `{name}`.", "",
         f"- Base: {public}. Trained on the weights of {base_line}, dequantised to float32 by loomwork "
         f"(locally: {local}).",
         f"- Data: {data.get('rows')} rows (sha256 {data.get('sha256')}); {data.get('train', {}).get('rows')} trained "

@@ -85,28 +85,31 @@ def prepare(rows: list[dict], cfg: TuneConfig, heldout_rows: list[dict] | None =
 
 
 def tune(name: str, base: str, rows: list[dict], cfg: TuneConfig, progress: Callable[[dict], None] = lambda _e: None,
-         loaded=None, heldout_rows: list[dict] | None = None, source: dict | None = None) -> dict:
+         loaded=None, heldout_rows: list[dict] | None = None, source: dict | None = None,
+         options: dict | None = None) -> dict:
     """Train adapter ``name`` on ``base`` (a model name hf_load can load, or ``hf:NAME``) from ``rows``; return its
     record. ``heldout_rows``: hold out exactly these (rows sharing a prompt or text with them are not trained on);
-    else a seeded ``cfg.heldout`` share of the prompts. ``source``: where the rows came from (recorded).
+    else a seeded ``cfg.heldout`` share of the prompts. ``source``: where the rows came from (recorded);
+    ``options``: what the caller does around the run (the CLI's report), recorded so that a resume does the same.
     ``loaded``: (model, tokenizer) already in memory (tests)."""
     base = provenance.bare(base)
     adapters.check_name(name)
     if adapters.split_model(base)[1]:
         raise InvalidInput(f"{base!r} is an adapter: tune from its base model")
     train, held, dropped, how = prepare(rows, cfg, heldout_rows)
-    claim(name, base, rows, train, held, dropped, how, cfg, source or {"rows": "given to the library"})
+    claim(name, base, rows, train, held, dropped, how, cfg, source or {"rows": "given to the library"}, options)
     return run_claimed(name, progress, loaded)
 
 
 def claim(name: str, base: str, rows: list[dict], train: list[dict], held: list[dict], dropped: int, how: str,
-          cfg: TuneConfig, source: dict) -> dict:
+          cfg: TuneConfig, source: dict, options: dict | None = None) -> dict:
     """Claim the name and write what the run will use (its record and its rows), before any model loads."""
     if adapters.directory(name).exists() and adapters.claimed(name) is None:
         raise InvalidInput(f"an adapter named {name!r} exists already (delete it first, or pick another name)")
     record = {"name": name, "base": base, "config": asdict(cfg), "rows": {"train": len(train), "heldout": len(held)},
               "provenance": provenance.record(source, rows, train, held, dropped, base, cfg.seed, how),
-              "pid": os.getpid(), "status": "starting", "created_at": datetime.now(timezone.utc).isoformat()}
+              "options": options or {}, "pid": os.getpid(), "status": "starting",
+              "created_at": datetime.now(timezone.utc).isoformat()}
     d = adapters.begin(name, record)
     with (d / ROWS).open("w", encoding="utf-8") as f:
         for split, part in (("train", train), ("heldout", held)):
@@ -317,7 +320,7 @@ def _plot(name: str, curve: list[dict], budget: float) -> None:
         return
     steps = [p["step"] for p in curve]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    a.errorbar(steps, [p["kl_bits"] for p in curve], yerr=[p["kl_se"] for p in curve], marker="o", capsize=3)
+    a.errorbar(steps, [p["kl_bits"] for p in curve], yerr=[p["kl_se"] or 0.0 for p in curve], marker="o", capsize=3)
     a.axhline(budget, color="crimson", linestyle="--", label="budget")
     a.set(xlabel="step", ylabel="KL(tuned ‖ base), bits/token", title=f"{name}: KL spent")
     a.legend()

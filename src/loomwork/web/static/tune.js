@@ -18,7 +18,11 @@ function newRun(name, budget) {
 function apply(run, name, e) {
   run.events.push(e);
   if (name === "step") Object.assign(run, { step: e.step, total: e.total, loss: e.loss, status: "training" });
-  else if (name === "eval") run.curve.push(e);
+  else if (name === "end") run.status = e.status;
+  else if (name === "eval") {
+    run.curve.push(e);
+    run.status = `evaluated at step ${e.step} (${e.seconds.toFixed(1)} s)` + (e.kl_bits > run.budget ? ": over the budget" : "");
+  }
   else if (name === "load") run.status = `loading ${e.base}…`;
   else if (name === "eval-start") run.status = `evaluating at step ${e.step}: KL on ${e.prompts} held-out prompts × ${e.samples} samples × ${e.tokens} tokens…`;
   else if (name === "resumed") run.step = e.step;
@@ -28,24 +32,28 @@ function apply(run, name, e) {
 
 // -- views ------------------------------------------------------------------------------------------------------
 // KL per evaluation with ±1 standard error, the budget as a dashed line; held-out loss beside it.
-function curveChart(points, budget) {
+function curveChart(points, budget, total) {
   const w = 340, h = 170, pad = 34;
+  const kept = [...points].reverse().find((p) => p.kl_bits <= budget); // the checkpoint a stop keeps
   const chart = (title, ys, lo, hi, extra, colour) => {
-    const steps = points.map((p) => p.step), x1 = Math.max(1, ...steps);
+    const steps = points.map((p) => p.step), x1 = Math.max(1, total || 0, ...steps);
     const y0 = Math.min(...lo, ...(extra === null ? [] : [extra])), y1 = Math.max(...hi, ...(extra === null ? [] : [extra]));
     const X = (x) => pad + (x / x1) * (w - 2 * pad), Y = (y) => h - pad - ((y - y0) / (y1 - y0 || 1)) * (h - 2 * pad);
     const kids = [svg("text", { x: pad, y: 14, "font-size": 11 }, title),
       svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, stroke: "#999" }),
-      svg("text", { x: w - pad, y: h - 8, "font-size": 10, "text-anchor": "end" }, `step (of ${x1})`),
+      svg("text", { x: w - pad, y: h - 8, "font-size": 10, "text-anchor": "end" }, `step (of ${x1}); ring: the checkpoint kept`),
       svg("text", { x: 2, y: Y(y1) + 4, "font-size": 9 }, f(y1, 2)), svg("text", { x: 2, y: Y(y0) + 4, "font-size": 9 }, f(y0, 2))];
     if (extra !== null) kids.push(svg("line", { x1: pad, y1: Y(extra), x2: w - pad, y2: Y(extra), stroke: "crimson", "stroke-dasharray": "4 3" }),
       svg("text", { x: w - pad, y: Y(extra) - 3, "font-size": 9, fill: "crimson", "text-anchor": "end" }, "budget"));
+    else if (colour === "#3b6fd8") kids.push(svg("text", { x: w - pad, y: 26, "font-size": 9, fill: "crimson", "text-anchor": "end" },
+      `budget ${budget}: far above`));
     kids.push(svg("polyline", { points: points.map((p, i) => `${X(p.step)},${Y(ys[i])}`).join(" "), fill: "none", stroke: colour, "stroke-width": 2 }));
     points.forEach((p, i) => {
       kids.push(svg("line", { x1: X(p.step), y1: Y(lo[i]), x2: X(p.step), y2: Y(hi[i]), stroke: colour }));
       const dot = svg("circle", { cx: X(p.step), cy: Y(ys[i]), r: 3, fill: colour });
-      dot.append(svg("title", {}, `step ${p.step}: ${f(ys[i], 4)}`));
+      dot.append(svg("title", {}, `step ${p.step}: ${f(ys[i], 4)}` + (p === kept ? " (the checkpoint kept)" : "")));
       kids.push(dot);
+      if (p === kept) kids.push(svg("circle", { cx: X(p.step), cy: Y(ys[i]), r: 6, fill: "none", stroke: "#222" }));
     });
     return svg("svg", { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": title }, ...kids);
   };
@@ -53,7 +61,7 @@ function curveChart(points, budget) {
   const top = Math.max(...kl.map((k, i) => k + se[i]));
   // a budget far above what was spent would flatten the curve to nothing: then it is named, not drawn
   const shown = budget <= 4 * top || top === 0 ? budget : null;
-  const title = "KL(tuned ‖ base), bits/token ± s.e." + (shown === null ? ` (budget ${budget}, far above)` : "");
+  const title = "KL(tuned ‖ base), bits/token ± s.e.";
   return [chart(title, kl, kl.map((k, i) => k - se[i]), kl.map((k, i) => k + se[i]), shown, "#3b6fd8"),
     chart("held-out loss, nats/token (held-out prompts)", loss, loss, loss, null, "#d8833b")];
 }
@@ -69,7 +77,7 @@ function renderRun() {
     (last ? ` · KL ${f(last.kl_bits, 4)} ± ${f(last.kl_se, 4)} bits/token of ${run.budget} · held-out loss ${f(last.heldout_loss)}` : "");
   $("run-progress").max = run.total || 1;
   $("run-progress").value = run.step;
-  clear($("run-curve")).append(...(run.curve.length ? curveChart(run.curve, run.budget) : [el("p", { class: "muted" }, "the curve appears after the first evaluation (step 0: the base itself)")]));
+  clear($("run-curve")).append(...(run.curve.length ? curveChart(run.curve, run.budget, run.total) : [el("p", { class: "muted" }, "the curve appears after the first evaluation (step 0: the base itself)")]));
   $("run-stop").disabled = run.ended;
   clear($("run-log")).append(...run.events.slice(-50).map((e) => el("li", {}, JSON.stringify(e))));
 }
@@ -94,8 +102,8 @@ function renderCost() {
   const form = $("tune-form").elements;
   const tokens = Number(form.kl_prompts.value) * Number(form.kl_samples.value) * Number(form.kl_tokens.value);
   $("tune-cost").textContent = `Each evaluation (at step 0 and every ${form.eval_every.value} steps) samples ${tokens} tokens from the tuned model ` +
-    "and reads them twice, tuned and base, over the whole vocabulary; on a 2-core CPU with Gemma 3 270M that is about " +
-    `${Math.max(1, Math.round(tokens / 12))} s (docs/tuning.md has the measured costs).`;
+    "and reads them twice, tuned and base, over the whole vocabulary; the run shows what each one took. For scale: 4 × 4 × 24 " +
+    "took about 40 s with Gemma 3 270M on a 2-core CPU (docs/tuning.md), and a few seconds of it is there whatever the size.";
 }
 
 // -- actions ----------------------------------------------------------------------------------------------------
@@ -134,8 +142,9 @@ async function start(e) {
   const trees = [...document.querySelectorAll("#tree-choices input:checked")].map((i) => i.value);
   const num = (k) => Number(form[k].value);
   const body = { name: form.name.value, method: form.method.value, trees, kl_budget: num("kl_budget"), epochs: num("epochs"),
-    lr: num("lr"), eval_every: num("eval_every"), heldout: num("heldout"), kl_prompts: num("kl_prompts"),
-    kl_samples: num("kl_samples"), kl_tokens: num("kl_tokens"), seed: num("seed") };
+    lr: num("lr"), batch_size: num("batch_size"), lora_r: num("lora_r"), beta: num("beta"), eval_every: num("eval_every"),
+    heldout: num("heldout"), kl_prompts: num("kl_prompts"), kl_samples: num("kl_samples"), kl_tokens: num("kl_tokens"),
+    seed: num("seed") };
   if (form.base.value.trim()) body.base = form.base.value.trim();
   try {
     const record = await api("POST", "/adapters", body);
