@@ -206,7 +206,9 @@ async def test_the_cache_figures_from_the_api_and_the_cli(gemma, store, monkeypa
 
     lm, tok = gemma
     backend = HFBackend("tiny-gemma", lm=lm, tokenizer=tok)
-    monkeypatch.setattr(registry, "_loaded", {})
+    from loomwork.backends.pool import PROCESS
+
+    monkeypatch.setattr(PROCESS._loaded, "models", {})  # only this test's model is loaded
     registry.register(backend)
     await backend.complete(PATH, SamplingParams(n=1, max_tokens=3, seed=0))
     await backend.complete(PATH, SamplingParams(n=1, max_tokens=3, seed=1))

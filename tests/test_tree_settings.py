@@ -221,4 +221,6 @@ def test_a_model_is_loaded_once_however_many_ask_at_once():
         assert made == ["x"] and all(g is got[0] for g in got)
     finally:
         del registry.BACKENDS["slowload"]
-        registry._loaded.pop("slowload:x", None)
+        from loomwork.backends.pool import PROCESS
+
+        PROCESS._loaded.models.pop("slowload:x", None)

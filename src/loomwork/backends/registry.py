@@ -1,33 +1,18 @@
-"""Model references (``backend:model``) to backend instances, and the list of what is available.
-
-Backends are imported only when used, so that listing models or using the mock never imports torch. Loaded
-backends are kept for the life of the process: loading a model takes seconds, sampling from it milliseconds.
-"""
+"""Model references (``backend:model``): checking them, the library's ``get_backend`` (the process's model pool,
+pool.py) and the list of what is available. Backends are imported only when used, so that listing models or using
+the mock never imports torch."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
-import threading
 from dataclasses import dataclass
 
 from .. import config, validate
 from ..errors import NotFound
 from .base import Backend
 from .catalog import PACKAGED
-
-BACKENDS = {
-    "mock": ("loomwork.backends.mock", "MockBackend"),
-    "hf": ("loomwork.backends.hf", "HFBackend"),
-    "openai": ("loomwork.backends.openai", "OpenAIBackend"),
-    "llama": ("loomwork.backends.llama", "LlamaBackend"),
-}
-_loaded: dict[str, Backend] = {}
-# One load at a time: two requests naming the same model at once would load it twice, and transformers' loading
-# is not thread-safe (a server once loaded Gemma twice concurrently and got an untied, uninitialised lm_head).
-_loading = threading.Lock()
-
+from .pool import BACKENDS, PROCESS
 
 def split_ref(ref: str) -> tuple[str, str]:
     """``"hf:gemma-3-270m"`` → ``("hf", "gemma-3-270m")``. A bare packaged name means hf; bare ``mock`` the mock.
@@ -53,30 +38,17 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 def get_backend(ref: str | None = None) -> Backend:
-    backend, model = split_ref(ref or config.default_model())
-    key = f"{backend}:{model}"
-    if key in _loaded:
-        return _loaded[key]
-    with _loading:
-        if key not in _loaded:  # another thread may have loaded it while this one waited
-            module, cls = BACKENDS[backend]
-            factory = getattr(importlib.import_module(module), cls)
-            try:
-                _loaded[key] = factory(model)
-            except ValueError:
-                raise NotFound(f"unknown {backend} model {model!r} (see `loomwork models`)") from None
-    return _loaded[key]
+    """The model ``ref`` names (the default model when None), from the process's pool (pool.py)."""
+    return PROCESS.get(ref)
 
 
 def register(backend: Backend) -> None:
-    """Make an already-built backend (a test's tiny model, say) available under its ref."""
-    _loaded[backend.ref] = backend
+    """Make an already-built backend (a test's tiny model, say) available under its ref, in the process's pool."""
+    PROCESS.register(backend)
 
 
 async def close_all() -> None:
-    for b in list(_loaded.values()):
-        await b.close()
-    _loaded.clear()
+    await PROCESS.close()
 
 
 @dataclass(frozen=True)
@@ -128,6 +100,5 @@ def list_models() -> list[ModelInfo]:
 
 
 def cache_stats() -> list[dict]:
-    """Each loaded model's prefix cache (see kv_cache.py): ``{"model": ref, "cache": figures or None}``."""
-    return [{"model": ref, "cache": b.cache_stats()}
-            for ref, b in sorted(_loaded.items())]
+    """Each model the process loaded, with its prefix cache's figures (pool.py)."""
+    return PROCESS.cache_stats()

@@ -10,18 +10,20 @@ import random
 from .. import curation, ops
 from ..levers import grader as grader_cost
 from ..backends.base import Backend, SamplingParams
+from ..backends.pool import PROCESS, ModelPool
 from ..errors import InvalidInput
 from ..store import Store
 from .registry import check_usable
 from .scoring import score_nodes
 
 
-async def best_of_n(store: Store, node_id: str, backend: Backend, params: SamplingParams, grader: dict) -> dict:
+async def best_of_n(store: Store, node_id: str, backend: Backend, params: SamplingParams, grader: dict,
+                    models: ModelPool = PROCESS) -> dict:
     if params.n < 2:
         raise InvalidInput("best-of-n needs n of at least 2")
-    check_usable(grader)  # a grader that cannot work fails before anything is sampled and stored
+    check_usable(grader, models)  # a grader that cannot work fails before anything is sampled and stored
     kids = await ops.expand(store, node_id, backend, params)
-    scores = await score_nodes(store, grader, [k.id for k in kids])
+    scores = await score_nodes(store, grader, [k.id for k in kids], models=models)
     for k in kids:
         ops.tag(store, k.id, "bon")
     scored = [k for k in kids if scores[k.id]["score"] is not None]

@@ -21,6 +21,7 @@ from typing import Callable
 
 from ..levers.grader import top_k_of_n_kl
 from ..units import LN2
+from ..backends.pool import PROCESS, ModelPool
 from ..errors import InvalidInput
 
 
@@ -178,7 +179,8 @@ def write(report: dict, out: Path) -> None:
 
 
 async def run(store, node_id: str, backend, proxy: dict, gold: dict, ns: list[int], pool: int, params,
-              bootstrap: int = 1000, progress: Callable[[str, int, int], None] = lambda _w, _d, _t: None) -> dict:
+              bootstrap: int = 1000, progress: Callable[[str, int, int], None] = lambda _w, _d, _t: None,
+              models: ModelPool = PROCESS) -> dict:
     """Draw ``pool`` continuations of the node once (not stored in the tree), score them with both graders, and
     compute the curve. Samples a grader failed on are left out (and counted). ``progress(what, done, total)``
     as the pool is drawn and scored."""
@@ -190,7 +192,7 @@ async def run(store, node_id: str, backend, proxy: dict, gold: dict, ns: list[in
     for g in (proxy, gold):
         if g["kind"] == "person":
             raise InvalidInput(f"grader {g['name']!r} is a person's ratings: the pool's samples are not rated")
-        check_usable(g)  # before the pool is drawn
+        check_usable(g, models)  # before the pool is drawn
     context = path_text(store.path(node_id))
     texts: list[str] = []
     progress("sampling", 0, pool)
@@ -199,8 +201,10 @@ async def run(store, node_id: str, backend, proxy: dict, gold: dict, ns: list[in
         done = await backend.complete(context, params.model_copy(update={"n": m, "seed": params.seed + len(texts)}))
         texts += [c.text for c in done.completions]
         progress("sampling", len(texts), pool)
-    p = await score_texts(proxy, context, texts, progress=lambda d, t: progress(f"scoring with {proxy['name']}", d, t))
-    q = await score_texts(gold, context, texts, progress=lambda d, t: progress(f"scoring with {gold['name']}", d, t))
+    p = await score_texts(proxy, context, texts, models=models,
+                          progress=lambda d, t: progress(f"scoring with {proxy['name']}", d, t))
+    q = await score_texts(gold, context, texts, models=models,
+                          progress=lambda d, t: progress(f"scoring with {gold['name']}", d, t))
     keep = [i for i in range(len(texts)) if p[i][0] is not None and q[i][0] is not None]
     failed = len(texts) - len(keep)
     check_ns(ns, len(keep))

@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 from .. import curation, ops
 from ..levers import grader as grader_cost
 from ..backends.base import Backend, SamplingParams
+from ..backends.pool import PROCESS, ModelPool
 from ..errors import InvalidInput
 from ..store import Store
 from .registry import check_usable
@@ -57,9 +58,10 @@ def pick(frontier: list[tuple[str, float]], k: int, strategy: str, temperature: 
 async def grow(store: Store, node_id: str, backend: Backend, grader: dict, params: SamplingParams, *,
                budget_nodes: int | None = None, budget_tokens: int | None = None, beam: int = 2, branching: int = 3,
                strategy: str = "beam", temperature: float = 1.0, seed: int = 0,
-               on_event: Callable[[dict], Awaitable[None] | None] = lambda _e: None) -> dict:
+               on_event: Callable[[dict], Awaitable[None] | None] = lambda _e: None,
+               models: ModelPool = PROCESS) -> dict:
     check(budget_nodes, budget_tokens, beam, branching, strategy, temperature)
-    check_usable(grader)  # before anything is sampled and stored
+    check_usable(grader, models)  # before anything is sampled and stored
     rng = random.Random(seed)
     frontier: list[tuple[str, float]] = [(node_id, 0.0)]
     siblings: dict[str, list[str]] = {}  # node -> the candidates it was generated among
@@ -94,7 +96,7 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
                                     params.model_copy(update={"n": branching, "seed": seed + made}))
             made += len(kids)
             tokens += sum(len(k.tokens) for k in kids)
-            scores = await score_nodes(store, grader, [k.id for k in kids])
+            scores = await score_nodes(store, grader, [k.id for k in kids], models=models)
             for k in kids:
                 siblings[k.id] = [x.id for x in kids]
                 scored[k.id] = scores[k.id]["score"]

@@ -7,6 +7,7 @@ import importlib
 import re
 from datetime import datetime, timezone
 
+from ..backends.pool import PROCESS, ModelPool
 from ..errors import InvalidInput, NotFound
 from ..store import Store, retrying
 from ..store import graders as sql
@@ -33,14 +34,13 @@ def resolve_callable(target: str):
     return fn
 
 
-def check_usable(grader: dict) -> None:
-    """Before any sampling: a judge's model loads and can score, a callable takes (text, context), a reward model
-    is on disk. A grader that cannot work fails here, before anything is written."""
+def check_usable(grader: dict, models: ModelPool = PROCESS) -> None:
+    """Before any sampling: a judge's model loads (from ``models``, which decides who may use it) and can score,
+    a callable takes (text, context), a reward model is on disk. A grader that cannot work fails here, before
+    anything is written."""
     kind, cfg = grader["kind"], grader["config"]
     if kind == "judge":
-        from ..backends import get_backend
-
-        backend = get_backend(cfg["model"])
+        backend = models.get(cfg["model"])
         if not backend.capabilities.scoring:
             raise InvalidInput(f"judge {grader.get('name', '')!r}: {backend.ref} cannot score text")
     elif kind == "callable":
@@ -60,7 +60,7 @@ def check_usable(grader: dict) -> None:
             raise InvalidInput(f"reward model of {grader.get('name', '')!r} is missing at {cfg['path']}")
 
 
-def check_config(kind: str, config: dict) -> dict:
+def check_config(kind: str, config: dict, models: ModelPool = PROCESS) -> dict:
     if kind == "judge":
         template = config.get("template") or DEFAULT_TEMPLATE
         if "{text}" not in template:
@@ -69,7 +69,7 @@ def check_config(kind: str, config: dict) -> dict:
             raise InvalidInput("a judge needs a model with the scoring capability (-m)")
         out = {"model": config["model"], "template": template, "yes": config.get("yes") or " yes",
                "no": config.get("no") or " no"}
-        check_usable({"kind": kind, "config": out})
+        check_usable({"kind": kind, "config": out}, models)
         return out
     if kind == "callable":
         check_usable({"kind": kind, "config": {"target": config.get("target", "")}})
@@ -85,10 +85,10 @@ def check_config(kind: str, config: dict) -> dict:
 
 
 @retrying
-def create(store: Store, name: str, kind: str, **config) -> dict:
+def create(store: Store, name: str, kind: str, *, models: ModelPool = PROCESS, **config) -> dict:
     if not _NAME.match(name or ""):
         raise InvalidInput(f"a grader's name is 1-64 letters, digits, '.', '_' or '-', not {name!r}")
-    row = {"id": new_id(), "name": name, "kind": kind, "config": check_config(kind, config),
+    row = {"id": new_id(), "name": name, "kind": kind, "config": check_config(kind, config, models),
            "created_at": datetime.now(timezone.utc)}
     with store.tx() as tx:
         if not sql.add_grader(tx, row):

@@ -16,7 +16,7 @@ import json
 import math
 from typing import Callable
 
-from ..backends import get_backend
+from ..backends.pool import PROCESS, ModelPool
 from ..store import Store, retrying
 from ..store import graders as sql
 from ..store import supervision
@@ -35,20 +35,21 @@ def judge_prompt(grader: dict, context: str, text: str) -> str:
 
 
 async def score_texts(grader: dict, context: str, texts: list[str], node_ids: list[str] | None = None,
-                      store: Store | None = None, progress: Callable[[int, int], None] | None = None
-                      ) -> list[tuple[float | None, str | None]]:
-    """(score, error) per text, all read after ``context``; ``progress(done, total)`` after each text."""
-    out = await _score_texts(grader, context, texts, node_ids, store, progress or (lambda _d, _t: None))
+                      store: Store | None = None, progress: Callable[[int, int], None] | None = None,
+                      models: ModelPool = PROCESS) -> list[tuple[float | None, str | None]]:
+    """(score, error) per text, all read after ``context``; ``progress(done, total)`` after each text; a judge's
+    model from ``models``."""
+    out = await _score_texts(grader, context, texts, node_ids, store, progress or (lambda _d, _t: None), models)
     if progress:
         progress(len(texts), len(texts))
     return out
 
 
 async def _score_texts(grader: dict, context: str, texts: list[str], node_ids: list[str] | None,
-                       store: Store | None, progress: Callable[[int, int], None]) -> list:
+                       store: Store | None, progress: Callable[[int, int], None], models: ModelPool) -> list:
     kind, cfg = grader["kind"], grader["config"]
     if kind == "judge":
-        backend = get_backend(cfg["model"])
+        backend = await models.aget(cfg["model"])
         out = []
         for i, text in enumerate(texts):
             progress(i, len(texts))
@@ -94,8 +95,8 @@ async def _score_texts(grader: dict, context: str, texts: list[str], node_ids: l
     return out
 
 
-async def score_nodes(store: Store, grader: dict, node_ids: list[str], refresh: bool = False
-                      ) -> dict[str, dict]:
+async def score_nodes(store: Store, grader: dict, node_ids: list[str], refresh: bool = False,
+                      models: ModelPool = PROCESS) -> dict[str, dict]:
     """``{node_id: {"score", "error"}}``; scores already stored for the same grader and context are reused (a
     person's ratings are always read afresh)."""
     out: dict[str, dict] = {}
@@ -112,7 +113,8 @@ async def score_nodes(store: Store, grader: dict, node_ids: list[str], refresh: 
                 continue
         todo.setdefault(context, []).append((node_id, text, k))
     for context, items in todo.items():
-        results = await score_texts(grader, context, [t for _n, t, _k in items], [n for n, _t, _k in items], store)
+        results = await score_texts(grader, context, [t for _n, t, _k in items], [n for n, _t, _k in items], store,
+                                    models=models)
         for (node_id, _text, k), (score, error) in zip(items, results):
             out[node_id] = {"score": score, "error": error}
             if grader["kind"] != "person":

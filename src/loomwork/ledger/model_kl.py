@@ -8,10 +8,9 @@ passes per node) and cached with the node's scores.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 
-from ..backends import get_backend
+from ..backends.pool import PROCESS, ModelPool
 from ..errors import LoomworkError
 from ..lens.kl import check_comparable
 from ..store import Store, retrying
@@ -34,8 +33,8 @@ async def _kl_bits(model, reference, context: str, node: Node) -> float:
     return sum(await model.kl_per_position(reference, pre, ids)) / LN2
 
 
-async def model_kl(store: Store, path: list[Node], gens: dict[str, dict], reference, memory: str = ""
-                   ) -> dict[str, float | None]:
+async def model_kl(store: Store, path: list[Node], gens: dict[str, dict], reference, memory: str = "",
+                   models: ModelPool = PROCESS) -> dict[str, float | None]:
     """Node id -> bits (None: not comparable) for each node on ``path`` another model generated."""
     out: dict[str, float | None] = {}
     context = memory
@@ -50,7 +49,7 @@ async def model_kl(store: Store, path: list[Node], gens: dict[str, dict], refere
                 out[node.id] = cached[0]["logprob"]
             else:
                 try:
-                    model = await asyncio.to_thread(get_backend, made_by)
+                    model = await models.aget(made_by)
                     check_comparable(model, reference)
                     bits = await _kl_bits(model, reference, context, node)
                 except LoomworkError:

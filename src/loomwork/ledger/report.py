@@ -8,6 +8,7 @@ import threading
 
 from .. import tree_settings
 from ..backends.base import Backend
+from ..backends.pool import PROCESS, ModelPool
 from ..curation import Choice, counted_bits, latest_choices
 from ..levers import LEVERS, NAMES, public
 from ..levers.decoding import decoding_bits
@@ -112,7 +113,8 @@ def _generations(store: Store, nodes: list[Node]) -> dict[str, dict]:
 
 
 async def path_report(store: Store, node_id: str, ref: str | None, backend: Backend | None = None,
-                      cancel: threading.Event | None = None, with_model_kl: bool = False) -> dict:
+                      cancel: threading.Event | None = None, with_model_kl: bool = False,
+                      models: ModelPool = PROCESS) -> dict:
     """The ledger per node along the path to ``node_id`` and its sums, under reference model ``ref``. Scores not
     yet cached are computed with ``backend`` (one pass over the path); without one they are reported as pending.
     Without a ``ref``, intervention is unknown."""
@@ -126,12 +128,13 @@ async def path_report(store: Store, node_id: str, ref: str | None, backend: Back
     if with_model_kl and backend is not None:  # two teacher-forced passes per node another model wrote
         from .model_kl import model_kl
 
-        kl = await model_kl(store, path, gens, backend, tree_settings.memory(store, tree_id))
+        kl = await model_kl(store, path, gens, backend, tree_settings.memory(store, tree_id), models)
     rows = [node_bits(n, chosen, scored, ref is not None, gens.get(n.generation_id), ref, kl) for n in path]
     return {"node": node_id, "model": ref, "levers": public(), "nodes": rows, "path": totals(rows)}
 
 
-async def tree_report(store: Store, tree_id: str, backend: Backend | None, with_model_kl: bool = False) -> dict:
+async def tree_report(store: Store, tree_id: str, backend: Backend | None, with_model_kl: bool = False,
+                      models: ModelPool = PROCESS) -> dict:
     """The ledger summed over a whole tree: every recorded choice, every written node, every generated node."""
     with store.read() as tx:
         nodes = tx.tree_nodes(tree_id)
@@ -160,7 +163,7 @@ async def tree_report(store: Store, tree_id: str, backend: Backend | None, with_
         for n in nodes:
             gen = gens.get(n.generation_id) if n.generation_id else None
             if n.origin == "model" and gen and f"{gen['backend']}:{gen['model']}" != ref and n.id not in kl:
-                kl.update(await model_kl(store, path_of(n), gens, backend, memory))
+                kl.update(await model_kl(store, path_of(n), gens, backend, memory, models))
     rows = [node_bits(n, chosen, scored, backend is not None, gens.get(n.generation_id), ref, kl) for n in nodes]
     return {"tree": tree_id, "model": ref, "levers": public(), "tree_totals": totals(rows),
             "choices": len(chosen), "written_nodes": sum(1 for n in nodes if is_written(n))}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ..backends import get_backend
+from ..backends.pool import PROCESS, ModelPool
 from ..lens import suite as suites
 from ..lens.report import run_suite
 from . import adapters
@@ -34,9 +34,9 @@ def _summary(report: dict) -> dict:
 
 
 async def tuned_vs_base(name: str, samples: int = 8, seed: int = 0, embeddings: bool = False,
-                        progress=lambda _m: None) -> dict:
+                        progress=lambda _m: None, models: ModelPool = PROCESS) -> dict:
     meta = adapters.meta(name)
-    base, tuned = get_backend(f"hf:{meta['base']}"), get_backend(f"hf:{meta['base']}+{name}")
+    base, tuned = models.get(f"hf:{meta['base']}"), models.get(f"hf:{meta['base']}+{name}")
     out = {"adapter": name, "base": base.ref, "tuned": tuned.ref, "method": meta["config"]["method"],
            "kl_budget_bits": meta["config"]["kl_budget"], "kl_spent_bits": meta.get("kl_bits"),
            "kl_se_bits": meta.get("kl_se"), "heldout_loss_before": meta.get("heldout_loss_before"),

@@ -16,7 +16,7 @@ from ..lens.distributions import next_token_entropy
 from ..lens.masstree import mass_tree
 from ..steering import vectors
 from ..tree import path_text
-from .common import Body, allowed_model, load_backend, node_view, store_of, views, with_counts
+from .common import Body, allowed_model, load_backend, models_of, node_view, store_of, views, with_counts
 from .sse import model_stream, respond
 
 router = APIRouter(prefix="/api")
@@ -78,11 +78,9 @@ def models() -> list[dict]:
 
 
 @router.get("/models/stats")
-def models_stats() -> list[dict]:
+def models_stats(request: Request) -> list[dict]:
     """The models this server has loaded and each one's prefix cache: entries, tokens, bytes, peak, hits."""
-    from ..backends.registry import cache_stats
-
-    return cache_stats()
+    return models_of(request).cache_stats()
 
 
 @router.get("/trees")
@@ -327,7 +325,7 @@ async def node_bits(node_id: str, request: Request, model: str | None = None, sc
     store = store_of(request)
     ref = _reference_model(request, store.node(node_id).tree_id, model)
     backend = await load_backend(request, ref) if score or model_kl else None
-    return await ledger.path_report(store, node_id, ref, backend, with_model_kl=model_kl)
+    return await ledger.path_report(store, node_id, ref, backend, with_model_kl=model_kl, models=models_of(request))
 
 
 @router.get("/nodes/{node_id}/bits/stream")
@@ -356,7 +354,7 @@ async def tree_bits(tree_id: str, request: Request, model: str | None = None, sc
     store.tree(tree_id)
     ref = _reference_model(request, tree_id, model)
     backend = await load_backend(request, ref) if score or model_kl else None
-    return await ledger.tree_report(store, tree_id, backend, model_kl)
+    return await ledger.tree_report(store, tree_id, backend, model_kl, models=models_of(request))
 
 
 @router.get("/nodes/{node_id}/next")
@@ -396,4 +394,4 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
             else:
                 yield "done", {"children": with_counts(store, ev)}
 
-    return model_stream(model, work)
+    return model_stream(lambda: load_backend(request, model), model, work)

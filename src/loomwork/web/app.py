@@ -15,7 +15,9 @@ from .. import config
 from ..errors import BackendError, Busy, Conflict, InvalidInput, LoomworkError, NotFound, Unsupported
 from ..store import Store
 from ..store.journal import acting_as, clean_actor
+from ..backends.pool import PROCESS
 from .api import router
+from .common import offered
 from .audit_api import router as audit_router
 from .lens_api import router as lens_router
 from .grader_api import router as grader_router
@@ -60,6 +62,8 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     app.state.store = store
     app.state.default_model = default_model or config.default_model()
     app.state.allowed_models = None if allowed_models is None else {*allowed_models, app.state.default_model}
+    # the app's models: the process's loaded ones, under this server's policy of what it offers
+    app.state.models = PROCESS.with_policy(offered(app.state.allowed_models), default=app.state.default_model)
     app.add_middleware(ActorMiddleware)
     app.add_middleware(GuardMiddleware, guard=Guard(host, port, token, tuple(allow_hosts)))
 

@@ -3,14 +3,13 @@ and which models a request may use (the one place a model reference is allowed o
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
-from ..backends import get_backend
 from ..backends.catalog import PACKAGED
+from ..backends.pool import ModelPool
 from ..backends.registry import split_ref
 from ..errors import InvalidInput
 from ..levers import adapter as adapters
@@ -50,22 +49,37 @@ def with_counts(store: Store, nodes: list[Node]) -> list[dict]:
         return views(tx, nodes)
 
 
+def offered(allowed: set[str] | None):
+    """The policy of a server's model pool (backends/pool.py): a shared server (one with a token) offers only its
+    packaged models, the mock, adapters of packaged models and those named at start: an ``openai:http://…``
+    reference would otherwise let any token holder make the server fetch any address on its network."""
+
+    def policy(ref: str, _principal) -> str:
+        backend, model = split_ref(ref)
+        base, adapter = adapters.split_model(model)
+        if allowed is None or backend == "mock" or (backend == "hf" and model in PACKAGED) or ref in allowed \
+                or f"{backend}:{model}" in allowed or (backend == "hf" and base in PACKAGED and adapter is not None
+                                                       and adapters.directory(adapter).is_dir()):
+            return ref
+        raise InvalidInput(f"this server does not offer {ref!r}: its packaged models, mock:*, and those given to "
+                           "`loomwork serve --allow-model` are offered")
+
+    return policy
+
+
+def models_of(request: Request) -> ModelPool:
+    return request.app.state.models
+
+
+def principal(_request: Request):
+    """Who asks (the pool's policy decides by it). Until accounts exist, anyone who reached the API."""
+    return None
+
+
 def allowed_model(request: Request, ref: str | None) -> str:
-    """The model a request names (or the default), if this server may use it. A shared server (one with a token)
-    uses only its packaged models, the mock and those named at start: an ``openai:http://…`` reference would
-    otherwise let any token holder make the server fetch any address on its network."""
-    ref = ref or request.app.state.default_model
-    backend, model = split_ref(ref)
-    allowed = request.app.state.allowed_models
-    base, adapter = adapters.split_model(model)
-    if allowed is None or backend == "mock" or (backend == "hf" and model in PACKAGED) or ref in allowed \
-            or f"{backend}:{model}" in allowed or (backend == "hf" and base in PACKAGED and adapter is not None
-                                                   and adapters.directory(adapter).is_dir()):
-        return ref
-    raise InvalidInput(f"this server does not offer {ref!r}: its packaged models, mock:*, and those given to "
-                       "`loomwork serve --allow-model` are offered")
+    """The model a request names (or the server's default), if this server lets its caller use it."""
+    return models_of(request).allowed(ref, principal(request))
 
 
 async def load_backend(request: Request, ref: str | None):
-    ref = allowed_model(request, ref)
-    return await asyncio.to_thread(get_backend, ref)
+    return await models_of(request).aget(ref, principal(request))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from ..backends import get_backend
 from ..backends.base import SamplingParams
 from ..errors import InvalidInput
 from ..graders import goodhart as goodhart_mod
@@ -17,7 +15,7 @@ from ..graders import grow as grow_mod
 from ..graders import registry
 from ..graders.bon import best_of_n
 from ..steering.resolve import resolve
-from .common import Body, allowed_model, store_of
+from .common import Body, allowed_model, load_backend, models_of, store_of
 from .sse import alongside, model_stream
 
 router = APIRouter(prefix="/api")
@@ -62,8 +60,8 @@ def create_grader(body: NewGrader, request: Request) -> dict:
         raise InvalidInput("a shared server does not make callable graders: make them with the CLI")
     if body.kind == "judge":
         allowed_model(request, body.model)
-    return registry.create(store_of(request), body.name, body.kind, model=body.model, template=body.template,
-                           target=body.target, question=body.question)
+    return registry.create(store_of(request), body.name, body.kind, models=models_of(request), model=body.model,
+                           template=body.template, target=body.target, question=body.question)
 
 
 @router.get("/graders/{name}")
@@ -77,8 +75,8 @@ async def bon(node_id: str, body: BestOfN, request: Request) -> dict:
     g = registry.get(store, body.grader)
     params = SamplingParams.make(**body.params)
     store.node(node_id)
-    backend = await asyncio.to_thread(get_backend, allowed_model(request, body.model))
-    return await best_of_n(store, node_id, backend, resolve(store, backend, params), g)
+    backend = await load_backend(request, body.model)
+    return await best_of_n(store, node_id, backend, resolve(store, backend, params), g, models_of(request))
 
 
 @router.post("/nodes/{node_id}/grow")
@@ -98,10 +96,10 @@ async def grow(node_id: str, body: Grow, request: Request) -> StreamingResponse:
         async for item in alongside(lambda emit: grow_mod.grow(
                 store, node_id, backend, g, resolved, budget_nodes=body.nodes, budget_tokens=body.tokens,
                 beam=body.beam, branching=body.branching, strategy=body.strategy, temperature=body.temperature,
-                seed=params.seed or 0, on_event=emit), "expanded"):
+                seed=params.seed or 0, on_event=emit, models=models_of(request)), "expanded"):
             yield item  # closing the stream (the page went away) stops growing; an expansion in flight stores nothing
 
-    return model_stream(model, work)
+    return model_stream(lambda: load_backend(request, model), model, work)
 
 
 class Goodhart(Body):
@@ -129,9 +127,9 @@ async def goodhart(node_id: str, body: Goodhart, request: Request) -> StreamingR
                 emit({"message": f"{what}: {done} of {total}", "what": what, "done": done, "total": total})
 
             return goodhart_mod.run(store, node_id, backend, proxy, gold, body.ns, body.pool, params,
-                                    progress=progress)
+                                    progress=progress, models=models_of(request))
 
         async for item in alongside(run, "status"):
             yield item
 
-    return model_stream(model, work)
+    return model_stream(lambda: load_backend(request, model), model, work)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from ..backends import get_backend
 from ..errors import InvalidInput
 from ..lens import suite as suites
 from ..lens.report import run_suite
-from .common import Body, allowed_model
+from .common import Body, allowed_model, load_backend
 from .sse import alongside, respond
 
 router = APIRouter(prefix="/api")
@@ -48,7 +46,7 @@ async def compare(body: CompareRequest, request: Request) -> StreamingResponse:
         backends = []
         for ref in refs:
             yield "status", {"message": f"loading {ref}…"}
-            backends.append(await asyncio.to_thread(get_backend, ref))
+            backends.append(await load_backend(request, ref))
         async for name, data in alongside(lambda emit: run_suite(backends, suite, body.samples, body.seed,
                                                                  embeddings=body.embeddings, progress=emit), "status"):
             yield (name, {"report": data}) if name == "done" else (name, {"message": data})

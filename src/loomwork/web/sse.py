@@ -13,7 +13,6 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fastapi.responses import StreamingResponse
 
-from ..backends import get_backend
 from ..errors import LoomworkError
 
 log = logging.getLogger("loomwork.web")
@@ -49,12 +48,14 @@ def respond(events: AsyncIterator[tuple[str, Any]] | AsyncIterator[tuple[str, An
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-def model_stream(model: str, work: Callable[[Any], AsyncIterator[tuple[str, Any]]]) -> StreamingResponse:
-    """Work with a model: ``status`` while it loads, then each ``(event, data)`` that ``work(backend)`` yields."""
+def model_stream(load: Callable[[], Awaitable[Any]], model: str,
+                 work: Callable[[Any], AsyncIterator[tuple[str, Any]]]) -> StreamingResponse:
+    """Work with a model: ``status`` while ``load()`` loads it, then each ``(event, data)`` that ``work(backend)``
+    yields."""
 
     async def events():
         yield "status", {"message": f"loading {model}…"}
-        backend = await asyncio.to_thread(get_backend, model)
+        backend = await load()
         async with contextlib.aclosing(work(backend)) as steps:
             async for item in steps:
                 yield item

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from ..backends import get_backend
 from ..backends.base import SamplingParams, TokenEvent
 from ..errors import InvalidInput
 from ..steering import vectors
 from ..steering.sweep import runs as sweep_runs
 from ..steering.sweep import sweep as steering_sweep
-from .common import Body, allowed_model, store_of, with_counts
+from .common import Body, allowed_model, load_backend, store_of, with_counts
 from .sse import model_stream
 
 router = APIRouter(prefix="/api")
@@ -55,7 +53,7 @@ async def create_vector(body: NewVector, request: Request) -> dict:
         plus.append(store.node(body.plus_node).text)
         minus.append(store.node(body.minus_node).text)
     method = body.method or ("actadd" if len(plus) == 1 and not body.pairs else "mean")
-    backend = await asyncio.to_thread(get_backend, allowed_model(request, body.model))
+    backend = await load_backend(request, body.model)
     return await vectors.create(store, backend, body.name, body.layer, method, plus, minus, body.pairs)
 
 
@@ -92,4 +90,4 @@ async def sweep(node_id: str, body: Sweep, request: Request) -> StreamingRespons
                 yield "coef", {"coef": coef, "children": with_counts(store, ev)}
         yield "done", {"seed": base.seed}
 
-    return model_stream(model, work)
+    return model_stream(lambda: load_backend(request, model), model, work)

@@ -1,0 +1,108 @@
+"""Model pools: the models an owner (the web app, the CLI, a library user) has loaded, and who may use which.
+
+Loading a model takes seconds and sampling from it milliseconds, so loaded models are kept; the weights are the
+process's (two pools never load one model twice: they share what is loaded). What a pool adds is its owner's
+policy: ``get(ref, principal)`` is the one place where a model is allowed or refused for whoever asks (a shared
+server offers only some models; accounts and quotas will be decided here too). ``PROCESS`` is the pool of the
+library and the CLI, with no policy; a server makes its own with ``PROCESS.with_policy(...)`` and passes it to the
+capabilities that load models by name (judge graders, the ledger's model lever, the tuning report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import threading
+from typing import Any, Callable
+
+from .. import config
+from ..errors import NotFound
+from .base import Backend
+
+BACKENDS = {
+    "mock": ("loomwork.backends.mock", "MockBackend"),
+    "hf": ("loomwork.backends.hf", "HFBackend"),
+    "openai": ("loomwork.backends.openai", "OpenAIBackend"),
+    "llama": ("loomwork.backends.llama", "LlamaBackend"),
+}
+
+# policy(ref, principal) -> the ref to use, or raises (InvalidInput, NotFound) to refuse
+Policy = Callable[[str, Any], str]
+
+
+class _Loaded:
+    """The process's loaded models. One load at a time: two requests naming the same model at once would load it
+    twice, and transformers' loading is not thread-safe (a server once loaded Gemma twice concurrently and got an
+    untied, uninitialised lm_head)."""
+
+    def __init__(self):
+        self.models: dict[str, Backend] = {}
+        self.loading = threading.Lock()
+
+    def get(self, backend: str, model: str) -> Backend:
+        key = f"{backend}:{model}"
+        if key in self.models:
+            return self.models[key]
+        with self.loading:
+            if key not in self.models:  # another thread may have loaded it while this one waited
+                module, cls = BACKENDS[backend]
+                factory = getattr(importlib.import_module(module), cls)
+                try:
+                    self.models[key] = factory(model)
+                except ValueError:
+                    raise NotFound(f"unknown {backend} model {model!r} (see `loomwork models`)") from None
+        return self.models[key]
+
+
+class ModelPool:
+    def __init__(self, policy: Policy | None = None, *, default: str | None = None, loaded: _Loaded | None = None):
+        self.policy = policy
+        self._default = default
+        self._loaded = loaded if loaded is not None else _Loaded()
+
+    def with_policy(self, policy: Policy | None, default: str | None = None) -> "ModelPool":
+        """A pool sharing these loaded models, deciding access by ``policy`` (``default``: the model a request that
+        names none gets)."""
+        return ModelPool(policy, default=default, loaded=self._loaded)
+
+    @property
+    def default(self) -> str:
+        return self._default or config.default_model()
+
+    def allowed(self, ref: str | None = None, principal: Any = None) -> str:
+        """The reference ``principal`` may use for ``ref`` (the default model when None), or one clear error."""
+        from .registry import split_ref
+
+        ref = ref or self.default
+        split_ref(ref)  # a malformed or unknown reference is refused before any policy looks at it
+        return self.policy(ref, principal) if self.policy is not None else ref
+
+    def get(self, ref: str | None = None, principal: Any = None) -> Backend:
+        from .registry import split_ref
+
+        return self._loaded.get(*split_ref(self.allowed(ref, principal)))
+
+    async def aget(self, ref: str | None = None, principal: Any = None) -> Backend:
+        """``get`` off the event loop (a first load takes seconds)."""
+        ref = self.allowed(ref, principal)  # refused at once, before a thread is taken
+        return await asyncio.to_thread(self.get, ref, principal)
+
+    def register(self, backend: Backend) -> None:
+        """Make an already-built backend (a test's tiny model, say) available under its ref."""
+        self._loaded.models[backend.ref] = backend
+
+    def loaded(self) -> dict[str, Backend]:
+        return dict(self._loaded.models)
+
+    def cache_stats(self) -> list[dict]:
+        """Each loaded model's prefix cache (see kv_cache.py): ``{"model": ref, "cache": figures or None}``."""
+        return [{"model": ref, "cache": b.cache_stats()} for ref, b in sorted(self._loaded.models.items())]
+
+    async def close(self) -> None:
+        """Close and forget every loaded model (of every pool sharing them: the process is done with them)."""
+        for b in list(self._loaded.models.values()):
+            await b.close()
+        self._loaded.models.clear()
+
+
+PROCESS = ModelPool()
