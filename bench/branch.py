@@ -126,7 +126,8 @@ def main() -> None:
 def throughput(engine, llama, new_path, model: str, repeats: int) -> None:
     import torch
 
-    from loomwork.backends import SamplingParams, packed_linear
+    from loomwork.backends import SamplingParams
+    from loomwork.engine import packed_linear
 
     lm, tok = engine.lm, engine.tok
     p8 = SamplingParams(n=8, max_tokens=64, seed=0)
@@ -140,7 +141,7 @@ def throughput(engine, llama, new_path, model: str, repeats: int) -> None:
                 torch.log_softmax(step.float(), -1).topk(5)
         return 8 * tokens
 
-    # on the engine's model thread, so that both run under the same OpenMP conditions (backends/model_thread.py)
+    # on the engine's model thread, so that both run under the same OpenMP conditions (engine/model_thread.py)
     def on_model_thread(tokens: int = 64, prompt: str | None = None):
         return engine._model_thread.run(lambda: generate(tokens, prompt))
 
@@ -153,7 +154,7 @@ def throughput(engine, llama, new_path, model: str, repeats: int) -> None:
     ours_s = statistics.median(t for t, _ in runs)
     ours_rate = runs[0][1].completion_tokens / ours_s
 
-    # transformers as it comes: the engine's packed products (backends/packed_linear.py) taken off for the baseline
+    # transformers as it comes: the engine's packed products (engine/packed_linear.py) taken off for the baseline
     with packed_linear.plain_products(lm):
         on_model_thread(4, "A warm-up line.")
         base_s, count = timed(on_model_thread)

@@ -26,7 +26,8 @@ def main() -> None:
 
     import torch
 
-    from loomwork.backends import SamplingParams, packed_linear
+    from loomwork.backends import SamplingParams
+    from loomwork.engine import packed_linear
     from loomwork.backends.hf import HFBackend
 
     backend = HFBackend(args.model)
@@ -49,7 +50,7 @@ def main() -> None:
 
     def stock() -> int:
         # transformers as it comes (its own products, not the engine's packed ones), on the engine's model thread
-        # so that both run under the same OpenMP conditions (backends/model_thread.py)
+        # so that both run under the same OpenMP conditions (engine/model_thread.py)
         with packed_linear.plain_products(lm):
             return backend._model_thread.run(baseline)
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from loomwork.backends.model_thread import ModelThread
+from loomwork.engine.model_thread import ModelThread
 from loomwork.errors import Cancelled
 
 

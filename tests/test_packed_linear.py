@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from loomwork.backends import packed_linear  # noqa: E402
+from loomwork.engine import packed_linear  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not packed_linear.available(), reason="torch without oneDNN")
 

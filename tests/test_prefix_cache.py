@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from loomwork.backends import SamplingParams  # noqa: E402
 from loomwork.backends.hf import HFBackend  # noqa: E402
-from loomwork.backends.kv_cache import PrefixCache, parse_budget  # noqa: E402
+from loomwork.engine.kv_cache import PrefixCache, parse_budget  # noqa: E402
 from loomwork.errors import InvalidInput  # noqa: E402
 from tests.tiny_model import build_tiny_gemma  # noqa: E402
 
@@ -259,7 +259,7 @@ async def test_a_child_just_generated_is_warm(pair):
 async def test_a_text_read_in_chunks_gives_the_one_pass_numbers(gemma, monkeypatch):
     """Long texts are fed in chunks (PREFILL_CHUNK): with chunks of 5 tokens (the path is ~30 tokens, the window
     8) scores spanning several chunks, the next-token view and samples equal one pass over the whole text."""
-    from loomwork.backends import hf
+    from loomwork.engine import torch_engine as hf  # where the chunk size lives
 
     lm, tok = gemma
     one_pass = HFBackend("tiny-gemma", lm=lm, tokenizer=tok, prefix_cache=False)
@@ -282,7 +282,7 @@ def test_a_generation_whose_reader_left_stops_between_chunks(gemma, monkeypatch)
     """Closing an expansion while its path is read: no more chunks are read and nothing is cached."""
     import threading
 
-    from loomwork.backends import hf
+    from loomwork.engine import torch_engine as hf  # where the chunk size lives
     from loomwork.errors import Cancelled
 
     monkeypatch.setattr(hf, "PREFILL_CHUNK", 5)

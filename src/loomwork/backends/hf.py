@@ -1,8 +1,11 @@
-"""Local transformers models on torch (CPU by default).
+"""Local transformers models on torch (CPU by default): the text level over the torch engine
+(engine/torch_engine.py, token ids in, logits out).
 
-Generation prefills the prefix once, copies its KV cache to the n samples and decodes them as one batch (the
+Generation prefills the prefix once, forks its state to the n samples and decodes them as one batch (the
 nanochat engine's shape), dropping finished samples from the batch. Per-token logprobs are the raw model
-log-softmax, so they equal a teacher-forced pass over the same tokens.
+log-softmax, so they equal a teacher-forced pass over the same tokens. Here: tokenising and detokenising, the
+sampler's settings and its decoding KL, stop sequences, token records with their ledger figures, steering's
+twin rows; the engine holds the model, its states and the prefix cache.
 """
 
 from __future__ import annotations
@@ -13,26 +16,19 @@ from contextlib import ExitStack
 from functools import partial
 from typing import AsyncIterator, Callable
 
-from ..errors import Cancelled, InvalidInput
+from ..engine import sampler
+from ..engine.kv_cache import PrefixCache, budget_from_env
+from ..engine.model_thread import shared as shared_model_thread
+from ..engine.torch_engine import TorchEngine
+from ..errors import InvalidInput
 from ..tree import Token
 from .base import Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
 from .hf_load import load, require_torch
 from .hf_score import HFScoring
 from .hf_steer import HFSteering
-from . import packed_linear
-from .kv_cache import PrefixCache, budget_from_env
-from .model_thread import shared as shared_model_thread
 from .threaded import stream_from_thread
 
-PREFILL_CHUNK = 512  # tokens per forward pass when reading a text (_read says why)
 _CONTROL_NAME = re.compile(r"^(<(start|end)_of_\w+>|\[multimodal\])$")
-
-
-def _starts(cache) -> list[int]:
-    """For each layer of a cache, the position its stored keys start at: 0, or for a sliding-window layer the
-    first key it still holds."""
-    return [layer.cumulative_length - layer.keys.shape[-2] if getattr(layer, "is_sliding", False) else 0
-            for layer in cache.layers]
 
 
 class _Detok:
@@ -73,17 +69,15 @@ class HFBackend(HFScoring, HFSteering, Backend):
         super().__init__(model)
         self.torch = require_torch()
         # the budget is checked before the (slow) load, so a bad LOOMWORK_KV_BUDGET fails at once
-        self.kv = PrefixCache(kv_budget if kv_budget is not None else budget_from_env()) if prefix_cache else None
-        self.variant: tuple = ()  # what changes the forward pass (steering, adapters): part of the cache's key
-        # every tensor operation runs on the process's model thread (model_thread.py says why), which also takes
-        # people's requests before background scoring
+        kv = PrefixCache(kv_budget if kv_budget is not None else budget_from_env()) if prefix_cache else None
+        # every tensor operation runs on the process's model thread (engine/model_thread.py says why), which also
+        # takes people's requests before background scoring
         self._model_thread = shared_model_thread()
         if lm is None:
             lm, tokenizer = self._model_thread.run(lambda: load(model))
+        self.engine = TorchEngine(lm, kv=kv)
         self.lm, self.tok = lm, tokenizer
-        # products on weights packed once for oneDNN (packed_linear.py: 2-4x faster on this CPU)
-        self._model_thread.run(lambda: packed_linear.install(lm, pack_now=True))
-        self.window = getattr(lm.config, "max_position_embeddings", None)
+        self.window = self.engine.window
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         gen_eos = getattr(getattr(lm, "generation_config", None), "eos_token_id", None)
         eos |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else [])
@@ -104,73 +98,6 @@ class HFBackend(HFScoring, HFSteering, Backend):
 
     def _check_length(self, n_tokens: int, more: int = 0) -> None:
         check_length(self.ref, n_tokens, more, self.window)
-
-    def _new_state(self, ids: list[int], limit: int, variant: tuple = ()):
-        """A cache for the model holding the longest prefix of ``ids[:limit]`` the prefix cache has, and its length.
-
-        Sliding-window layers record every key they are given (transformers' past recording) so that the state can
-        be stored whole; they start from the last window - 1 keys of the prefix, all the attention needs."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.lm.config)
-        for layer in cache.layers:
-            if getattr(layer, "is_sliding", False):
-                layer.activate_past_recording()
-        done = 0
-        if self.kv is not None:
-            done, layers = self.kv.match(ids, limit=limit, variant=self.variant + variant)
-            for layer, (k, v) in zip(cache.layers, layers):
-                if getattr(layer, "is_sliding", False):
-                    keep = max(0, done - layer.sliding_window + 1)
-                    layer.update(k[:, :, keep:], v[:, :, keep:])
-                    layer.cumulative_length = done  # positions count from the start of the text
-                else:
-                    layer.update(k, v)
-        return cache, done
-
-    def _keep_state(self, ids: list[int], cache, done: int, variant: tuple = ()) -> None:
-        """Store the state of ``ids`` in the prefix cache, then let sliding layers drop what their window no longer
-        sees (decoding n rows from a long path then copies 511 keys a step on those layers, not the whole path).
-        They go on recording what is decoded after it, so each sample's state can be stored too (_keep_row)."""
-        if self.kv is not None:
-            self.kv.computed(len(ids) - done)
-            self.kv.insert(ids, [(layer.keys, layer.values) for layer in cache.layers],
-                           variant=self.variant + variant, starts=_starts(cache))
-        for layer in cache.layers:
-            if getattr(layer, "is_sliding", False):
-                layer.crop(0)
-
-    def _read(self, ids: list[int], cache, keep: int, stop: threading.Event | None = None):
-        """Feed ``ids`` into ``cache`` in chunks of PREFILL_CHUNK tokens; the logits of its last ``keep`` positions.
-
-        In one pass, every query of a long text would go through attention over the whole text with a mask, on
-        the sliding-window layers too; in chunks those attend to at most window - 1 + chunk keys (a 5,521-token
-        path of the demo loom: 18.6 s in one pass, 6.9 s in chunks of 512; logprobs equal to 3e-5). ``stop``
-        set (the reader left): Cancelled before the next chunk, the state not kept."""
-        torch = self.torch
-        parts = []
-        for start in range(0, len(ids), PREFILL_CHUNK):
-            if stop is not None and stop.is_set():
-                raise Cancelled("cancelled")
-            chunk = ids[start : start + PREFILL_CHUNK]
-            want = start + len(chunk) - max(len(ids) - keep, start)  # positions of this chunk whose logits are kept
-            out = self.lm(input_ids=torch.tensor([chunk]), past_key_values=cache, use_cache=True,
-                          logits_to_keep=max(want, 1))  # (0 would mean all of them)
-            if want > 0:
-                parts.append(out.logits[0, -want:].float())
-        return torch.cat(parts) if len(parts) > 1 else parts[0] if parts else None
-
-    def _prefill(self, ids: list[int], first: int, stop: threading.Event | None = None):
-        """The model's state after ``ids`` and its logits at positions ``first`` … ``len(ids) - 1``. The longest
-        prefix the cache holds (at most ``first`` tokens, so those logits are computed) is not computed again; the
-        state of ``ids`` is cached for the next call. Call on the model thread."""
-        cache, done = self._new_state(ids, first)
-        logits = self._read(ids[done:], cache, len(ids) - first, stop)
-        self._keep_state(ids, cache, done)
-        return cache, logits
-
-    def cache_stats(self) -> dict | None:
-        return None if self.kv is None else self.kv.stats()
 
     def encode(self, text: str) -> list[int]:
         """Token ids of a prefix, with the model's start token (base models expect it)."""
@@ -196,61 +123,14 @@ class HFBackend(HFScoring, HFSteering, Backend):
 
     def _sample(self, logprobs, params: SamplingParams, gen):
         """One token per row, and KL(sampling distribution ‖ model distribution) at each row in nats: the pressure
-        of the decoding settings (docs/metrics.md). Control tokens are never sampled, so even temperature 1 with
-        no truncation has their mass as a (tiny) pressure."""
-        torch = self.torch
-        if params.temperature == 0:
-            greedy = logprobs if self._banned is None else logprobs.index_fill(-1, self._banned, float("-inf"))
-            chosen = greedy.argmax(-1)
-            return chosen, -logprobs.gather(-1, chosen[:, None])[:, 0]  # a point mass: KL = -log p(chosen)
-        # every step below makes a new tensor (logprobs are recorded as they are); full-vocabulary passes are the
-        # cost of sampling with a 262k vocabulary, so there are as few as the settings need
-        scores = logprobs / params.temperature if params.temperature != 1.0 else logprobs
-        if self._banned is not None:
-            scores = scores.index_fill(-1, self._banned, float("-inf"))
-        reshaped = params.temperature != 1.0
-        if params.top_k:
-            kth = scores.topk(min(params.top_k, scores.shape[-1]), dim=-1).values[:, -1:]
-            scores = scores.masked_fill(scores < kth, float("-inf"))
-            reshaped = True
-        if params.top_p < 1.0:
-            sorted_scores, order = scores.sort(dim=-1, descending=True)
-            cum = sorted_scores.softmax(-1).cumsum(-1)
-            drop = (cum - sorted_scores.softmax(-1)) >= params.top_p  # keep the smallest set reaching top_p
-            scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
-            reshaped = True
-        if params.min_p > 0:
-            probs = scores.softmax(-1)
-            floor = probs.max(-1, keepdim=True).values * params.min_p
-            scores = scores.masked_fill(probs < floor, float("-inf"))
-            reshaped = True
-        probs = scores.softmax(-1)
-        if reshaped:
-            logq = torch.log_softmax(scores, -1)
-            kl = torch.where(probs > 0, probs * (logq - logprobs), torch.zeros((), dtype=probs.dtype)).sum(-1)
-        elif self._banned is not None:  # q = p without the control tokens, renormalised: KL = -log(1 - their mass)
-            kl = -torch.log1p(-logprobs.index_select(-1, self._banned).exp().sum(-1).clamp(max=1 - 1e-12))
-        else:
-            kl = torch.zeros(logprobs.shape[0], dtype=logprobs.dtype)
-        return self._draw(probs, gen), kl.clamp(min=0.0)
+        of the decoding settings (docs/metrics.md). Control tokens are never sampled (engine/sampler.py)."""
+        return sampler.sample(self.torch, logprobs, params, self._banned, gen)
 
     def _draw(self, probs, gen):
-        """One token per row by inverse CDF (cumulative sum in float64, a uniform draw, a binary search): exact
-        sampling, ~3 ms for 8 rows of Gemma's 262k vocabulary where torch.multinomial takes ~34 ms (it draws an
-        exponential number for every entry)."""
-        torch = self.torch
-        cdf = probs.double().cumsum(-1)
-        u = torch.rand(probs.shape[0], 1, generator=gen, dtype=torch.float64) * cdf[:, -1:]
-        return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)[:, 0]
+        return sampler.draw(self.torch, probs, gen)
 
-    def _keep_row(self, ids: list[int], fed: list[int], cache, r: int, variant: tuple | None = ()) -> None:
-        """Store sample row ``r``'s state (its path and the tokens it was fed) in the prefix cache, so that
-        continuing from the child it becomes starts warm (sliding layers recorded the tokens it generated).
-        ``variant`` None: a state no fresh computation would give (steered new tokens after an unsteered prompt)."""
-        if self.kv is None or not fed or variant is None:
-            return
-        self.kv.insert(ids + fed, [(layer.keys[r : r + 1], layer.values[r : r + 1]) for layer in cache.layers],
-                       variant=self.variant + variant, starts=_starts(cache))
+    def cache_stats(self) -> dict | None:
+        return self.engine.cache_stats()
 
     # -- generation (runs in a worker thread) ------------------------------------------------------------------
 
@@ -275,24 +155,24 @@ class HFBackend(HFScoring, HFSteering, Backend):
         used = 0
         rows = list(range(n))  # sample index of each batch row (with steering, the unsteered twins follow them)
         # where each row's state may be stored: steered rows only where the whole path was steered
-        steered_variant = (self.steer_key(steer) if params.steer_prompt else None) if steer else ()
+        steered_variant = (self.engine.steer_key(steer) if params.steer_prompt else None) if steer else ()
         if row_coefs is not None:
             def scale():  # the coefficient of each steered row still running
                 return coefs[torch.tensor(rows, dtype=torch.long)] if len(rows) != n else coefs
         with self._model_thread.urgent(), torch.inference_mode(), ExitStack() as hooks:
             if steer:
-                cache, logits = self._steered_start(ids, n, steer, params.steer_prompt, scale)
-                hooks.enter_context(self.steered(steer, lambda: len(rows), scale))  # the steered rows come first
+                cache, logits = self.engine.steered_start(ids, n, steer, params.steer_prompt, scale)
+                hooks.enter_context(self.engine.steered(steer, lambda: len(rows), scale))  # the steered rows come first
             else:
-                cache, last = self._prefill(ids, len(ids) - 1, stop_flag)
+                cache, last = self.engine.prefill(ids, len(ids) - 1, stop_flag)
                 logits = last[-1:].expand(n, -1)
-                cache.batch_repeat_interleave(n)
+                self.engine.fork(cache, n)
             row_ids: list[list[int]] = [[] for _ in range(n)]  # the tokens each sample fed to the model
 
             def keep_row(r: int, i: int) -> None:
-                self._keep_row(ids, row_ids[i], cache, r, steered_variant)
+                self.engine.keep_row(ids, row_ids[i], cache, r, steered_variant)
                 if steer:
-                    self._keep_row(ids, row_ids[i], cache, len(rows) + r)  # its unsteered twin
+                    self.engine.keep_row(ids, row_ids[i], cache, len(rows) + r)  # its unsteered twin
 
             for _step in range(params.max_tokens):
                 if stop_flag.is_set():
@@ -325,14 +205,13 @@ class HFBackend(HFScoring, HFSteering, Backend):
                     rows = []
                     break
                 if len(keep) < m:
-                    cache.batch_select_indices(torch.tensor(keep + [m + r for r in keep] if steer else keep))
+                    self.engine.select(cache, keep + [m + r for r in keep] if steer else keep)
                     chosen = chosen[keep]
                     rows = [rows[r] for r in keep]
                 if _step + 1 == params.max_tokens:
                     break
                 feed = torch.cat([chosen, chosen]) if steer else chosen
-                out = self.lm(input_ids=feed[:, None], past_key_values=cache, use_cache=True)
-                logits = out.logits[:, -1, :].float()
+                logits = self.engine.step(feed, cache)
                 for r, i in enumerate(rows):
                     row_ids[i].append(int(chosen[r]))
             for r, i in enumerate(list(rows)):  # the samples still running when the generation ended
@@ -385,16 +264,9 @@ class HFBackend(HFScoring, HFSteering, Backend):
     def continuation_ids(self, prefix: str, continuation: str) -> tuple[list[int], list[int]]:
         return self._continuation_ids(prefix, continuation)
 
-    def _full_logprobs(self, prefix_ids: list[int], ids: list[int]):
-        """log-softmax over the vocabulary at each position of ``ids`` after ``prefix_ids`` (teacher-forced)."""
-        torch = self.torch
-        with self._model_thread.urgent(), torch.inference_mode():
-            logits = self.lm(input_ids=torch.tensor([prefix_ids + ids])).logits[0].float()
-        return torch.log_softmax(logits[len(prefix_ids) - 1 : -1], -1)
-
     def _kl_rows(self, reference: "HFBackend", prefix_ids: list[int], ids: list[int]) -> list[float]:
-        lp_m = self._full_logprobs(prefix_ids, ids)
-        lp_r = reference._full_logprobs(prefix_ids, ids)
+        lp_m = self.engine.full_logprobs(prefix_ids, ids)
+        lp_r = reference.engine.full_logprobs(prefix_ids, ids)
         return (lp_m.exp() * (lp_m - lp_r)).sum(-1).tolist()
 
     async def kl_per_position(self, reference: Backend, prefix_ids: list[int], ids: list[int]) -> list[float]:

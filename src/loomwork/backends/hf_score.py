@@ -20,8 +20,8 @@ SCORE_CHUNK = 128  # tokens per forward pass when scoring in the background (log
 
 
 class HFScoring:
-    """Needs from the backend: torch, tok, lm, _model_thread, _prefill, _new_state, _keep_state, _check_length, _tops,
-    eos_ids, _banned, _anchor."""
+    """Needs from the backend: engine (engine/torch_engine.py: states, prefill, forward), torch, tok, _model_thread,
+    _check_length, _tops, eos_ids, _banned, _anchor."""
 
     _piece_index: PieceIndex | None = None
 
@@ -51,7 +51,7 @@ class HFScoring:
         for i, t in enumerate(texts):
             p = t[len(anchor):] if t.startswith(anchor) else None
             pieces.append(None if i in special or not p or "\ufffd" in p else p)
-        vocab = self.lm.get_output_embeddings().weight.shape[0]
+        vocab = self.engine.lm.get_output_embeddings().weight.shape[0]
         return PieceIndex(pieces + [None] * max(0, vocab - n))
 
     def _encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -97,7 +97,7 @@ class HFScoring:
         first = min(t.position for t in terms) - 1
         feed = max(t.position for t in terms)
         with self._model_thread.urgent(), torch.inference_mode():
-            logits = self._prefill(ids[:feed], first)[1]
+            logits = self.engine.prefill(ids[:feed], first)[1]
         values, tops = [], []
         for t in terms:
             row = logits[t.position - 1 - first]
@@ -132,13 +132,12 @@ class HFScoring:
                     tails.append(i)
         with self._model_thread.background(cancel) as lock, torch.inference_mode():
             if on_whole:
-                cache, done = self._new_state(whole, min(on_whole))
+                cache, done = self.engine.new_state(whole, min(on_whole))
                 for start in range(done, len(whole), SCORE_CHUNK):
                     chunk = whole[start : start + SCORE_CHUNK]
                     # logits only where a term is read: the vocabulary projection is most of a chunk's cost
                     rows = [q for q in range(start, start + len(chunk)) if q in on_whole] or [start + len(chunk) - 1]
-                    out = self.lm(input_ids=torch.tensor([chunk]), past_key_values=cache, use_cache=True,
-                                  logits_to_keep=torch.tensor([q - start for q in rows]))
+                    out = self.engine.forward([chunk], cache, logits_to_keep=torch.tensor([q - start for q in rows]))
                     cache = out.past_key_values
                     for k, q in enumerate(rows):
                         if q in on_whole:
@@ -147,13 +146,13 @@ class HFScoring:
                             for i, n in on_whole[q]:
                                 plans[i][2][n] = self._value(row, lse, plans[i][1][n].candidates)
                     lock.pause_if_wanted(cancel)
-                self._keep_state(whole, cache, done)  # the path just read is what the next expansion reads first
+                self.engine.keep_state(whole, cache, done)  # the path just read is what the next expansion reads first
             for i in tails:  # the tokenisation of the text up to this segment's end differs near its end
                 ids, terms, values = plans[i]
                 shared = shared_prefix(ids, whole)
                 feed = max(t.position for t in terms)
-                cache, done = self._new_state(ids, shared)
-                out = self.lm(input_ids=torch.tensor([ids[done:feed]]), past_key_values=cache, use_cache=True)
+                cache, done = self.engine.new_state(ids, shared)
+                out = self.engine.forward([ids[done:feed]], cache)
                 for n, t in enumerate(terms):
                     if t.position > shared:
                         row = out.logits[0, t.position - 1 - done].float()
@@ -180,17 +179,17 @@ class HFScoring:
         self._check_length(max(len(f) for f in unique))
         totals = [0.0] * len(items)
         with self._model_thread.urgent(), torch.inference_mode():
-            state, last = self._prefill(list(feeds[0][:common]), common - 1)
+            state, last = self.engine.prefill(list(feeds[0][:common]), common - 1)
             head = last[-1]
             for start in range(0, len(unique), batch):
                 group = unique[start : start + batch]
                 width = max(len(f) - common for f in group)
                 logits = None
                 if width:
-                    ids = torch.tensor([list(f[common:]) + [pad] * (width - len(f) + common) for f in group])
+                    ids = [list(f[common:]) + [pad] * (width - len(f) + common) for f in group]
                     cache = copy.deepcopy(state)
-                    cache.batch_repeat_interleave(len(group))
-                    logits = self.lm(input_ids=ids, past_key_values=cache, use_cache=True).logits
+                    self.engine.fork(cache, len(group))
+                    logits = self.engine.forward(ids, cache).logits
                 for b, f in enumerate(group):
                     seen: dict[int, tuple] = {}
                     for n in users[f]:
@@ -232,7 +231,7 @@ class HFScoring:
         ids = self.encode(prefix)
         self._check_length(len(ids))
         with self._model_thread.urgent(), self.torch.inference_mode():
-            return self._prefill(ids, len(ids) - 1)[1][-1]
+            return self.engine.prefill(ids, len(ids) - 1)[1][-1]
 
     def _next_token(self, prefix: str, k: int) -> list[tuple[str, float]]:
         return list(self._top(self.torch.log_softmax(self._next_logits(prefix), dim=-1), k))

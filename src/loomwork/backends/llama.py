@@ -31,7 +31,7 @@ from ..errors import BackendError, InvalidInput
 from ..tree import Token
 from .base import MAX_N, Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
 from .joins import PieceIndex, plan, tokens_of
-from .model_thread import shared as shared_model_thread
+from ..engine.model_thread import shared as shared_model_thread
 from .threaded import stream_from_thread
 
 N_CTX = 8192  # positions shared by the path and all samples (unified KV); LOOMWORK_LLAMA_CTX changes it

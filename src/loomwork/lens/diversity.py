@@ -70,9 +70,9 @@ def embedder() -> Callable[[list[str]], list[list[float]]] | None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ..backends.model_thread import shared as shared_model_thread
+    from ..engine.model_thread import shared as shared_model_thread
 
-    # loaded and run on the model thread, like every torch model of the process (backends/model_thread.py)
+    # loaded and run on the model thread, like every torch model of the process (engine/model_thread.py)
     thread = shared_model_thread()
     tok, model = thread.run(lambda: (AutoTokenizer.from_pretrained(str(path)), AutoModel.from_pretrained(str(path)).eval()))
 

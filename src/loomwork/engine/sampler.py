@@ -1,0 +1,54 @@
+"""The one sampler of the torch engine: a token per row under temperature, top-k, top-p and min-p (vLLM's order),
+with KL(sampling distribution ‖ model distribution) at each row, the decoding lever's cost (levers/decoding.py,
+docs/metrics.md). Tensors stay on the device they come on; the draw is exact (inverse CDF)."""
+
+from __future__ import annotations
+
+
+def sample(torch, logprobs, params, banned, gen):
+    """One token per row of ``logprobs`` (the model's log-softmax), and the KL at each row in nats. ``banned``:
+    ids never sampled (control tokens), so even temperature 1 with no truncation has their mass as a (tiny)
+    pressure; ``gen``: the seeded generator."""
+    if params.temperature == 0:
+        greedy = logprobs if banned is None else logprobs.index_fill(-1, banned, float("-inf"))
+        chosen = greedy.argmax(-1)
+        return chosen, -logprobs.gather(-1, chosen[:, None])[:, 0]  # a point mass: KL = -log p(chosen)
+    # every step below makes a new tensor (logprobs are recorded as they are); full-vocabulary passes are the
+    # cost of sampling with a 262k vocabulary, so there are as few as the settings need
+    scores = logprobs / params.temperature if params.temperature != 1.0 else logprobs
+    if banned is not None:
+        scores = scores.index_fill(-1, banned, float("-inf"))
+    reshaped = params.temperature != 1.0
+    if params.top_k:
+        kth = scores.topk(min(params.top_k, scores.shape[-1]), dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+        reshaped = True
+    if params.top_p < 1.0:
+        sorted_scores, order = scores.sort(dim=-1, descending=True)
+        cum = sorted_scores.softmax(-1).cumsum(-1)
+        drop = (cum - sorted_scores.softmax(-1)) >= params.top_p  # keep the smallest set reaching top_p
+        scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
+        reshaped = True
+    if params.min_p > 0:
+        probs = scores.softmax(-1)
+        floor = probs.max(-1, keepdim=True).values * params.min_p
+        scores = scores.masked_fill(probs < floor, float("-inf"))
+        reshaped = True
+    probs = scores.softmax(-1)
+    if reshaped:
+        logq = torch.log_softmax(scores, -1)
+        kl = torch.where(probs > 0, probs * (logq - logprobs), torch.zeros((), dtype=probs.dtype)).sum(-1)
+    elif banned is not None:  # q = p without the control tokens, renormalised: KL = -log(1 - their mass)
+        kl = -torch.log1p(-logprobs.index_select(-1, banned).exp().sum(-1).clamp(max=1 - 1e-12))
+    else:
+        kl = torch.zeros(logprobs.shape[0], dtype=logprobs.dtype, device=logprobs.device)
+    return draw(torch, probs, gen), kl.clamp(min=0.0)
+
+
+def draw(torch, probs, gen):
+    """One token per row by inverse CDF (cumulative sum in float64, a uniform draw, a binary search): exact
+    sampling, ~3 ms for 8 rows of Gemma's 262k vocabulary where torch.multinomial takes ~34 ms (it draws an
+    exponential number for every entry)."""
+    cdf = probs.double().cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, generator=gen, dtype=torch.float64, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)[:, 0]
