@@ -88,7 +88,7 @@ class HFBackend(HFScoring, HFSteering, Backend):
         special = {i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()
                    if t.special or _CONTROL_NAME.match(str(t.content))}
         banned = sorted((special | set(tokenizer.all_special_ids)) - eos)
-        self._banned = self.torch.tensor(banned, dtype=self.torch.long) if banned else None
+        self._banned = self.engine.tensor(banned, dtype=self.torch.long) if banned else None
         self._anchor = tokenizer.encode("a", add_special_tokens=False)[-1:]
         self._pieces: dict[int, str] = {}
         self._vocab_key: str | None = None
@@ -148,8 +148,8 @@ class HFBackend(HFScoring, HFSteering, Backend):
         if row_coefs is not None:
             if len(row_coefs) != n or not steer or params.steer_prompt:
                 raise InvalidInput("a sweep steers new tokens with one coefficient for each of its samples")
-            coefs = torch.tensor(row_coefs, dtype=torch.float32)
-        gen = torch.Generator().manual_seed(params.seed if params.seed is not None else 0)
+            coefs = self.engine.tensor(row_coefs, dtype=torch.float32)
+        gen = self.engine.generator(params.seed if params.seed is not None else 0)
         detoks = [_Detok(self.tok, ids[-4:]) for _ in range(n)]
         samples = Samples(n, params.stop, emit)
         used = 0
@@ -158,7 +158,7 @@ class HFBackend(HFScoring, HFSteering, Backend):
         steered_variant = (self.engine.steer_key(steer) if params.steer_prompt else None) if steer else ()
         if row_coefs is not None:
             def scale():  # the coefficient of each steered row still running
-                return coefs[torch.tensor(rows, dtype=torch.long)] if len(rows) != n else coefs
+                return coefs[self.engine.tensor(rows, dtype=torch.long)] if len(rows) != n else coefs
         with self._model_thread.urgent(), torch.inference_mode(), ExitStack() as hooks:
             if steer:
                 cache, logits = self.engine.steered_start(ids, n, steer, params.steer_prompt, scale)

@@ -82,7 +82,7 @@ class HFScoring:
         if index is None:
             if len(self._candidate_tensors) > 256:
                 self._candidate_tensors.clear()
-            index = self._candidate_tensors[candidates] = self.torch.tensor(candidates)
+            index = self._candidate_tensors[candidates] = self.engine.tensor(candidates)
         return float(self.torch.logsumexp(row[index], 0) - lse)
 
     # -- text after a context ------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ class HFScoring:
                     chunk = whole[start : start + SCORE_CHUNK]
                     # logits only where a term is read: the vocabulary projection is most of a chunk's cost
                     rows = [q for q in range(start, start + len(chunk)) if q in on_whole] or [start + len(chunk) - 1]
-                    out = self.engine.forward([chunk], cache, logits_to_keep=torch.tensor([q - start for q in rows]))
+                    out = self.engine.forward([chunk], cache, logits_to_keep=self.engine.tensor([q - start for q in rows]))
                     cache = out.past_key_values
                     for k, q in enumerate(rows):
                         if q in on_whole:

@@ -43,13 +43,18 @@ class TorchEngine:
         self.variant: tuple = ()  # what changes the forward pass (steering, adapters): part of the cache's key
         self.thread = shared_model_thread()
         self.lm = lm
+        self.device = next(lm.parameters()).device  # where the weights are, so every tensor made for them too
         # products on weights packed once for oneDNN (packed_linear.py: 2-4x faster on this CPU)
         self.thread.run(lambda: packed_linear.install(lm, pack_now=True))
         self.window = getattr(lm.config, "max_position_embeddings", None)
 
-    def tensor(self, data):
-        """Token ids (a list, or a list of rows) as a tensor where the model runs."""
-        return self.torch.tensor(data)
+    def tensor(self, data, dtype=None):
+        """Token ids (a list, or a list of rows), or other numbers with ``dtype``, as a tensor where the model runs."""
+        return self.torch.tensor(data, dtype=dtype, device=self.device)
+
+    def generator(self, seed: int):
+        """A seeded random generator on the model's device (samples are repeatable from their seed)."""
+        return self.torch.Generator(device=self.device).manual_seed(seed)
 
     # -- states of prefixes ------------------------------------------------------------------------------------
 
@@ -182,7 +187,7 @@ class TorchEngine:
         torch = self.torch
         by_layer: dict[int, object] = {}
         for s in steer:
-            delta = torch.tensor(s.vector, dtype=torch.float32) * s.coef
+            delta = self.tensor(s.vector, dtype=torch.float32) * s.coef
             by_layer[s.layer] = by_layer[s.layer] + delta if s.layer in by_layer else delta
 
         def hook_for(delta):
