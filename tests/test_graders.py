@@ -373,12 +373,14 @@ async def test_a_reward_model_trained_on_preferences_grades_the_chosen_higher(st
 
 async def test_a_graders_choice_recorded_before_its_kl_was_kept_is_unknown_not_guessed(store):
     """A grader's choice from a version-7 database has no pressure: its line is unknown, with the bound said."""
+    from loomwork.store import ledger as ledger_sql
     from loomwork.tree import new_id
 
     _t, root = ops.new_tree(store, "The river")
     kids = await ops.expand(store, root.id, get_backend("mock"), SamplingParams(n=4, max_tokens=4, seed=1))
     with store.tx() as tx:
-        tx.insert_choice(new_id(), root.tree_id, root.id, kids[0].id, [k.id for k in kids], None, grader="old")
+        ledger_sql.insert_choice(tx, new_id(), root.tree_id, root.id, kids[0].id, [k.id for k in kids], None,
+                                 grader="old")
     report = await ledger.path_report(store, kids[0].id, None)
     line = report["nodes"][-1]
     assert line["ledger"]["grader"] is None and "at most log2 4 = 2.00 bits" in line["notes"]["grader"]

@@ -11,6 +11,7 @@ from .errors import InvalidInput
 from .levers.selection import selection_bits
 from .levers.writing import is_written
 from .store import Store, Tx, retrying
+from .store import ledger as sql
 from .tree import Node, new_id
 
 
@@ -83,13 +84,13 @@ def record_choice(store: Store, chosen_id: str, candidates: list[str] | None = N
             raise InvalidInput("a grader's scores must be of the candidates it chose among")
         choice = Choice(new_id(), node.parent_id, chosen_id, tuple(cands), tuple(acc) if acc else None, grader,
                         pressure if grader is not None else None)
-        tx.insert_choice(choice.id, node.tree_id, choice.parent_id, chosen_id, cands, acc, grader, choice.pressure)
+        sql.insert_choice(tx, choice.id, node.tree_id, choice.parent_id, chosen_id, cands, acc, grader, choice.pressure)
     return choice
 
 
 def latest_choices(store: Store, tree_id: str) -> dict[str, Choice]:
     """The newest choice of each chosen node in a tree (choosing a node again replaces the earlier record)."""
     with store.read() as tx:
-        rows = tx.choices_of(tree_id)
+        rows = sql.choices_of(tx, tree_id)
     return {r.chosen_id: Choice(r.id, r.parent_id, r.chosen_id, tuple(r.candidates),
                                 tuple(r.acceptable) if r.acceptable else None, r.grader, r.pressure) for r in rows}

@@ -14,6 +14,7 @@ from ..backends.pool import PROCESS, ModelPool
 from ..errors import LoomworkError
 from ..lens.kl import check_comparable
 from ..store import Store, retrying
+from ..store import ledger as sql
 from ..tree import Node, Token
 from ..units import LN2
 
@@ -44,7 +45,7 @@ async def model_kl(store: Store, path: list[Node], gens: dict[str, dict], refere
         if node.origin == "model" and made_by and made_by != reference.ref:
             key = _key(context, node, made_by)
             with store.read() as tx:
-                cached = tx.score(node.id, reference.ref, key)
+                cached = sql.score(tx, node.id, reference.ref, key)
             if cached is not None:
                 out[node.id] = cached[0]["logprob"]
             else:
@@ -64,7 +65,7 @@ async def model_kl(store: Store, path: list[Node], gens: dict[str, dict], refere
 @retrying
 def _put(store: Store, node_id: str, ref: str, key: str, bits: float) -> None:
     with store.tx() as tx:
-        tx.put_score(node_id, ref, key, [Token("", bits).to_json()])
+        sql.put_score(tx, node_id, ref, key, [Token("", bits).to_json()])
 
 
 

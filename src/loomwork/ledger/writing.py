@@ -14,6 +14,7 @@ from ..backends.base import Backend
 from ..errors import BackendError
 from ..levers.writing import edit_span, is_written
 from ..store import Store, Tx, retrying
+from ..store import ledger as sql
 from ..tree import Node, Token
 
 
@@ -72,7 +73,7 @@ async def score_path(store: Store, path: list[Node], ref: str, memory: str = "",
             if not spans[i][1]:
                 out[path[i].id] = []  # a cut at the end of a node: nothing new to count
                 continue
-            cached = tx.score(path[i].id, ref, keys[i])
+            cached = sql.score(tx, path[i].id, ref, keys[i])
             out[path[i].id] = None if cached is None else [Token.from_json(t) for t in cached]
     missing = [i for i in spans if out[path[i].id] is None]
     if missing and backend is not None:
@@ -99,4 +100,4 @@ async def score_path(store: Store, path: list[Node], ref: str, memory: str = "",
 def _put_scores(store: Store, ref: str, rows: list) -> None:
     with store.tx() as tx:
         for node_id, key, toks in rows:
-            tx.put_score(node_id, ref, key, [t.to_json() for t in toks])
+            sql.put_score(tx, node_id, ref, key, [t.to_json() for t in toks])

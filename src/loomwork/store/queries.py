@@ -407,28 +407,3 @@ class Tx:
 
     def version(self, tree_id: str) -> int:
         return journal.version(self.conn, tree_id)
-
-    # -- curation records (curation.py) -------------------------------------------------------------------------
-
-    def insert_choice(self, choice_id: str, tree_id: str, parent_id: str, chosen_id: str,
-                      candidates: list[str], acceptable: list[str] | None, grader: str | None = None,
-                      pressure: dict | None = None) -> None:
-        self.conn.execute(insert(choices).values(id=choice_id, tree_id=tree_id, parent_id=parent_id,
-                                                 chosen_id=chosen_id, candidates=candidates, acceptable=acceptable,
-                                                 created_at=datetime.now(timezone.utc), grader=grader,
-                                                 pressure=pressure))
-
-    def choices_of(self, tree_id: str) -> list:
-        """Every recorded choice in a tree, oldest first (rows with parent_id, chosen_id, candidates, acceptable)."""
-        return list(self.conn.execute(select(choices).where(choices.c.tree_id == tree_id)
-                                      .order_by(choices.c.created_at, choices.c.id)))
-
-    def score(self, node_id: str, model: str, key: str) -> list[dict] | None:
-        row = self.conn.execute(select(scores.c.logprobs).where(
-            scores.c.node_id == node_id, scores.c.model == model, scores.c.text_hash == key)).first()
-        return None if row is None else row[0]
-
-    def put_score(self, node_id: str, model: str, key: str, logprobs: list[dict]) -> None:
-        """Cache a score; two clients scoring the same node at once both succeed (the first one's row stays)."""
-        row = dict(node_id=node_id, model=model, text_hash=key, logprobs=logprobs, created_at=datetime.now(timezone.utc))
-        self.conn.execute(insert_ignoring_duplicates(self.conn, scores).values(**row))
