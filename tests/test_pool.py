@@ -39,3 +39,19 @@ async def test_a_judge_loads_its_model_through_the_pool_it_is_given(store):
         await best_of_n(store, root.id, get_backend("mock"), SamplingParams(n=2, max_tokens=3), g, refuse_all)
     with store.read() as tx:
         assert tx.children(root.id) == []  # refused before anything was sampled
+
+
+def test_a_provider_missing_what_it_needs_says_how_to_install_it():
+    from loomwork.backends import registry
+    from loomwork.backends.pool import Provider
+    from loomwork.errors import BackendError
+
+    registry.PROVIDERS["needy"] = Provider("needy", "no.such.module", "Nope", ("no_such_package_xyz",),
+                                           "pip install no-such-package")
+    try:
+        with pytest.raises(BackendError, match="needy: models need no_such_package_xyz: pip install no-such-package"):
+            get_backend("needy:x")
+    finally:
+        del registry.PROVIDERS["needy"]
+    with pytest.raises(NotFound, match="known backends are mock, hf, openai, llama"):
+        get_backend("needy:x")

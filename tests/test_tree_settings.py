@@ -209,7 +209,9 @@ def test_a_model_is_loaded_once_however_many_ask_at_once():
             made.append(model)
             self.ref = f"slowload:{model}"
 
-    registry.BACKENDS["slowload"] = ("tests.test_tree_settings", "Slow")
+    from loomwork.backends.pool import Provider
+
+    registry.PROVIDERS["slowload"] = Provider("slowload", "tests.test_tree_settings", "Slow")
     globals()["Slow"] = Slow
     try:
         got = []
@@ -220,7 +222,7 @@ def test_a_model_is_loaded_once_however_many_ask_at_once():
             t.join()
         assert made == ["x"] and all(g is got[0] for g in got)
     finally:
-        del registry.BACKENDS["slowload"]
+        del registry.PROVIDERS["slowload"]
         from loomwork.backends.pool import PROCESS
 
         PROCESS._loaded.models.pop("slowload:x", None)

@@ -12,19 +12,47 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import config
-from ..errors import NotFound
+from ..errors import BackendError, NotFound
 from .base import Backend
 
-BACKENDS = {
-    "mock": ("loomwork.backends.mock", "MockBackend"),
-    "hf": ("loomwork.backends.hf", "HFBackend"),
-    "openai": ("loomwork.backends.openai", "OpenAIBackend"),
-    "llama": ("loomwork.backends.llama", "LlamaBackend"),
-}
+@dataclass(frozen=True)
+class Provider:
+    """A kind of model by the name its references start with: where its class lives, what it needs installed (its
+    modules, found without importing them) and how to install it (inspect_ai's providers, in small)."""
+
+    name: str
+    module: str
+    cls: str
+    requires: tuple[str, ...] = ()
+    install: str = ""
+
+    def missing(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def check(self) -> None:
+        """One clear error, before anything is imported, when what it needs is not installed."""
+        if self.missing():
+            raise BackendError(f"{self.name}: models need {', '.join(self.missing())}: {self.install}")
+
+    def factory(self):
+        self.check()
+        return getattr(importlib.import_module(self.module), self.cls)
+
+
+PROVIDERS = {p.name: p for p in (
+    Provider("mock", "loomwork.backends.mock", "MockBackend"),
+    Provider("hf", "loomwork.backends.hf", "HFBackend", ("torch", "transformers"),
+             "run ./setup.sh, or pip install torch==2.13.0 'loomwork[hf]'"),
+    Provider("openai", "loomwork.backends.openai", "OpenAIBackend", ("httpx",), "pip install httpx"),
+    Provider("llama", "loomwork.backends.llama", "LlamaBackend", ("llama_cpp",),
+             "pip install 'loomwork[llama]' (the optional extra 'llama': it compiles llama.cpp)"),
+)}
 
 # policy(ref, principal) -> the ref to use, or raises (InvalidInput, NotFound) to refuse
 Policy = Callable[[str, Any], str]
@@ -45,8 +73,7 @@ class _Loaded:
             return self.models[key]
         with self.loading:
             if key not in self.models:  # another thread may have loaded it while this one waited
-                module, cls = BACKENDS[backend]
-                factory = getattr(importlib.import_module(module), cls)
+                factory = PROVIDERS[backend].factory()
                 try:
                     self.models[key] = factory(model)
                 except ValueError:

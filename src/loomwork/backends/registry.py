@@ -12,7 +12,7 @@ from .. import config, validate
 from ..errors import NotFound
 from .base import Backend
 from .catalog import PACKAGED
-from .pool import BACKENDS, PROCESS
+from .pool import PROCESS, PROVIDERS
 
 def split_ref(ref: str) -> tuple[str, str]:
     """``"hf:gemma-3-270m"`` → ``("hf", "gemma-3-270m")``. A bare packaged name means hf; bare ``mock`` the mock.
@@ -26,8 +26,8 @@ def split_ref(ref: str) -> tuple[str, str]:
             return "mock", "default"
         raise NotFound(f"unknown model {ref!r}: write backend:model, e.g. {config.DEFAULT_MODEL} "
                        "(see `loomwork models`)")
-    if backend not in BACKENDS:
-        raise NotFound(f"unknown backend {backend!r} in {ref!r}: known backends are {', '.join(BACKENDS)}")
+    if backend not in PROVIDERS:
+        raise NotFound(f"unknown backend {backend!r} in {ref!r}: known backends are {', '.join(PROVIDERS)}")
     if not model:
         raise NotFound(f"{ref!r} names no model")
     if backend == "openai":
@@ -64,7 +64,7 @@ class ModelInfo:
 
 def list_models() -> list[ModelInfo]:
     """Everything a model reference can name here, and whether it is ready to use."""
-    torch_ok = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
+    torch_ok = not PROVIDERS["hf"].missing()
     out = [ModelInfo("mock:default", "deterministic toy model for tests and demos", True),
            ModelInfo("mock:slow", "the toy model, 50 ms per token (to watch streaming)", True)]
     for m in PACKAGED.values():
@@ -88,7 +88,7 @@ def list_models() -> list[ModelInfo]:
         kl = f", KL {a['kl_bits']:.3f}{se} bits/token" if a.get("kl_bits") is not None else ""
         out.append(ModelInfo(f"hf:{a['base']}+{a['name']}", f"LoRA adapter on {a['base']} ({a['config']['method']}"
                              f"{kl}; {a['status']})", peft_ok, "" if peft_ok else "needs peft: pip install 'loomwork[tune]'"))
-    llama_ok = importlib.util.find_spec("llama_cpp") is not None
+    llama_ok = not PROVIDERS["llama"].missing()
     for m in PACKAGED.values():  # the same files through llama.cpp in process (no conversion)
         note = "" if llama_ok else "needs the extra 'llama': pip install 'loomwork[llama]' (compiles llama.cpp)"
         out.append(ModelInfo(f"llama:{m.name}", f"{m.description.split(',')[0]}, llama.cpp in process",
