@@ -305,8 +305,10 @@ async def store_samples(store: Store, path: list[Node], backend: Backend, params
     """Record one generation (its parameters, the memory, ``extra``) and store its samples below the path's end,
     off the event loop: the write may wait for other writers, and the loop serves everyone else meanwhile."""
     node = path[-1]
+    precision = backend.precision()  # what the figures recorded with the tokens were computed in
     gen = Generation(id=new_id(), tree_id=node.tree_id, node_id=node.id, backend=backend.name, model=backend.model,
-                     params={**params.model_dump(mode="json"), **(extra or {}), **({"memory": memory} if memory else {})},
+                     params={**params.model_dump(mode="json"), **(extra or {}), **({"memory": memory} if memory else {}),
+                             **({"precision": precision} if precision else {})},
                      seed=params.seed, duration_s=seconds, prompt_tokens=done.prompt_tokens,
                      completion_tokens=done.completion_tokens, created_at=utcnow())
     return await asyncio.to_thread(_store_expansion, store, [n.id for n in path], path_text(path), gen, done,

@@ -206,6 +206,10 @@ class Backend(abc.ABC):
         """The prefix cache's figures (entries, tokens, bytes, peak, hits, misses), or None for a model without one."""
         return None
 
+    def precision(self) -> dict | None:
+        """What this model's figures are computed in (``{"device", "weights", "logits"}``), where it is known."""
+        return None
+
     def vocabulary_key(self) -> str | None:
         """What identifies this model's vocabulary (two models with the same key give distributions over the same
         tokens), or None when it gives no whole distributions (capability 'distributions')."""

@@ -17,7 +17,9 @@ from functools import partial
 from typing import AsyncIterator, Callable
 
 from ..engine import sampler
-from ..engine.kv_cache import PrefixCache, budget_from_env
+from ..engine.device import check_kv_budget
+from ..engine.device import resolve as resolve_placement
+from ..engine.kv_cache import PrefixCache, budget_from_env, parse_budget
 from ..engine.model_thread import shared as shared_model_thread
 from ..engine.torch_engine import TorchEngine
 from ..errors import InvalidInput
@@ -68,13 +70,18 @@ class HFBackend(HFScoring, HFSteering, Backend):
                  prefix_cache: bool = True):
         super().__init__(model)
         self.torch = require_torch()
-        # the budget is checked before the (slow) load, so a bad LOOMWORK_KV_BUDGET fails at once
-        kv = PrefixCache(kv_budget if kv_budget is not None else budget_from_env()) if prefix_cache else None
+        # the placement and the budget are checked before the (slow) load, so a bad LOOMWORK_DEVICE, LOOMWORK_DTYPE
+        # or LOOMWORK_KV_BUDGET fails at once
+        placement = resolve_placement() if lm is None else None
+        budget = kv_budget if kv_budget is not None else budget_from_env()
+        if placement is not None and prefix_cache:
+            check_kv_budget(parse_budget(budget), placement)
+        kv = PrefixCache(budget) if prefix_cache else None
         # every tensor operation runs on the process's model thread (engine/model_thread.py says why), which also
         # takes people's requests before background scoring
         self._model_thread = shared_model_thread()
         if lm is None:
-            lm, tokenizer = self._model_thread.run(lambda: load(model))
+            lm, tokenizer = self._model_thread.run(lambda: load(model, placement))
         self.engine = TorchEngine(lm, kv=kv)
         self.lm, self.tok = lm, tokenizer
         self.window = self.engine.window
@@ -130,7 +137,11 @@ class HFBackend(HFScoring, HFSteering, Backend):
         return sampler.draw(self.torch, probs, gen)
 
     def cache_stats(self) -> dict | None:
-        return self.engine.cache_stats()
+        stats = self.engine.cache_stats()
+        return None if stats is None else {**stats, "device": str(self.engine.device)}
+
+    def precision(self) -> dict | None:
+        return {"device": str(self.engine.device), "weights": self.engine.dtype, "logits": "float32"}
 
     # -- generation (runs in a worker thread) ------------------------------------------------------------------
 

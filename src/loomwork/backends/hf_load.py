@@ -16,6 +16,8 @@ from pathlib import Path
 from .. import config
 from ..errors import BackendError, InvalidInput, NotFound
 from ..progress import interactive, status
+from ..engine.device import Placement, check_fits
+from ..engine.device import resolve as resolve_placement
 from ..levers import adapter as adapters
 from .catalog import PACKAGED
 
@@ -108,13 +110,16 @@ def convert_gguf(model: str, gguf: Path) -> Path:
     return target
 
 
-def load(model: str):
-    """(model, tokenizer) in float32 on the CPU, eval mode. ``BASE+NAME`` is BASE with the LoRA adapter NAME
-    (levers/adapter.py) merged into its weights."""
+def load(model: str, placement: Placement | None = None):
+    """(model, tokenizer) in eval mode, where ``placement`` says (LOOMWORK_DEVICE and LOOMWORK_DTYPE when None:
+    float32 on the CPU unless asked otherwise). The weights load straight to the device in their dtype (never
+    float32 on the CPU first); a model that would not fit is refused with the numbers before anything loads.
+    ``BASE+NAME`` is BASE with the LoRA adapter NAME (levers/adapter.py) merged into its weights."""
     base, adapter = adapters.split_model(model)
     if adapter is not None:
-        return _with_adapter(base, adapter)
+        return _with_adapter(base, adapter, placement)
     torch = require_torch()
+    placement = placement or resolve_placement()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if model in PACKAGED and not PACKAGED[model].installed():
@@ -125,19 +130,21 @@ def load(model: str):
     if directory is None:
         _kind, path = resolve_source(model)
         directory = convert_gguf(model, path)
+    check_fits(directory, placement)
     torch.set_num_threads(os.cpu_count() or 1)
     _quiet_unless_interactive()
-    with status(f"Loading {model}"):
+    where = {} if placement.device == "cpu" else {"device_map": placement.device}  # straight to the device
+    with status(f"Loading {model}" + ("" if placement.device == "cpu" else f" onto {placement.device}")):
         try:
             tok = AutoTokenizer.from_pretrained(str(directory))
-            lm = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
+            lm = AutoModelForCausalLM.from_pretrained(str(directory), dtype=placement.torch_dtype(), **where)
         except Exception as exc:
             raise BackendError(f"cannot load model from {directory}: {exc}") from None
     lm.eval()
     return lm, tok
 
 
-def _with_adapter(base: str, name: str):
+def _with_adapter(base: str, name: str, placement: Placement | None = None):
     meta = adapters.meta(name)
     if meta.get("base") != base:
         raise InvalidInput(f"adapter {name!r} was trained on {meta.get('base')}, not {base}: use "
@@ -146,7 +153,7 @@ def _with_adapter(base: str, name: str):
         from peft import PeftModel
     except ImportError:
         raise BackendError("adapters need peft: pip install 'loomwork[tune]'") from None
-    lm, tok = load(base)
+    lm, tok = load(base, placement)
     with status(f"Applying adapter {name}"), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # transformers' renamed gradient-checkpointing calls in peft
         lm = PeftModel.from_pretrained(lm, str(adapters.checkpoint(name))).merge_and_unload()

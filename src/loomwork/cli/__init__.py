@@ -3,7 +3,9 @@ opens the store, prints results and turns LoomworkError into one line on stderr 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import sys
 
 import click
@@ -100,6 +102,33 @@ def read_stdin(what: str) -> str:
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{what} on standard input is not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})"
                            ) from None
+
+
+def _placement(name: str, env: str, help_text: str):
+    """An option that sets where torch models run (or in what dtype) for this process, checked at once."""
+
+    def apply(_ctx, _param, value):
+        if value is None:
+            return None
+        os.environ[env] = value
+        if importlib.util.find_spec("torch") is not None:  # without torch no hf model loads anyway
+            from ..engine.device import resolve
+
+            try:
+                resolve()
+            except InvalidInput as exc:
+                raise click.BadParameter(str(exc)) from None
+        return value
+
+    return click.option(name, callback=apply, expose_value=False, metavar=name[2:].upper(), help=help_text)
+
+
+def placement_options(command):
+    """--device and --dtype for a command whose models may be local torch models (docs/backends.md)."""
+    command = _placement("--dtype", "LOOMWORK_DTYPE", "Weights' dtype for local hf models: auto (float32 on the CPU, "
+                         "bfloat16 on CUDA), float32, bfloat16 or float16 (env LOOMWORK_DTYPE).")(command)
+    return _placement("--device", "LOOMWORK_DEVICE", "Where local hf models run: auto (CUDA when torch sees it), cpu, "
+                      "cuda or cuda:N (env LOOMWORK_DEVICE).")(command)
 
 
 def write_output(path, text: str) -> None:

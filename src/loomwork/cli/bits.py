@@ -10,7 +10,7 @@ from .. import config, curation, ledger, tree_settings
 from ..levers import NAMES as LEVERS
 from ..backends import get_backend
 from ..backends.registry import close_all
-from . import Context, cli, emit_json, pass_ctx
+from . import Context, cli, emit_json, pass_ctx, placement_options
 from .nodes import node_id
 
 
@@ -47,6 +47,7 @@ def _fmt(x) -> str:
                                                "(two passes per node; both models local, one tokenizer).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/metrics.md).")
 @pass_ctx
+@placement_options
 def bits(ctx: Context, ref: str, model: str | None, no_score: bool, model_kl: bool, as_json: bool) -> None:
     """The optimization ledger: bits of pressure per lever, per node and summed along the path to NODE, or for a
     whole TREE.

@@ -15,7 +15,7 @@ from ..graders import goodhart as goodhart_mod
 from ..graders import grow as grow_mod
 from ..graders import registry
 from ..progress import Phases, interactive
-from . import Context, cli, emit_json, emit_rows, pass_ctx
+from . import Context, cli, emit_json, emit_rows, pass_ctx, placement_options
 from .nodes import node_id, tree_id
 
 
@@ -43,6 +43,7 @@ def grader() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Reward models: the seed of training and split.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
+@placement_options
 def grader_create(ctx: Context, name, judge_model, template, target, person, question, reward_tree, reward_data,
                   reward_base, epochs, heldout, seed, as_json) -> None:
     """Make a grader NAME (one of --judge, --callable, --person, --reward-from, --reward-data)."""
@@ -114,6 +115,7 @@ def grader_delete(ctx: Context, name: str) -> None:
 @click.option("--seed", type=int)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
+@placement_options
 def bon(ctx: Context, node, n, grader_name, model, max_tokens, seed, as_json) -> None:
     """Best-of-n: sample N continuations of NODE, score them with a grader, keep all (tagged bon) and record the
     best as the grader's choice: on the ledger's grader line, the KL of best-of-N over the scores they got (ties
@@ -165,6 +167,7 @@ def _ns(text: str) -> list[int]:
               help="Directory for goodhart.json and goodhart.png.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
+@placement_options
 def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed, out, as_json) -> None:
     """The Goodhart curve at NODE: best-of-n's expected proxy and gold scores against √KL, from one pool."""
     n_list = goodhart_mod.check_ns(_ns(ns), pool)
@@ -226,6 +229,7 @@ def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed,
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
+@placement_options
 def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, branching, strategy, temperature, model,
          max_tokens, seed, as_json) -> None:
     """Grow the tree from NODE automatically, guided by a grader, within a budget; every choice is recorded as

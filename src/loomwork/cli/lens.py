@@ -14,7 +14,7 @@ from ..backends.registry import close_all
 from ..lens import suite as suites
 from ..lens.report import run_suite
 from ..progress import interactive
-from . import cli
+from . import cli, placement_options
 
 
 @cli.command()
@@ -27,6 +27,7 @@ from . import cli
 @click.option("--keep", "keep_regex", help="Quality filter: diversity again over samples matching this regex.")
 @click.option("--no-embeddings", is_flag=True, help="Skip embedding diversity (no embedding model needed).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write report.json and plots here.")
+@placement_options
 def compare(models, suite_ref, samples, max_tokens, seed, keep_regex, no_embeddings, out) -> None:
     """Compare models' output distributions on a probe suite: exact answer distributions (entropy, top-1, mass
     on the answer set, KL and JS between models) and diversity of free generations."""
@@ -78,6 +79,7 @@ def compare(models, suite_ref, samples, max_tokens, seed, keep_regex, no_embeddi
 @click.option("--max-tokens", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@placement_options
 def kl(model, reference, suite_ref, samples, max_tokens, seed, as_json) -> None:
     """Per-token KL(model || reference) on texts sampled from the model, with its standard error."""
     from ..lens.kl import per_token_kl

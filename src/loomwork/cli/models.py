@@ -12,7 +12,7 @@ from ..backends import SamplingParams, get_backend, list_models
 from ..backends.registry import close_all, split_ref
 from ..errors import InvalidInput
 from ..progress import bar
-from . import Context, cli, emit_json, pass_ctx
+from . import Context, cli, emit_json, pass_ctx, placement_options
 from .nodes import node_id
 from .render import node_line
 
@@ -83,6 +83,7 @@ def _value(text: str):
 @click.option("--steer-prompt", is_flag=True, help="Steer every position of the prompt too, not only the new tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
 @pass_ctx
+@placement_options
 def expand(ctx: Context, node: str, n: int, model: str | None, max_tokens: int, temperature: float | None,
            seed: int | None, options: tuple[tuple[str, str], ...], steer: tuple[str, ...], steer_prompt: bool,
            as_json: bool) -> None:

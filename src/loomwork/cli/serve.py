@@ -11,7 +11,7 @@ import click
 from .. import config
 from ..backends.registry import split_ref
 from ..errors import BackendError, InvalidInput
-from . import Context, cli, pass_ctx
+from . import Context, cli, pass_ctx, placement_options
 
 
 @cli.command()
@@ -28,6 +28,7 @@ from . import Context, cli, pass_ctx
               help="On a server with a token, another model people may use besides the packaged ones and the "
                    "default (e.g. openai:http://gpu-box:8000/v1#llama). Repeatable.")
 @pass_ctx
+@placement_options
 def serve(ctx: Context, host: str, port: int, model: str | None, open_browser: bool, force_token: bool,
           allow_hosts: tuple[str, ...], allow_models: tuple[str, ...]) -> None:
     """Serve the web loom (a keyboard-driven browser interface) over the database."""

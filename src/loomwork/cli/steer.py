@@ -11,7 +11,7 @@ from ..backends import get_backend
 from ..backends.registry import close_all
 from ..steering import pairs as pairs_mod
 from ..steering import vectors
-from . import Context, cli, emit_json, emit_rows, pass_ctx
+from . import Context, cli, emit_json, emit_rows, pass_ctx, placement_options
 
 
 @cli.group()
@@ -30,6 +30,7 @@ def steer() -> None:
               help="actadd (one pair), mean (the mean difference; the default for several pairs) or pca.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
+@placement_options
 def steer_create(ctx: Context, name, model, plus, minus, pairs_file, layer, method, as_json) -> None:
     """Make a steering vector NAME from contrast pairs at a layer of a model, and save it."""
     rows = pairs_mod.read_pairs(pairs_file) if pairs_file else None

@@ -12,7 +12,7 @@ import click
 from ..backends.registry import close_all
 from ..tuning import adapters
 from ..tuning.data import parse_heldout, read_rows, rows_from_tree
-from . import Context, cli, emit_json, emit_rows, pass_ctx
+from . import Context, cli, emit_json, emit_rows, pass_ctx, placement_options
 from .nodes import tree_id
 
 
@@ -72,6 +72,7 @@ def _show(kl_budget: float):
               help="At the end, compare tuned with base on the lens suites.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
+@placement_options
 def tune(ctx: Context, name, base, data_file, tree_refs, method, kl_budget, lora_r, epochs, lr, batch_size, eval_every,
          kl_prompts, kl_samples, kl_tokens, beta, heldout, max_length, seed, resume, report, as_json) -> None:
     """Train a LoRA adapter NAME on curated data within a KL budget of its base; it becomes model hf:BASE+NAME.

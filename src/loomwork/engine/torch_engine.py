@@ -26,6 +26,30 @@ from .model_thread import shared as shared_model_thread
 PREFILL_CHUNK = 512  # tokens per forward pass when reading a text (read says why)
 
 
+def float32_head(lm) -> bool:
+    """Give a model whose weights are not float32 an output projection in float32 (a float32 copy of its weight,
+    its input cast up): logits, and everything computed from them, in float32 whatever the body's precision.
+    Returns whether it changed anything."""
+    import torch
+
+    head = lm.get_output_embeddings()
+    if head is None or head.weight.dtype == torch.float32:
+        return False
+
+    class Float32Head(torch.nn.Module):
+        def __init__(self, head):
+            super().__init__()
+            self.weight = torch.nn.Parameter(head.weight.detach().float(), requires_grad=False)
+            bias = getattr(head, "bias", None)
+            self.bias = None if bias is None else torch.nn.Parameter(bias.detach().float(), requires_grad=False)
+
+        def forward(self, hidden):
+            return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)
+
+    lm.set_output_embeddings(Float32Head(head))
+    return True
+
+
 def _starts(cache) -> list[int]:
     """For each layer of a cache, the position its stored keys start at: 0, or for a sliding-window layer the
     first key it still holds."""
@@ -44,6 +68,8 @@ class TorchEngine:
         self.thread = shared_model_thread()
         self.lm = lm
         self.device = next(lm.parameters()).device  # where the weights are, so every tensor made for them too
+        self.dtype = str(next(lm.parameters()).dtype).removeprefix("torch.")  # the body's weights
+        float32_head(lm)
         # products on weights packed once for oneDNN (packed_linear.py: 2-4x faster on this CPU)
         self.thread.run(lambda: packed_linear.install(lm, pack_now=True))
         self.window = getattr(lm.config, "max_position_embeddings", None)

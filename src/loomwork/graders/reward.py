@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import config
+from ..engine.device import resolve as resolve_placement
 from ..errors import InvalidInput
 
 _LOADED: dict[str, tuple] = {}
@@ -91,14 +92,15 @@ def train(name: str, base: str, rows: list[dict], epochs: int = 1, lr: float = 5
     tok = AutoTokenizer.from_pretrained(str(src))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(str(src), num_labels=1, dtype=torch.float32)
+    placement = resolve_placement()  # LOOMWORK_DEVICE and LOOMWORK_DTYPE, as the models it grades beside
+    model = AutoModelForSequenceClassification.from_pretrained(str(src), num_labels=1, dtype=placement.torch_dtype())
     model.config.pad_token_id = tok.pad_token_id
     from ..progress import interactive
 
     with tempfile.TemporaryDirectory() as work:
         args = RewardConfig(output_dir=work, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
                             learning_rate=lr, report_to=[], save_strategy="no", logging_steps=1, seed=seed,
-                            use_cpu=not torch.cuda.is_available(), max_length=max_length,
+                            use_cpu=placement.device == "cpu", max_length=max_length,
                             disable_tqdm=not interactive())
         trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
                                 processing_class=tok)
@@ -138,18 +140,20 @@ def scores(model, tok, texts: list[str], batch: int = 8) -> list[float]:
     with torch.no_grad():
         for i in range(0, len(texts), batch):
             enc = tok(texts[i : i + batch], return_tensors="pt", truncation=True, max_length=1024, padding=True)
-            out += model(**enc).logits[:, 0].tolist()
+            enc = {k: v.to(model.device) for k, v in enc.items()}  # the model's device (a GPU where there is one)
+            out += model(**enc).logits[:, 0].float().tolist()
     return out
 
 
 def score(path: str, context: str, text: str) -> float:
     """The reward model's number for the text after its context."""
     if path not in _LOADED:
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
+        placement = resolve_placement()
+        where = {} if placement.device == "cpu" else {"device_map": placement.device}
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=placement.torch_dtype(), **where).eval()
         _LOADED[path] = (model, tok)
     model, tok = _LOADED[path]
     return scores(model, tok, [context + text])[0]

@@ -71,6 +71,8 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
     if excluded(node):
         out["excluded"] = excluded(node)
     out.update(extra)
+    if gen and (gen.get("params") or {}).get("precision"):
+        out["precision"] = gen["params"]["precision"]  # what its decoding and steering figures were computed in
     out["ledger"] = {name: levers[name] for name in NAMES}
     if choice and by_grader:
         p = choice.pressure or {}
@@ -130,7 +132,8 @@ async def path_report(store: Store, node_id: str, ref: str | None, backend: Back
 
         kl = await model_kl(store, path, gens, backend, tree_settings.memory(store, tree_id), models)
     rows = [node_bits(n, chosen, scored, ref is not None, gens.get(n.generation_id), ref, kl) for n in path]
-    return {"node": node_id, "model": ref, "levers": public(), "nodes": rows, "path": totals(rows)}
+    return {"node": node_id, "model": ref, "precision": backend.precision() if backend else None,
+            "levers": public(), "nodes": rows, "path": totals(rows)}
 
 
 async def tree_report(store: Store, tree_id: str, backend: Backend | None, with_model_kl: bool = False,
@@ -165,5 +168,6 @@ async def tree_report(store: Store, tree_id: str, backend: Backend | None, with_
             if n.origin == "model" and gen and f"{gen['backend']}:{gen['model']}" != ref and n.id not in kl:
                 kl.update(await model_kl(store, path_of(n), gens, backend, memory, models))
     rows = [node_bits(n, chosen, scored, backend is not None, gens.get(n.generation_id), ref, kl) for n in nodes]
-    return {"tree": tree_id, "model": ref, "levers": public(), "tree_totals": totals(rows),
+    return {"tree": tree_id, "model": ref, "precision": backend.precision() if backend else None,
+            "levers": public(), "tree_totals": totals(rows),
             "choices": len(chosen), "written_nodes": sum(1 for n in nodes if is_written(n))}

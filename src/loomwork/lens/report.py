@@ -22,6 +22,8 @@ async def run_suite(backends: list[Backend], suite: Suite, samples: int = 16, se
     embed = embedder() if embeddings and suite.generations else None
     report: dict = {
         "suite": suite.name, "description": suite.description, "models": [b.ref for b in backends],
+        # what each model's figures were computed in (device, weights, logits), where the model says
+        "precision": {b.ref: b.precision() for b in backends},
         "parameters": {"samples": samples, "seed": seed, "max_tokens": max_tokens, "temperature": 1.0,
                        "embedding_model": "all-MiniLM-L6-v2" if embed else None, "quality_filter": keep is not None},
         "created_at": datetime.now(timezone.utc).isoformat(), "probes": [], "generations": [], "notes": [],

@@ -183,14 +183,16 @@ def _train(name: str, record: dict, cfg: TuneConfig, train_rows: list[dict], hel
     from peft.utils import load_peft_weights
 
     from ..backends.hf_load import load
+    from ..engine.device import resolve as resolve_placement
 
     base = record["base"]
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")  # peft's gradient-checkpointing calls
     started = time.monotonic()
     emit({"event": "load", "base": base})
-    lm, tok = loaded or load(base)
+    placement = resolve_placement()  # LOOMWORK_DEVICE / --device: a GPU when one is there, in bfloat16
+    lm, tok = loaded or load(base, placement)
     emit({"event": "loaded", "seconds": time.monotonic() - started})
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = next(lm.parameters()).device
     window = getattr(lm.config, "max_position_embeddings", None)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
@@ -238,6 +240,7 @@ def _train(name: str, record: dict, cfg: TuneConfig, train_rows: list[dict], hel
         committed.clear()
         committed.update(point)
         meta = {**record, "status": "training", "pid": os.getpid(), "kl_bits": point["kl_bits"],
+                "precision": {"device": str(device), "weights": str(next(lm.parameters()).dtype).removeprefix("torch.")},
                 "kl_se": point["kl_se"], "heldout_loss": point["heldout_loss"], "step": step,
                 "heldout_loss_before": curve[0]["heldout_loss"], "curve": curve}
         adapters.commit(name, model, step, meta, extra=lambda d: torch.save(
