@@ -1,6 +1,7 @@
-"""The one sampler of the torch engine: a token per row under temperature, top-k, top-p and min-p (vLLM's order),
+"""The sampler of the engines: a token per row under temperature, top-k, top-p and min-p (vLLM's order),
 with KL(sampling distribution ‖ model distribution) at each row, the decoding lever's cost (levers/decoding.py,
-docs/metrics.md). Tensors stay on the device they come on; the draw is exact (inverse CDF)."""
+docs/metrics.md): ``sample`` over torch tensors (the torch engine: tensors stay on the device they come on, the
+draw exact by inverse CDF), ``sample_array`` over a numpy row (the llama.cpp engine), the same definition."""
 
 from __future__ import annotations
 
@@ -52,3 +53,34 @@ def draw(torch, probs, gen):
     cdf = probs.double().cumsum(-1)
     u = torch.rand(probs.shape[0], 1, generator=gen, dtype=torch.float64, device=probs.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)[:, 0]
+
+
+def sample_array(lp, params, banned, rng) -> tuple[int, float]:
+    """The same sampler over one numpy row of log-probabilities (the llama.cpp engine's): a token, and the KL in
+    nats. ``banned``: a numpy array of ids never sampled; ``rng``: a seeded numpy Generator."""
+    import numpy as np
+
+    scores = lp.copy()
+    if banned.size:
+        scores[banned] = -np.inf
+    if params.temperature == 0:
+        tid = int(scores.argmax())
+        return tid, float(-lp[tid])
+    scores /= params.temperature
+    if params.top_k:
+        kth = np.partition(scores, -min(params.top_k, scores.size))[-min(params.top_k, scores.size)]
+        scores[scores < kth] = -np.inf
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    if params.top_p < 1.0:
+        order = np.argsort(-probs)
+        cum = np.cumsum(probs[order])
+        drop = order[(cum - probs[order]) >= params.top_p]  # keep the smallest set reaching top_p
+        probs[drop] = 0.0
+        probs /= probs.sum()
+    if params.min_p > 0:
+        probs[probs < probs.max() * params.min_p] = 0.0
+        probs /= probs.sum()
+    live = probs > 0
+    kl = float(np.sum(probs[live] * (np.log(probs[live]) - lp[live])))
+    return int(rng.choice(probs.size, p=probs)), max(kl, 0.0)
