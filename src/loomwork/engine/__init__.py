@@ -2,13 +2,16 @@
 
 - torch_engine.py: one transformers model, its states in the radix prefix cache, prefill in chunks, a state forked
   to n rows, decoding steps, rows dropped and kept, steering hooks and twin rows, activations;
-- sampler.py: the one sampler of the torch engine, a token per row with its decoding KL;
+- llama_engine.py: one GGUF model through llama.cpp's low-level API, the path decoded once and forked to a
+  sequence per sample;
+- sampler.py: the sampler with its decoding KL, over torch tensors or numpy rows;
+- device.py: where torch models run and in what precision, checked before anything loads;
 - kv_cache.py: the radix prefix cache of key/value states, within its memory budget;
 - model_thread.py: the process's one thread for model work (urgent first; background work that pauses);
 - packed_linear.py: products on weights packed once for oneDNN (the CPU path).
 
-``Engine`` is what the text level (backends/hf.py, hf_score.py) asks of an engine. The llama.cpp model
-(backends/llama.py) still holds its engine and its text level in one class.
+``Engine`` is what the torch text level (backends/hf.py, hf_score.py) asks of an engine; the llama model
+(backends/llama.py) asks its engine the same things in llama.cpp's terms (sequences rather than caches).
 """
 
 from __future__ import annotations
