@@ -116,6 +116,26 @@ def test_prefix_resolution(store):
     assert store.resolve(root.id[:5])[1] == root.id
 
 
+def test_redoing_a_delete_under_which_someone_wrote_since_is_a_conflict(any_store):
+    """Seen in the concurrency soak on PostgreSQL: A deletes P and undoes it, B writes under P, A redoes. The redo
+    would delete a node that B's child hangs from: a clear Conflict (it was a FOREIGN KEY error, a 500)."""
+    from loomwork.errors import Conflict
+    from loomwork.store.journal import acting_as
+
+    store = any_store
+    tree, root = ops.new_tree(store, "A lighthouse")
+    parent = ops.add_child(store, root.id, " on a cliff")
+    with acting_as("ann"):
+        ops.delete_subtree(store, parent.id)
+        ops.undo(store, tree.id)
+    with acting_as("bob"):
+        child = ops.add_child(store, parent.id, " and a keeper")
+    with acting_as("ann"), pytest.raises(Conflict, match=f"would delete {parent.id}, under which another operation"):
+        ops.redo(store, tree.id)
+    with store.read() as tx:
+        assert {n.id for n in tx.tree_nodes(tree.id)} == {root.id, parent.id, child.id}
+
+
 def test_redo_under_a_parent_deleted_since_is_a_conflict_and_changes_nothing(any_store):
     store = any_store
     """Seen with 8 concurrent writers: A adds a child under P and undoes it, B deletes P, A redoes. The redo

@@ -116,6 +116,16 @@ def _missing_parents(conn: Connection, snap: Snapshot) -> list[str]:
     return sorted((parents & removed) | (set(look) - found))
 
 
+def _new_children(conn: Connection, snap: Snapshot) -> list[str]:
+    """The rows ``snap`` deletes that other nodes hang from now: children added since by an operation whose
+    snapshot did not include these rows (a delete redone after someone wrote under the node)."""
+    gone = [i for i, d in snap.items() if d is None]
+    if not gone:
+        return []
+    rows = conn.execute(select(nodes.c.id, nodes.c.parent_id).where(nodes.c.parent_id.in_(gone)))
+    return sorted({parent for node, parent in rows if node not in snap})
+
+
 def restore(conn: Connection, snap: Snapshot) -> None:
     """Make the rows named in ``snap`` exactly as it says: update those that exist, insert the missing, delete
     those it marks absent. Updates come before deletes so no parent link ever points at a deleted row."""
@@ -230,6 +240,10 @@ def step(conn: Connection, tree_id: str, redo: bool, expect: int | None = None, 
     if lost:
         raise Conflict(f"cannot {verb} {entry.kind}: it would put back nodes under {', '.join(lost)}, deleted since "
                        "by another operation")
+    held = _new_children(conn, target)
+    if held:
+        raise Conflict(f"cannot {verb} {entry.kind}: it would delete {', '.join(held)}, under which another operation "
+                       "has written since")
     restore(conn, target)
     conn.execute(update(oplog).where(oplog.c.seq == entry.seq).values(undone=not redo))
     bump(conn, tree_id)
