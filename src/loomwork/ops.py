@@ -308,7 +308,8 @@ async def store_samples(store: Store, path: list[Node], backend: Backend, params
     precision = backend.precision()  # what the figures recorded with the tokens were computed in
     gen = Generation(id=new_id(), tree_id=node.tree_id, node_id=node.id, backend=backend.name, model=backend.model,
                      params={**params.model_dump(mode="json"), **(extra or {}), **({"memory": memory} if memory else {}),
-                             **({"precision": precision} if precision else {})},
+                             **({"precision": precision} if precision else {}),
+                             **({"served": done.served} if done.served else {})},
                      seed=params.seed, duration_s=seconds, prompt_tokens=done.prompt_tokens,
                      completion_tokens=done.completion_tokens, created_at=utcnow())
     return await asyncio.to_thread(_store_expansion, store, [n.id for n in path], path_text(path), gen, done,

@@ -120,6 +120,7 @@ class Done:
     completions: list[Completion]
     prompt_tokens: int
     completion_tokens: int
+    served: dict | None = None  # a served model's: the server's kind, what was sent, what is not known and why
 
 
 class Backend(abc.ABC):
@@ -276,7 +277,37 @@ def merged_token(text: str, held: list[tuple]) -> Token:
         values = [h[3].get(name) for h in held if len(h) > 3 and h[3]]
         if values and len(values) == len(held) and all(v is not None for v in values):
             figures[name] = sum(values)
-    return Token(text, sum(h[1] for h in held), first[2], id=first[0] if len(held) == 1 else None, **figures)
+    logprob = None if any(h[1] is None for h in held) else sum(h[1] for h in held)
+    return Token(text, logprob, first[2], id=first[0] if len(held) == 1 else None, **figures)
+
+
+class ByteText:
+    """Bytes of one sample's tokens to whole characters: a token that ends inside a UTF-8 character is held and
+    merged into the next record (logprobs summed), as the hf backend does (llama.cpp's engine, and servers that send
+    each token's bytes)."""
+
+    def __init__(self):
+        self.held: list[tuple] = []
+        self.data = b""
+
+    def push(self, tid: int, piece: bytes, logprob: float, top: tuple, figures: dict | None = None) -> Token | None:
+        self.held.append((tid, logprob, top, figures))
+        self.data += piece
+        try:
+            text = self.data.decode("utf-8")
+        except UnicodeDecodeError:
+            if len(self.held) < 4:
+                return None
+            text = self.data.decode("utf-8", errors="replace")
+        out, self.held, self.data = merged_token(text, self.held), [], b""
+        return out
+
+    def flush(self) -> list[Token]:
+        """What is held when the sample ends (bytes that never made a whole character)."""
+        if not self.held:
+            return []
+        out, self.held, self.data = merged_token(self.data.decode("utf-8", errors="replace"), self.held), [], b""
+        return [out]
 
 
 class StopScanner:

@@ -25,7 +25,7 @@ from ..engine import sampler
 from ..engine.llama_engine import LlamaEngine, import_llama
 from ..errors import BackendError, InvalidInput
 from ..tree import Token
-from .base import Backend, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length, merged_token
+from .base import Backend, ByteText, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length
 from .joins import PieceIndex, plan, tokens_of
 from .threaded import stream_from_thread
 
@@ -49,27 +49,6 @@ def gguf_file(model: str) -> Path:
         if f.read(4) != b"GGUF":
             raise InvalidInput(f"{model!r} is not a GGUF model file")
     return path
-
-
-class _Text:
-    """Bytes of one sample's tokens to whole characters: a token that ends inside a UTF-8 character is held and
-    merged into the next record (logprobs summed), as the hf backend does."""
-
-    def __init__(self):
-        self.held: list[tuple] = []
-        self.data = b""
-
-    def push(self, tid: int, piece: bytes, logprob: float, top: tuple, figures: dict | None = None) -> Token | None:
-        self.held.append((tid, logprob, top, figures))
-        self.data += piece
-        try:
-            text = self.data.decode("utf-8")
-        except UnicodeDecodeError:
-            if len(self.held) < 4:
-                return None
-            text = self.data.decode("utf-8", errors="replace")
-        out, self.held, self.data = merged_token(text, self.held), [], b""
-        return out
 
 
 class LlamaBackend(Backend):
@@ -123,7 +102,7 @@ class LlamaBackend(Backend):
         n = params.n
         self._check_length(len(ids), n * params.max_tokens)
         rng = np.random.default_rng(params.seed if params.seed is not None else 0)
-        texts = [_Text() for _ in range(n)]
+        texts = [ByteText() for _ in range(n)]
         samples = Samples(n, params.stop, emit)
         used = 0
         with self._model_thread.urgent():

@@ -1,8 +1,11 @@
 """Any OpenAI-compatible ``/v1/completions`` server: vLLM, llama-server, llama-cpp-python, ...
 
 Model references: ``openai:MODEL`` (base URL from LOOMWORK_OPENAI_BASE_URL or OPENAI_BASE_URL) or
-``openai:http://host:port/v1#MODEL`` (``#MODEL`` may be left out when the server serves one model).
-The key comes from LOOMWORK_OPENAI_API_KEY or OPENAI_API_KEY.
+``openai:http://host:port/v1#MODEL`` (``#MODEL`` may be left out when the server serves one model), either with
+``?server=vllm|llama-server|llama-cpp-python|other`` to name the server's kind instead of detecting it from
+``/models``. Every request states every sampler field that kind honours (served.py); what was sent, and what of
+the decoding lever cannot be known, is recorded with the generation. The key comes from LOOMWORK_OPENAI_API_KEY
+or OPENAI_API_KEY.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from typing import AsyncIterator, Callable
 
 import httpx
 
-from ..errors import BackendError, InvalidInput
+from ..errors import BackendError, InvalidInput, Unsupported
 from ..tree import Token
-from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent
+from . import served
+from .base import (Backend, ByteText, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent,
+                   merged_token)
 
 RETRY_STATUS = {429, 503}
 RETRIES = 4
@@ -31,8 +36,15 @@ async def _backoff(resp: httpx.Response, attempt: int) -> None:
     await asyncio.sleep(min(delay, 10.0) * (1 + 0.1 * random.random()))
 
 
-def parse_ref(model: str) -> tuple[str, str]:
-    """``(base_url, model_name)`` from the part after ``openai:``."""
+def parse_ref(model: str) -> tuple[str, str, str | None]:
+    """``(base_url, model_name, server kind or None)`` from the part after ``openai:``."""
+    model, _, query = model.partition("?")
+    kind = None
+    if query:
+        key, _, value = query.partition("=")
+        if key != "server" or value not in served.KINDS:
+            raise InvalidInput(f"openai: {query[:100]!r}: the only option is ?server= one of {', '.join(served.KINDS)}")
+        kind = value
     if model.startswith(("http://", "https://")):
         base, _, name = model.partition("#")
     else:
@@ -47,20 +59,91 @@ def parse_ref(model: str) -> tuple[str, str]:
             raise ValueError("no host, or a port outside 1-65535")
     except (ValueError, TypeError, httpx.InvalidURL) as exc:
         raise InvalidInput(f"openai: {base[:200]!r} is not a server address ({exc})") from None
-    return base.rstrip("/"), name
+    return base.rstrip("/"), name, kind
 
 
-def _tokens(choice: dict) -> list[Token]:
-    """Token records from a completions choice's legacy ``logprobs`` object."""
+def _records(choice: dict) -> list[tuple[str, bytes | None, float | None, tuple, int | None]]:
+    """(text, bytes or None, logprob, alternatives descending, id) of each token of a choice, from either shape of
+    ``logprobs``: the completions API's (tokens, token_logprobs, top_logprobs) or the chat API's ``content`` list,
+    which llama-server also uses for completions and which carries each token's bytes and id."""
     lp = choice.get("logprobs") or {}
+    if isinstance(lp.get("content"), list):
+        out = []
+        for e in lp["content"]:
+            if not isinstance(e, dict):
+                continue
+            raw = e.get("bytes")
+            tops = sorted(((str(a.get("token", "")), float(a["logprob"])) for a in e.get("top_logprobs") or []
+                           if isinstance(a, dict) and a.get("logprob") is not None), key=lambda x: -x[1])
+            out.append((str(e.get("token", "")), bytes(raw) if isinstance(raw, list) else None,
+                        None if e.get("logprob") is None else float(e["logprob"]), tuple(tops), e.get("id")))
+        return out
     toks = lp.get("tokens") or []
     lps = lp.get("token_logprobs") or [None] * len(toks)
     tops = lp.get("top_logprobs") or [None] * len(toks)
-    out = []
-    for text, logprob, top in zip(toks, lps, tops):
-        alts = tuple(sorted(((str(a), float(b)) for a, b in (top or {}).items()), key=lambda x: -x[1]))
-        out.append(Token(text, None if logprob is None else float(logprob), alts))
-    return out
+    return [(str(text), None, None if logprob is None else float(logprob),
+             tuple(sorted(((str(a), float(b)) for a, b in (top or {}).items()), key=lambda x: -x[1])), None)
+            for text, logprob, top in zip(toks, lps, tops)]
+
+
+def _plain_tokens(choice: dict) -> list[Token]:
+    """A choice's tokens as the server names them (scoring and next-token, where offsets place them)."""
+    return [Token(text, logprob, top, id=tid) for text, _, logprob, top, tid in _records(choice)]
+
+
+class _Sample:
+    """One sample's tokens as they arrive: whole characters (a token's bytes where the server sends them; else its
+    text, with tokens that hold part of a character merged until the server's text shows the whole of it), the
+    alternatives asked for, and the decoding lever's KL where the returned alternatives determine it."""
+
+    def __init__(self, kind: str, params: SamplingParams, asked: int):
+        self.kind, self.params, self.asked = kind, params, asked
+        self.bytes = ByteText()
+        self.held: list[tuple] = []  # (id, logprob, top, figures) of tokens waiting for their text
+        self.held_text = ""
+        self.unknown = False  # some position's decoding KL could not be recovered
+
+    def _figures(self, logprob: float | None, top: tuple) -> dict:
+        kl = served.decode_kl(self.kind, self.params, logprob, [x for _, x in top[: self.asked]])
+        self.unknown |= kl is None
+        return {"decode_kl": kl}
+
+    def push(self, choice: dict) -> list[Token]:
+        records = _records(choice)
+        if not records:  # a server that returns no logprobs: the text, without figures
+            if not choice.get("text"):
+                return []  # a chunk that only finishes the sample
+            self.unknown = True
+            return [Token(choice["text"])]
+        out = []
+        for text, raw, logprob, top, tid in records:
+            figures = self._figures(logprob, top)
+            top = top[: self.params.logprobs]
+            if raw is not None:
+                tok = self.bytes.push(tid, raw, logprob, top, figures)
+                if tok is not None:
+                    out.append(tok)
+                continue
+            self.held.append((tid, logprob, top, figures, text))
+        self.held_text += choice.get("text") or ""
+        return out + self._tiled()
+
+    def _tiled(self, final: bool = False) -> list[Token]:
+        out = []
+        while self.held:  # tokens whose text is whole and is what the server's text says next
+            text = self.held[0][4]
+            if "\ufffd" in text or not self.held_text.startswith(text):
+                break
+            out.append(merged_token(text, [self.held.pop(0)[:4]]))
+            self.held_text = self.held_text[len(text):]
+        if self.held and (final or "\ufffd" not in self.held[-1][4]):
+            # a character split across tokens: one record for them all, with the text the server decoded
+            out.append(merged_token(self.held_text, [h[:4] for h in self.held]))
+            self.held, self.held_text = [], ""
+        return out
+
+    def flush(self) -> list[Token]:
+        return self.bytes.flush() + self._tiled(final=True)
 
 
 class OpenAIBackend(Backend):
@@ -69,22 +152,43 @@ class OpenAIBackend(Backend):
 
     def __init__(self, model: str, *, client: httpx.AsyncClient | None = None, timeout: float = 120.0):
         super().__init__(model)
-        self.base_url, self.model_name = parse_ref(model)
+        self.base_url, self.model_name, self.kind = parse_ref(model)
+        self.kind_from = "declared" if self.kind else None
         key = os.environ.get("LOOMWORK_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
         self.client = client or httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {key}"})
         self.honours_n: bool | None = None  # learnt from the first request with n > 1 (llama-cpp-python ignores n)
+        self.slots: int | None = None  # how many samples one request may ask for (llama-server's --parallel)
+        self.ready = False  # name, kind and slots known
 
     async def close(self) -> None:
         await self.client.aclose()
 
     async def _served_model(self) -> str:
-        if not self.model_name:
+        """The model's name, and the server's kind (``self.kind``), from ``/models`` unless the reference gave both;
+        a llama-server's slots once."""
+        if self.ready:
+            return self.model_name
+        if not self.model_name or not self.kind:
             data = await self._request("GET", "/models")
-            models = [m.get("id") for m in data.get("data", [])]
-            if not models:
-                raise BackendError(f"the server at {self.base_url} lists no models; name one with #MODEL")
-            self.model_name = models[0]
+            if not self.kind:
+                self.kind, self.kind_from = served.kind_from_models(data), "detected"
+            models = [m.get("id") for m in data.get("data", []) if isinstance(m, dict)]
+            if not self.model_name:
+                if not models:
+                    raise BackendError(f"the server at {self.base_url} lists no models; name one with #MODEL")
+                self.model_name = models[0]
+        if self.kind == "llama-server":
+            self.slots = await self._llama_server_slots()
+        self.ready = True
         return self.model_name
+
+    async def _llama_server_slots(self) -> int | None:
+        """llama-server answers n only up to its slots (--parallel); /props, beside /v1, says how many."""
+        root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+        with contextlib.suppress(httpx.HTTPError, ValueError, TypeError):
+            slots = int((await self.client.get(root + "/props")).json().get("total_slots") or 0)
+            return slots if slots > 0 else None
+        return None
 
     async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         url = self.base_url + path
@@ -153,8 +257,8 @@ class OpenAIBackend(Backend):
                     return
 
     async def _choice_events(self, body: dict, first: int, count: int, out: asyncio.Queue) -> bool:
-        """Put ("token", sample, Token), ("finish", sample, reason) and ("usage", …) for one streamed request whose
-        choices are samples ``first`` … ``first + count - 1``, then ("end", first, choices seen)."""
+        """Put ("choice", sample, choice), ("finish", sample, reason) and ("usage", …) for one streamed request
+        whose choices are samples ``first`` … ``first + count - 1``, then ("end", first, choices seen)."""
         seen: set[int] = set()
         try:
             async for chunk in self._chunks(body):
@@ -163,49 +267,86 @@ class OpenAIBackend(Backend):
                     if not 0 <= index < count:
                         continue
                     seen.add(index)
-                    for tok in _tokens(choice) or ([Token(choice["text"])] if choice.get("text") else []):
-                        await out.put(("token", first + index, tok))
+                    await out.put(("choice", first + index, choice))
                     if choice.get("finish_reason"):
                         await out.put(("finish", first + index, choice["finish_reason"]))
                 if chunk.get("usage"):
                     await out.put(("usage", first, chunk["usage"]))
+                verbose = chunk.get("__verbose")  # llama-server's account of the settings it applied
+                if isinstance(verbose, dict) and isinstance(verbose.get("generation_settings"), dict):
+                    await out.put(("settings", first, verbose["generation_settings"]))
         except Exception as exc:  # raised in the consumer (stream), which cancels the other requests
             await out.put(("error", first, exc))
             return False
         await out.put(("end", first, seen))
         return True
 
+    def _asked(self, params: SamplingParams) -> int:
+        """Alternatives to ask for: the person's, or enough to recover truncation's KL from them."""
+        return max(params.logprobs, served.TOP_FOR_KL if served.truncates(params) else 0)
+
     def _body(self, model: str, prefix: str, params: SamplingParams, n: int, seed: int | None) -> dict:
-        body = {
-            "model": model, "prompt": prefix, "n": n, "max_tokens": params.max_tokens,
-            "temperature": params.temperature, "top_p": params.top_p, "logprobs": params.logprobs or None,
-        }
-        if params.top_k:
-            body["top_k"] = params.top_k  # vLLM and llama.cpp accept these extensions
-        if params.min_p:
-            body["min_p"] = params.min_p
+        body = {"model": model, "prompt": prefix, "n": n, "max_tokens": params.max_tokens,
+                **served.sampler_fields(self.kind or "other", params), "logprobs": self._asked(params) or None}
         if seed is not None:
             body["seed"] = seed
         if params.stop:
             body["stop"] = list(params.stop)
+        if self.kind == "llama-server":
+            body["verbose"] = True  # its last chunk then says which settings it applied (checked, and recorded)
         return body
+
+    def _served_record(self, params: SamplingParams, unknown: bool, got_logprobs: bool,
+                       applied: dict | None = None) -> dict:
+        """What the generation records of the server: its kind, the sampler fields sent (and those it says it
+        applied, where it says), and why the decoding lever is not known where it is not."""
+        kind = self.kind or "other"
+        label = served.LABELS[kind]
+        sent = served.sampler_fields(kind, params)
+        why = None
+        differs = served.differences(sent, applied) if applied else []
+        if differs:
+            unknown = True
+            why = f"the {label} applied {'; '.join(differs)}, not what was sent"
+        elif unknown:
+            if kind == "other":
+                why = served.UNKNOWN_KIND
+            elif not got_logprobs:
+                why = f"the {label} returned no logprobs, so what its sampling did cannot be measured"
+            elif params.temperature not in (0.0, 1.0):
+                why = (f"temperature {params.temperature:g} reshapes the whole distribution, and the {label} "
+                       f"returns only its top {self._asked(params)} alternatives")
+            else:
+                why = (f"the truncation kept more than the top {self._asked(params)} alternatives the {label} "
+                       "returned, so the mass it removed is not known")
+        applied = {k: applied[k] for k in sent if k in applied} if applied else None
+        return {"server": kind, "kind_from": self.kind_from or "assumed", "sent": sent,
+                **({"applied": applied} if applied else {}),
+                "decoding": "unknown" if unknown else "known", **({"why": why} if why else {})}
 
     async def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
         """Tokens as the server streams them. A server that ignores ``n`` (llama-cpp-python) sends one choice: the
         missing samples are then streamed one request each (with seeds seed + i, so they differ), and from then on
         every sample is its own request from the start. Those requests go one after another: such a server
         computes one request at a time anyway, and llama-cpp-python even cuts a stream short when another request
-        arrives. A stream that breaks off raises before ``Done``, so nothing of it is stored."""
+        arrives. A server with fewer slots than ``n`` (llama-server's --parallel) gets requests of at most that many,
+        at once, each with its own seed. A stream that breaks off raises before ``Done``, so nothing of it is
+        stored."""
         model = await self._served_model()
         n, seed = params.n, params.seed
         queue: asyncio.Queue = asyncio.Queue()
         tasks: list[asyncio.Task] = []
+        asked: dict[int, int] = {}  # first sample of each request → how many samples it asked for
 
-        def start(first: int, count: int, one_each: bool) -> None:
+        def start(first: int, count: int, one_each: bool) -> int:
+            """Start the requests for samples first … first + count - 1; how many requests there are."""
             if not one_each:
-                body = self._body(model, prefix, params, count, seed)
-                tasks.append(asyncio.create_task(self._choice_events(body, first, count, queue)))
-                return
+                per = min(count, self.slots or count)
+                for g in range(first, first + count, per):
+                    asked[g] = min(per, first + count - g)
+                    body = self._body(model, prefix, params, asked[g], seed if seed is None or g == 0 else seed + g)
+                    tasks.append(asyncio.create_task(self._choice_events(body, g, asked[g], queue)))
+                return len(range(first, first + count, per))
 
             async def one_by_one() -> None:
                 for i in range(first, first + count):
@@ -214,22 +355,25 @@ class OpenAIBackend(Backend):
                         return
 
             tasks.append(asyncio.create_task(one_by_one()))
+            return count
 
-        start(0, n, one_each=n > 1 and self.honours_n is False)
+        running = start(0, n, one_each=n > 1 and self.honours_n is False)  # requests still to end
+        samples = [_Sample(self.kind or "other", params, self._asked(params)) for _ in range(n)]
         scanners = [StopScanner(params.stop) for _ in range(n)]
         comps = [Completion(text="") for _ in range(n)]
         finished: set[int] = set()
         usage: list[dict] = []
-        running = 1 if n == 1 or self.honours_n is not False else n  # requests still to end
+        settings: dict = {}  # what the server says it applied (llama-server, asked to be verbose)
         try:
             while running:
                 kind, index, value = await queue.get()
                 if kind == "error":
                     raise value
-                if kind == "token" and index not in finished:
-                    for t in scanners[index].push(value):
-                        comps[index].tokens.append(t)
-                        yield TokenEvent(index, t)
+                if kind == "choice" and index not in finished:
+                    for tok in samples[index].push(value):
+                        for t in scanners[index].push(tok):
+                            comps[index].tokens.append(t)
+                            yield TokenEvent(index, t)
                     if scanners[index].stopped:
                         finished.add(index)  # servers differ on whether they stop at our stop strings
                         comps[index].finish_reason = "stop"
@@ -238,12 +382,13 @@ class OpenAIBackend(Backend):
                     comps[index].finish_reason = "stop" if value == "stop" or scanners[index].stopped else "length"
                 elif kind == "usage":
                     usage.append(value)
+                elif kind == "settings":
+                    settings.setdefault("applied", value)
                 elif kind == "end":
                     running -= 1
-                    if index == 0 and n > 1 and self.honours_n is not False and len(value) < n:
+                    if index == 0 and n > 1 and self.honours_n is not False and len(value) < asked[0]:
                         self.honours_n = False  # it ignored n: ask for the rest, one request each
-                        start(len(value), n - len(value), one_each=True)
-                        running += n - len(value)
+                        running += start(len(value), n - len(value), one_each=True)
                     elif index == 0 and n > 1 and self.honours_n is None:
                         self.honours_n = True
             missing = [i for i in range(n) if i not in finished]
@@ -254,22 +399,29 @@ class OpenAIBackend(Backend):
             for t in tasks:
                 t.cancel()
         for i, sc in enumerate(scanners):
-            for t in sc.flush():
+            rest = [] if sc.stopped else [t for tok in samples[i].flush() for t in sc.push(tok)]
+            for t in rest + sc.flush():
                 comps[i].tokens.append(t)
                 yield TokenEvent(i, t)
             comps[i].text = "".join(t.text for t in comps[i].tokens)
+        got = any(t.logprob is not None for c in comps for t in c.tokens)
+        record = self._served_record(params, any(s.unknown for s in samples), got, settings.get("applied"))
         yield Done(comps, prompt_tokens=int((usage[0] if usage else {}).get("prompt_tokens") or 0),
                    completion_tokens=sum(int(u.get("completion_tokens") or 0) for u in usage)
-                   or sum(len(c.tokens) for c in comps))
+                   or sum(len(c.tokens) for c in comps), served=record)
 
     async def score(self, prefix: str, continuation: str, top: int = 5) -> list[Token]:
         model = await self._served_model()
+        if self.kind == "llama-server":
+            raise Unsupported(f"{self.ref}: llama-server does not return a prompt's logprobs (it refuses echo), so "
+                              "written text cannot be scored on it: serve the model with vLLM or llama-cpp-python, "
+                              "or load its GGUF in-process as llama:FILE")
         body = {"model": model, "prompt": prefix + continuation, "max_tokens": 1, "temperature": 0,
                 "echo": True, "logprobs": max(top, 1)}
         data = await self._request("POST", "/completions", body)
         choice = data["choices"][0]
         offsets = (choice.get("logprobs") or {}).get("text_offset")
-        toks = _tokens(choice)
+        toks = _plain_tokens(choice)
         if not toks or not offsets:
             raise BackendError(f"the server at {self.base_url} did not echo prompt logprobs (needed for scoring)")
         out = [t for t, off in zip(toks, offsets) if off >= len(prefix) and off < len(prefix) + len(continuation)]
@@ -279,7 +431,7 @@ class OpenAIBackend(Backend):
         model = await self._served_model()
         body = {"model": model, "prompt": prefix, "max_tokens": 1, "temperature": 0, "logprobs": k}
         data = await self._request("POST", "/completions", body)
-        toks = _tokens(data["choices"][0])
+        toks = _plain_tokens(data["choices"][0])
         if not toks:
             raise BackendError(f"the server at {self.base_url} returned no logprobs")
         return list(toks[0].top[:k])

@@ -8,6 +8,7 @@ import threading
 
 from .. import tree_settings
 from ..backends.base import Backend
+from ..errors import Unsupported
 from ..backends.pool import PROCESS, ModelPool
 from ..curation import Choice, counted_bits, latest_choices
 from ..levers import LEVERS, NAMES, public
@@ -23,7 +24,7 @@ from .writing import score_path
 
 
 def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Token] | None],
-              can_score: bool, gen: dict | None = None, ref: str | None = None,
+              can_score: bool | str, gen: dict | None = None, ref: str | None = None,
               model_kl: dict[str, float | None] | None = None) -> dict:
     """One node's line of the ledger: each lever in bits under its one name (None: unknown, with a note), and the
     documented older fields (selection_bits, intervention_bits) that repeat the first two levers."""
@@ -47,7 +48,7 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
             toks = None  # a cached score from before non-finite numbers were refused: unknown, not a crash
         if toks is None:
             levers["writing"] = None
-            extra["pending"] = can_score  # not scored yet (scoring in the background), or no model to score with
+            extra["pending"] = can_score is True  # not scored yet (scoring in the background), or it cannot be
         else:
             levers["writing"] = -sum(t.logprob for t in toks) / LN2
             extra["scored_tokens"] = len(toks)
@@ -65,7 +66,9 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
         notes["grader"] = (f"chosen by {choice.grader} before the KL of a grader's selection was recorded: at most "
                            f"log2 {len(choice.candidates)} = {choice.bits:.2f} bits")
     if levers["writing"] is None and not extra.get("pending"):
-        notes["writing"] = "not scored: no reference model given (or --no-score)"
+        notes["writing"] = can_score if isinstance(can_score, str) else "not scored: no reference model given (or --no-score)"
+        if isinstance(can_score, str):
+            extra["unscorable"] = True
     out = {"id": node.id, "origin": node.origin, "selection_bits": levers["selection"], "choice": None,
            "intervention_bits": levers["writing"], "model_tokens": model_tokens}
     if excluded(node):
@@ -96,8 +99,13 @@ def totals(rows: list[dict]) -> dict:
     for name in NAMES:
         values = [r["ledger"][name] for r in rows]
         levers[name] = None if any(v is None for v in values) else sum(values)
-    pending = any(levers[lever.name] is None for lever in LEVERS if lever.unknown == "pending")
-    incomplete = [lever.name for lever in LEVERS if lever.unknown == "incomplete" and levers[lever.name] is None]
+    # a "pending" lever unknown on rows whose model cannot compute it (llama-server cannot score) is unknown for good
+    for_good = {lever.name for lever in LEVERS if lever.unknown == "pending" and levers[lever.name] is None
+                and all(r.get("unscorable") for r in rows if r["ledger"][lever.name] is None)}
+    pending = any(levers[lever.name] is None for lever in LEVERS
+                  if lever.unknown == "pending" and lever.name not in for_good)
+    incomplete = [lever.name for lever in LEVERS if levers[lever.name] is None
+                  and (lever.unknown == "incomplete" or lever.name in for_good)]
     total = None if pending else sum(levers[name] or 0.0 for name in NAMES)
     toks = sum(r["model_tokens"] for r in rows)
     kl = [r["choice"]["kl_bits"] for r in rows if r.get("choice") and r["choice"]["by"] == "person"]
@@ -123,15 +131,19 @@ async def path_report(store: Store, node_id: str, ref: str | None, backend: Back
     path = store.path(node_id)
     tree_id = path[0].tree_id
     chosen = latest_choices(store, tree_id)
-    scored = {} if ref is None else await score_path(store, path, ref, tree_settings.memory(store, tree_id),
-                                                     backend, cancel)
+    can_score: bool | str = ref is not None
+    try:
+        scored = {} if ref is None else await score_path(store, path, ref, tree_settings.memory(store, tree_id),
+                                                         backend, cancel)
+    except Unsupported as exc:  # a model that cannot score (llama-server): the writing lever is unknown, and why
+        scored, can_score = {}, f"not scored: {exc}"
     gens = _generations(store, path)
     kl = {}
     if with_model_kl and backend is not None:  # two teacher-forced passes per node another model wrote
         from .model_kl import model_kl
 
         kl = await model_kl(store, path, gens, backend, tree_settings.memory(store, tree_id), models)
-    rows = [node_bits(n, chosen, scored, ref is not None, gens.get(n.generation_id), ref, kl) for n in path]
+    rows = [node_bits(n, chosen, scored, can_score, gens.get(n.generation_id), ref, kl) for n in path]
     return {"node": node_id, "model": ref, "precision": backend.precision() if backend else None,
             "levers": public(), "nodes": rows, "path": totals(rows)}
 
@@ -152,10 +164,14 @@ async def tree_report(store: Store, tree_id: str, backend: Backend | None, with_
         return out[::-1]
 
     scored: dict[str, list[Token] | None] = {}
-    if backend is not None:  # each leaf's path scores every written node on it still unscored, in one pass
-        for n in nodes:
-            if is_written(n) and n.id not in scored:
-                scored.update(await score_path(store, path_of(n), backend.ref, memory, backend))
+    can_score: bool | str = backend is not None
+    try:
+        if backend is not None:  # each leaf's path scores every written node on it still unscored, in one pass
+            for n in nodes:
+                if is_written(n) and n.id not in scored:
+                    scored.update(await score_path(store, path_of(n), backend.ref, memory, backend))
+    except Unsupported as exc:
+        can_score = f"not scored: {exc}"
     with store.read() as tx:
         gens = {g.id: g.to_json() for g in tx.generations_of(tree_id)}
     ref = backend.ref if backend else None
@@ -167,7 +183,7 @@ async def tree_report(store: Store, tree_id: str, backend: Backend | None, with_
             gen = gens.get(n.generation_id) if n.generation_id else None
             if n.origin == "model" and gen and f"{gen['backend']}:{gen['model']}" != ref and n.id not in kl:
                 kl.update(await model_kl(store, path_of(n), gens, backend, memory, models))
-    rows = [node_bits(n, chosen, scored, backend is not None, gens.get(n.generation_id), ref, kl) for n in nodes]
+    rows = [node_bits(n, chosen, scored, can_score, gens.get(n.generation_id), ref, kl) for n in nodes]
     return {"tree": tree_id, "model": ref, "precision": backend.precision() if backend else None,
             "levers": public(), "tree_totals": totals(rows),
             "choices": len(chosen), "written_nodes": sum(1 for n in nodes if is_written(n))}
