@@ -16,7 +16,7 @@ from loomwork.backends.base import Done, TokenEvent
 from loomwork.backends.catalog import PACKAGED
 from loomwork.backends.openai import OpenAIBackend
 from loomwork.backends.served import UNKNOWN_KIND
-from loomwork.errors import BackendError, Unsupported
+from loomwork.errors import BackendError, InvalidInput, Unsupported
 from tests.servers import llama_cpp_bin_dir, llama_server
 
 pytestmark = pytest.mark.server
@@ -161,3 +161,39 @@ async def test_a_server_killed_mid_stream(gguf, store):
             await b.close()
     with store.read() as tx:
         assert [n.id for n in tx.tree_nodes(root.tree_id)] == [root.id]  # nothing half-written
+
+
+async def test_a_chat_model_grows_by_prefill(server, store):
+    """openai-chat: the path is the assistant's message, continued; the system message is the person's; the chat
+    template's digest is recorded; scoring is refused with the reason; a completion model refuses a system message."""
+    from loomwork.backends.openai_chat import OpenAIChatBackend
+
+    b = OpenAIChatBackend(f"{server}#smollm2")
+    plain = OpenAIBackend(f"{server}#smollm2")
+    _, root = ops.new_tree(store, "My three favourite fruits are")
+    try:
+        params = SamplingParams(n=2, max_tokens=8, seed=5, system="You answer in French.")
+        events = [e async for e in b.stream(root.text, params)]
+        done = events[-1]
+        assert len(done.completions) == 2 and all(c.text for c in done.completions)
+        for c in done.completions:
+            assert "".join(t.text for t in c.tokens) == c.text
+            assert all(t.logprob is not None and t.decode_kl == 0.0 for t in c.tokens)
+        assert len(events) - 1 == sum(len(c.tokens) for c in done.completions)  # streamed token by token
+        rec = done.served
+        assert rec["endpoint"] == "/chat/completions" and len(rec["template"]["sha256"]) == 16
+        assert rec["applied"]["top_k"] == 0 and rec["decoding"] == "known"
+        # continuing the assistant's message: its first token follows the prefix, not a new turn's opening
+        top = await b.next_token(root.text, k=5)
+        assert len(top) == 5 and not any("<|im_start|>" in t for t, _ in top)
+        nodes = await ops.expand(store, root.id, b, params)
+        with store.read() as tx:
+            gen = tx.generation(nodes[0].generation_id)
+        assert gen.backend == "openai-chat" and gen.params["system"] == "You answer in French."
+        with pytest.raises(Unsupported, match="chat endpoint returns no logprobs"):
+            await b.score(root.text, " apples")
+        with pytest.raises(InvalidInput, match="not a chat model"):
+            await ops.expand(store, root.id, plain, params)
+    finally:
+        await b.close()
+        await plain.close()

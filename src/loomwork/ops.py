@@ -279,6 +279,9 @@ async def expand_stream(store: Store, node_id: str, backend: Backend,
     if unresolved:
         raise InvalidInput(f"steering vector {unresolved[0]!r} is not resolved: expand through loomwork.expand, "
                            "which reads it from the store")
+    if params.system and not backend.capabilities.chat:  # never a lever that silently does nothing
+        raise InvalidInput(f"{backend.ref} is not a chat model: a system message needs openai-chat:URL#MODEL "
+                           "(use the tree's memory for text a completion model reads first)")
     params = params.with_seed()
     path, memory = read_context(store, node_id)
     started = time.perf_counter()
@@ -307,7 +310,8 @@ async def store_samples(store: Store, path: list[Node], backend: Backend, params
     node = path[-1]
     precision = backend.precision()  # what the figures recorded with the tokens were computed in
     gen = Generation(id=new_id(), tree_id=node.tree_id, node_id=node.id, backend=backend.name, model=backend.model,
-                     params={**params.model_dump(mode="json"), **(extra or {}), **({"memory": memory} if memory else {}),
+                     params={**params.model_dump(mode="json", exclude=set() if params.system else {"system"}),
+                             **(extra or {}), **({"memory": memory} if memory else {}),
                              **({"precision": precision} if precision else {}),
                              **({"served": done.served} if done.served else {})},
                      seed=params.seed, duration_s=seconds, prompt_tokens=done.prompt_tokens,

@@ -38,6 +38,8 @@ class SamplingParams(BaseModel):
     # new tokens (the prompt's last and every generated one), or at every position of the prompt too
     steer: tuple[Steer, ...] = ()
     steer_prompt: bool = False
+    # chat models (capability "chat"): the system message before the assistant message the path continues
+    system: str = Field("", max_length=20_000)
 
     @field_validator("steer", mode="before")
     @classmethod
@@ -96,6 +98,7 @@ class Capabilities:
     steering: bool = False  # activation steering vectors (SamplingParams.steer)
     batched_sweep: bool = False  # a steering sweep's coefficients in one batch (stream_sweep)
     distributions: bool = False  # whole next-token distributions over a vocabulary (kl_per_position)
+    chat: bool = False  # a chat endpoint: the path is the assistant's message, continued (SamplingParams.system)
 
 
 @dataclass

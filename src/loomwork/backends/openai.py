@@ -225,7 +225,7 @@ class OpenAIBackend(Backend):
     async def _chunks(self, body: dict) -> AsyncIterator[dict]:
         """The chunks of one streamed completion (server-sent events, ``data: {...}`` until ``data: [DONE]``).
         429/503 before the stream starts are retried; a stream that breaks off is one BackendError."""
-        url = self.base_url + "/completions"
+        url = self.base_url + self.endpoint
         broke = lambda exc: f"the stream from {self.base_url} broke off: {exc or type(exc).__name__}; nothing was kept"  # noqa: E731
         for attempt in range(RETRIES + 1):
             with self._translated(broke):
@@ -234,7 +234,7 @@ class OpenAIBackend(Backend):
                         await _backoff(resp, attempt)
                         continue
                     if resp.status_code >= 400:
-                        raise self._refused(resp.status_code, "/completions", (await resp.aread()).decode("utf-8", "replace"))
+                        raise self._refused(resp.status_code, self.endpoint, (await resp.aread()).decode("utf-8", "replace"))
                     if resp.headers.get("content-type", "").startswith("application/json"):
                         try:  # a server that does not stream answers with the whole response: one chunk
                             yield json.loads(await resp.aread())
@@ -267,7 +267,7 @@ class OpenAIBackend(Backend):
                     if not 0 <= index < count:
                         continue
                     seen.add(index)
-                    await out.put(("choice", first + index, choice))
+                    await out.put(("choice", first + index, self._as_completion(choice)))
                     if choice.get("finish_reason"):
                         await out.put(("finish", first + index, choice["finish_reason"]))
                 if chunk.get("usage"):
@@ -280,6 +280,12 @@ class OpenAIBackend(Backend):
             return False
         await out.put(("end", first, seen))
         return True
+
+    endpoint = "/completions"
+
+    def _as_completion(self, choice: dict) -> dict:
+        """A choice as the completions API shapes it (a chat endpoint's subclass maps its deltas)."""
+        return choice
 
     def _asked(self, params: SamplingParams) -> int:
         """Alternatives to ask for: the person's, or enough to recover truncation's KL from them."""

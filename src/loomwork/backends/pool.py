@@ -50,6 +50,7 @@ PROVIDERS = {p.name: p for p in (
     Provider("hf", "loomwork.backends.hf", "HFBackend", ("torch", "transformers"),
              "run ./setup.sh, or pip install torch==2.13.0 'loomwork[hf]'"),
     Provider("openai", "loomwork.backends.openai", "OpenAIBackend", ("httpx",), "pip install httpx"),
+    Provider("openai-chat", "loomwork.backends.openai_chat", "OpenAIChatBackend", ("httpx",), "pip install httpx"),
     Provider("llama", "loomwork.backends.llama", "LlamaBackend", ("llama_cpp",),
              "pip install 'loomwork[llama]' (the optional extra 'llama': it compiles llama.cpp)"),
 )}

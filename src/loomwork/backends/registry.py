@@ -30,7 +30,7 @@ def split_ref(ref: str) -> tuple[str, str]:
         raise NotFound(f"unknown backend {backend!r} in {ref!r}: known backends are {', '.join(PROVIDERS)}")
     if not model:
         raise NotFound(f"{ref!r} names no model")
-    if backend == "openai":
+    if backend in ("openai", "openai-chat"):
         from .openai import parse_ref  # httpx only: cheap, and checks the address before anything uses it
 
         parse_ref(model)
@@ -96,6 +96,8 @@ def list_models() -> list[ModelInfo]:
     base = os.environ.get("LOOMWORK_OPENAI_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
     out.append(ModelInfo("openai:URL#MODEL", "any OpenAI-compatible /v1/completions server", True,
                          f"base URL from environment: {base}" if base else "e.g. openai:http://127.0.0.1:8000/v1"))
+    out.append(ModelInfo("openai-chat:URL#MODEL", "a chat model's /v1/chat/completions, the path as the assistant's "
+                         "message continued", True, "system message: -o system TEXT"))
     return out
 
 
