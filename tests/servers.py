@@ -86,12 +86,13 @@ def llama_tool(name: str) -> tuple[list[str], dict]:
 
 
 @contextmanager
-def llama_server(gguf: str, alias: str, slots: int = 4, ctx: int = 4096, timeout: float = 120.0):
+def llama_server(gguf: str, alias: str, slots: int = 4, ctx: int = 4096, timeout: float = 120.0,
+                 extra: tuple[str, ...] = ()):
     """llama.cpp's own llama-server; yields ``(base URL …/v1, process)`` (a test may kill the process)."""
     port = free_port()
     cmd, env = llama_tool("llama-server")
     cmd += ["-m", gguf, "--alias", alias, "--host", "127.0.0.1", "--port", str(port), "-np", str(slots),
-            "-c", str(ctx * slots), "-t", str(os.cpu_count() or 1), "--no-webui"]
+            "-c", str(ctx * slots), "-t", str(os.cpu_count() or 1), "--no-webui", *extra]
     base = f"http://127.0.0.1:{port}/v1"
     with _serving(cmd, f"http://127.0.0.1:{port}/health", "llama-server", timeout, env) as proc:
         yield base, proc

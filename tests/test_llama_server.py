@@ -197,3 +197,52 @@ async def test_a_chat_model_grows_by_prefill(server, store):
     finally:
         await b.close()
         await plain.close()
+
+
+async def test_an_exported_vector_steers_llama_server_as_the_engine_does(gguf, store, tmp_path):
+    """`steer export` writes a control-vector GGUF; llama-server with --control-vector-scaled FILE:2 steers every
+    position, which is the in-process engine's steer_prompt at coefficient 2 (same GGUF, two builds of llama.cpp)."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from loomwork.backends.registry import get_backend
+    from loomwork.cli import cli
+    from loomwork.store import steering as sql
+
+    local = get_backend("llama:smollm2-135m-instruct")
+    vec = np.random.default_rng(2).normal(0, 1, local.engine.n_embd)
+    vec = vec * 20 / np.linalg.norm(vec)
+    with store.tx() as tx:
+        sql.add_vector(tx, id="v1", name="lean", model=local.ref, layer=12, method="mean", pairs=[],
+                       norm=float(np.linalg.norm(vec)), vector=[float(x) for x in vec])
+    out = tmp_path / "lean.gguf"
+    result = CliRunner().invoke(cli, ["steer", "export", "lean", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "--control-vector-scaled" in result.output and out.is_file()
+    again = CliRunner().invoke(cli, ["steer", "export", "lean", str(out)])
+    assert again.exit_code != 0 and "exists already" in again.output  # never overwritten
+
+    ids = local.encode(PROMPT)
+    steered_row = local._model_thread.run(lambda: _steered_last_row(local, ids, {12: vec * 2.0}))
+    with llama_server(gguf, "smollm2", slots=1, extra=("--control-vector-scaled", f"{out}:2")) as (base, _):
+        b = OpenAIBackend(f"{base}#smollm2")
+        try:
+            served = await b.next_token(PROMPT, k=10)
+        finally:
+            await b.close()
+    plain = await local.next_token(PROMPT, k=10)
+    assert [t for t, _ in served] != [t for t, _ in plain] or \
+        max(abs(a - b) for (_, a), (_, b) in zip(served, plain)) > 0.05  # the vector changes the distribution
+    for text, lp in served:
+        tid = local.encode(text, bos=False)
+        if len(tid) == 1:
+            assert lp == pytest.approx(float(steered_row[tid[0]]), abs=2e-3)
+
+
+def _steered_last_row(local, ids, by_layer):
+    e = local.engine
+    e.prefill(ids, len(ids) - 1)
+    try:
+        return e.start_steered(ids, by_layer, whole=True)
+    finally:
+        e._held = []

@@ -198,7 +198,7 @@ class Backend(abc.ABC):
     def check_steer(self, steer: Sequence[Steer]) -> None:
         """Refuse, before anything runs, steering this model cannot apply (a missing layer, another width)."""
         if steer and not self.capabilities.steering:
-            raise Unsupported(f"{self.ref} cannot steer: steering vectors need a local hf: model")
+            raise Unsupported(f"{self.ref} cannot steer: steering vectors need a local hf: or llama: model")
 
     def stream_sweep(self, prefix: str, params: SamplingParams,
                      row_coefs: list[float]) -> AsyncIterator[TokenEvent | Done]:

@@ -27,6 +27,7 @@ from ..errors import BackendError, InvalidInput
 from ..tree import Token
 from .base import Backend, ByteText, Capabilities, Done, SamplingParams, Samples, TokenEvent, check_length
 from .joins import PieceIndex, plan, tokens_of
+from .llama_steer import LlamaSteering
 from .threaded import stream_from_thread
 
 N_CTX = 8192  # positions shared by the path and all samples (unified KV); LOOMWORK_LLAMA_CTX changes it
@@ -51,9 +52,9 @@ def gguf_file(model: str) -> Path:
     return path
 
 
-class LlamaBackend(Backend):
+class LlamaBackend(LlamaSteering, Backend):
     name = "llama"
-    capabilities = Capabilities(streaming=True, logprobs=True, scoring=True, next_token=True)
+    capabilities = Capabilities(streaming=True, logprobs=True, scoring=True, next_token=True, steering=True)
 
     def __init__(self, model: str, *, n_ctx: int | None = None):
         super().__init__(model)
@@ -97,6 +98,9 @@ class LlamaBackend(Backend):
     # -- generation --------------------------------------------------------------------------------------------
 
     def _generate(self, prefix: str, params: SamplingParams, emit: Callable, stop_flag: threading.Event) -> Done:
+        self.check_steer(params.steer)
+        if any(s.coef != 0.0 for s in params.steer):  # a coefficient of 0 is no steering: the unsteered run
+            return self._generate_steered(prefix, params, emit, stop_flag)
         engine = self.engine
         ids = self.encode(prefix)
         n = params.n

@@ -37,6 +37,18 @@ def split_ref(ref: str) -> tuple[str, str]:
     return backend, model
 
 
+def same_weights(a: str, b: str) -> bool:
+    """Whether two references run the same weights: equal, or one packaged model through hf: (converted from its
+    GGUF) and llama: (the GGUF itself), whose residual streams a steering vector made with either fits."""
+    if a == b:
+        return True
+    try:
+        (ka, ma), (kb, mb) = split_ref(a), split_ref(b)
+    except (NotFound, ValueError):
+        return False
+    return ma == mb and ma in PACKAGED and {ka, kb} <= {"hf", "llama"}
+
+
 def get_backend(ref: str | None = None) -> Backend:
     """The model ``ref`` names (the default model when None), from the process's pool (pool.py)."""
     return PROCESS.get(ref)

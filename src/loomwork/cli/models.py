@@ -93,8 +93,8 @@ def expand(ctx: Context, node: str, n: int, model: str | None, max_tokens: int, 
     given.update({k.replace("-", "_"): _value(v) for k, v in options})  # -o wins over the defaults above
     params = SamplingParams.make(**given)
     target = node_id(ctx, node)
-    if params.steer and split_ref(model or config.default_model())[0] != "hf":
-        raise InvalidInput(f"{model} cannot steer: steering vectors need a local hf: model")
+    if params.steer and split_ref(model or config.default_model())[0] not in ("hf", "llama"):
+        raise InvalidInput(f"{model} cannot steer: steering vectors need a local hf: or llama: model")
     backend = get_backend(model)
 
     async def run():

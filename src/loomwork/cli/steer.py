@@ -80,6 +80,24 @@ def steer_show(ctx: Context, name: str, with_vector: bool, as_json: bool) -> Non
         click.echo(" ".join(f"{x:.6g}" for x in r["vector"]))
 
 
+@steer.command("export")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def steer_export(ctx: Context, name: str, file: str, as_json: bool) -> None:
+    """Write a steering vector as a llama.cpp control-vector GGUF, for llama-server --control-vector-scaled
+    FILE:COEF (added at its block on every position, times COEF)."""
+    from ..steering.export import export_gguf
+
+    r = export_gguf(ctx.store, name, file)
+    if as_json:
+        emit_json(r)
+        return
+    click.echo(f"wrote {r['file']}: {r['name']} at block {r['layer']} of {r['model']} ({r['width']} numbers); "
+               f"serve it with: llama-server -m MODEL.gguf --control-vector-scaled {r['file']}:COEF")
+
+
 @steer.command("delete")
 @click.argument("name")
 @pass_ctx

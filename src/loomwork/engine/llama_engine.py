@@ -57,6 +57,7 @@ class LlamaEngine:
         if not self.ctx:
             raise BackendError(f"llama.cpp could not make a context of {n_ctx} positions for {path}")
         self.mem = lc.llama_get_memory(self.ctx)
+        self.n_embd, self.n_layer = lc.llama_model_n_embd(model_p), lc.llama_model_n_layer(model_p)
         self.vocab = lc.llama_model_get_vocab(model_p)
         self.n_vocab = lc.llama_vocab_n_tokens(self.vocab)
         self.bos = lc.llama_vocab_bos(self.vocab)
@@ -109,6 +110,22 @@ class LlamaEngine:
         if rc != 0:
             raise BackendError(f"llama.cpp could not decode ({rc}): the context of {self.n_ctx} positions may be full")
 
+    def steer(self, by_layer: dict[int, np.ndarray] | None) -> None:
+        """Add ``by_layer[L]`` to the output of block L in every decode from now on, until ``steer(None)``:
+        llama.cpp's control vector, one for the whole context (so steered and unsteered rows are decoded in
+        separate calls). Block 0 cannot be steered (llama.cpp's buffer starts at block 1)."""
+        lc = self.lc
+        if not by_layer:
+            rc = lc.llama_set_adapter_cvec(self.ctx, None, 0, self.n_embd, -1, -1)
+        else:
+            data = np.zeros((self.n_layer, self.n_embd), np.float32)  # row i: block i + 1
+            for layer, vec in by_layer.items():
+                data[layer - 1] += np.asarray(vec, np.float32)
+            rc = lc.llama_set_adapter_cvec(self.ctx, data.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), data.size,
+                                           self.n_embd, min(by_layer), max(by_layer))
+        if rc != 0:
+            raise BackendError(f"llama.cpp could not set the steering vectors ({rc})")
+
     def logprobs(self, j: int) -> np.ndarray:
         """The log-softmax (float64) of the ``j``-th row of logits the last decode asked for."""
         ptr = self.lc.llama_get_logits_ith(self.ctx, j)
@@ -132,9 +149,13 @@ class LlamaEngine:
         same = shared(self._held)
         best = max(self._samples, key=lambda seq: shared(self._samples[seq]), default=None)
         if best is not None and shared(self._samples[best]) > same:
-            lc.llama_memory_seq_rm(self.mem, 0, -1, -1)
-            lc.llama_memory_seq_cp(self.mem, best, 0, -1, -1)
-            self._held, same = self._samples[best], shared(self._samples[best])
+            # the sample's state alone, moved into sequence 0 through llama.cpp's per-sequence state: with
+            # llama-cpp-python 0.3.36, removing the other samples' sequences after a seq_cp changes what a sample
+            # decoded in batches with them attends to (measured: 0.1-1.5 nats off a fresh pass); this stays exact
+            if self._move_to_zero(best):
+                self._held, same = self._samples[best], shared(self._samples[best])
+            else:
+                self._held, same = [], 0
         self._samples = {}
         for seq in range(1, MAX_SEQS):
             lc.llama_memory_seq_rm(self.mem, seq, -1, -1)
@@ -152,10 +173,43 @@ class LlamaEngine:
                     if p >= first:
                         on_row(p, self.logprobs(p - chunk[0]))
 
+    def _move_to_zero(self, seq: int) -> bool:
+        """Sequence 0 becomes what ``seq`` holds, and nothing else is kept; False (everything cleared) if llama.cpp
+        could not copy its state."""
+        lc = self.lc
+        size = lc.llama_state_seq_get_size(self.ctx, seq)
+        buf = (ctypes.c_uint8 * size)()
+        got = lc.llama_state_seq_get_data(self.ctx, buf, size, seq)
+        lc.llama_memory_clear(self.mem, True)
+        return bool(got) and lc.llama_state_seq_set_data(self.ctx, buf, got, 0) == got
+
     def fork(self, n: int) -> None:
         """Sequences 1 … n start from the path's state in sequence 0 (decoded once)."""
         for seq in range(1, n + 1):
             self.lc.llama_memory_seq_cp(self.mem, 0, seq, -1, -1)
+
+    def copy(self, src: int, dst: int) -> None:
+        """Sequence ``dst`` becomes what sequence ``src`` holds (cells shared, as fork's)."""
+        self.lc.llama_memory_seq_rm(self.mem, dst, -1, -1)
+        self.lc.llama_memory_seq_cp(self.mem, src, dst, -1, -1)
+
+    def start_steered(self, ids: list[int], by_layer: dict[int, np.ndarray], whole: bool) -> np.ndarray:
+        """Sequence 1: the path of sequence 0 (already prefilled, unsteered) with steering at its last position,
+        which predicts the first new token, or at every position when ``whole``; the log-softmax of that last
+        position. The path's unsteered state in sequence 0 stays as it is."""
+        lc = self.lc
+        lc.llama_memory_seq_rm(self.mem, 1, -1, -1)
+        first = 0 if whole else len(ids) - 1
+        if first:
+            lc.llama_memory_seq_cp(self.mem, 0, 1, 0, first)  # positions [0, first): shared, unsteered
+        self.steer(by_layer)
+        try:
+            for start in range(first, len(ids), self.batch_size):
+                chunk = range(start, min(start + self.batch_size, len(ids)))
+                self.decode([(ids[p], p, 1, p == len(ids) - 1) for p in chunk])
+        finally:
+            self.steer(None)
+        return self.logprobs(len(ids) - 1 - chunk[0])
 
     def keep_samples(self, samples: dict[int, list[int]]) -> None:
         """What each sample's sequence holds now, so that a next path continuing one of them decodes only the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..backends.base import SamplingParams
+from ..backends.registry import same_weights
 from ..errors import InvalidInput, Unsupported
 from ..store import Store
 from ..store import steering as sql
@@ -14,12 +15,12 @@ def resolve(store: Store, backend, params: SamplingParams) -> SamplingParams:
     if not params.steer:
         return params
     if not backend.capabilities.steering:
-        raise Unsupported(f"{backend.ref} cannot steer: steering vectors need a local hf: model")
+        raise Unsupported(f"{backend.ref} cannot steer: steering vectors need a local hf: or llama: model")
     out = []
     with store.read() as tx:
         for s in params.steer:
             v = sql.vector(tx, s.name)
-            if v["model"] != backend.ref:
+            if not same_weights(v["model"], backend.ref):
                 raise InvalidInput(f"steering vector {s.name!r} was made for {v['model']}, not {backend.ref}: make "
                                    "one with this model")
             out.append(s.model_copy(update={"layer": v["layer"], "model": v["model"], "norm": v["norm"],
