@@ -109,37 +109,49 @@ class LlamaBackend(LlamaSteering, Backend):
         texts = [ByteText() for _ in range(n)]
         samples = Samples(n, params.stop, emit)
         used = 0
+        fast = sampler.fast(params)
         with self._model_thread.urgent():
             last: list[np.ndarray] = []
-            engine.prefill(ids, len(ids) - 1, lambda _p, row: last.append(row))
+            engine.prefill(ids, len(ids) - 1, None if fast else (lambda _p, row: last.append(row)))
+            # the next token's figures for each live sample: one (rows × vocabulary) array of raw logits on the
+            # fast path (sampler.sample_rows), else each sample's log-softmax row (sampler.sample_array)
+            live = list(range(n))
+            rows = np.repeat(engine.logits(1), n, axis=0) if fast else [last[0]] * n
             engine.fork(n)  # every sample starts from the path's state, decoded once
-            rows = {i: last[0] for i in range(n)}  # sample -> logprobs of its next token
             fed: list[list[int]] = [[] for _ in range(n)]  # the tokens decoded into each sample's sequence
             pos = len(ids)
             for step in range(params.max_tokens):
-                if stop_flag.is_set() or not rows:
+                if stop_flag.is_set() or not live:
                     break
                 feed = []
-                for i, lp in list(rows.items()):
-                    tid, decode_kl = sampler.sample_array(lp, params, self._banned, rng)
+                for i, (tid, logprob, top, decode_kl) in zip(live, self._draws(rows, params, rng, fast)):
                     used += 1
                     if tid in engine.eog:
                         samples.ended(i)
-                        del rows[i]
-                    elif samples.push(i, texts[i].push(tid, engine.piece(tid), float(lp[tid]),
-                                                       self._top(lp, params.logprobs), {"decode_kl": decode_kl})):
+                    elif samples.push(i, texts[i].push(tid, engine.piece(tid), logprob, top, {"decode_kl": decode_kl})):
                         feed.append((i, tid))
-                    else:
-                        del rows[i]
+                live = [i for i, _tid in feed]
                 if not feed or step + 1 == params.max_tokens:
                     break
                 engine.decode([(tid, pos, i + 1, True) for i, tid in feed])
                 for i, tid in feed:
                     fed[i].append(tid)
-                rows = {i: engine.logprobs(j) for j, (i, _tid) in enumerate(feed)}
+                rows = engine.logits(len(feed)) if fast else [engine.logprobs(j) for j in range(len(feed))]
                 pos += 1
             engine.keep_samples({i + 1: ids + fed[i] for i in range(n)})
         return samples.done(len(ids), used)
+
+    def _draws(self, rows, params: SamplingParams, rng, fast: bool) -> list[tuple]:
+        """(token, raw logprob, alternatives as (text, logprob), decoding KL) for each row."""
+        if fast:
+            piece = self.engine.piece
+            return [(tid, lp, tuple((piece(a).decode("utf-8", "replace"), alp) for a, alp in top), kl)
+                    for tid, lp, top, kl in sampler.sample_rows(rows, params, self._banned, rng, params.logprobs)]
+        out = []
+        for lp in rows:
+            tid, decode_kl = sampler.sample_array(lp, params, self._banned, rng)
+            out.append((tid, float(lp[tid]), self._top(lp, params.logprobs), decode_kl))
+        return out
 
     def stream(self, prefix: str, params: SamplingParams) -> AsyncIterator[TokenEvent | Done]:
         return stream_from_thread(lambda emit, stop: self._generate(prefix, params, emit, stop), "loomwork-llama",

@@ -126,6 +126,12 @@ class LlamaEngine:
         if rc != 0:
             raise BackendError(f"llama.cpp could not set the steering vectors ({rc})")
 
+    def logits(self, m: int) -> np.ndarray:
+        """The raw float32 logits of the ``m`` rows the last decode asked for, as one (m, vocabulary) array (a view
+        of llama.cpp's buffer: use it before the next decode)."""
+        ptr = self.lc.llama_get_logits(self.ctx)
+        return np.ctypeslib.as_array(ptr, shape=(m, self.n_vocab))
+
     def logprobs(self, j: int) -> np.ndarray:
         """The log-softmax (float64) of the ``j``-th row of logits the last decode asked for."""
         ptr = self.lc.llama_get_logits_ith(self.ctx, j)

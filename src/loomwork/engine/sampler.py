@@ -84,3 +84,73 @@ def sample_array(lp, params, banned, rng) -> tuple[int, float]:
     live = probs > 0
     kl = float(np.sum(probs[live] * (np.log(probs[live]) - lp[live])))
     return int(rng.choice(probs.size, p=probs)), max(kl, 0.0)
+
+
+BLOCK = 1024  # vocabulary entries per block: sums and maxima of blocks find a draw and the top without a sort
+
+
+def fast(params) -> bool:
+    """Whether ``sample_rows`` applies: any temperature above 0, no truncation (what truncation needs, a sort of
+    the whole vocabulary, goes through ``sample_array``)."""
+    return params.temperature > 0 and not params.top_k and params.top_p >= 1.0 and params.min_p <= 0
+
+
+def sample_rows(logits, params, banned, rng, k: int):
+    """One token per row of ``logits`` (float32, rows × vocabulary, the engine's raw output), for settings
+    ``fast`` accepts, in a few passes over the rows together (the llama.cpp engine's decoding loop: per-row numpy
+    work over a 262k vocabulary cost as much as llama.cpp's own step). Per row: (token, its raw logprob, the k
+    most likely (id, raw logprob) descending, KL(sampling ‖ model) in nats) — the same distribution and KL as
+    ``sample_array``. Three passes: block maxima (the top k and the shift), exponentials, block sums. The draw is
+    exact: inverse CDF over the block sums, then within the chosen block; a banned token drawn is drawn again
+    (the distribution conditioned on the allowed tokens, which is what excluding them means)."""
+    import numpy as np
+
+    m, v = logits.shape
+    pad = (-v) % BLOCK
+    lb = (np.pad(logits, ((0, 0), (0, pad)), constant_values=-np.inf) if pad else logits).reshape(m, -1, BLOCK)
+    block_max = lb.max(axis=2)
+    mx = block_max.max(axis=1)
+    t = params.temperature
+    w = np.subtract(lb, mx[:, None, None], dtype=np.float32)
+    if t != 1.0:
+        w /= t
+    np.exp(w, out=w)  # the sampling distribution's weights (temperature applied), unnormalised
+    bsum = w.sum(axis=2, dtype=np.float64)
+    total = bsum.sum(axis=1)
+    flat = w.reshape(m, -1)
+    z = total - (flat[:, banned].sum(axis=1, dtype=np.float64) if banned.size else 0.0)
+    if t == 1.0:
+        lse = mx + np.log(total)  # the raw log-partition
+        kl = np.log(total) - np.log(z)  # q = p without the banned tokens: KL = −log(1 − their mass)
+    else:
+        raw = np.exp(lb - mx[:, None, None]).reshape(m, -1)
+        lse = mx + np.log(raw.sum(axis=1, dtype=np.float64))
+        ql = np.einsum("ij,ij->i", flat, np.where(np.isfinite(lb.reshape(m, -1)), lb.reshape(m, -1), 0.0),
+                       dtype=np.float64)
+        if banned.size:
+            ql -= np.einsum("ij,ij->i", flat[:, banned], logits[:, banned], dtype=np.float64)
+        kl = (1.0 / t - 1.0) * ql / z - (np.log(z) + mx / t) + lse
+    csum = np.cumsum(bsum, axis=1)
+    banned_set = banned if banned.size else ()
+    out = []
+    for r in range(m):
+        while True:
+            u = rng.random() * csum[r, -1]
+            b = min(int(np.searchsorted(csum[r], u, side="right")), csum.shape[1] - 1)
+            inner = np.cumsum(w[r, b], dtype=np.float64)
+            j = min(int(np.searchsorted(inner, u - (csum[r, b - 1] if b else 0.0), side="right")), BLOCK - 1)
+            while w[r, b, j] == 0.0 and j > 0:  # never a zero-weight entry (the padding)
+                j -= 1
+            tid = b * BLOCK + j
+            if tid not in banned_set:
+                break
+        top = ()
+        if k > 0:
+            best = np.argpartition(-block_max[r], min(k, block_max.shape[1] - 1))[:k]
+            cand = lb[r, best].reshape(-1)
+            ids = (best[:, None] * BLOCK + np.arange(BLOCK)).reshape(-1)
+            pick = np.argpartition(-cand, min(k, cand.size - 1))[:k]
+            pick = pick[np.argsort(-cand[pick], kind="stable")]
+            top = tuple((int(ids[p]), float(cand[p] - lse[r])) for p in pick)
+        out.append((tid, float(logits[r, tid] - lse[r]), top, max(float(kl[r]), 0.0)))
+    return out
