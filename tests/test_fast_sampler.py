@@ -52,6 +52,25 @@ def test_draws_follow_the_distribution_and_skip_banned_tokens():
     assert chi2 < 20.5  # 5 degrees of freedom: p < 0.001 above this
 
 
-def test_truncation_is_not_fast():
-    assert not fast(SamplingParams(n=1, top_k=5)) and not fast(SamplingParams(n=1, top_p=0.9))
-    assert not fast(SamplingParams(n=1, min_p=0.1)) and not fast(SamplingParams(n=1, temperature=0))
+def test_top_p_and_greedy_are_not_fast():
+    assert not fast(SamplingParams(n=1, top_p=0.9)) and not fast(SamplingParams(n=1, temperature=0))
+    assert fast(SamplingParams(n=1, top_k=5)) and fast(SamplingParams(n=1, min_p=0.1))
+
+
+@pytest.mark.parametrize("settings", [dict(top_k=5), dict(top_k=40, temperature=0.8), dict(min_p=0.05),
+                                      dict(top_k=30, min_p=0.1, temperature=1.3)])
+def test_truncation_equals_the_one_row_sampler(settings):
+    v = 3 * BLOCK + 11
+    logits = _rows(3, v, 7)
+    banned = np.array([0, 5])
+    params = SamplingParams(n=1, **settings)
+    assert fast(params)
+    for r, (tid, lp, top, kl) in enumerate(sample_rows(logits, params, banned, np.random.default_rng(3), k=5)):
+        full = logits[r].astype(np.float64)
+        ref = full - np.logaddexp.reduce(full)
+        _, want_kl = sample_array(ref, params, banned, np.random.default_rng(0))
+        assert kl == pytest.approx(want_kl, abs=2e-6) and lp == pytest.approx(ref[tid], abs=1e-5)
+        assert tid not in banned
+        if params.top_k:
+            assert ref[tid] >= np.sort(ref)[-params.top_k] - 1e-6  # inside the kept set
+        assert [i for i, _ in top] == np.argsort(-ref)[:5].tolist()

@@ -90,9 +90,9 @@ BLOCK = 1024  # vocabulary entries per block: sums and maxima of blocks find a d
 
 
 def fast(params) -> bool:
-    """Whether ``sample_rows`` applies: any temperature above 0, no truncation (what truncation needs, a sort of
-    the whole vocabulary, goes through ``sample_array``)."""
-    return params.temperature > 0 and not params.top_k and params.top_p >= 1.0 and params.min_p <= 0
+    """Whether ``sample_rows`` applies: any temperature above 0 with top-k and min-p, not top-p (which needs a
+    sort of the whole vocabulary: ``sample_array``)."""
+    return params.temperature > 0 and params.top_p >= 1.0
 
 
 def sample_rows(logits, params, banned, rng, k: int):
@@ -125,15 +125,23 @@ def sample_rows(logits, params, banned, rng, k: int):
     else:
         raw = np.exp(lb - mx[:, None, None]).reshape(m, -1)
         lse = mx + np.log(raw.sum(axis=1, dtype=np.float64))
+    if t != 1.0 and not (params.top_k or params.min_p > 0):  # the truncated draw computes its own KL
         ql = np.einsum("ij,ij->i", flat, np.where(np.isfinite(lb.reshape(m, -1)), lb.reshape(m, -1), 0.0),
                        dtype=np.float64)
         if banned.size:
             ql -= np.einsum("ij,ij->i", flat[:, banned], logits[:, banned], dtype=np.float64)
         kl = (1.0 / t - 1.0) * ql / z - (np.log(z) + mx / t) + lse
+    elif t != 1.0:
+        kl = np.zeros(m)
     csum = np.cumsum(bsum, axis=1)
     banned_set = banned if banned.size else ()
+    truncated = bool(params.top_k) or params.min_p > 0
     out = []
     for r in range(m):
+        if truncated:
+            tid, kl_r = _draw_truncated(lb[r], block_max[r], w[r], params, banned, rng, lse[r], mx[r])
+            out.append((tid, float(logits[r, tid] - lse[r]), _top_k(lb[r], block_max[r], k, lse[r]), kl_r))
+            continue
         while True:
             u = rng.random() * csum[r, -1]
             b = min(int(np.searchsorted(csum[r], u, side="right")), csum.shape[1] - 1)
@@ -144,13 +152,57 @@ def sample_rows(logits, params, banned, rng, k: int):
             tid = b * BLOCK + j
             if tid not in banned_set:
                 break
-        top = ()
-        if k > 0:
-            best = np.argpartition(-block_max[r], min(k, block_max.shape[1] - 1))[:k]
-            cand = lb[r, best].reshape(-1)
-            ids = (best[:, None] * BLOCK + np.arange(BLOCK)).reshape(-1)
-            pick = np.argpartition(-cand, min(k, cand.size - 1))[:k]
-            pick = pick[np.argsort(-cand[pick], kind="stable")]
-            top = tuple((int(ids[p]), float(cand[p] - lse[r])) for p in pick)
-        out.append((tid, float(logits[r, tid] - lse[r]), top, max(float(kl[r]), 0.0)))
+        out.append((tid, float(logits[r, tid] - lse[r]), _top_k(lb[r], block_max[r], k, lse[r]),
+                    max(float(kl[r]), 0.0)))
     return out
+
+
+def _largest(lb_row, block_max_row, k: int):
+    """Ids and raw logits of the k largest entries of one row (blocks × BLOCK), descending: they lie in the k
+    blocks with the largest maxima, so only those are searched."""
+    import numpy as np
+
+    k = min(k, lb_row.size)
+    best = np.argpartition(-block_max_row, min(k, block_max_row.size) - 1)[:k]
+    cand = lb_row[best].reshape(-1)
+    ids = (best[:, None] * BLOCK + np.arange(BLOCK)).reshape(-1)
+    pick = np.argpartition(-cand, k - 1)[:k]
+    pick = pick[np.argsort(-cand[pick], kind="stable")]
+    return ids[pick], cand[pick]
+
+
+def _top_k(lb_row, block_max_row, k: int, lse: float) -> tuple:
+    if k <= 0:
+        return ()
+    ids, vals = _largest(lb_row, block_max_row, k)
+    return tuple((int(i), float(x - lse)) for i, x in zip(ids, vals))
+
+
+def _draw_truncated(lb_row, block_max_row, w_row, params, banned, rng, lse: float, mx: float):
+    """A token under top-k and/or min-p (after temperature, in the engines' order) and the KL, over the kept set
+    only: top-k's candidates come from the k best blocks; min-p keeps the weights (max 1) at or above min_p."""
+    import numpy as np
+
+    if params.top_k:
+        ids, _ = _largest(lb_row, block_max_row, params.top_k)
+        kth = lb_row.reshape(-1)[ids[-1]]
+        flat = lb_row.reshape(-1)
+        ids = np.nonzero(flat >= kth)[0] if len(ids) < flat.size else ids  # ties at the k-th are kept
+    else:
+        ids = None
+    weights = w_row.reshape(-1)
+    if params.min_p > 0:
+        if ids is None:
+            ids = np.nonzero(weights >= params.min_p * weights.max())[0]
+        else:
+            ids = ids[weights[ids] >= params.min_p * weights[ids].max()]
+    if banned.size:
+        ids = ids[~np.isin(ids, banned)]
+    scaled = (lb_row.reshape(-1)[ids].astype(np.float64) - mx) / params.temperature
+    logq = scaled - np.logaddexp.reduce(scaled)
+    q = np.exp(logq)
+    logp = lb_row.reshape(-1)[ids].astype(np.float64) - lse
+    kl = float(np.sum(q * (logq - logp)))
+    cdf = np.cumsum(q)
+    j = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(ids) - 1)
+    return int(ids[j]), max(kl, 0.0)
