@@ -136,7 +136,8 @@ async def test_a_vllm_stream_with_n_2_arrives_token_by_token():
     """vLLM's shape (fixtures/openai): the two samples' chunks interleaved, a logprobs object per chunk, usage in
     a last chunk without choices, then [DONE]."""
     body = (FIXTURES / "vllm_completions_stream_n2.sse").read_bytes()
-    b, seen = _backend(lambda req, i: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
+    b, seen = _backend(lambda req, i: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}),
+                       kind="vllm")
     events = [e async for e in b.stream("Once upon a time, there", SamplingParams(n=2, max_tokens=3, seed=1))]
     tokens = [e for e in events if isinstance(e, TokenEvent)]
     assert [(e.index, e.token.text) for e in tokens] == [(0, " The"), (1, " It"), (0, " sea"), (1, " rained"),
@@ -147,6 +148,9 @@ async def test_a_vllm_stream_with_n_2_arrives_token_by_token():
     assert done.completions[1].tokens[1].top == ((" was", -1.0), (" rained", -3.0))
     assert (done.prompt_tokens, done.completion_tokens) == (7, 6)
     assert len(seen) == 1 and json.loads(seen[0].content)["stream"] is True and b.honours_n is True
+    sent = json.loads(seen[0].content)  # every sampler vLLM honours, neutral: not generation_config.json's
+    assert (sent["top_k"], sent["min_p"], sent["repetition_penalty"]) == (-1, 0.0, 1.0)
+    assert done.served["server"] == "vllm" and done.served["kind_from"] == "declared"
 
 
 async def test_a_server_that_ignores_n_streams_the_rest_one_request_each():
@@ -222,3 +226,21 @@ async def test_the_real_server_killed_mid_stream(store):
     assert len(seen) >= 3
     with store.read() as tx:
         assert tx.children(root.id) == []
+
+
+async def test_vllm_scores_with_prompt_logprobs_and_token_ids():
+    """vLLM's shape (fixtures/openai/vllm_prompt_logprobs.json: a start token, then "Le café est" with "é" split
+    into two byte tokens whose text is U+FFFD): one request, no echo; the continuation's tokens tile it exactly,
+    the split character one record with its two logprobs summed."""
+    fixture = json.loads((FIXTURES / "vllm_prompt_logprobs.json").read_text())
+    b, seen = _backend(lambda req, i: httpx.Response(200, json=fixture), kind="vllm")
+    toks = await b.score("Le", " café est", top=2)
+    assert [t.text for t in toks] == [" caf", "é", " est"]
+    assert [t.logprob for t in toks] == pytest.approx([-2.0, -0.11, -1.5])
+    assert toks[0].top == ((" caf", -2.0), (" cha", -2.5))
+    body = json.loads(seen[0].content)
+    assert body["prompt_logprobs"] == 2 and body["return_token_ids"] is True and "echo" not in body
+    broken = {"choices": [{"index": 0, "text": "", "prompt_logprobs": None}]}
+    b, _ = _backend(lambda req, i: httpx.Response(200, json=broken), kind="vllm")
+    with pytest.raises(BackendError, match="no prompt logprobs with token ids"):
+        await b.score("Le", " café")

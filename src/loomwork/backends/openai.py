@@ -91,6 +91,33 @@ def _plain_tokens(choice: dict) -> list[Token]:
     return [Token(text, logprob, top, id=tid) for text, _, logprob, top, tid in _records(choice)]
 
 
+def _tile(held: list[tuple], text: str) -> list[Token]:
+    """Tokens ``held`` as (id, logprob, top, figures, text) laid over ``text`` from its start: a whole token where
+    its text comes next; tokens whose text holds part of a character (U+FFFD) or none merged into one record,
+    covering the text up to where the next whole token's text is found."""
+    out, at, group = [], 0, []
+    for rec in held:
+        piece = rec[4]
+        if not piece or "\ufffd" in piece:
+            group.append(rec)
+            continue
+        if group:
+            end = text.find(piece, at + 1)
+            if end < 0:
+                group.append(rec)
+                continue
+            out.append(merged_token(text[at:end], [g[:4] for g in group]))
+            at, group = end, []
+        if text.startswith(piece, at):
+            out.append(merged_token(piece, [rec[:4]]))
+            at += len(piece)
+        else:
+            group.append(rec)
+    if group:
+        out.append(merged_token(text[at:], [g[:4] for g in group]))
+    return out
+
+
 class _Sample:
     """One sample's tokens as they arrive: whole characters (a token's bytes where the server sends them; else its
     text, with tokens that hold part of a character merged until the server's text shows the whole of it), the
@@ -422,6 +449,8 @@ class OpenAIBackend(Backend):
             raise Unsupported(f"{self.ref}: llama-server does not return a prompt's logprobs (it refuses echo), so "
                               "written text cannot be scored on it: serve the model with vLLM or llama-cpp-python, "
                               "or load its GGUF in-process as llama:FILE")
+        if self.kind == "vllm":
+            return await self._score_vllm(model, prefix, continuation, top)
         body = {"model": model, "prompt": prefix + continuation, "max_tokens": 1, "temperature": 0,
                 "echo": True, "logprobs": max(top, 1)}
         data = await self._request("POST", "/completions", body)
@@ -431,6 +460,38 @@ class OpenAIBackend(Backend):
         if not toks or not offsets:
             raise BackendError(f"the server at {self.base_url} did not echo prompt logprobs (needed for scoring)")
         out = [t for t, off in zip(toks, offsets) if off >= len(prefix) and off < len(prefix) + len(continuation)]
+        return [Token(t.text, t.logprob, t.top[:top]) for t in out]
+
+    async def _score_vllm(self, model: str, prefix: str, continuation: str, top: int) -> list[Token]:
+        """vLLM's ``prompt_logprobs`` with the prompt's token ids (``return_token_ids``): each prompt token's
+        logprob and its top alternatives in one pass, the token known by its id, not by a text that may hold part
+        of a character. The tokens' texts are tiled against the text itself (tokens holding part of a character
+        merged into one record), then those of the continuation kept, as the echo path does."""
+        full = prefix + continuation
+        body = {"model": model, "prompt": full, "max_tokens": 1, "temperature": 0,
+                "prompt_logprobs": max(top, 1), "return_token_ids": True}
+        choice = (await self._request("POST", "/completions", body)).get("choices", [{}])[0]
+        ids, rows = choice.get("prompt_token_ids"), choice.get("prompt_logprobs")
+        if not isinstance(ids, list) or not isinstance(rows, list) or len(ids) != len(rows) or not ids:
+            raise BackendError(f"the server at {self.base_url} returned no prompt logprobs with token ids "
+                               "(vLLM 0.10.2 or later gives both)")
+        held = []
+        for tid, row in zip(ids, rows):
+            if row is None:  # the first token has no logprob (a start token, or the text's first token)
+                continue
+            entry = row.get(str(tid)) or {}
+            alts = sorted(((str(v.get("decoded_token", "")), float(v["logprob"])) for k, v in row.items()
+                           if k != str(tid) or v.get("rank", top + 1) <= top), key=lambda x: -x[1])
+            held.append((tid, None if entry.get("logprob") is None else float(entry["logprob"]), tuple(alts[:top]),
+                         None, str(entry.get("decoded_token") or "")[::-1]))
+        # tiled from the end of the text (reversed), where the scored tokens end whether or not a start token came
+        # first; a token holding part of a character is merged with its neighbours into whole characters
+        toks = [Token(t.text[::-1], t.logprob, t.top) for t in _tile(held[::-1], full[::-1])][::-1]
+        offsets, at = [], len(full) - sum(len(t.text) for t in toks)
+        for t in toks:
+            offsets.append(at)
+            at += len(t.text)
+        out = [t for t, off in zip(toks, offsets) if len(prefix) <= off < len(full)]
         return [Token(t.text, t.logprob, t.top[:top]) for t in out]
 
     async def next_token(self, prefix: str, k: int = 20) -> list[tuple[str, float]]:
