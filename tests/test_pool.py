@@ -53,5 +53,5 @@ def test_a_provider_missing_what_it_needs_says_how_to_install_it():
             get_backend("needy:x")
     finally:
         del registry.PROVIDERS["needy"]
-    with pytest.raises(NotFound, match="known backends are mock, hf, openai, llama"):
+    with pytest.raises(NotFound, match="known backends are mock, hf, openai, openai-chat, llama"):
         get_backend("needy:x")

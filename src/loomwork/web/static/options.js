@@ -1,0 +1,49 @@
+// The options where one reads: right after the path in the read view, the current node's children in full (or
+// the samples streaming in at it), each with its number key, probability, origin and what follows it, so that the
+// loop a loom exists for (generate, read the options, choose one, write) happens in one place. Empty samples are
+// folded into one line that says what ended them. A view: it renders from `state` and owns nothing.
+import { clear, el, pct, steerLabel } from "./dom.js";
+import { current, state } from "./state.js";
+
+const $ = (id) => document.getElementById(id);
+
+// What ended an empty sample, in words (nodes record it as meta.stopped_by: a stop sequence, or end of text).
+function endedBy(c) {
+  const by = c.meta && c.meta.stopped_by;
+  if (!by) return (c.meta && c.meta.finish_reason) === "length" ? "the token limit" : "a stop sequence or the end of text";
+  return by === "<end of text>" ? "the end of text" : `the stop sequence ${JSON.stringify(by)}`;
+}
+
+export function renderOptions(onGo) {
+  const box = clear($("options"));
+  const gen = state.generating && state.generating.nodeId === current().id ? state.generating : null;
+  if (gen) {
+    box.append(el("div", { class: "options-head", role: "status" }, gen.status || "generating…"));
+    gen.live.forEach((text, i) => box.append(el("div", { class: "option live" },
+      el("span", { class: "key" }, `${i + 1}`), el("span", { class: "meta" }, "sample, arriving"), el("div", { class: "text" }, text || "…"))));
+    return;
+  }
+  const kids = state.children;
+  if (!kids.length) {
+    box.append(el("div", { class: "options-head muted" }, "No options here yet: g generates, w writes one."));
+    return;
+  }
+  const empty = kids.filter((c) => !c.text);
+  const shown = kids.filter((c) => c.text);
+  box.append(el("div", { class: "options-head" },
+    `${kids.length} ${kids.length === 1 ? "option" : "options"} here · ${kids.length > 1 ? `1–${Math.min(kids.length, 9)} or a click chooses` : "1 or a click chooses"}`));
+  for (const c of shown) {
+    const i = kids.indexOf(c);
+    const meta = [c.origin, c.mean_logprob === null || c.mean_logprob === undefined ? null : `mean p ${pct(c.mean_logprob)}`,
+      c.child_count ? `${c.child_count} below` : null, c.bookmarked ? "★" : null, steerLabel(c) || null,
+      ...(c.tags || []).map((t) => `#${t}`)].filter(Boolean).join(" · ");
+    box.append(el("div", { class: `option ${c.origin}`, dataset: { node: c.id }, tabindex: "-1", onclick: () => onGo(c.id) },
+      el("span", { class: "key" }, i < 9 ? `${i + 1}` : "·"), el("span", { class: "meta" }, meta), el("div", { class: "text" }, c.text)));
+  }
+  if (empty.length) {
+    const why = [...new Set(empty.map(endedBy))].join("; ");
+    const keys = empty.map((c) => kids.indexOf(c)).filter((i) => i < 9).map((i) => i + 1);
+    box.append(el("div", { class: "option empty", title: "samples with no text: the model ended them at once" },
+      `${empty.length} empty ${empty.length === 1 ? "sample" : "samples"}${keys.length ? ` (${keys.join(", ")})` : ""}, ended by ${why}`));
+  }
+}
