@@ -129,3 +129,34 @@ def test_move_refuses_cross_tree(store):
     a = ops.add_child(store, r1.id, "a")
     with pytest.raises(InvalidInput, match="another tree"):
         ops.move(store, a.id, r2.id)
+
+
+def test_an_edit_carries_what_follows_and_the_original_stays(store):
+    """Issue 24: an edit mid-path can take the path below it along (copies under the edited sibling, marked as
+    written after the earlier text); the original branch is untouched; one undo takes it all back; a carry that is
+    not the path below is refused and changes nothing."""
+    from loomwork import ledger
+
+    _, root = ops.new_tree(store, "Once")
+    a = ops.add_child(store, root.id, " upon")
+    b = ops.add_child(store, a.id, " a time")
+    c = ops.add_child(store, b.id, " there was")
+    stray = ops.add_child(store, root.id, " elsewhere")
+    with pytest.raises(InvalidInput, match="is not a child of"):
+        ops.edit_carrying(store, a.id, " beyond", [c.id])
+    with pytest.raises(InvalidInput, match="is not a child of"):
+        ops.edit_carrying(store, a.id, " beyond", [stray.id])
+    with store.read() as tx:
+        before = len(tx.tree_nodes(root.tree_id))
+    edited, copies = ops.edit_carrying(store, a.id, " beyond", [b.id, c.id])
+    assert [x.text for x in copies] == [" a time", " there was"] and copies[0].parent_id == edited.id
+    assert copies[1].parent_id == copies[0].id and copies[1].meta["carried_from"] == c.id
+    assert copies[1].meta["written_after"] == a.id
+    with store.read() as tx:
+        assert tx.node(c.id).parent_id == b.id and tx.node(b.id).parent_id == a.id  # the original stays
+        assert [n.text for n in tx.path(copies[1].id)] == ["Once", " beyond", " a time", " there was"]
+    row = asyncio.run(ledger.path_report(store, copies[1].id, None))["nodes"][-1]
+    assert "carried by an edit" in row["carried"]
+    ops.undo(store, root.tree_id)
+    with store.read() as tx:
+        assert len(tx.tree_nodes(root.tree_id)) == before  # the edit and its copies, one operation

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Sequence
 
 from . import validate
 from .backends.base import Backend, Done, SamplingParams, TokenEvent
@@ -62,25 +62,55 @@ def add_child(store: Store, parent_id: str, text: str, origin: str = "human") ->
         return _node(tx, tree_id=parent.tree_id, parent_id=parent.id, text=text, origin=origin)
 
 
+def edit(store: Store, node_id: str, text: str, carry: Sequence[str] = ()) -> Node:
+    """The edited node (see edit_carrying, which also returns the copies of what it carried)."""
+    return edit_carrying(store, node_id, text, carry)[0]
+
+
 @retrying
-def edit(store: Store, node_id: str, text: str) -> Node:
+def edit_carrying(store: Store, node_id: str, text: str, carry: Sequence[str] = ()) -> tuple[Node, list[Node]]:
     """Copy-on-write: the edited text becomes a new sibling (origin ``edit``); the original and its subtree stay.
 
+    ``carry``: the path that followed the node (each id a child of the one before, the first a child of the node),
+    copied below the edited sibling so that the text reads on through the edit, as Loom users expect of an edit in
+    place. The copies keep their text, tokens and generation and say where they came from (``meta.carried_from``)
+    and that they were written after the original text (``meta.written_after``): the ledger and the page show it.
     Editing a root (it has no parent to hold a sibling) starts a new tree from the edited text.
     """
     _text(text, "the new text")
+    if len(carry) > 10_000:
+        raise InvalidInput("at most 10,000 nodes can be carried by an edit")
     with store.tx() as tx:
         old = tx.lock(node_id)
         if text == old.text:
             raise InvalidInput(f"the new text is the same as node {node_id}'s: nothing to edit")
         if old.parent_id is None:
+            if carry:
+                raise InvalidInput("a root's edit starts a new tree: nothing below it can be carried")
             tree_id = new_id()
             root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=text, origin="edit", source_id=old.id,
                         meta={"by": current_actor()})
             tx.insert_tree(Tree(id=tree_id, root_id=root.id, title=_title(text)))
-            return tx.insert_node(root)
-        tx.log(old.tree_id, "edit", f"edit {old.id}")
-        return _node(tx, tree_id=old.tree_id, parent_id=old.parent_id, text=text, origin="edit", source_id=old.id)
+            return tx.insert_node(root), []
+        below = []
+        parent = old.id
+        for cid in carry:
+            child = tx.node(cid)
+            if child.parent_id != parent:
+                raise InvalidInput(f"node {cid} is not a child of {parent}: what an edit carries must be the path "
+                                   "that followed the edited node")
+            below.append(child)
+            parent = child.id
+        tx.log(old.tree_id, "edit", f"edit {old.id}" + (f" with the {len(below)} nodes after it" if below else ""))
+        edited = _node(tx, tree_id=old.tree_id, parent_id=old.parent_id, text=text, origin="edit", source_id=old.id)
+        copies, parent = [], edited.id
+        for n in below:  # a copy keeps who made the original (meta.by)
+            copies.append(tx.insert_node(Node(
+                id=new_id(), tree_id=n.tree_id, parent_id=parent, text=n.text, origin=n.origin, tokens=n.tokens,
+                generation_id=n.generation_id, sample_index=n.sample_index, source_id=n.source_id, tags=n.tags,
+                meta={**n.meta, "carried_from": n.id, "written_after": old.id})))
+            parent = copies[-1].id
+        return edited, copies
 
 
 @retrying
@@ -347,7 +377,9 @@ def _store_expansion(store: Store, ancestry: list[str], context: str, gen: Gener
         meta = {"steered": steered} if steered else {}
         return [
             _node(tx, tree_id=anchor.tree_id, parent_id=anchor.id, text=c.text, origin="model", tokens=tuple(c.tokens),
-                  generation_id=gen.id, sample_index=i, meta={"finish_reason": c.finish_reason, **meta})
+                  generation_id=gen.id, sample_index=i, meta={"finish_reason": c.finish_reason,
+                                                             **({"stopped_by": c.stopped_by} if c.stopped_by else {}),
+                                                             **meta})
             for i, c in enumerate(done.completions)
         ]
 

@@ -42,7 +42,11 @@ def test_make_steer_sweep_and_read_the_ledger(page):
     form.locator("button[type=submit]").click()
     page.locator("#steer-list .steer-row").wait_for(timeout=90_000)
     assert "layer 6" in page.inner_text("#steer-list")
-    assert page.locator("#steer-list input[type=checkbox]").is_checked()  # a new vector is picked at once
+    # a new vector is made, not applied: the next generation is what it was until the vector is ticked
+    assert not page.locator("#steer-list input[type=checkbox]").is_checked()
+    assert "steered" not in page.inner_text("#options .next-gen")
+    page.locator("#steer-list input[type=checkbox]").check()
+    page.wait_for_function("document.querySelector('#options .next-gen').textContent.includes('steered love×1')")
     page.locator("#steer-list .coef").fill("0.8")
     page.locator("#steer-list .coef").dispatch_event("change")
     gen.locator("button[type=submit]").click()
@@ -53,7 +57,8 @@ def test_make_steer_sweep_and_read_the_ledger(page):
     page.locator("#bits").click()
     page.locator("#ledger table").wait_for()
     row = page.locator("#ledger table tr").nth(2)  # the header, the root, the steered child
-    steering = float(row.locator("td.num").nth(3).inner_text())
+    heads = page.locator("#ledger table tr").first.locator("th").all_inner_texts()
+    steering = float(row.locator("td").nth(heads.index("steering")).inner_text())  # only levers that act are columns
     assert steering > 0
     page.locator("#ledger-tree strong").wait_for()
     ARTIFACTS.mkdir(exist_ok=True)

@@ -40,7 +40,8 @@ def test_a_draft_whose_node_is_undone_stays_open_at_its_parent(page, demo):  # n
     until_current(page, deepest)
     page.locator("#editor:not([hidden])").wait_for()
     assert page.input_value("#editor-text") == "words at a node that goes away"
-    assert deepest in page.inner_text("#editor-label")
+    words = httpx.get(f"{page.base}/api/nodes/{deepest}").json()["text"].replace("\n", "⏎")
+    assert words[:40] in page.inner_text("#editor-label")  # named by its words, not by its id
     page.keyboard.type(", and more")  # the focus stayed in the text box
     page.locator("#editor-text").press("Control+Enter")
     page.wait_for_function("document.querySelector('#read .seg.current.human') !== null")

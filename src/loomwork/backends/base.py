@@ -114,6 +114,7 @@ class Completion:
     text: str
     tokens: list[Token] = field(default_factory=list)
     finish_reason: str = "length"  # "length" | "stop" (stop sequence or end of text)
+    stopped_by: str | None = None  # the stop sequence that ended it, "<end of text>", or None where not known
 
 
 @dataclass
@@ -248,11 +249,13 @@ class Samples:
             self.emit(TokenEvent(i, t))
         if self.scanners[i].stopped:
             self.comps[i].finish_reason = "stop"
+            self.comps[i].stopped_by = self.scanners[i].stopped_by
         return not self.scanners[i].stopped
 
     def ended(self, i: int) -> None:
         """Sample i reached the end of text."""
         self.comps[i].finish_reason = "stop"
+        self.comps[i].stopped_by = "<end of text>"
 
     def done(self, prompt_tokens: int, completion_tokens: int) -> Done:
         for i, sc in enumerate(self.scanners):
@@ -327,6 +330,7 @@ class StopScanner:
         self.pending: list[Token] = []
         self.text = ""  # emitted text
         self.stopped = False
+        self.stopped_by: str | None = None  # the stop sequence found
 
     def push(self, tok: Token) -> list[Token]:
         """Feed one token; returns the tokens that are now safe to emit."""
@@ -336,10 +340,11 @@ class StopScanner:
         pend = "".join(t.text for t in self.pending)
         # Held-back text always covers the first len(stop) - 1 characters of any new match, so searching the
         # pending text alone finds every stop sequence.
-        hits = [i for i in (pend.find(s) for s in self.stop) if i >= 0]
+        hits = [(i, s) for i, s in ((pend.find(s), s) for s in self.stop) if i >= 0]
         if hits:
             self.stopped = True
-            out = self._take(min(hits))
+            at, self.stopped_by = min(hits)
+            out = self._take(at)
             self.pending = []
             return out
         safe = len(pend) - self.hold if self.hold else len(pend)

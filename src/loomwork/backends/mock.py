@@ -96,7 +96,7 @@ class MockBackend(Backend):
                 j = sample_index(lps, params, rngs[i])
                 used += 1
                 if j == 0:
-                    comps[i].finish_reason = "stop"
+                    comps[i].finish_reason, comps[i].stopped_by = "stop", "<end of text>"
                     live.discard(i)
                     continue
                 tok = Token(VOCAB[j], lps[j], _top(lps, params.logprobs), id=j)
@@ -105,7 +105,7 @@ class MockBackend(Backend):
                     comps[i].tokens.append(t)
                     yield TokenEvent(i, t)
                 if scanners[i].stopped:
-                    comps[i].finish_reason = "stop"
+                    comps[i].finish_reason, comps[i].stopped_by = "stop", scanners[i].stopped_by
                     live.discard(i)
             await asyncio.sleep(0)  # let a cancel or other requests in between steps
         for i, sc in enumerate(scanners):

@@ -410,6 +410,7 @@ class OpenAIBackend(Backend):
                     if scanners[index].stopped:
                         finished.add(index)  # servers differ on whether they stop at our stop strings
                         comps[index].finish_reason = "stop"
+                        comps[index].stopped_by = scanners[index].stopped_by
                 elif kind == "finish":
                     finished.add(index)
                     comps[index].finish_reason = "stop" if value == "stop" or scanners[index].stopped else "length"

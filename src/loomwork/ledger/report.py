@@ -73,6 +73,9 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
            "intervention_bits": levers["writing"], "model_tokens": model_tokens}
     if excluded(node):
         out["excluded"] = excluded(node)
+    if node.meta.get("carried_from"):  # an edit carried it: its figures are those of the text before the edit
+        out["carried"] = (f"carried by an edit from node {node.meta['carried_from']}: generated or written after the "
+                          f"earlier text of node {node.meta.get('written_after')}, and its figures are that text's")
     out.update(extra)
     if gen and (gen.get("params") or {}).get("precision"):
         out["precision"] = gen["params"]["precision"]  # what its decoding and steering figures were computed in

@@ -196,9 +196,15 @@ def add_child(node_id: str, body: Text, request: Request) -> dict:
     return node_view(ops.add_child(store_of(request), node_id, body.text), 0)
 
 
+class Edit(Body):
+    text: str
+    carry: list[str] = []  # the path that followed the node, carried below the edit (ops.edit_carrying)
+
+
 @router.post("/nodes/{node_id}/edit")
-def edit(node_id: str, body: Text, request: Request) -> dict:
-    return node_view(ops.edit(store_of(request), node_id, body.text), 0)
+def edit(node_id: str, body: Edit, request: Request) -> dict:
+    edited, copies = ops.edit_carrying(store_of(request), node_id, body.text, body.carry)
+    return {**node_view(edited, 0), "carried": [c.id for c in copies]}
 
 
 @router.post("/nodes/{node_id}/split")

@@ -6,6 +6,7 @@ import { go, graph, guarded, outline, reload, render, renderGraph, showBits } fr
 import * as ledger from "./ledger.js";
 import * as panels from "./panels.js";
 import { alternatives, caretOffset, ensureVisible, pathTokens, renderInspector, renderRead } from "./reader.js";
+import { renderOptions } from "./options.js";
 import { closeSearch, wireSearch } from "./search.js";
 import { current, lastNode, setDraft, state } from "./state.js";
 import { adoptDraft, closeEditor, discardDraft, goToDraft, openEditor, saveEditor } from "./writing.js";
@@ -86,19 +87,32 @@ async function generate(nodeId = current().id) {
   const live = Array.from({ length: params.n || 4 }, () => "");
   const ctl = new AbortController();
   state.busy = ctl;
-  state.generating = { nodeId, live };
+  const n = live.length, what = `${n} ${n === 1 ? "sample" : "samples"} from ${model || "the default model"}`;
+  state.generating = { nodeId, live, status: `${what}: starting… (Esc cancels)` };
   $("cancel-btn").hidden = false;
   let tokens = 0;
+  // the samples stream in where one reads: the options after the path, brought into view once
+  const showLive = (scroll) => {
+    if (current().id !== nodeId) return; // shown only at the node they grow from
+    panels.renderChildren(() => {}, live);
+    renderOptions(() => {});
+    if (scroll) ensureVisible($("options"));
+  };
+  showLive(true);
   try {
     await stream(`/nodes/${nodeId}/expand`, { model, params }, (name, data) => {
-      if (name === "status") status(data.message);
+      if (name === "status") { state.generating.status = `${what}: ${data.message}`; status(data.message); showLive(false); }
       else if (name === "token") {
         live[data.index] += data.text;
         tokens += 1;
+        state.generating.status = `${what}: ${tokens} tokens so far (Esc cancels)`;
         status(`generating… ${tokens} tokens`);
-        if (current().id === nodeId) panels.renderChildren(() => {}, live); // shown only at the node they grow from
+        showLive(tokens === 1);
       } else if (name === "error") throw new Error(data.message);
-      else if (name === "done") { status(""); toast(`${data.children.length} new children`, "info"); }
+      else if (name === "done") {
+        status("");
+        toast(`${data.children.length} new ${data.children.length === 1 ? "child" : "children"}`, "info");
+      }
     }, ctl.signal);
   } catch (e) {
     if (e.name === "AbortError") status("cancelled: nothing was kept", true);
@@ -164,7 +178,9 @@ export const actions = {
   },
   prevSibling: () => sibling(-1),
   nextSibling: () => sibling(1),
-  nth: (i) => state.children[i] && go(state.children[i].id),
+  nth: (i) => (state.children[i] ? go(state.children[i].id)
+    : toast(state.children.length ? `No option ${i + 1} here: there ${state.children.length === 1 ? "is 1" : `are ${state.children.length}`}.`
+      : "No options here yet: g generates, w writes one.", "info")),
   pickChild: async () => {
     const id = await ask(`Go to a child (${state.children.length})`, "", state.children.map((c, i) => ({
       value: c.id, label: `${i + 1}. ${snippet(c.text || "∅", 90)}` })));
@@ -191,6 +207,7 @@ export const actions = {
   },
   write: () => openEditor("child"),
   edit: () => openEditor("edit"),
+  editCarry: () => openEditor("edit", true),
   split: () => {
     const at = caretOffset();
     if (at && at.node === current().id && at.offset > 0) {

@@ -50,10 +50,9 @@ async function makeVector(e) {
   status(`making ${body.name} with ${body.model}…`);
   let rec;
   try { rec = await api("POST", "/steering", body); } finally { status(""); }
-  toast(`${rec.name}: ${rec.method} at layer ${rec.layer}, norm ${rec.norm.toFixed(1)}`, "info");
+  // made, not applied: a vector steers only once it is ticked (a lever never turns itself on)
+  toast(`${rec.name}: ${rec.method} at layer ${rec.layer}, norm ${rec.norm.toFixed(1)}; tick it to steer with it`, "info");
   e.target.reset();
-  state.steer.picks[rec.name] = 1;
-  panels.saveGeneration();
   await loadVectors();
 }
 

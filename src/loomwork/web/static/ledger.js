@@ -24,7 +24,10 @@ export function renderBits(report, scoring) {
   const p = report.path;
   const known = p.total_bits === null ? "…" : f(p.total_bits);
   const parts = LEVERS.filter((k) => p.ledger[k] !== 0).map((k) => `${p.ledger[k] === null ? (k === "writing" && scoring ? "…" : "?") : f(p.ledger[k])} ${k}`);
-  box.textContent = `bits ${p.incomplete.length && p.total_bits !== null ? "≥ " : ""}${known}` + (parts.length ? ` = ${parts.join(" + ")}` : "");
+  // while the model generates, written text waits to be scored: say so rather than show "… writing" for minutes
+  const waiting = p.total_bits === null && state.generating ? " (writing scored once the model is free)" : "";
+  box.textContent = `bits ${p.incomplete.length && p.total_bits !== null ? "≥ " : ""}${known}` +
+    (waiting || (parts.length ? ` = ${parts.join(" + ")}` : ""));
   box.title = `Optimization applied on this path, in bits, by lever; writing scored with ${report.model || "no model"}` +
     (p.pending ? ` (${p.pending} node${p.pending > 1 ? "s" : ""} being scored)` : "") +
     (p.incomplete.length ? `; unknown: ${p.incomplete.join(", ")}` : "") + ". Click for the ledger.";
@@ -50,34 +53,54 @@ function choiceNote(lever, choice) {
   return "";
 }
 
+// The panel: the levers that act somewhere on this path as columns (the rest named below the table), a bar per
+// node, each unknown figure a "?" whose tooltip says why; the levers' definitions folded away.
 export function renderLedger(report, scoring) {
   useLevers(report);
   const box = clear($("ledger"));
-  box.append(el("p", { class: "muted" }, `Reference model: ${report.model || "none"} (a tree setting). ` +
-    DEFINED.map((l) => `${l.name[0].toUpperCase()}${l.name.slice(1)} (${l.what}): ${l.per_node}.`).join(" ") + " ? = unknown (hover for why)."),
-  el("p", { class: "legend" }, ...LEVERS.map((k) => el("span", {}, el("span", { class: `lever ${k}` }), ` ${k} `))));
+  const acting = LEVERS.filter((k) => report.nodes.some((r) => r.ledger[k] !== 0) || report.path.ledger[k] !== 0);
+  const idle = LEVERS.filter((k) => !acting.includes(k));
+  box.append(el("p", { class: "muted" }, `Reference model: ${report.model || "none"} (a tree setting). ? = unknown: hover for why.`),
+    el("details", { class: "ledger-defs" }, el("summary", {}, "What each lever counts"),
+      ...DEFINED.map((l) => el("p", {}, el("strong", {}, l.name), ` (${l.what}): ${l.per_node}.`))),
+    el("p", { class: "legend" }, ...acting.map((k) => el("span", {}, el("span", { class: `lever ${k}` }), ` ${k} `))));
   const totals = (r) => LEVERS.reduce((a, k) => a + (r.ledger[k] || 0), 0);
   const scale = Math.max(1e-9, ...report.nodes.map(totals));
-  const table = el("table", { class: "ledger" }, el("tr", {}, ...["node", "origin", "where the pressure came from", ...LEVERS, "tokens", ""].map((h) => el("th", {}, h))));
+  const cell = (r, k) => (r.ledger[k] === null ? (k === "writing" && r.pending && scoring ? "…" : "?") : f(r.ledger[k]));
+  const table = el("table", { class: "ledger" }, el("tr", {}, ...["node", "", ...acting, "tokens"].map((h) => el("th", {}, h))));
   for (const r of report.nodes) {
     const node = state.path.find((n) => n.id === r.id);
     const notes = r.notes || {};
-    table.append(el("tr", { title: r.excluded || "" },
-      el("td", {}, snippet((node && node.text) || "∅", 24)), el("td", {}, r.origin), el("td", { class: "bar" }, bar(r.ledger, scale)),
-      ...LEVERS.map((k) => el("td", { class: "num", title: notes[k] || choiceNote(k, r.choice) },
-      r.ledger[k] === null ? (k === "writing" && r.pending && scoring ? "…" : "?") : f(r.ledger[k]))),
-      el("td", { class: "num" }, String(r.model_tokens)), el("td", { class: "muted" }, r.excluded || "")));
+    table.append(el("tr", { title: [`${r.origin} node ${r.id}`, r.excluded, r.carried].filter(Boolean).join(": ") },
+      el("td", { class: "node" }, `${r.carried ? "↷ " : ""}${snippet((node && node.text) || "∅", 28)}`), el("td", { class: "bar" }, bar(r.ledger, scale)),
+      ...acting.map((k) => el("td", { class: "num", title: notes[k] || choiceNote(k, r.choice) }, cell(r, k))),
+      el("td", { class: "num" }, r.model_tokens === null || r.model_tokens === undefined ? "" : String(r.model_tokens))));
   }
   const p = report.path;
-  table.append(el("tr", { class: "total" }, el("td", {}, "path"), el("td", {}), el("td", {}),
-    ...LEVERS.map((k) => el("td", { class: "num" }, f(p.ledger[k]))), el("td", { class: "num" }, String(p.model_tokens))));
+  table.append(el("tr", { class: "total" }, el("td", {}, "path"), el("td", {}),
+    ...acting.map((k) => el("td", { class: "num" }, f(p.ledger[k]))), el("td", { class: "num" }, String(p.model_tokens ?? ""))));
   const missingKl = report.nodes.some((r) => r.notes && r.notes.model && r.notes.model.includes("not computed"));
-  box.append(table, missingKl ? el("p", {}, el("button", { id: "ledger-model-kl", onclick: modelKl },
+  // (DOM's append writes null as the text "null": only what is there goes in)
+  box.append(...[el("div", { class: "ledger-scroll" }, table),
+    ...excludedNotes(report.nodes),
+    idle.length ? el("p", { class: "muted" }, `No pressure on this path from: ${idle.join(", ")}.`) : null,
+    missingKl ? el("p", {}, el("button", { id: "ledger-model-kl", onclick: modelKl },
     "Compute the model lever"), el("span", { class: "muted" }, " (nodes another model wrote: loads it, two passes per node)")) : null,
   el("p", {}, `Path total: ${p.incomplete.length ? "≥ " : ""}${f(p.total_bits)} bits` +
     (p.incomplete.length ? ` (unknown: ${p.incomplete.join(", ")})` : "") +
-    `; your choices as best-of-n policies: KL ≤ ${f(p.selection_kl_bits)} bits.`), el("div", { id: "ledger-tree", class: "muted" }, "tree totals: loading…"));
+    `; your choices as best-of-n policies: KL ≤ ${f(p.selection_kl_bits)} bits.`), el("div", { id: "ledger-tree", class: "muted" }, "tree totals: loading…")]
+    .filter(Boolean));
   treeTotals();
+}
+
+// Nodes that count nothing, and why, one line per reason (the rows say it in their tooltips).
+function excludedNotes(nodes) {
+  const why = new Map();
+  for (const r of nodes) if (r.excluded) why.set(r.excluded, (why.get(r.excluded) || 0) + 1);
+  const carried = nodes.filter((r) => r.carried).length;
+  if (carried) why.set("↷ carried by an edit: written after the text before it (their figures are that text's)", carried);
+  return [...why].map(([reason, k]) => el("p", { class: "muted" }, reason.startsWith("↷")
+    ? `${k} ${k === 1 ? "node" : "nodes"} ${reason}.` : `${k} ${k === 1 ? "node counts" : "nodes count"} nothing: ${reason}.`));
 }
 
 async function modelKl(e) {

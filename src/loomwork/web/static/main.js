@@ -10,6 +10,7 @@ import { wireGrow } from "./grow.js";
 import { wireLatents } from "./latents.js";
 import * as ledger from "./ledger.js";
 import * as panels from "./panels.js";
+import { nextGeneration, renderOptions } from "./options.js";
 import { renderInspector, renderRead } from "./reader.js";
 import { current, draftHere, loadDraft, otherDrafts, rememberNode, setDraft, state } from "./state.js";
 
@@ -132,6 +133,7 @@ export async function render(ticket = state.ticket) {
   renderRead({ follow: moved });
   const live = state.generating && state.generating.nodeId === current().id ? state.generating.live : null;
   panels.renderChildren((id) => guarded(() => go(id)), live);
+  renderOptions((id) => guarded(() => go(id)));
   renderInspector(actions.branch);
   panels.renderNodePane(actions.setTags, actions.chapter);
   renderDraftButton();
@@ -310,6 +312,10 @@ async function start() {
   }
   wireLatents();
   wireGrow();
+  // the line of what the next `g` will use follows every change to the settings that shape it
+  const refreshNext = () => { const line = document.querySelector("#options .next-gen"); if (line) line.textContent = nextGeneration(); };
+  for (const pane of ["gen-form", "latents-pane"]) for (const kind of ["input", "change"]) $(pane).addEventListener(kind, refreshNext);
+  document.addEventListener("steer-changed", refreshNext);
   setInterval(poll, 1000);
   window.addEventListener("popstate", () => {
     const id = new URLSearchParams(location.hash.slice(1)).get("node");

@@ -3,6 +3,7 @@
 // loop a loom exists for (generate, read the options, choose one, write) happens in one place. Empty samples are
 // folded into one line that says what ended them. A view: it renders from `state` and owns nothing.
 import { clear, el, pct, steerLabel } from "./dom.js";
+import { genParams } from "./panels.js";
 import { current, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,6 +13,22 @@ function endedBy(c) {
   const by = c.meta && c.meta.stopped_by;
   if (!by) return (c.meta && c.meta.finish_reason) === "length" ? "the token limit" : "a stop sequence or the end of text";
   return by === "<end of text>" ? "the end of text" : `the stop sequence ${JSON.stringify(by)}`;
+}
+
+// Everything that will shape the next `g`, in one line where one presses it: no lever acts unseen (a stop
+// sequence imported from another loom, a steering vector, the tree's memory, a preset).
+export function nextGeneration() {
+  const { model, params } = genParams();
+  const parts = [`g: ${params.n || 4} × ${params.max_tokens || 32} tokens from ${model || "the default model"}`];
+  if (params.temperature !== undefined && params.temperature !== 1) parts.push(`temperature ${params.temperature}`);
+  if (params.top_p !== undefined && params.top_p !== 1) parts.push(`top-p ${params.top_p}`);
+  if (params.top_k) parts.push(`top-k ${params.top_k}`);
+  if (params.stop) parts.push(`stop at ${params.stop.map((x) => JSON.stringify(x)).join(", ")}`);
+  if (params.steer) parts.push(`steered ${params.steer.map((x) => `${x.name}×${x.coef}`).join(" ")}${params.steer_prompt ? " (prompt too)" : ""}`);
+  if (state.settings && state.settings.memory) parts.push("after the tree's memory");
+  if ($("gen-preset").value) parts.push(`preset ${$("gen-preset").value}`);
+  if (params.seed !== undefined) parts.push(`seed ${params.seed}`);
+  return parts.join(" · ");
 }
 
 export function renderOptions(onGo) {
@@ -24,6 +41,7 @@ export function renderOptions(onGo) {
     return;
   }
   const kids = state.children;
+  box.append(el("div", { class: "next-gen", title: "what the next generation here will use (the Generate panel sets it)" }, nextGeneration()));
   if (!kids.length) {
     box.append(el("div", { class: "options-head muted" }, "No options here yet: g generates, w writes one."));
     return;

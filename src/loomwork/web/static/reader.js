@@ -1,16 +1,22 @@
 // The read view (the path as one text, the tree's memory apart above it), the editor placed where one writes, and
 // the token inspector. Views only: they render from `state` and never own what a person is typing.
-import { clear, el, pct, steerLabel } from "./dom.js";
+import { clear, el, pct, snippet, steerLabel } from "./dom.js";
 import { current, draftHere, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const segOf = (id) => document.querySelector(`#reader .seg[data-node="${CSS.escape(id)}"]`);
 
+// A node an edit carried: it was written after the text before the edit (its figures are that generation's).
+function carried(node) {
+  const m = node.meta || {};
+  return m.carried_from ? `carried by an edit: written after the earlier text of ${m.written_after}` : "";
+}
+
 function segment(node) {
   const steer = steerLabel(node);
   const seg = el("span", {
-    class: `seg ${node.origin}${node.id === current().id ? " current" : ""}${steer ? " steered" : ""}`,
-    dataset: { node: node.id }, title: `${node.origin}${steer ? ` · steered ${steer}` : ""} · ${node.id} · click to go here`,
+    class: `seg ${node.origin}${node.id === current().id ? " current" : ""}${steer ? " steered" : ""}${carried(node) ? " carried" : ""}`,
+    dataset: { node: node.id }, title: `${node.origin}${steer ? ` · steered ${steer}` : ""}${carried(node) ? ` · ${carried(node)}` : ""} · ${node.id} · click to go here`,
   });
   if (node.meta && node.meta.chapter) seg.append(el("span", { class: "chapter-mark", "aria-hidden": "true" }, `§ ${node.meta.chapter} `));
   if (node.tokens && node.tokens.length) {
@@ -71,8 +77,12 @@ function placeEditor() {
   const d = state.draft, editor = $("editor"), ta = $("editor-text");
   editor.hidden = !(d && d.open && draftHere());
   if (editor.hidden) return;
-  $("editor-label").textContent = d.mode === "edit"
-    ? `Editing ${d.nodeId} (saved as a new sibling; the original stays)` : `Writing a child of ${d.nodeId}`;
+  const carried = (d.carry || []).length;
+  const at = state.path.find((n) => n.id === d.nodeId);
+  const named = at ? `“${snippet(at.text || "∅", 48)}”` : d.nodeId;  // a node is named by its words, not its id
+  $("editor-label").textContent = d.mode !== "edit" ? `Writing a child of ${named}`
+    : carried ? `Editing this node with what follows: saved as a new sibling, the ${carried} nodes after it carried below it (the original branch stays)`
+      : "Editing this node: saved as a new sibling (the original and what follows it stay; Shift+E carries what follows)";
   if (ta.value !== d.text) ta.value = d.text;
 }
 

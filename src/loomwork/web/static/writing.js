@@ -10,15 +10,25 @@ const $ = (id) => document.getElementById(id);
 
 // One draft per tab. Asking to write while a draft is elsewhere goes back to that draft (discard it there to
 // start another), so no text is ever dropped for a new one.
-export function openEditor(mode) {
+// ``carry``: an edit that takes what follows with it (the path below the node, as last visited: Shift+E).
+export function openEditor(mode, carry = false) {
   const node = current(), d = state.draft;
   if (d && d.text && !(d.mode === mode && d.nodeId === node.id)) {
     toast("You have a draft: here it is (save or discard it to start another).", "info");
     return goToDraft();
   }
   if (mode === "edit" && !node.parent_id) return toast("The root is the tree's prompt: edit it by starting a new tree.", "info");
-  setDraft(d && d.text ? { ...d, open: true } : newDraft(mode, node, state.path));
+  const draft = d && d.text ? { ...d, open: true } : newDraft(mode, node, state.path);
+  if (mode === "edit") draft.carry = carry ? following(node.id) : [];
+  setDraft(draft);
   showEditor();
+}
+
+// The path that followed a node when it was last read: each node's last visited child, down to the end.
+function following(nodeId) {
+  const out = [];
+  for (let id = state.lastChild.get(nodeId); id && !out.includes(id); id = state.lastChild.get(id)) out.push(id);
+  return out;
 }
 
 function showEditor() {
@@ -79,12 +89,14 @@ export async function saveEditor() {
   const text = $("editor-text").value;
   if (!text) return toast("Nothing to save yet.", "info");
   if (d.mode === "edit" && text === d.original) return toast("The text is unchanged: nothing to save.", "info");
-  const made = d.mode === "edit" ? await api("POST", `/nodes/${d.nodeId}/edit`, { text })
+  const made = d.mode === "edit" ? await api("POST", `/nodes/${d.nodeId}/edit`, { text, carry: d.carry || [] })
     : await api("POST", `/nodes/${d.nodeId}/children`, { text });
   setDraft(null);
   $("editor-text").value = "";
   $("reader").focus();
-  await reload(made.id);
+  // an edit with what follows reads on through it: to the copy of the deepest node it carried
+  await reload(made.carried && made.carried.length ? made.carried[made.carried.length - 1] : made.id);
+  if (made.carried && made.carried.length) toast(`Edited, with the ${made.carried.length} nodes after it carried below the edit (the original branch stays).`, "info");
 }
 
 export function discardDraft() {
