@@ -79,11 +79,12 @@ def test_tour(run):
     assert run("delete", kids["children"][1]["id"], "--yes").stdout.startswith("deleted 1 node")
     assert "would take back" in run("undo", tree_id, "--dry-run").stdout
     undid = run("undo", tree_id).stdout
-    assert undid.startswith("undid #") and "delete " + kids["children"][1]["id"] in undid and "(yours)" in undid
+    words = kids["children"][1]["text"].split()[0]
+    assert undid.startswith("undid #") and f"delete “{words}" in undid and "(yours)" in undid  # named by its words
     assert kids["children"][1]["id"] in run("show", tree_id).stdout
     assert run("redo", root).stdout.startswith("redid #")
     log = run("history", tree_id).stdout.splitlines()
-    assert "expand" in log[0] and "delete" in log[-1]
+    assert "generate 3 after “The lighthouse”" in log[0] and "delete" in log[-1]
     assert "nothing to redo" in run("redo", tree_id, ok=False).stderr
 
 

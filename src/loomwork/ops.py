@@ -46,6 +46,12 @@ def new_tree(store: Store, prompt: str, title: str | None = None) -> tuple[Tree,
     return tree, root
 
 
+def _named(node: Node) -> str:
+    """A node as the undo history names it: by its first words (a person reads words, not ids)."""
+    flat = " ".join((node.text or "∅").split())
+    return f"“{flat[:40]}{'…' if len(flat) > 40 else ''}”"
+
+
 def _title(text: str) -> str:
     line = " ".join(text.split())
     return line[:60] + ("…" if len(line) > 60 else "")
@@ -58,7 +64,7 @@ def add_child(store: Store, parent_id: str, text: str, origin: str = "human") ->
         raise InvalidInput(f"a written child has origin human or prompt, not {origin!r}")
     with store.tx() as tx:
         parent = tx.lock(parent_id)
-        tx.log(parent.tree_id, "add", f"add a child to {parent.id}")
+        tx.log(parent.tree_id, "add", f"write after {_named(parent)}")
         return _node(tx, tree_id=parent.tree_id, parent_id=parent.id, text=text, origin=origin)
 
 
@@ -101,7 +107,7 @@ def edit_carrying(store: Store, node_id: str, text: str, carry: Sequence[str] = 
                                    "that followed the edited node")
             below.append(child)
             parent = child.id
-        tx.log(old.tree_id, "edit", f"edit {old.id}" + (f" with the {len(below)} nodes after it" if below else ""))
+        tx.log(old.tree_id, "edit", f"edit {_named(old)}" + (f" with the {len(below)} nodes after it" if below else ""))
         edited = _node(tx, tree_id=old.tree_id, parent_id=old.parent_id, text=text, origin="edit", source_id=old.id)
         copies, parent = [], edited.id
         for n in below:  # a copy keeps who made the original (meta.by)
@@ -120,7 +126,7 @@ def split(store: Store, node_id: str, offset: int) -> tuple[Node, Node]:
     the full text the node had)."""
     with store.tx() as tx:
         node = tx.lock(node_id)
-        tx.log(node.tree_id, "split", f"split {node.id} at {offset}")
+        tx.log(node.tree_id, "split", f"split {_named(node)} at character {offset}")
         return _split(tx, node, offset)
 
 
@@ -158,7 +164,7 @@ def branch(store: Store, node_id: str, token_index: int, alternative: str) -> No
             raise InvalidInput("that alternative is the end of the text: there is nothing to branch with")
         if alternative == tok.text:
             raise InvalidInput(f"{alternative!r} is the token the node already has")
-        tx.log(node.tree_id, "branch", f"branch {node.id} at token {token_index} with {alternative!r}")
+        tx.log(node.tree_id, "branch", f"branch {_named(node)} at token {token_index} with {alternative!r}")
         offset = sum(len(t.text) for t in node.tokens[:token_index])
         parent_id = node.parent_id if offset == 0 else _split(tx, node, offset)[0].id
         if parent_id is None:
@@ -183,7 +189,7 @@ def merge(store: Store, node_id: str) -> Node:
             raise InvalidInput(f"the only child of {node_id} ({child.id}) is archived: restore it before merging")
         if child.origin != node.origin:
             raise InvalidInput(f"cannot merge a {node.origin} node with a {child.origin} child: the origins differ")
-        tx.log(node.tree_id, "merge", f"merge {node.id} with {child.id}")
+        tx.log(node.tree_id, "merge", f"merge {_named(node)} with {_named(child)}")
         tokens = join_tokens(node.tokens, child.tokens)
         if node.tokens or child.tokens:
             if tokens_text(tokens) != node.text + child.text:
@@ -204,7 +210,7 @@ def set_archived(store: Store, node_id: str, archived: bool = True) -> Node:
         node = tx.lock(node_id)
         if node.parent_id is None and archived:
             raise InvalidInput(f"node {node_id} is the root of tree {node.tree_id}: a root cannot be archived")
-        tx.log(node.tree_id, "archive" if archived else "restore", f"{'archive' if archived else 'restore'} {node_id}")
+        tx.log(node.tree_id, "archive" if archived else "restore", f"{'archive' if archived else 'restore'} {_named(node)}")
         tx.update_node(node_id, archived=archived)
         return replace(node, archived=archived)
 
@@ -213,7 +219,7 @@ def set_archived(store: Store, node_id: str, archived: bool = True) -> Node:
 def set_bookmark(store: Store, node_id: str, on: bool = True) -> Node:
     with store.tx() as tx:
         node = tx.lock(node_id)
-        tx.log(node.tree_id, "bookmark", f"{'bookmark' if on else 'unbookmark'} {node_id}")
+        tx.log(node.tree_id, "bookmark", f"{'bookmark' if on else 'unbookmark'} {_named(node)}")
         tx.update_node(node_id, bookmarked=on)
         return replace(node, bookmarked=on)
 
@@ -226,7 +232,7 @@ def tag(store: Store, node_id: str, *tags: str, remove: bool = False) -> Node:
         raise InvalidInput("no tags given")
     with store.tx() as tx:
         node = tx.lock(node_id)
-        tx.log(node.tree_id, "tag", f"{'untag' if remove else 'tag'} {node_id}: {', '.join(clean)}")
+        tx.log(node.tree_id, "tag", f"{'untag' if remove else 'tag'} {_named(node)}: {', '.join(clean)}")
         (tx.remove_tags if remove else tx.add_tags)(node_id, clean)
         return tx.node(node_id)
 
@@ -242,7 +248,7 @@ def set_chapter(store: Store, node_id: str, title: str | None) -> Node:
     with store.tx() as tx:
         node = tx.lock(node_id)
         meta = {k: v for k, v in node.meta.items() if k != "chapter"} | ({"chapter": title} if title else {})
-        tx.log(node.tree_id, "chapter", f"{'name' if title else 'unname'} chapter {node_id}" +
+        tx.log(node.tree_id, "chapter", f"{'name' if title else 'unname'} chapter at {_named(node)}" +
                (f": {title}" if title else ""))
         tx.update_node(node_id, meta=meta)
         return tx.node(node_id)
@@ -261,7 +267,7 @@ def move(store: Store, node_id: str, new_parent_id: str) -> Node:
         if new_parent_id in set(tx.subtree_ids(node_id)):
             raise InvalidInput(f"moving {node_id} under {new_parent_id} would make a cycle "
                                f"({new_parent_id} is {node_id} or one of its descendants)")
-        tx.log(node.tree_id, "move", f"move {node_id} under {new_parent_id}")
+        tx.log(node.tree_id, "move", f"move {_named(node)} under {_named(parent)}")
         tx.update_node(node_id, parent_id=new_parent_id)
         return replace(node, parent_id=new_parent_id)
 
@@ -279,7 +285,7 @@ def delete_subtree(store: Store, node_id: str) -> int:
                                f"whole tree for good; delete the tree itself for that (loomwork delete "
                                f"{node.tree_id}; DELETE /api/trees/{node.tree_id})")
         ids = tx.subtree_ids(node_id)
-        tx.log(node.tree_id, "delete", f"delete {node_id} and {len(ids) - 1} below it")
+        tx.log(node.tree_id, "delete", f"delete {_named(node)} and {len(ids) - 1} below it")
         tx.delete_nodes(ids)
         return len(ids)
 
@@ -371,7 +377,7 @@ def _store_expansion(store: Store, ancestry: list[str], context: str, gen: Gener
                            "samples were not stored")
         gen = replace(gen, node_id=anchor.id)
         tx.insert_generation(gen)
-        tx.log(anchor.tree_id, "expand", f"expand {anchor.id} ×{len(done.completions)} with {ref}")
+        tx.log(anchor.tree_id, "expand", f"generate {len(done.completions)} after {_named(anchor)} with {ref}")
         # a steered node says so itself (the read and tree views mark it without reading its generation)
         steered = [{"name": s["name"], "coef": s["coef"]} for s in gen.params.get("steer") or ()]
         meta = {"steered": steered} if steered else {}
