@@ -50,13 +50,31 @@ function groupedBars(title, labels, series) {
   return chart;
 }
 
+// What each column is (docs/lens.md has the definitions and how each is computed).
+const PROBE_COLUMNS = [["model", "the model"], ["top-1", "the most likely answer"],
+  ["p(top-1)", "its probability, renormalised over the answer set"],
+  ["H bits", "entropy of the answer distribution, in bits"], ["H/Hmax", "entropy over the entropy of a uniform choice"],
+  ["mass on set", "probability the model puts on the answer set at all, before renormalising"],
+  ["KL to uniform", "KL(answers ‖ uniform), in bits: how far from an even choice"]];
+const GENERATION_COLUMNS = [["model", "the model"], ["unique", "share of samples that no other sample repeats"],
+  ["distinct-1", "distinct words over all words"], ["distinct-2", "distinct word pairs over all pairs"],
+  ["EAD-1", "expectation-adjusted distinct words (length-fair)"], ["compression", "compressed size over raw size (lower: more repetitive)"],
+  ["embedding", "mean cosine distance between the samples' embeddings"]];
+
+function explain() {
+  return el("details", { class: "columns" }, el("summary", {}, "What the columns mean"),
+    el("ul", {}, ...[...PROBE_COLUMNS.slice(1), ...GENERATION_COLUMNS.slice(1)].map(([t, what]) => el("li", {}, el("strong", {}, t), `: ${what}`))),
+    el("p", { class: "muted" }, "Definitions and how each is computed: docs/lens.md."));
+}
+
 function render(report) {
   const box = clear($("results"));
+  box.append(explain());
   box.append(el("p", { class: "muted" }, `suite ${report.suite} · models ${report.models.join(", ")} · seed ${report.parameters.seed}`));
   for (const p of report.probes) {
     box.append(el("h3", {}, p.id), el("p", { class: "muted" }, JSON.stringify(p.prompt)));
     box.append(el("table", { class: "probe" },
-      el("tr", {}, ...["model", "top-1", "p(top-1)", "H bits", "H/Hmax", "mass on set", "KL to uniform"].map((t) => el("th", {}, t))),
+      el("tr", {}, ...PROBE_COLUMNS.map(([t, what]) => el("th", { title: what }, t))),
       ...p.results.map((r) => el("tr", {}, el("td", {}, r.model), el("td", {}, r.top1.trim()), el("td", {}, f(r.top1_prob)),
         el("td", {}, f(r.entropy_bits, 2)), el("td", {}, f(r.entropy_relative)), el("td", {}, f(r.mass_on_set)),
         el("td", {}, f(r.kl_to_uniform_bits))))));
@@ -81,7 +99,7 @@ function render(report) {
   for (const g of report.generations) {
     box.append(el("h3", {}, g.id), el("p", { class: "muted" }, JSON.stringify(g.prompt)));
     box.append(el("table", { class: "generation" },
-      el("tr", {}, ...["model", "unique", "distinct-1", "distinct-2", "EAD-1", "compression", "embedding"].map((t) => el("th", {}, t))),
+      el("tr", {}, ...GENERATION_COLUMNS.map(([t, what]) => el("th", { title: what }, t))),
       ...g.results.map((r) => el("tr", {}, el("td", {}, r.model), el("td", {}, f(r.unique_fraction)), el("td", {}, f(r.distinct_1)),
         el("td", {}, f(r.distinct_2)), el("td", {}, f(r.ead_1)), el("td", {}, f(r.compression_ratio)), el("td", {}, f(r.embedding_diversity))))));
   }
@@ -105,11 +123,20 @@ async function run(e) {
   } catch (err) { toast(err.message); $("status").textContent = ""; }
 }
 
+// The models: the server's default (a base model) and the packaged tuned one ticked, so a first run compares a base
+// with a tuned model; a model that cannot run says why; the toy models (for tests) folded away.
 async function start() {
+  const config = await api("GET", "/config");
+  const ticked = new Set([config.default_model, "hf:smollm2-135m-instruct"]);
+  const toys = el("details", { class: "toys" }, el("summary", {}, "toy models (deterministic, for tests)"));
   for (const m of await api("GET", "/models")) {
     if (m.ref.includes("URL")) continue;
-    $("model-choices").append(el("label", {}, el("input", { type: "checkbox", name: "model", value: m.ref, disabled: !m.installed }), ` ${m.ref} `));
+    const choice = el("label", { title: m.installed ? m.description : m.note },
+      el("input", { type: "checkbox", name: "model", value: m.ref, disabled: !m.installed, checked: m.installed && ticked.has(m.ref) }),
+      ` ${m.ref} `, m.installed ? null : el("small", { class: "muted" }, `(${m.note})`));
+    (m.ref.startsWith("mock:") ? toys : $("model-choices")).append(choice);
   }
+  $("model-choices").append(toys);
   for (const s of await api("GET", "/suites")) $("suite").append(el("option", { value: s.name }, `${s.name} (${s.probes} probes, ${s.generations} prompts)`));
   $("compare-form").addEventListener("submit", run);
 }
