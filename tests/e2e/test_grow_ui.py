@@ -42,4 +42,7 @@ def test_grow_from_the_page(page):
     form.locator("button").click()
     page.locator("#goodhart-out table").wait_for()
     assert page.locator("#goodhart-out table tr").count() == 4 and page.locator("#goodhart-out svg polyline").count() == 2
+    texts = page.evaluate("[...document.querySelectorAll('#goodhart-out svg text')].map((t) => t.textContent)")
+    assert "n=1" in texts and sum(t.replace(".", "").replace("-", "").isdigit() for t in texts) >= 6  # values on both axes
+    page.locator("#goodhart-out svg").screenshot(path="test-artifacts/goodhart_chart.png")
     assert not page.errors

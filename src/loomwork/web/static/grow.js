@@ -62,15 +62,27 @@ async function start(e) {
 
 // The Goodhart curve at the current node: one pool, best-of-n's expected proxy and gold against √KL.
 function chart(points) {
-  const w = 300, h = 150, pad = 24;
+  const w = 300, h = 170, left = 40, right = 10, top = 18, bottom = 30;
   const xs = points.map((p) => p.sqrt_kl), ys = points.flatMap((p) => [p.proxy, p.gold]);
-  const x0 = 0, x1 = Math.max(...xs) || 1, y0 = Math.min(...ys), y1 = Math.max(...ys);
-  const X = (x) => pad + ((x - x0) / (x1 - x0 || 1)) * (w - 2 * pad), Y = (y) => h - pad - ((y - y0) / (y1 - y0 || 1)) * (h - 2 * pad);
+  const x0 = 0, x1 = Math.max(...xs) || 1;
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }  // a flat curve (a proxy that scores all alike) still gets an axis
+  const X = (x) => left + ((x - x0) / (x1 - x0 || 1)) * (w - left - right);
+  const Y = (y) => h - bottom - ((y - y0) / (y1 - y0 || 1)) * (h - top - bottom);
   const line = (key, colour) => svg("polyline", { points: points.map((p) => `${X(p.sqrt_kl)},${Y(p[key])}`).join(" "), fill: "none", stroke: colour, "stroke-width": 2 });
+  const label = (x, y, text, anchor = "middle") => svg("text", { x, y, "font-size": 9, "text-anchor": anchor, fill: "#555" }, text);
+  const ticks = (a, b) => [a, (a + b) / 2, b];
+  const num = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2));
   return svg("svg", { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": "proxy and gold against square-root KL" },
+    svg("line", { x1: left, y1: h - bottom, x2: w - right, y2: h - bottom, stroke: "#999" }),
+    svg("line", { x1: left, y1: top, x2: left, y2: h - bottom, stroke: "#999" }),
+    ...ticks(x0, x1).map((v) => label(X(v), h - bottom + 11, num(v))),  // √KL in √nats, each point an n
+    ...ticks(y0, y1).map((v) => label(left - 3, Y(v) + 3, num(v), "end")),  // the graders' scores
+    ...points.filter((p, i) => i === 0 || X(p.sqrt_kl) - X(points[i - 1].sqrt_kl) > 18)  // labels that do not overlap
+      .map((p) => label(X(p.sqrt_kl), Y(Math.max(p.proxy, p.gold)) - 4, `n=${p.n}`)),
     line("proxy", "#3b6fd8"), line("gold", "#d8833b"),
-    svg("text", { x: pad, y: 12, "font-size": 10, fill: "#3b6fd8" }, "proxy"), svg("text", { x: pad + 40, y: 12, "font-size": 10, fill: "#d8833b" }, "gold"),
-    svg("text", { x: w - pad, y: h - 6, "font-size": 9, "text-anchor": "end" }, "√KL(best-of-n ‖ base)"));
+    svg("text", { x: left, y: 11, "font-size": 10, fill: "#3b6fd8" }, "proxy"), svg("text", { x: left + 40, y: 11, "font-size": 10, fill: "#d8833b" }, "gold"),
+    svg("text", { x: w - right, y: h - 4, "font-size": 9, "text-anchor": "end" }, "√KL(best-of-n ‖ base), √nats"));
 }
 
 async function goodhart(e) {
