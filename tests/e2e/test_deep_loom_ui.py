@@ -12,6 +12,7 @@ import pytest
 
 from loomwork.formats import io
 from loomwork.store import Store
+from tests.e2e.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.e2e
 DEMO = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "pyloom" / "loom_demo.json"
@@ -150,7 +151,12 @@ def test_graph_view_opens_and_navigates(page, demo):
     count = len(httpx.get(f"{page.base}/api/nodes/{shown}/subtree").json()["nodes"])
     assert page.locator("#graph circle").count() == count and count > 400
     assert page.locator("#graph path.on-path").count() >= 20  # the current path, highlighted
+    labels = page.evaluate("[...document.querySelectorAll('#graph text.label.on-path')].map((t) => t.textContent)")
+    assert len(labels) >= 20 and any("Behind you" in t for t in labels)  # the path's nodes say their words
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "graph_near_the_current_node.png"))
     page.locator("#graph-fit").click()  # the whole tree in view (the current node's neighbourhood before)
+    page.screenshot(path=str(ARTIFACTS / "graph_fit.png"))
     other = page.locator("#graph circle:not(.on-path)").nth(40)
     other_id = other.get_attribute("data-node")
     other.click()

@@ -99,7 +99,16 @@ export class Graph {
       dot.addEventListener("keydown", (e) => { if (e.key === "Enter") this.onSelect(n.id); });
       dots.append(dot);
     }
-    this.box.append(edges, dots);
+    // words beside the nodes a person reads from here: the path, and the options at its end and at each step
+    const labels = svg("g", { class: "labels" });
+    const near = new Set(this.data.nodes.filter((n) => onPath.has(n.id) || onPath.has(n.parent_id)).map((n) => n.id));
+    for (const n of this.data.nodes) {
+      if (!near.has(n.id)) continue;
+      const p = this.pos.get(n.id), flat = (n.chapter ? `§ ${n.chapter}` : n.text || "∅").replace(/\s+/g, " ").trim();
+      labels.append(svg("text", { x: p.x + 8, y: p.y + 3, class: `label${onPath.has(n.id) ? " on-path" : ""}` },
+        flat.length > 18 ? `${flat.slice(0, 17)}…` : flat || "∅"));
+    }
+    this.box.append(edges, dots, labels);
     if (!this.viewBox) this.centre(currentId);
     else this.apply();
     return this.legend(by);
@@ -123,6 +132,8 @@ export class Graph {
     this.viewBox = fits ? { x: -DX, y: -DY / 2, w: Math.max(this.width + 2 * DX, (this.height + DY) * w / h), h: 0 }
       : { x: p.x - w / 2, y: p.y - h / 3, w, h: 0 };
     this.viewBox.h = this.viewBox.w * h / w;
+    // a drawing wider than the pane's shape is centred in its height, not left at the top
+    if (fits) this.viewBox.y = -DY / 2 - Math.max(0, (this.viewBox.h - this.height - DY) / 2);
     this.apply();
   }
 
