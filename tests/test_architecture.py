@@ -131,3 +131,33 @@ def test_features_use_the_model_contract_not_its_insides():
 def test_one_server_sent_events_helper():
     where = [str(p.relative_to(SRC)) for p in (SRC / "web").glob("*.py") if "text/event-stream" in p.read_text()]
     assert where == ["web/sse.py"], where
+
+
+def test_the_pages_modules_import_one_way():
+    """The page's ES modules (web/static): no import cycle (state ← page ← actions ← main, views below page), and
+    every name a module imports is one the other exports."""
+    import re
+
+    static = Path(__file__).resolve().parents[1] / "src" / "loomwork" / "web" / "static"
+    imports, exports = {}, {}
+    for f in static.glob("*.js"):
+        text = f.read_text()
+        imports[f.name] = re.findall(r'import\s*(\{[^}]*\}|\*\s+as\s+\w+)\s*from\s*"\./([\w.]+)"', text)
+        exports[f.name] = set(re.findall(r"export\s+(?:async\s+)?(?:function|const|let|class)\s+(\w+)", text))
+    for f, items in imports.items():
+        for names, src in items:
+            assert src in exports, f"{f} imports {src}, which does not exist"
+            if names.startswith("{"):
+                for name in filter(None, (n.strip() for n in names.strip("{}").split(","))):
+                    assert name in exports[src], f"{f} imports {name} from {src}, which does not export it"
+    graph = {f: {src for _, src in items} for f, items in imports.items()}
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and (seen.add(nxt) or reaches(nxt, goal, seen))):
+                return True
+        return False
+
+    cycles = [f for f in graph if reaches(f, f, set())]
+    assert cycles == [], f"modules in an import cycle: {sorted(cycles)}"
+    assert not any("main.js" in deps for deps in graph.values())  # the entry module is imported by no one

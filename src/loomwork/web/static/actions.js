@@ -2,7 +2,7 @@
 // render; none builds DOM except the small pickers it opens.
 import { api, stream } from "./api.js";
 import { clear, el, snippet, toast } from "./dom.js";
-import { go, graph, guarded, outline, reload, render, renderGraph, showBits } from "./main.js";
+import { go, graph, guarded, outline, panelsOff, reload, render, renderGraph, showBits, status } from "./page.js";
 import * as ledger from "./ledger.js";
 import * as panels from "./panels.js";
 import { alternatives, caretOffset, ensureVisible, pathTokens, renderInspector, renderRead } from "./reader.js";
@@ -12,14 +12,6 @@ import { current, lastNode, setDraft, state } from "./state.js";
 import { adoptDraft, closeEditor, discardDraft, goToDraft, openEditor, saveEditor } from "./writing.js";
 
 const $ = (id) => document.getElementById(id);
-let statusTimer = null;
-
-// A line in the header; transient ones clear themselves.
-export function status(text, transient = false) {
-  $("status").textContent = text || "";
-  clearTimeout(statusTimer);
-  if (transient) statusTimer = setTimeout(() => { $("status").textContent = ""; }, 4000);
-}
 
 // A tree opens where this browser last left it, else at the imported file's open node, else at the root.
 export async function openTree(treeId) {
@@ -283,10 +275,6 @@ function narrowPanel(name) {
   const other = name === "show-tree" ? "show-side" : "show-tree";
   document.body.classList.remove(other);
   document.body.classList.toggle(name);
-}
-
-export function panelsOff() {
-  document.body.classList.remove("show-tree", "show-side");
 }
 
 async function sibling(stepBy) {

@@ -2,7 +2,7 @@
 // and its scores fill in, stop at any time (what was grown stays). Every pick is the grader's recorded choice.
 import { api, stream } from "./api.js";
 import { clear, el, snippet, svg, toast } from "./dom.js";
-import { guarded, reload } from "./main.js";
+import { guarded, reload } from "./page.js";
 import * as panels from "./panels.js";
 import { current } from "./state.js";
 

@@ -2,7 +2,7 @@
 // the tree's generation settings), make a vector from two texts or two nodes, and sweep one vector's coefficient.
 import { api, stream } from "./api.js";
 import { clear, el, toast } from "./dom.js";
-import { guarded, reload, render } from "./main.js";
+import { guarded, reload, render } from "./page.js";
 import * as panels from "./panels.js";
 import { current, state } from "./state.js";
 

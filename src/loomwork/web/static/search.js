@@ -2,7 +2,7 @@
 // before the results came waits for them, so it always opens a hit of what was typed.
 import { api } from "./api.js";
 import { clear, el } from "./dom.js";
-import { go, guarded } from "./main.js";
+import { go, guarded } from "./page.js";
 import { state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);

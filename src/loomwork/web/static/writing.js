@@ -2,7 +2,7 @@
 // the editor is a fixed element the read view shows in place (reader.js).
 import { api } from "./api.js";
 import { toast } from "./dom.js";
-import { go, reload, renderDraftButton } from "./main.js";
+import { go, reload, renderDraftButton } from "./page.js";
 import { renderRead } from "./reader.js";
 import { current, newDraft, otherDrafts, setDraft, state } from "./state.js";
 
