@@ -71,7 +71,7 @@ export class Outline {
     const row = el("div", {
       class: `row ${node.origin}${onPath.has(node.id) ? " on-path" : ""}${node.id === currentId ? " current" : ""}${node.archived ? " archived" : ""}`,
       dataset: { node: node.id, depth }, style: `padding-left:${Math.min(depth, MAX_INDENT) * STEP}px`,
-      title: `${node.origin} · depth ${depth} · ${node.id}`,
+      title: `${snippet(node.text || "∅", 400)}\n${node.origin} · depth ${depth} · ${node.id}`,  // the words, in full
     },
       depth > MAX_INDENT ? el("span", { class: "depth", title: `${depth} levels deep` }, String(depth)) : null,
       el("button", {
@@ -79,7 +79,8 @@ export class Outline {
         onclick: (e) => { e.stopPropagation(); this.toggle(node.id); },
       }, node.child_count ? (isOpen ? "▾" : "▸") : "·"),
       el("span", { class: "label", onclick: () => this.onSelect(node.id) },
-        chapter ? el("strong", { class: "chapter" }, `§ ${chapter} `) : null, snippet(node.text || "∅", 80)),
+        chapter ? el("strong", { class: "chapter" }, `§ ${chapter} `) : null, node.origin === "edit" ? "✎ " : null,
+        snippet(node.text || "∅", 160)),
       marks ? el("span", { class: "marks" }, marks) : null,
       node.child_count ? el("span", { class: "count", title: `${node.child_count} children` }, String(node.child_count)) : null,
     );
