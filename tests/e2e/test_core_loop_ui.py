@@ -124,3 +124,30 @@ def test_an_edit_mid_path_keeps_the_continuation(page, demo):  # noqa: F811
     open_node(page, deepest)
     assert page.locator("#read .seg.carried").count() == 0 and page.locator("#read .seg.edit").count() == 0
     assert not page.errors
+
+
+SPILLS = """(root) => [...document.querySelectorAll(root + ', ' + root + ' *')].filter((e) => {
+    const s = getComputedStyle(e);
+    if (e.clientWidth === 0 || s.display === 'inline' || ['auto', 'scroll'].includes(s.overflowX)) return false;
+    if (s.textOverflow === 'ellipsis' || s.webkitLineClamp !== 'none') return false;  // cut on purpose, with a mark
+    return e.scrollWidth > e.clientWidth + 1;
+  }).map((e) => (e.id || e.className || e.tagName) + ' ' + e.scrollWidth + '>' + e.clientWidth)"""
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_no_panel_spills_out_of_its_box(page, demo, width):  # noqa: F811
+    tree_id, deepest, depth = demo
+    page.set_viewport_size({"width": width, "height": 900})
+    open_node(page, deepest)
+    page.locator("#options .next-gen").wait_for()
+    if width < 900:
+        page.locator("#panel-side-btn").click()  # the side panel slides over the read view
+    # the check sees a spill when there is one
+    page.evaluate("""() => document.getElementById('side').append(Object.assign(document.createElement('div'),
+        { id: 'probe', innerHTML: '<span style="display:inline-block;width:900px">x</span>' }))""")
+    assert any(x.startswith("probe") for x in page.evaluate(SPILLS, "#side"))
+    page.evaluate("document.getElementById('probe').remove()")
+    for root in ["header", "#reader", "#side", *(["#outline-pane"] if width >= 900 else [])]:
+        assert page.evaluate(SPILLS, root) == [], root
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=str(ARTIFACTS / f"core_loop_panels_{width}.png"))
