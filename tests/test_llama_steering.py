@@ -101,7 +101,7 @@ async def test_coefficient_zero_is_the_unsteered_run_and_nothing_steered_is_reus
 
 
 async def test_refusals(llama, vector):
-    with pytest.raises(InvalidInput, match="blocks 1..29 only"):
+    with pytest.raises(InvalidInput, match="steers layers 1..29 .llama.cpp"):
         await llama.complete(P, SamplingParams(n=1, max_tokens=2, steer=(_steer(vector, layer=0),)))
     with pytest.raises(InvalidInput, match="has 3 numbers"):
         await llama.complete(P, SamplingParams(n=1, max_tokens=2, steer=(_steer([1.0, 2.0, 3.0]),)))

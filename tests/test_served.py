@@ -39,22 +39,36 @@ def test_every_sampler_field_is_stated_neutral_where_unset():
         assert (f["temperature"], f["top_p"], f["top_k"], f["min_p"]) == (0.7, 0.9, 12, 0.02)
 
 
-def _reference(lp: np.ndarray, p: SamplingParams, order: tuple[str, ...]) -> float:
-    """KL(q ‖ p) over the whole distribution in float64, truncations applied in ``order`` (temperature 1)."""
+def _kept_sets(lp: np.ndarray, p: SamplingParams, order: tuple[str, ...]) -> list[np.ndarray]:
+    """The kept set after each truncation in ``order`` (temperature 1), over the whole distribution in float64."""
     probs = np.exp(lp.astype(np.float64))
-    keep = np.ones(lp.size, bool)
+    keep, out = np.ones(lp.size, bool), []
     for step in order:
         q = np.where(keep, probs, 0.0)
         q /= q.sum()
         if step == "top_k" and p.top_k:
-            keep &= q >= np.sort(q)[-p.top_k]
+            keep = keep & (q >= np.sort(q)[-p.top_k])
         elif step == "top_p" and p.top_p < 1:
             idx = np.argsort(-q)
             cum = np.cumsum(q[idx])
+            keep = keep.copy()
             keep[idx[(cum - q[idx]) >= p.top_p]] = False
         elif step == "min_p" and p.min_p > 0:
-            keep &= q >= q.max() * p.min_p
-    return float(-np.log(probs[keep].sum()))
+            keep = keep & (q >= q.max() * p.min_p)
+        else:
+            continue
+        out.append(keep)
+    return out or [keep]
+
+
+def _reference(lp: np.ndarray, p: SamplingParams, order: tuple[str, ...]) -> float:
+    """KL(q ‖ p) over the whole distribution: −ln of the raw mass the truncations keep."""
+    return float(-np.log(np.exp(lp.astype(np.float64))[_kept_sets(lp, p, order)[-1]].sum()))
+
+
+def _kept_beyond(lp, p, order, k) -> bool:
+    """Whether the kept set reaches past the top k after some truncation (so the top k cannot tell its mass)."""
+    return any(keep.sum() >= k for keep in _kept_sets(lp, p, order))
 
 
 CASES = [dict(top_k=5), dict(top_p=0.6), dict(top_p=0.9), dict(min_p=0.05), dict(min_p=0.2),
@@ -85,27 +99,6 @@ def test_truncation_kl_from_the_top_twenty_equals_the_whole_distribution(case):
             _, kl = sample_array(lp.astype(np.float64), p, np.array([], dtype=int), np.random.default_rng(0))
             assert got == pytest.approx(kl, abs=1e-9)
     assert checked > 100  # most positions are decided by their top twenty
-
-
-def _kept_beyond(lp, p, order, k) -> bool:
-    """Whether the kept set reaches past the top k after some truncation (so the top k cannot tell its mass)."""
-    probs = np.exp(lp)
-    keep = np.ones(lp.size, bool)
-    beyond = False
-    for step in order:
-        q = np.where(keep, probs, 0.0) / probs[keep].sum()
-        if step == "top_k" and p.top_k:
-            keep &= q >= np.sort(q)[-p.top_k]
-        elif step == "top_p" and p.top_p < 1:
-            idx = np.argsort(-q)
-            cum = np.cumsum(q[idx])
-            keep[idx[(cum - q[idx]) >= p.top_p]] = False
-        elif step == "min_p" and p.min_p > 0:
-            keep &= q >= q.max() * p.min_p
-        else:
-            continue
-        beyond |= keep.sum() >= k
-    return beyond
 
 
 def test_what_cannot_be_known_is_none_never_zero():

@@ -13,6 +13,13 @@ from tests.e2e.test_deep_loom_ui import demo, open_node  # noqa: F401  (demo is 
 pytestmark = pytest.mark.e2e
 
 
+def _open_at(page, loom, width: int) -> tuple[str, str, int]:
+    """The demo loom's deepest node, in a window ``width`` px wide (900 high)."""
+    page.set_viewport_size({"width": width, "height": 900})
+    open_node(page, loom[1])
+    return loom
+
+
 def _in_window(page, selector: str) -> bool:
     return page.evaluate("""(sel) => {
         const r = document.querySelector(sel).getBoundingClientRect();
@@ -22,9 +29,7 @@ def _in_window(page, selector: str) -> bool:
 
 @pytest.mark.parametrize("width", [1280, 800])
 def test_samples_stream_where_one_reads(page, demo, width):  # noqa: F811
-    tree_id, deepest, depth = demo
-    page.set_viewport_size({"width": width, "height": 900})
-    open_node(page, deepest)
+    _open_at(page, demo, width)
     # 50 ms a token, so the stream is seen arriving (set in the form: at 800 px the side panel is closed)
     page.evaluate("""() => { const s = document.getElementById('gen-model'); s.value = 'mock:slow';
                             s.dispatchEvent(new Event('change', { bubbles: true })); }""")
@@ -82,9 +87,7 @@ def test_what_shapes_the_next_generation_is_shown_where_one_presses_g(page, demo
 
 @pytest.mark.parametrize("width", [1280, 800])
 def test_the_ledger_fits_and_says_no_null(page, demo, width):  # noqa: F811
-    tree_id, deepest, depth = demo
-    page.set_viewport_size({"width": width, "height": 900})
-    open_node(page, deepest)
+    _open_at(page, demo, width)
     page.locator("#bits").wait_for()
     page.locator("#bits").click()
     page.locator("#ledger table").wait_for()
@@ -136,9 +139,7 @@ SPILLS = """(root) => [...document.querySelectorAll(root + ', ' + root + ' *')].
 
 @pytest.mark.parametrize("width", [1280, 800])
 def test_no_panel_spills_out_of_its_box(page, demo, width):  # noqa: F811
-    tree_id, deepest, depth = demo
-    page.set_viewport_size({"width": width, "height": 900})
-    open_node(page, deepest)
+    _open_at(page, demo, width)
     page.locator("#options .next-gen").wait_for()
     if width < 900:
         page.locator("#panel-side-btn").click()  # the side panel slides over the read view

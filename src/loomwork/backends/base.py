@@ -266,6 +266,20 @@ class Samples:
         return Done(self.comps, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
+def check_vectors(ref: str, steer: Sequence[Steer], layers: range, width: int, why: str = "") -> None:
+    """Refuse steering vectors a model cannot take, before anything runs: one not resolved, a layer outside
+    ``layers`` (``why`` says why they are what they are), a width that is not the residual stream's."""
+    for s in steer:
+        if s.layer is None or s.vector is None:
+            raise InvalidInput(f"steering vector {s.name!r} was not resolved (use it through an expansion)")
+        if s.layer not in layers:
+            raise InvalidInput(f"steering vector {s.name!r} is for layer {s.layer}, but {ref} steers layers "
+                               f"{layers.start}..{layers.stop - 1}{why}")
+        if len(s.vector) != width:
+            raise InvalidInput(f"steering vector {s.name!r} has {len(s.vector)} numbers, but {ref}'s residual "
+                               f"stream has {width}")
+
+
 def check_length(ref: str, n_tokens: int, more: int, window: int | None) -> None:
     """Refuse, naming both numbers, a text (plus the tokens to generate) longer than a model's context window."""
     if window and n_tokens + more > window:

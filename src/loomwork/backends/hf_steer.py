@@ -8,6 +8,7 @@ each sampled token and KL(steered ‖ unsteered) come out exactly (docs/metrics.
 from __future__ import annotations
 
 from ..errors import InvalidInput
+from .base import check_vectors
 
 
 class HFSteering:
@@ -24,16 +25,7 @@ class HFSteering:
 
     def check_steer(self, steer) -> None:
         """Refuse vectors this model cannot take: a layer out of range, a width that is not its hidden size."""
-        n, width = len(self.engine.layers()), self.engine.hidden_size()
-        for s in steer:
-            if s.layer is None or s.vector is None:
-                raise InvalidInput(f"steering vector {s.name!r} was not resolved (use it through an expansion)")
-            if not 0 <= s.layer < n:
-                raise InvalidInput(f"steering vector {s.name!r} is for layer {s.layer}, but {self.ref} has layers "
-                                   f"0..{n - 1}")
-            if len(s.vector) != width:
-                raise InvalidInput(f"steering vector {s.name!r} has {len(s.vector)} numbers, but {self.ref}'s "
-                                   f"residual stream has {width}")
+        check_vectors(self.ref, steer, range(len(self.engine.layers())), self.engine.hidden_size())
 
     def _activations(self, texts: list[str], layer: int) -> list[list[float]]:
         """Each text's mean activation at the output of block ``layer``, over its tokens (the start token left out:

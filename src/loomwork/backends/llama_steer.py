@@ -18,7 +18,7 @@ import numpy as np
 from ..engine import sampler
 from ..engine.llama_engine import MAX_SEQS
 from ..errors import InvalidInput, Unsupported
-from .base import ByteText, Done, SamplingParams, Samples
+from .base import ByteText, Done, SamplingParams, Samples, check_vectors
 
 MAX_STEERED_N = (MAX_SEQS - 1) // 2  # a sequence for each sample and one for its twin
 
@@ -30,16 +30,8 @@ class LlamaSteering:
     def check_steer(self, steer) -> None:
         """Refuse vectors this model cannot take: block 0 (llama.cpp steers from block 1), a block out of range, a
         width that is not its hidden size."""
-        n, width = self.engine.n_layer, self.engine.n_embd
-        for s in steer:
-            if s.layer is None or s.vector is None:
-                raise InvalidInput(f"steering vector {s.name!r} was not resolved (use it through an expansion)")
-            if not 1 <= s.layer < n:
-                raise InvalidInput(f"steering vector {s.name!r} is for block {s.layer}, but llama.cpp steers "
-                                   f"{self.ref}'s blocks 1..{n - 1} only")
-            if len(s.vector) != width:
-                raise InvalidInput(f"steering vector {s.name!r} has {len(s.vector)} numbers, but {self.ref}'s "
-                                   f"residual stream has {width}")
+        check_vectors(self.ref, steer, range(1, self.engine.n_layer), self.engine.n_embd,
+                      " (llama.cpp's control vectors start at block 1)")
 
     async def activations(self, texts: list[str], layer: int) -> list[list[float]]:
         raise Unsupported(f"llama.cpp does not show a block's activations: make the vector with the hf: model of "
