@@ -62,6 +62,9 @@ def test_reading_at_depth_21(page, demo):
     # labels at depth 21 stay readable: indentation stops growing
     label = page.locator("#outline .row.current .label")
     assert label.bounding_box()["width"] >= 120
+    # rows off the path at depth show their words, not a dozen letters: the width goes to the text
+    widths = page.evaluate("[...document.querySelectorAll('#outline .row:not(.on-path) .label')].map((l) => l.getBoundingClientRect().width)")
+    assert min(widths) >= 120
     assert page.evaluate("document.getElementById('outline').scrollLeft") == 0
     # the keyboard scrolls the read view, and a click on any segment goes to that node
     before = page.evaluate("document.getElementById('reader').scrollTop")
@@ -157,6 +160,10 @@ def test_graph_view_opens_and_navigates(page, demo):
     page.screenshot(path=str(ARTIFACTS / "graph_near_the_current_node.png"))
     page.locator("#graph-fit").click()  # the whole tree in view (the current node's neighbourhood before)
     page.screenshot(path=str(ARTIFACTS / "graph_fit.png"))
+    used = page.evaluate("""(() => { const d = document.querySelector('#graph g.dots').getBoundingClientRect(),
+        g = document.getElementById('graph').getBoundingClientRect();
+        return [d.height / g.height, d.left >= g.left - 1 && d.right <= g.right + 1]; })()""")
+    assert used[0] > 0.7 and used[1]  # the whole tree, filling the pane's height (a wide tree is squeezed)
     other = page.locator("#graph circle:not(.on-path)").nth(40)
     other_id = other.get_attribute("data-node")
     other.click()

@@ -16,6 +16,7 @@ export class Graph {
     this.onSelect = onSelect;
     this.data = null;
     this.pos = new Map();
+    this.sx = 1;  // horizontal squeeze of the layout: Fit narrows a wide tree to the pane's shape (dots stay round)
     this.viewBox = null;
     box.addEventListener("wheel", (e) => { e.preventDefault(); this.zoom(e.deltaY < 0 ? 0.8 : 1.25, e); }, { passive: false });
     let drag = null;
@@ -37,6 +38,7 @@ export class Graph {
     this.data = await api("GET", `/nodes/${rootId}/subtree?limit=${LIMIT}&archived=${archived}`);
     this.layout();
     this.viewBox = null;
+    this.sx = 1;
     return this.data;
   }
 
@@ -77,21 +79,29 @@ export class Graph {
     return PALETTE[this.keys.order.get(n[by] || "—") % PALETTE.length];
   }
 
+  // Where a node is drawn: its layout position, squeezed horizontally by Fit.
+  at(id) {
+    const p = this.pos.get(id);
+    return p && { x: p.x * this.sx, y: p.y };
+  }
+
   render(pathIds, currentId, by) {
+    this.last = [pathIds, currentId, by];
     const onPath = new Set(pathIds);
     clear(this.box);
     const edges = svg("g", { class: "edges" }), dots = svg("g", { class: "dots" });
+    const size = Math.min(1, Math.max(0.3, (DX * this.sx) / 10));  // squeezed leaves get smaller dots, not overlapping
     for (const n of this.data.nodes) {
-      const p = this.pos.get(n.id);
+      const p = this.at(n.id);
       if (n.parent_id && this.pos.has(n.parent_id)) {
-        const q = this.pos.get(n.parent_id), mid = (p.y + q.y) / 2;
+        const q = this.at(n.parent_id), mid = (p.y + q.y) / 2;
         edges.append(svg("path", {
           d: `M${q.x},${q.y} C${q.x},${mid} ${p.x},${mid} ${p.x},${p.y}`,
           class: onPath.has(n.id) && onPath.has(n.parent_id) ? "on-path" : "",
         }));
       }
       const dot = svg("circle", {
-        cx: p.x, cy: p.y, r: n.id === currentId ? 7 : onPath.has(n.id) ? 5.5 : 4.5, fill: this.colour(n, by),
+        cx: p.x, cy: p.y, r: size * (n.id === currentId ? 7 : onPath.has(n.id) ? 5.5 : 4.5), fill: this.colour(n, by),
         class: `${n.id === currentId ? "current" : ""}${onPath.has(n.id) ? " on-path" : ""}${n.bookmarked ? " bookmarked" : ""}`,
         "data-node": n.id, tabindex: "0",
       }, svg("title", {}, `${n.chapter ? `§ ${n.chapter}: ` : ""}${n.text || "∅"}\n${n.origin}${n.model ? ` · ${n.model}` : ""}${n.by ? ` · by ${n.by}` : ""}`));
@@ -104,7 +114,7 @@ export class Graph {
     const near = new Set(this.data.nodes.filter((n) => onPath.has(n.id) || onPath.has(n.parent_id)).map((n) => n.id));
     for (const n of this.data.nodes) {
       if (!near.has(n.id)) continue;
-      const p = this.pos.get(n.id), flat = (n.chapter ? `§ ${n.chapter}` : n.text || "∅").replace(/\s+/g, " ").trim();
+      const p = this.at(n.id), flat = (n.chapter ? `§ ${n.chapter}` : n.text || "∅").replace(/\s+/g, " ").trim();
       labels.append(svg("text", { x: p.x + 8, y: p.y + 3, class: `label${onPath.has(n.id) ? " on-path" : ""}` },
         flat.length > 18 ? `${flat.slice(0, 17)}…` : flat || "∅"));
     }
@@ -127,9 +137,10 @@ export class Graph {
   // Fit the whole drawing when it is small; otherwise show the current node's neighbourhood.
   centre(currentId, whole = false) {
     const w = this.box.clientWidth || 800, h = this.box.clientHeight || 600;
-    const fits = whole || (this.width <= w * 3 && this.height <= h * 3);
-    const p = this.pos.get(currentId) || { x: this.width / 2, y: 0 };
-    this.viewBox = fits ? { x: -DX, y: -DY / 2, w: Math.max(this.width + 2 * DX, (this.height + DY) * w / h), h: 0 }
+    const width = this.width * this.sx;
+    const fits = whole || (width <= w * 3 && this.height <= h * 3);
+    const p = this.at(currentId) || { x: width / 2, y: 0 };
+    this.viewBox = fits ? { x: -DX, y: -DY / 2, w: Math.max(width + 2 * DX, (this.height + DY) * w / h), h: 0 }
       : { x: p.x - w / 2, y: p.y - h / 3, w, h: 0 };
     this.viewBox.h = this.viewBox.w * h / w;
     // a drawing wider than the pane's shape is centred in its height, not left at the top
@@ -139,14 +150,20 @@ export class Graph {
 
   // Keep the current node in view: pan (never zoom) when a navigation took it off screen.
   follow(currentId) {
-    const p = this.pos.get(currentId), vb = this.viewBox;
+    const p = this.at(currentId), vb = this.viewBox;
     if (!p || !vb) return;
     if (p.x >= vb.x && p.x <= vb.x + vb.w && p.y >= vb.y && p.y <= vb.y + vb.h) return;
     this.viewBox = { ...vb, x: p.x - vb.w / 2, y: p.y - vb.h / 3 };
     this.apply();
   }
 
+  // The whole tree in the pane: a tree wider than the pane's shape is squeezed horizontally (dots and words keep
+  // their size), so it fills the height rather than a thin band across the top.
   fit() {
+    const w = this.box.clientWidth || 800, h = this.box.clientHeight || 600;
+    const room = (this.height + DY) * w / h - 2 * DX;
+    this.sx = this.width > room && room > 0 ? Math.max(room / this.width, 0.02) : 1;
+    if (this.last) this.render(...this.last);
     this.centre(null, true);
   }
 

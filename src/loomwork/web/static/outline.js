@@ -65,13 +65,14 @@ export class Outline {
 
   async item(list, node, onPath, currentId, depth) {
     const isOpen = this.open.has(node.id) && node.child_count > 0;
-    const marks = [node.bookmarked ? "★" : "", node.archived ? "[archived]" : "", steerLabel(node), ...node.tags.map((t) => `#${t}`)]
-      .filter(Boolean).join(" ");
+    // the row's width goes to its words: tags and steering are in its tooltip (and the node pane), ★ stays
+    const marks = [node.bookmarked ? "★" : "", node.archived ? "[archived]" : ""].filter(Boolean).join(" ");
+    const more = [steerLabel(node), ...node.tags.map((t) => `#${t}`)].filter(Boolean).join(" ");
     const chapter = node.meta && node.meta.chapter;
     const row = el("div", {
       class: `row ${node.origin}${onPath.has(node.id) ? " on-path" : ""}${node.id === currentId ? " current" : ""}${node.archived ? " archived" : ""}`,
       dataset: { node: node.id, depth }, style: `padding-left:${Math.min(depth, MAX_INDENT) * STEP}px`,
-      title: `${snippet(node.text || "∅", 400)}\n${node.origin} · depth ${depth} · ${node.id}`,  // the words, in full
+      title: `${snippet(node.text || "∅", 400)}\n${node.origin} · depth ${depth}${more ? ` · ${more}` : ""} · ${node.id}`,
     },
       depth > MAX_INDENT ? el("span", { class: "depth", title: `${depth} levels deep` }, String(depth)) : null,
       el("button", {
