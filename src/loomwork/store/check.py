@@ -10,7 +10,8 @@ row it is about. The invariants:
 - tags are 1 to 200 characters without control characters;
 - records about nodes (generations, choices, ratings, outcomes, critiques, scores) point at nodes that exist or
   that the tree's operation log can bring back (a deleted subtree is undoable, and its ratings must survive);
-  ratings point at live queues and critiques; queues at live trees; a choice's pick is among its candidates;
+  ratings point at live queues and critiques; queues at live trees; a choice's pick is among its candidates
+  (which are the record of what was shown then, and may since have gone);
 - the operation log replays: from the current rows, every undone entry can be redone in order and then every
   entry undone, newest first, each finding the rows exactly as it left them.
 """
@@ -183,8 +184,8 @@ def _records(report: CheckReport, conn, tree_rows: dict, known: set[str]) -> Non
     for c in conn.execute(select(choices)):
         need("choice", c.id, c.chosen_id, "chosen node")
         need("choice", c.id, c.parent_id, "parent")
-        for cand in c.candidates or []:
-            need("choice", c.id, cand, "candidate")
+        # the candidates are a record of what was shown when the choice was made (curation.py): a candidate that
+        # is gone for good since (undone, and its actor's redo branch ended by a new operation) is history, not harm
         if c.chosen_id not in (c.candidates or []):
             report.add("choice", c.id, "the chosen node is not among its candidates")
     queue_ids = set()
