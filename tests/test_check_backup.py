@@ -200,7 +200,7 @@ def test_a_choice_whose_candidate_is_gone_for_good_is_history_not_harm(store):
     tree, root = ops.new_tree(store, "Root")
     a = ops.add_child(store, root.id, " a")
     y = ops.add_child(store, root.id, " y")
-    record_choice(store, a.id)  # among a and y
+    assert y.id in record_choice(store, a.id).candidates  # among a and y
     ops.undo(store, tree.id)  # y's creation taken back
     ops.add_child(store, root.id, " z")  # a new operation ends the redo branch: y is gone for good
     assert check(store).ok

@@ -291,3 +291,13 @@ async def test_the_model_lever_against_both_models_directly(store):
     mocked = await ledger.path_report(store, mock_kid.id, ref.ref, ref, with_model_kl=True)
     assert mocked["nodes"][-1]["ledger"]["model"] is None
     assert "not comparable" in mocked["nodes"][-1]["notes"]["model"]
+
+
+def test_a_served_models_kind_hint_is_not_another_model():
+    """`?server=KIND` says how to talk to a server, not which model answers: the model lever compares without it."""
+    from loomwork.levers.model import identity
+
+    assert identity("openai:http://h:8080/v1#m?server=llama-server") == identity("openai:http://h:8080/v1#m")
+    assert identity("openai-chat:http://h/v1#m?server=vllm") == "openai-chat:http://h/v1#m"
+    assert identity("openai:http://h:8080/v1#m") != identity("openai:http://h:8080/v1#other")
+    assert identity("hf:gemma-3-270m") == "hf:gemma-3-270m"

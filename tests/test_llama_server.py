@@ -123,6 +123,8 @@ async def test_the_ledger_line_of_each_case(server, store):
             row = (await ledger.path_report(store, nodes[0].id, None))["nodes"][-1]
             lines[name] = (row["ledger"]["decoding"], (row.get("notes") or {}).get("decoding"))
         assert lines["plain"] == (0.0, None)  # stated neutral, applied neutral: the model's own distribution
+        plain_row = (await ledger.path_report(store, plain[0].id, f"openai:{server}#smollm2"))["nodes"][-1]
+        assert plain_row["ledger"]["model"] == 0.0  # ?server= is a hint on how to talk, not another model
         assert lines["warm"][0] is None and "temperature 0.7" in lines["warm"][1]
         assert lines["other"] == (None, UNKNOWN_KIND)  # never 0 for samplers no one can see
         with store.read() as tx:

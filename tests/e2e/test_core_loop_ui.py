@@ -108,10 +108,12 @@ def test_the_ledger_fits_and_says_no_null(page, demo, width):  # noqa: F811
 def test_an_edit_mid_path_keeps_the_continuation(page, demo):  # noqa: F811
     tree_id, deepest, depth = demo
     open_node(page, deepest)
-    page.locator("#reader").focus()
-    for _ in range(3):  # up to depth 18: the three levels below are what follows
-        page.keyboard.press("k")
+    # a fresh page opened at the deepest node, then a click three levels up: what follows is the path it showed
+    page.reload()
+    page.locator(f"#read .seg.current[data-node='{deepest}']").wait_for(state="attached")
+    page.locator("#read .seg").nth(depth - 3).click()
     page.wait_for_function(f"document.querySelectorAll('#read .seg').length === {depth - 2}")
+    page.locator("#reader").focus()
     page.keyboard.press("E")
     page.locator("#editor-text").wait_for()
     assert "the 3 nodes after it carried" in page.inner_text("#editor-label")

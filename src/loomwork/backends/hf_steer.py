@@ -28,10 +28,13 @@ class HFSteering:
         check_vectors(self.ref, steer, range(len(self.engine.layers())), self.engine.hidden_size())
 
     def _activations(self, texts: list[str], layer: int) -> list[list[float]]:
-        """Each text's mean activation at the output of block ``layer``, over its tokens (the start token left out:
-        its activation is the same for every text and very large in Gemma)."""
+        """Each text's mean activation at the output of block ``layer``, over its tokens from the second on (the
+        first position is an attention sink with a huge activation, start token or not)."""
         if not 0 <= layer < len(self.engine.layers()):
             raise InvalidInput(f"layer {layer} is out of range: {self.ref} has layers 0..{len(self.engine.layers()) - 1}")
         rows = [self.encode(text) for text in texts]
-        first = [1 if len(ids) > 1 and ids[0] == self.tok.bos_token_id else 0 for ids in rows]
+        # position 0 is left out wherever a text has more: a start token there (Gemma) or, in a model without one
+        # (SmolLM2), the first word, which is the attention sink; either way its activation is huge and swamps the
+        # difference (SmolLM2, "Love"/"Hate" at layer 12 with it: a vector of norm 11,037)
+        first = [1 if len(ids) > 1 else 0 for ids in rows]
         return self.engine.activations(rows, layer, first)

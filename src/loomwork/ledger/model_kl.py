@@ -13,6 +13,7 @@ import hashlib
 from ..backends.pool import PROCESS, ModelPool
 from ..errors import LoomworkError
 from ..lens.kl import check_comparable
+from ..levers.model import identity
 from ..store import Store, retrying
 from ..store import ledger as sql
 from ..tree import Node, Token
@@ -42,7 +43,7 @@ async def model_kl(store: Store, path: list[Node], gens: dict[str, dict], refere
     for node in path:
         gen = gens.get(node.generation_id) if node.generation_id else None
         made_by = f"{gen['backend']}:{gen['model']}" if gen else None
-        if node.origin == "model" and made_by and made_by != reference.ref:
+        if node.origin == "model" and made_by and identity(made_by) != identity(reference.ref):
             key = _key(context, node, made_by)
             with store.read() as tx:
                 cached = sql.score(tx, node.id, reference.ref, key)

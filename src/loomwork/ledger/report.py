@@ -13,7 +13,7 @@ from ..backends.pool import PROCESS, ModelPool
 from ..curation import Choice, counted_bits, latest_choices
 from ..levers import LEVERS, NAMES, public
 from ..levers.decoding import decoding_bits
-from ..levers.model import model_bits
+from ..levers.model import identity, model_bits
 from ..levers.selection import best_of_n_kl_bound
 from ..levers.steering import steering_bits
 from ..levers.writing import excluded, is_written
@@ -184,7 +184,8 @@ async def tree_report(store: Store, tree_id: str, backend: Backend | None, with_
 
         for n in nodes:
             gen = gens.get(n.generation_id) if n.generation_id else None
-            if n.origin == "model" and gen and f"{gen['backend']}:{gen['model']}" != ref and n.id not in kl:
+            if n.origin == "model" and gen and identity(f"{gen['backend']}:{gen['model']}") != identity(ref) \
+                    and n.id not in kl:
                 kl.update(await model_kl(store, path_of(n), gens, backend, memory, models))
     rows = [node_bits(n, chosen, scored, can_score, gens.get(n.generation_id), ref, kl) for n in nodes]
     return {"tree": tree_id, "model": ref, "precision": backend.precision() if backend else None,

@@ -6,6 +6,13 @@ from __future__ import annotations
 from ..tree import Node
 
 
+def identity(ref: str) -> str:
+    """What names a model for this lever: a served model's reference without its ``?server=KIND`` hint (which says
+    how to talk to the server, not which model answers)."""
+    backend, _, rest = ref.partition(":")
+    return f"{backend}:{rest.partition('?')[0]}" if backend in ("openai", "openai-chat") else ref
+
+
 def model_bits(node: Node, gen: dict | None, ref: str | None, computed: dict[str, float | None]
                ) -> tuple[float | None, str | None]:
     """0 for a node the reference model itself generated; for another model's node the KL computed by ledger/model_kl.py
@@ -15,7 +22,7 @@ def model_bits(node: Node, gen: dict | None, ref: str | None, computed: dict[str
     if gen is None:
         return None, "no generation record (imported): which model wrote it is not known"
     made_by = f"{gen['backend']}:{gen['model']}"
-    if ref is None or made_by == ref:
+    if ref is None or identity(made_by) == identity(ref):
         return 0.0, None
     if node.id in computed:
         value = computed[node.id]

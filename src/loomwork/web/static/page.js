@@ -65,7 +65,9 @@ export async function go(nodeId, { push = true, select = null } = {}) {
   if (state.hoist && !path.some((n) => n.id === state.hoist.id)) state.hoist = null; // went outside the hoisted part
   state.path = path;
   state.children = children;
-  if (path.length > 1) state.lastChild.set(path[path.length - 2].id, nodeId);
+  // every step of the path shown is a child visited: "down" (j) and an edit with what follows (Shift+E) go along it,
+  // also when the page was opened at a node, or a click or the address bar brought it there
+  for (let i = 1; i < path.length; i += 1) state.lastChild.set(path[i - 1].id, path[i].id);
   rememberNode(node.tree_id, nodeId);
   state.selected = select;
   if (!select) state.tokenMode = false;
