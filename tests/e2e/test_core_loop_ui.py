@@ -83,6 +83,8 @@ def test_what_shapes_the_next_generation_is_shown_where_one_presses_g(page, demo
     assert "stop at \"\\n\"" in text and "temperature 0.9" in text  # the demo's imported settings, in plain sight
     page.fill("#gen-form input[name=temperature]", "0.7")
     page.wait_for_function("document.querySelector('#options .next-gen').textContent.includes('temperature 0.7')")
+    page.fill("#gen-form input[name=stop]", "\\n | ###")  # several stop sequences, apart by " | "
+    page.wait_for_function("""document.querySelector('#options .next-gen').textContent.includes('stop at "\\\\n", "###"')""")
 
 
 @pytest.mark.parametrize("width", [1280, 800])

@@ -35,8 +35,9 @@ export function genParams() {
     const v = form.get(key);
     if (v !== null && v !== "") params[key] = Number(v);
   }
+  // several stop sequences are written apart by " | " (\n for a newline), as the field shows them
   const stop = form.get("stop");
-  if (stop) params.stop = [stop.replace(/\\n/g, "\n")];
+  if (stop) params.stop = stop.split(" | ").filter(Boolean).map((x) => x.replace(/\\n/g, "\n"));
   // the latents panel's picks (state.steer): vectors with their coefficients
   // (only vectors made for the model chosen: switching models keeps the others picked for when it comes back)
   const model = form.get("model") || null;
@@ -54,7 +55,7 @@ export function fillGenForm(gen) {
   if (gen.model && [...$("gen-model").options].some((o) => o.value === gen.model)) $("gen-model").value = gen.model;
   const params = gen.params || {};
   for (const key of FIELDS) form.elements[key].value = params[key] === undefined ? form.elements[key].defaultValue : params[key];
-  form.elements.stop.value = (params.stop || []).join("").replace(/\n/g, "\\n");
+  form.elements.stop.value = (params.stop || []).map((x) => x.replace(/\n/g, "\\n")).join(" | ");
   state.steer.picks = Object.fromEntries((params.steer || []).map((s) => (typeof s === "string" ? s.split("=") : [s.name, s.coef]))
     .map(([name, coef]) => [name, Number(coef)]));
   state.steer.prompt = Boolean(params.steer_prompt);
