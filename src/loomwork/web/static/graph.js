@@ -110,13 +110,18 @@ export class Graph {
       dots.append(dot);
     }
     // words beside the nodes a person reads from here: the path, and the options at its end and at each step
+    // (the path's first; a sibling's only where it does not run into a label already placed on its row)
     const labels = svg("g", { class: "labels" });
-    const near = new Set(this.data.nodes.filter((n) => onPath.has(n.id) || onPath.has(n.parent_id)).map((n) => n.id));
-    for (const n of this.data.nodes) {
-      if (!near.has(n.id)) continue;
+    const near = this.data.nodes.filter((n) => onPath.has(n.id) || onPath.has(n.parent_id))
+      .sort((a, b) => Number(onPath.has(b.id)) - Number(onPath.has(a.id)));
+    const taken = new Map();  // row (y) -> [from, to] spans of the labels on it
+    for (const n of near) {
       const p = this.at(n.id), flat = (n.chapter ? `§ ${n.chapter}` : n.text || "∅").replace(/\s+/g, " ").trim();
-      labels.append(svg("text", { x: p.x + 8, y: p.y + 3, class: `label${onPath.has(n.id) ? " on-path" : ""}` },
-        flat.length > 18 ? `${flat.slice(0, 17)}…` : flat || "∅"));
+      const text = flat.length > 18 ? `${flat.slice(0, 17)}…` : flat || "∅";
+      const span = [p.x + 6, p.x + 8 + 5.6 * text.length], row = taken.get(p.y) || [];
+      if (!onPath.has(n.id) && row.some(([a, b]) => span[0] < b && a < span[1])) continue;
+      taken.set(p.y, [...row, span]);
+      labels.append(svg("text", { x: p.x + 8, y: p.y + 3, class: `label${onPath.has(n.id) ? " on-path" : ""}` }, text));
     }
     this.box.append(edges, dots, labels);
     if (!this.viewBox) this.centre(currentId);
