@@ -204,3 +204,23 @@ def test_a_choice_whose_candidate_is_gone_for_good_is_history_not_harm(store):
     ops.undo(store, tree.id)  # y's creation taken back
     ops.add_child(store, root.id, " z")  # a new operation ends the redo branch: y is gone for good
     assert check(store).ok
+
+
+def test_a_backup_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    """Issue 27: SQLite's "database or disk is full" during a backup was a traceback; now one clear line, and no
+    file under the name asked for (nor a partial one beside it)."""
+    import loomwork.store.backup as backups
+
+    store = Store.open(str(tmp_path / "live.sqlite"))
+    _small_tree(store)
+
+    def full(_store, _tmp):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(backups, "_sqlite_backup", full)
+    out = tmp_path / "copy.sqlite"
+    monkeypatch.setenv("LOOMWORK_DB", str(tmp_path / "live.sqlite"))
+    result = CliRunner().invoke(cli, ["backup", str(out)])
+    assert result.exit_code == 1 and "could not write the backup" in result.output and "disk is full" in result.output
+    assert "Traceback" not in result.output and not out.exists() and list(tmp_path.glob("*.part")) == []
+    store.close()

@@ -404,3 +404,50 @@ def test_check_flags_text_no_database_should_hold(tmp_path):
     from loomwork.store.check import check
 
     assert ("text", root.id) in {(p.kind, p.id) for p in check(store).problems}
+
+
+async def test_wrong_shapes_are_refused_not_taken_as_defaults(tmp_path, monkeypatch):
+    """Issue 27: an empty list for the generation settings, an empty candidate list, an empty model name and an
+    empty LOOMWORK_USER are each one clear refusal, not silently a default; nothing is changed."""
+    from loomwork import ops
+    from loomwork.store import Store
+    from loomwork.errors import InvalidInput
+    from loomwork.store.journal import default_actor
+    from loomwork.web.app import create_app
+
+    store = Store.open(str(tmp_path / "w.sqlite"))
+    tree, root = ops.new_tree(store, "Once")
+    child = ops.add_child(store, root.id, " upon")
+    app = create_app(store)
+    async with _client(app) as c:
+        for method in ("PUT", "PATCH"):
+            r = await c.request(method, f"/api/trees/{tree.id}/settings", json={"generation": []})
+            assert r.status_code == 400 and "generation" in r.json()["error"]
+        r = await c.post(f"/api/nodes/{child.id}/choose", json={"candidates": []})
+        assert r.status_code == 400 and "candidates" in r.json()["error"]
+        r = await c.post(f"/api/nodes/{child.id}/expand", json={"model": "", "params": {"n": 1}})
+        assert r.status_code in (400, 422)
+    with store.read() as tx:
+        assert len(tx.tree_nodes(tree.id)) == 2 and not (tx.tree(tree.id).meta.get("settings") or {}).get("generation")
+    monkeypatch.setenv("LOOMWORK_USER", "")
+    with pytest.raises(InvalidInput, match="LOOMWORK_USER"):
+        default_actor()
+    store.close()
+
+
+def test_bidirectional_overrides_cannot_disguise_a_tag_or_a_name(store):
+    """Issue 27: "\\u202egnp.exe\\u202c" would show as "exe.png": tags and names refuse bidi controls (nothing
+    changes), and the terminal shows any in node text escaped."""
+    from loomwork import ops
+    from loomwork.errors import InvalidInput
+    from loomwork.supervision import queues
+    from loomwork.validate import terminal_safe
+
+    tree, root = ops.new_tree(store, "Root")
+    for bad in ("\u202egnp.exe\u202c", "a\u2066b\u2069"):
+        with pytest.raises(InvalidInput, match="bidirectional"):
+            ops.tag(store, root.id, bad)
+        with pytest.raises(InvalidInput, match="bidirectional"):
+            queues.create_queue(store, bad, tree=tree.id, questions=["ok?"])
+    assert store.node(root.id).tags == ()
+    assert terminal_safe("x\u202ey") == "x\\u202ey" and terminal_safe("שלום\n") == "שלום\n"

@@ -71,6 +71,8 @@ def record_choice(store: Store, chosen_id: str, candidates: list[str] | None = N
         if "alternative_of" in node.meta:
             raise InvalidInput(f"node {chosen_id} was taken from a token's alternatives: its bits are the "
                                "probability of that token, not a choice among siblings (it would count twice)")
+        if candidates is not None and not candidates:
+            raise InvalidInput("the candidates must include at least the chosen node (leave them out for its siblings)")
         cands = list(dict.fromkeys(candidates or default_candidates(tx, node)))
         if chosen_id not in cands:
             raise InvalidInput(f"the chosen node {chosen_id} is not among the candidates")

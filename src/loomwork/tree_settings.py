@@ -46,7 +46,8 @@ def clean(data) -> dict:
     out["memory"] = validate.text(out["memory"], "the memory", empty_ok=True)
     if out["reference_model"] is not None:
         split_ref(out["reference_model"])
-    out["generation"] = _generation(out["generation"], "generation") if out["generation"] else {}
+    # an empty object means none; anything else that is not the right shape is refused, not stored as {}
+    out["generation"] = _generation(out["generation"], "generation") if out["generation"] != {} else {}
     presets = out["presets"]
     if not isinstance(presets, dict) or len(presets) > MAX_PRESETS:
         raise InvalidInput(f"presets must be an object of at most {MAX_PRESETS} named settings")

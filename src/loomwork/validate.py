@@ -16,6 +16,9 @@ MAX_TITLE = 1_000
 MAX_QUERY = 1_000  # characters in a search: SQLite refuses LIKE patterns of about 50,000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# bidirectional embeddings, overrides and isolates: in a name or a tag they make it show in another order than it
+# is ("\u202egnp.exe" reads as "exe.png"), so names and tags refuse them and the terminal shows them escaped
+BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def unicode_ok(value: str, what: str) -> str:
@@ -49,8 +52,8 @@ def tag(value) -> str:
     if not clean or len(clean) > MAX_TAG:
         shown = clean if len(clean) <= 40 else clean[:40] + "…"
         raise InvalidInput(f"a tag must be 1 to {MAX_TAG} characters, not {len(clean):,} ({shown!r})")
-    if _CONTROL.search(clean):
-        raise InvalidInput(f"a tag cannot contain control characters: {clean!r}")
+    if _CONTROL.search(clean) or BIDI.search(clean):
+        raise InvalidInput(f"a tag cannot contain control or bidirectional-override characters: {ascii(clean)}")
     return unicode_ok(clean, "a tag")
 
 
@@ -62,8 +65,8 @@ def name(value, what: str, max_len: int = 200) -> str:
     clean = value.strip()
     if not clean or len(clean) > max_len:
         raise InvalidInput(f"{what} must be 1 to {max_len} characters, not {len(clean):,}")
-    if _CONTROL.search(clean):
-        raise InvalidInput(f"{what} cannot contain control characters: {clean[:60]!r}")
+    if _CONTROL.search(clean) or BIDI.search(clean):
+        raise InvalidInput(f"{what} cannot contain control or bidirectional-override characters: {ascii(clean[:60])}")
     return unicode_ok(clean, what)
 
 
@@ -79,7 +82,7 @@ def terminal_safe(value: str) -> str:
     """Text for a terminal: control characters other than newline and tab (ESC, OSC, C1, DEL, …) shown as
     \\u001b-style escapes, so a node cannot move the cursor, retitle or clear the terminal that displays it.
     The escape is JSON's, so JSON passed through it stays valid JSON with the same meaning."""
-    return _CONTROL.sub(_escape, value)
+    return BIDI.sub(_escape, _CONTROL.sub(_escape, value))
 
 
 def _escape(m: re.Match) -> str:

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import validate
 from ..errors import InvalidInput, NotFound, StoreError
@@ -60,6 +61,9 @@ def backup(store: Store, dest: str | Path, overwrite: bool = False) -> dict[str,
         with Store.open(str(tmp), migrate=False) as copy:
             got = counts(copy)
         os.replace(tmp, dest)
+    except (sqlite3.OperationalError, OSError, SQLAlchemyError) as exc:  # a full disk, a vanished folder: one line
+        raise StoreError(f"could not write the backup {dest}: {str(exc).splitlines()[0][:200]} "
+                           "(nothing was written under that name)") from None
     finally:
         tmp.unlink(missing_ok=True)
     return got

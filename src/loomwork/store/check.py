@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from ..tree import ORIGINS
-from ..validate import MAX_TAG
+from ..validate import BIDI, MAX_TAG
 from . import journal
 from .migrations import MIGRATIONS
 from .schema import (choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes, queues,
@@ -170,7 +170,7 @@ def _tokens(report: CheckReport, conn) -> None:
 
 def _tags(report: CheckReport, conn) -> None:
     for node_id, tag in conn.execute(select(node_tags.c.node_id, node_tags.c.tag)):
-        if not tag or len(tag) > MAX_TAG or tag != tag.strip() or _CONTROL.search(tag):
+        if not tag or len(tag) > MAX_TAG or tag != tag.strip() or _CONTROL.search(tag) or BIDI.search(tag):
             report.add("tag", node_id, f"invalid tag {tag[:50]!r}")
 
 

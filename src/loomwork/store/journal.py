@@ -41,7 +41,7 @@ def default_actor() -> str:
     """LOOMWORK_USER, else the operating-system user: the CLI and library act as this person. A LOOMWORK_USER
     that is not a valid name is an error (two different bad names must not become the same person)."""
     chosen = os.environ.get("LOOMWORK_USER")
-    if chosen:
+    if chosen is not None:  # set but empty is an error too (docs/limits.md), never silently the login name
         try:
             return clean_actor(chosen)
         except InvalidInput as exc:

@@ -68,7 +68,7 @@ class Step(Body):
 
 
 class Expand(Body):
-    model: str | None = None
+    model: str | None = Field(None, min_length=1)  # left out: the server's default; empty: an error, not the default
     params: dict[str, Any] = Field(default_factory=dict)
 
 
