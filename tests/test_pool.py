@@ -55,3 +55,13 @@ def test_a_provider_missing_what_it_needs_says_how_to_install_it():
         del registry.PROVIDERS["needy"]
     with pytest.raises(NotFound, match="known backends are mock, hf, openai, openai-chat, llama"):
         get_backend("needy:x")
+
+
+def test_a_bad_default_model_names_the_variable_it_came_from(monkeypatch):
+    from loomwork.backends.pool import PROCESS
+
+    monkeypatch.setenv("LOOMWORK_MODEL", "hf-typo:gemma")
+    with pytest.raises(NotFound, match="^LOOMWORK_MODEL: unknown backend"):
+        PROCESS.get()
+    with pytest.raises(NotFound, match="^unknown backend"):  # named by the caller: no variable to blame
+        PROCESS.get("hf-typo:gemma")

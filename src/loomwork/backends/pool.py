@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import config
-from ..errors import BackendError, NotFound
+from ..errors import BackendError, InvalidInput, NotFound
 from .base import Backend
 
 @dataclass(frozen=True)
@@ -101,8 +102,14 @@ class ModelPool:
         """The reference ``principal`` may use for ``ref`` (the default model when None), or one clear error."""
         from .registry import split_ref
 
+        from_env = not ref and not self._default and bool(os.environ.get("LOOMWORK_MODEL"))
         ref = ref or self.default
-        split_ref(ref)  # a malformed or unknown reference is refused before any policy looks at it
+        try:
+            split_ref(ref)  # a malformed or unknown reference is refused before any policy looks at it
+        except (NotFound, InvalidInput) as exc:
+            if from_env:  # say where the bad name came from
+                raise type(exc)(f"LOOMWORK_MODEL: {exc}") from None
+            raise
         return self.policy(ref, principal) if self.policy is not None else ref
 
     def get(self, ref: str | None = None, principal: Any = None) -> Backend:

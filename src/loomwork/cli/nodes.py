@@ -158,7 +158,8 @@ def _whose(entry: dict) -> str:
 def _step_command(name: str, redo: bool, doc: str) -> None:
     @cli.command(name, help=doc)
     @click.argument("ref")
-    @click.option("--dry-run", is_flag=True, help=f"Only say what {name} would take back, and whose it is.")
+    @click.option("--dry-run", is_flag=True, help=f"Only say what {name} would {'replay' if redo else 'take back'}, "
+                  "and whose it is.")
     @click.option("--force", is_flag=True, help=f"{name.capitalize()} even if another person did that operation.")
     @json_flag
     @pass_ctx

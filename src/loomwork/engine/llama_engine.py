@@ -26,12 +26,21 @@ from .model_thread import shared as shared_model_thread
 MAX_SEQS = 65  # sequence 0 for the path, then one per sample (SamplingParams allows 64)
 
 
+_QUIET = None  # llama.cpp's log callback, kept alive for as long as the process
+
+
 def import_llama():
+    global _QUIET
     try:
         import llama_cpp
     except ImportError:
         raise BackendError("the llama backend needs the optional extra 'llama' (llama-cpp-python, compiled from "
                            "source: a few minutes): pip install 'loomwork[llama]'") from None
+    if _QUIET is None and not os.environ.get("LOOMWORK_LLAMA_LOG"):
+        # llama.cpp logs every context it makes to stderr ("using full-size SWA cache" …): noise in a person's
+        # terminal; errors still reach them as exceptions. LOOMWORK_LLAMA_LOG=1 keeps the log.
+        _QUIET = llama_cpp.llama_log_callback(lambda level, text, data: None)
+        llama_cpp.llama_log_set(_QUIET, None)
     return llama_cpp
 
 
