@@ -22,8 +22,8 @@ import httpx
 from ..errors import BackendError, InvalidInput, Unsupported
 from ..tree import Token
 from . import served
-from .base import (Backend, ByteText, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent,
-                   merged_token)
+from .base import Backend, Capabilities, Completion, Done, SamplingParams, StopScanner, TokenEvent
+from .served_tokens import Sample, plain_tokens, tile
 
 RETRY_STATUS = {429, 503}
 RETRIES = 4
@@ -60,117 +60,6 @@ def parse_ref(model: str) -> tuple[str, str, str | None]:
     except (ValueError, TypeError, httpx.InvalidURL) as exc:
         raise InvalidInput(f"openai: {base[:200]!r} is not a server address ({exc})") from None
     return base.rstrip("/"), name, kind
-
-
-def _records(choice: dict) -> list[tuple[str, bytes | None, float | None, tuple, int | None]]:
-    """(text, bytes or None, logprob, alternatives descending, id) of each token of a choice, from either shape of
-    ``logprobs``: the completions API's (tokens, token_logprobs, top_logprobs) or the chat API's ``content`` list,
-    which llama-server also uses for completions and which carries each token's bytes and id."""
-    lp = choice.get("logprobs") or {}
-    if isinstance(lp.get("content"), list):
-        out = []
-        for e in lp["content"]:
-            if not isinstance(e, dict):
-                continue
-            raw = e.get("bytes")
-            tops = sorted(((str(a.get("token", "")), float(a["logprob"])) for a in e.get("top_logprobs") or []
-                           if isinstance(a, dict) and a.get("logprob") is not None), key=lambda x: -x[1])
-            out.append((str(e.get("token", "")), bytes(raw) if isinstance(raw, list) else None,
-                        None if e.get("logprob") is None else float(e["logprob"]), tuple(tops), e.get("id")))
-        return out
-    toks = lp.get("tokens") or []
-    lps = lp.get("token_logprobs") or [None] * len(toks)
-    tops = lp.get("top_logprobs") or [None] * len(toks)
-    return [(str(text), None, None if logprob is None else float(logprob),
-             tuple(sorted(((str(a), float(b)) for a, b in (top or {}).items()), key=lambda x: -x[1])), None)
-            for text, logprob, top in zip(toks, lps, tops)]
-
-
-def _plain_tokens(choice: dict) -> list[Token]:
-    """A choice's tokens as the server names them (scoring and next-token, where offsets place them)."""
-    return [Token(text, logprob, top, id=tid) for text, _, logprob, top, tid in _records(choice)]
-
-
-def _tile(held: list[tuple], text: str) -> list[Token]:
-    """Tokens ``held`` as (id, logprob, top, figures, text) laid over ``text`` from its start: a whole token where
-    its text comes next; tokens whose text holds part of a character (U+FFFD) or none merged into one record,
-    covering the text up to where the next whole token's text is found."""
-    out, at, group = [], 0, []
-    for rec in held:
-        piece = rec[4]
-        if not piece or "\ufffd" in piece:
-            group.append(rec)
-            continue
-        if group:
-            end = text.find(piece, at + 1)
-            if end < 0:
-                group.append(rec)
-                continue
-            out.append(merged_token(text[at:end], [g[:4] for g in group]))
-            at, group = end, []
-        if text.startswith(piece, at):
-            out.append(merged_token(piece, [rec[:4]]))
-            at += len(piece)
-        else:
-            group.append(rec)
-    if group:
-        out.append(merged_token(text[at:], [g[:4] for g in group]))
-    return out
-
-
-class _Sample:
-    """One sample's tokens as they arrive: whole characters (a token's bytes where the server sends them; else its
-    text, with tokens that hold part of a character merged until the server's text shows the whole of it), the
-    alternatives asked for, and the decoding lever's KL where the returned alternatives determine it."""
-
-    def __init__(self, kind: str, params: SamplingParams, asked: int):
-        self.kind, self.params, self.asked = kind, params, asked
-        self.bytes = ByteText()
-        self.held: list[tuple] = []  # (id, logprob, top, figures) of tokens waiting for their text
-        self.held_text = ""
-        self.unknown = False  # some position's decoding KL could not be recovered
-
-    def _figures(self, logprob: float | None, top: tuple) -> dict:
-        kl = served.decode_kl(self.kind, self.params, logprob, [x for _, x in top[: self.asked]])
-        self.unknown |= kl is None
-        return {"decode_kl": kl}
-
-    def push(self, choice: dict) -> list[Token]:
-        records = _records(choice)
-        if not records:  # a server that returns no logprobs: the text, without figures
-            if not choice.get("text"):
-                return []  # a chunk that only finishes the sample
-            self.unknown = True
-            return [Token(choice["text"])]
-        out = []
-        for text, raw, logprob, top, tid in records:
-            figures = self._figures(logprob, top)
-            top = top[: self.params.logprobs]
-            if raw is not None:
-                tok = self.bytes.push(tid, raw, logprob, top, figures)
-                if tok is not None:
-                    out.append(tok)
-                continue
-            self.held.append((tid, logprob, top, figures, text))
-        self.held_text += choice.get("text") or ""
-        return out + self._tiled()
-
-    def _tiled(self, final: bool = False) -> list[Token]:
-        out = []
-        while self.held:  # tokens whose text is whole and is what the server's text says next
-            text = self.held[0][4]
-            if "\ufffd" in text or not self.held_text.startswith(text):
-                break
-            out.append(merged_token(text, [self.held.pop(0)[:4]]))
-            self.held_text = self.held_text[len(text):]
-        if self.held and (final or "\ufffd" not in self.held[-1][4]):
-            # a character split across tokens: one record for them all, with the text the server decoded
-            out.append(merged_token(self.held_text, [h[:4] for h in self.held]))
-            self.held, self.held_text = [], ""
-        return out
-
-    def flush(self) -> list[Token]:
-        return self.bytes.flush() + self._tiled(final=True)
 
 
 class OpenAIBackend(Backend):
@@ -391,7 +280,7 @@ class OpenAIBackend(Backend):
             return count
 
         running = start(0, n, one_each=n > 1 and self.honours_n is False)  # requests still to end
-        samples = [_Sample(self.kind or "other", params, self._asked(params)) for _ in range(n)]
+        samples = [Sample(self.kind or "other", params, self._asked(params)) for _ in range(n)]
         scanners = [StopScanner(params.stop) for _ in range(n)]
         comps = [Completion(text="") for _ in range(n)]
         finished: set[int] = set()
@@ -457,7 +346,7 @@ class OpenAIBackend(Backend):
         data = await self._request("POST", "/completions", body)
         choice = data["choices"][0]
         offsets = (choice.get("logprobs") or {}).get("text_offset")
-        toks = _plain_tokens(choice)
+        toks = plain_tokens(choice)
         if not toks or not offsets:
             raise BackendError(f"the server at {self.base_url} did not echo prompt logprobs (needed for scoring)")
         out = [t for t, off in zip(toks, offsets) if off >= len(prefix) and off < len(prefix) + len(continuation)]
@@ -487,7 +376,7 @@ class OpenAIBackend(Backend):
                          None, str(entry.get("decoded_token") or "")[::-1]))
         # tiled from the end of the text (reversed), where the scored tokens end whether or not a start token came
         # first; a token holding part of a character is merged with its neighbours into whole characters
-        toks = [Token(t.text[::-1], t.logprob, t.top) for t in _tile(held[::-1], full[::-1])][::-1]
+        toks = [Token(t.text[::-1], t.logprob, t.top) for t in tile(held[::-1], full[::-1])][::-1]
         offsets, at = [], len(full) - sum(len(t.text) for t in toks)
         for t in toks:
             offsets.append(at)
@@ -499,7 +388,7 @@ class OpenAIBackend(Backend):
         model = await self._served_model()
         body = {"model": model, "prompt": prefix, "max_tokens": 1, "temperature": 0, "logprobs": k}
         data = await self._request("POST", "/completions", body)
-        toks = _plain_tokens(data["choices"][0])
+        toks = plain_tokens(data["choices"][0])
         if not toks:
             raise BackendError(f"the server at {self.base_url} returned no logprobs")
         return list(toks[0].top[:k])
