@@ -151,11 +151,13 @@ def postgres_server():
 
 
 @contextmanager
-def loomwork_server(db: str, model: str = "mock:default", extra: tuple[str, ...] = (), timeout: float = 30.0):
+def loomwork_server(db: str, model: str = "mock:default", extra: tuple[str, ...] = (), timeout: float = 30.0,
+                    port: int | None = None):
     """``loomwork serve`` in its own process over ``db``; yields its base URL."""
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "LOOMWORK_DB": db, "LOOMWORK_MODEL": model}
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "loomwork.cli", "serve", "--port", str(port), *extra]
-    with _serving(cmd, base + "/api/trees", "loomwork serve", timeout, env):
+    # a file of the page, not /api/trees: a server with accounts answers the API only to a signed-in caller
+    with _serving(cmd, base + "/static/api.js", "loomwork serve", timeout, env):
         yield base

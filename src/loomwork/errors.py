@@ -45,3 +45,7 @@ class Corrupt(StoreError):
 
 class Cancelled(LoomworkError):
     """Work that nobody wants any more (the page moved on, the reader left): stopped between its pieces."""
+
+
+class Forbidden(LoomworkError):
+    """The caller's account may not do this (its role on the tree or queue is too low): HTTP 403."""

@@ -72,7 +72,7 @@ def subtree(store: Store, node_id: str, limit: int = 2000, include_archived: boo
     with store.read() as tx:
         top = tx.node(node_id)
         rows = [{"id": top.id, "parent_id": None, "text": top.text[:80], "origin": top.origin,
-                 "bookmarked": top.bookmarked, "archived": top.archived, "by": top.meta.get("by"),
+                 "bookmarked": top.bookmarked, "archived": top.archived, "by": top.meta.get("by") or top.author,
                  "chapter": top.meta.get("chapter"), "model": None}]
         level, truncated = [top.id], False
         while level and not truncated:

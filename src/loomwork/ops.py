@@ -294,7 +294,7 @@ def delete_subtree(store: Store, node_id: str) -> int:
 def delete_tree(store: Store, tree_id: str) -> int:
     """Delete a whole tree for good: its nodes, log, ratings, scores and queues (nothing can undo this)."""
     with store.tx() as tx:
-        tx.lock_tree(tree_id)
+        tx.lock_tree(tree_id, need="owner")
         count = len(tx.tree_nodes(tree_id))
         tx.delete_tree(tree_id)
         return count

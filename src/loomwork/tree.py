@@ -97,6 +97,7 @@ class Node:
     tags: tuple[str, ...] = ()
     meta: dict = field(default_factory=dict, compare=False)
     created_at: datetime = field(default_factory=utcnow, compare=False)
+    author: str | None = field(default=None, compare=False)  # whose operation made it (the store sets it)
 
     @property
     def is_root(self) -> bool:
@@ -118,6 +119,7 @@ class Node:
             "tags": list(self.tags),
             "meta": self.meta,
             "created_at": self.created_at.isoformat(),
+            "author": self.author,
         }
 
 

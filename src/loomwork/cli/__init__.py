@@ -161,7 +161,7 @@ def main() -> None:
     cli(prog_name="loomwork")
 
 
-from . import bits, graders, lens, maintenance, models, nodes, serve, steer, supervise, tune, view  # noqa: E402,F401  (registers the commands)
+from . import bits, graders, lens, maintenance, models, nodes, serve, steer, supervise, tune, users, view  # noqa: E402,F401  (registers the commands)
 
 __all__ = ["cli", "main"]
 

@@ -8,7 +8,7 @@ import webbrowser
 
 import click
 
-from .. import config
+from .. import accounts, config
 from ..backends.registry import split_ref
 from ..errors import BackendError, InvalidInput
 from . import Context, cli, pass_ctx, placement_options
@@ -16,7 +16,7 @@ from . import Context, cli, pass_ctx, placement_options
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Anything but loopback requires an access token (printed in the URL).")
+              help="Address to listen on. Anything but loopback has accounts (see --accounts).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option("-m", "--model", help="Default model for generation (default: hf:gemma-3-270m; env LOOMWORK_MODEL).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
@@ -27,10 +27,17 @@ from . import Context, cli, pass_ctx, placement_options
 @click.option("--allow-model", "allow_models", multiple=True, metavar="REF",
               help="On a server with a token, another model people may use besides the packaged ones and the "
                    "default (e.g. openai:http://gpu-box:8000/v1#llama). Repeatable.")
+@click.option("--accounts/--no-accounts", "use_accounts", default=None,
+              help="Each person signs in with their own account's token (`loomwork user add`) and acts under its "
+                   "roles. Default: on when --host is not loopback; --no-accounts there shares one token instead.")
+@click.option("--rate-limit", default=30, show_default=True, type=click.IntRange(1, 100_000), metavar="N",
+              help="With accounts: calls of model work (expand, grow, best-of-n, tune, compare, …) each account may "
+                   "make a minute, in bursts of as many.")
 @pass_ctx
 @placement_options
 def serve(ctx: Context, host: str, port: int, model: str | None, open_browser: bool, force_token: bool,
-          allow_hosts: tuple[str, ...], allow_models: tuple[str, ...]) -> None:
+          allow_hosts: tuple[str, ...], allow_models: tuple[str, ...], use_accounts: bool | None,
+          rate_limit: int) -> None:
     """Serve the web loom (a keyboard-driven browser interface) over the database."""
     try:
         import uvicorn
@@ -44,12 +51,20 @@ def serve(ctx: Context, host: str, port: int, model: str | None, open_browser: b
     for ref in (model, *allow_models):
         split_ref(ref)  # a bad reference now, in one line, not at the first request
     _check_listen(host, port)
+    use_accounts = not is_loopback(host) if use_accounts is None else use_accounts
+    if use_accounts and not accounts.active_count(ctx.store):
+        raise InvalidInput(f"this server would have accounts, but {ctx.store.label} has none: make one first with "
+                           "`loomwork user add NAME --admin` (or serve on loopback, or pass --no-accounts)")
     # a name other than loopback in Host means other machines: they must have the token
-    token = secrets.token_urlsafe(24) if force_token or not is_loopback(host) or allow_hosts else None
+    shared = not use_accounts and (force_token or not is_loopback(host) or bool(allow_hosts))
+    token = secrets.token_urlsafe(24) if shared else None
     app = create_app(ctx.store, host=host, port=port, token=token, default_model=model, allow_hosts=allow_hosts,
-                     allowed_models=set(allow_models) if token else None)
+                     allowed_models=set(allow_models) if token or use_accounts else None, accounts=use_accounts,
+                     rate_limit=rate_limit)
     shown = own_addresses() + ["127.0.0.1"] if host in ("0.0.0.0", "::") else [host]
-    urls = "\n".join(f"  open http://{h}:{port}/" + (f"?token={token}" if token else "") for h in shown)
+    tail = f"?token={token}" if token else "login?token=YOUR_TOKEN  (each person their own: loomwork user add NAME)" \
+        if use_accounts else ""
+    urls = "\n".join(f"  open http://{h}:{port}/{tail}" for h in shown)
     click.echo(f"loomwork is serving {ctx.store.label}\n{urls}\n  (Ctrl+C stops it)")
     if open_browser:
         webbrowser.open(f"http://{shown[-1]}:{port}/" + (f"?token={token}" if token else ""))

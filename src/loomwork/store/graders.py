@@ -7,13 +7,15 @@ from datetime import datetime, timezone
 
 from sqlalchemy import delete, select
 
+from . import access
 from .queries import Tx, insert_ignoring_duplicates
 from .schema import grader_scores, graders
 
 
 def add_grader(tx: Tx, row: dict) -> bool:
     """Insert a grader; False when the name is taken (nothing written)."""
-    return tx.conn.execute(insert_ignoring_duplicates(tx.conn, graders).values(**row)).rowcount > 0
+    return tx.conn.execute(insert_ignoring_duplicates(tx.conn, graders)
+                           .values(**row, created_by=access.maker())).rowcount > 0
 
 
 def grader_named(tx: Tx, name: str) -> dict | None:
@@ -26,6 +28,9 @@ def all_graders(tx: Tx) -> list[dict]:
 
 
 def delete_grader(tx: Tx, name: str) -> bool:
+    made = tx.conn.execute(select(graders.c.created_by).where(graders.c.name == name)).first()
+    if made is not None:
+        access.require_maker(made.created_by, f"grader {name!r}")
     return tx.conn.execute(delete(graders).where(graders.c.name == name)).rowcount > 0
 
 

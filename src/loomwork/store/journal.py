@@ -24,6 +24,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from ..errors import Conflict, InvalidInput, NotFound
 from ..tree import utcnow
+from . import events
 from .schema import node_tags, nodes, oplog, trees
 
 MAX_ACTOR = 64
@@ -187,8 +188,9 @@ class Journal:
         res = self.conn.execute(insert(oplog).values(tree_id=self.tree_id, kind=self.kind, label=self.label,
                                                      before=self.before, after=after, undone=False,
                                                      created_at=utcnow(), actor=current_actor()))
-        bump(self.conn, self.tree_id)
-        return res.inserted_primary_key[0]
+        entry = res.inserted_primary_key[0]
+        bump(self.conn, self.tree_id, self.kind, {"label": self.label, "entry": entry, "nodes": sorted(after)})
+        return entry
 
 
 def _summary(entry) -> dict:
@@ -246,7 +248,7 @@ def step(conn: Connection, tree_id: str, redo: bool, expect: int | None = None, 
                        "has written since")
     restore(conn, target)
     conn.execute(update(oplog).where(oplog.c.seq == entry.seq).values(undone=not redo))
-    bump(conn, tree_id)
+    bump(conn, tree_id, verb, {"label": entry.label, "entry": entry.seq, "of": entry.actor, "nodes": sorted(target)})
     return {**summary, "nodes": sorted(target)}
 
 
@@ -256,8 +258,9 @@ def history(conn: Connection, tree_id: str) -> list[dict]:
     return [{**_summary(r), "undone": bool(r.undone)} for r in rows]
 
 
-def bump(conn: Connection, tree_id: str) -> None:
-    conn.execute(update(trees).where(trees.c.id == tree_id).values(version=trees.c.version + 1))
+def bump(conn: Connection, tree_id: str, kind: str, data: dict) -> int:
+    """Count a change to the tree and record it as the tree's next event (store/events.py)."""
+    return events.emit(conn, tree_id, kind, data, current_actor())
 
 
 def version(conn: Connection, tree_id: str) -> int:

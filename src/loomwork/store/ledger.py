@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import insert, select
 
+from . import journal
 from .queries import Tx, insert_ignoring_duplicates
 from .schema import choices, scores
 
@@ -16,7 +17,9 @@ def insert_choice(tx: Tx, choice_id: str, tree_id: str, parent_id: str, chosen_i
                   acceptable: list[str] | None, grader: str | None = None, pressure: dict | None = None) -> None:
     tx.conn.execute(insert(choices).values(id=choice_id, tree_id=tree_id, parent_id=parent_id, chosen_id=chosen_id,
                                            candidates=candidates, acceptable=acceptable,
-                                           created_at=datetime.now(timezone.utc), grader=grader, pressure=pressure))
+                                           created_at=datetime.now(timezone.utc), grader=grader, pressure=pressure,
+                                           actor=journal.current_actor()))
+    journal.bump(tx.conn, tree_id, "choice", {"nodes": [chosen_id], "grader": grader})
 
 
 def choices_of(tx: Tx, tree_id: str) -> list:

@@ -186,14 +186,43 @@ def _v8_choice_pressure(conn: Connection) -> None:
     conn.exec_driver_sql(f"ALTER TABLE choices ADD COLUMN pressure {kind}")
 
 
+def _v9_teams(conn: Connection) -> None:
+    """Accounts with hashed tokens, roles per tree and per queue, each tree's events in order, presence, and who
+    made each node, choice, critique, queue, steering vector and grader."""
+    md = MetaData()
+    json = JSON().with_variant(JSONB(), "postgresql")
+    when = DateTime(timezone=True)
+    ident = String(40)
+    Table("trees", md, Column("id", ident, primary_key=True))
+    Table("queues", md, Column("id", ident, primary_key=True))
+    Table("accounts", md, Column("name", String(64), primary_key=True),
+          Column("token_hash", String(64), nullable=False, unique=True), Column("admin", Boolean, nullable=False),
+          Column("created_at", when, nullable=False), Column("expires_at", when), Column("revoked_at", when))
+    Table("tree_roles", md, Column("tree_id", ident, ForeignKey("trees.id"), primary_key=True),
+          Column("account", String(64), primary_key=True), Column("role", String(16), nullable=False))
+    Table("queue_roles", md, Column("queue_id", ident, ForeignKey("queues.id"), primary_key=True),
+          Column("account", String(64), primary_key=True), Column("role", String(16), nullable=False))
+    Table("events", md, Column("tree_id", ident, primary_key=True), Column("seq", Integer, primary_key=True),
+          Column("kind", String(32), nullable=False), Column("actor", String(64)), Column("data", json, nullable=False),
+          Column("created_at", when, nullable=False))
+    Table("presence", md, Column("tree_id", ident, primary_key=True), Column("actor", String(64), primary_key=True),
+          Column("client", String(40), primary_key=True), Column("node_id", ident), Column("seen_at", when, nullable=False))
+    for name in ("accounts", "tree_roles", "queue_roles", "events", "presence"):
+        md.tables[name].create(conn)
+    for table, column in (("nodes", "author"), ("choices", "actor"), ("critiques", "actor"), ("queues", "created_by"),
+                          ("steering_vectors", "created_by"), ("graders", "created_by")):
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR(64)")
+    conn.exec_driver_sql("ALTER TABLE queues ADD COLUMN overlap INTEGER")
+
+
 Migration = Callable[[Connection], None]
 
 # The tables each version made: a database at version v must have all of those up to v before later steps run
 # (another program's database claiming a version is refused before any step touches it).
 TABLES_BY_VERSION = {1: ("trees", "generations", "nodes", "node_tags"), 2: ("oplog",), 3: ("choices", "scores"),
                      4: ("ratings", "outcomes", "queues", "critiques"), 6: ("steering_vectors",),
-                     7: ("graders", "grader_scores")}
+                     7: ("graders", "grader_scores"), 9: ("accounts", "tree_roles", "queue_roles", "events", "presence")}
 
 # Position i holds the migration that brings a database from version i to version i + 1.
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors, _v6_steering,
-                               _v7_graders, _v8_choice_pressure]
+                               _v7_graders, _v8_choice_pressure, _v9_teams]

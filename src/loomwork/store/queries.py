@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
@@ -10,12 +11,12 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..errors import Corrupt, InvalidInput, NotFound
+from ..errors import Corrupt, Forbidden, InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
-from . import journal
+from . import access, events, journal
 from .journal import Journal
-from .schema import (choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes, queues,
-                     ratings, scores, trees)
+from .schema import (choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes, queue_roles,
+                     queues, ratings, scores, tree_roles, trees)
 
 _CHUNK = 500  # stay far below SQLite's bound-parameter limit in IN (...) lists
 _NODE_FIELDS = {"text", "tokens", "parent_id", "bookmarked", "archived", "meta"}
@@ -53,10 +54,20 @@ class Tx:
         self.conn = conn
         self.readonly = readonly
         self.journal: Journal | None = None
+        self._readable: set[str] | None | bool = False  # the principal's readable trees, once looked up
+
+    def _guard(self, tree_ids: Iterable[str]) -> None:
+        """No row of a tree the principal may not read leaves the store, whichever function asked for it."""
+        if access.current() is None:
+            return
+        if self._readable is False:
+            self._readable = access.readable(self.conn)
+        if self._readable is not None and (hidden := set(tree_ids) - self._readable):
+            raise Forbidden(f"tree {min(hidden)} is not shared with {access.current().name}")
 
     # -- locks ---------------------------------------------------------------------------------------------------
 
-    def lock_tree(self, tree_id: str) -> None:
+    def lock_tree(self, tree_id: str, need: str | None = "editor") -> None:
         """Take the tree's write lock until the transaction ends. Every operation that changes a tree takes it
         before it reads what it will check, so concurrent operations on one tree run one after the other and
         each sees the others' committed changes (PostgreSQL: a row lock on the tree; SQLite: BEGIN IMMEDIATE
@@ -65,16 +76,21 @@ class Tx:
         q = select(trees.c.id).where(trees.c.id == _looked_up(tree_id, "tree")).with_for_update(key_share=True)
         if self.conn.execute(q).first() is None:
             raise NotFound(f"no tree with id {tree_id!r}")
+        if need is not None:  # the one check every write makes (store/access.py); the caller may check its own way
+            access.require(self.conn, tree_id, need)
+
+    def tree_of(self, node_id: str) -> str:
+        tree_id = self.conn.execute(select(nodes.c.tree_id).where(nodes.c.id == _looked_up(node_id))).scalar_one_or_none()
+        if tree_id is None:
+            raise NotFound(f"no node with id {node_id!r}")
+        return tree_id
 
     def exists(self, node_id: str) -> bool:
         return self.conn.execute(select(nodes.c.id).where(nodes.c.id == _looked_up(node_id))).first() is not None
 
-    def lock(self, node_id: str) -> Node:
+    def lock(self, node_id: str, need: str | None = "editor") -> Node:
         """Lock the tree of a node (see lock_tree) and read the node as it is now."""
-        tree_id = self.conn.execute(select(nodes.c.tree_id).where(nodes.c.id == _looked_up(node_id))).scalar_one_or_none()
-        if tree_id is None:
-            raise NotFound(f"no node with id {node_id!r}")
-        self.lock_tree(tree_id)  # a node never changes tree, so reading its tree id before the lock is safe
+        self.lock_tree(self.tree_of(node_id), need)  # a node never changes tree: reading its tree id before the lock is safe
         return self.node(node_id)
 
     def log(self, tree_id: str, kind: str, label: str) -> None:
@@ -89,6 +105,7 @@ class Tx:
 
     def _nodes(self, rows) -> list[Node]:
         rows = list(rows)
+        self._guard({r.tree_id for r in rows})
         tags = self._tags([r.id for r in rows]) if rows else {}
         return [
             Node(
@@ -96,7 +113,7 @@ class Tx:
                 tokens=tuple(Token.from_json(t) for t in (getattr(r, "tokens", None) or ())),
                 generation_id=r.generation_id, sample_index=r.sample_index, source_id=r.source_id,
                 bookmarked=bool(r.bookmarked), archived=bool(r.archived), tags=tuple(sorted(tags.get(r.id, ()))),
-                meta=r.meta or {}, created_at=_aware(r.created_at),
+                meta=r.meta or {}, created_at=_aware(r.created_at), author=getattr(r, "author", None),
             )
             for r in rows
         ]
@@ -163,6 +180,8 @@ class Tx:
         q = select(nodes).where(func.lower(nodes.c.text).like(like, escape="\\"))
         if tree_id:
             q = q.where(nodes.c.tree_id == tree_id)
+        if (seen := access.visible(self.conn)) is not None:
+            q = q.where(nodes.c.tree_id.in_(seen))
         return self._nodes(self.conn.execute(q.order_by(nodes.c.seq).limit(limit)))
 
     def path(self, node_id: str) -> list[Node]:
@@ -215,7 +234,7 @@ class Tx:
         that generated each: what a graph of the tree needs."""
         out: dict[str, list] = {p: [] for p in parent_ids}
         cols = [nodes.c.id, nodes.c.parent_id, func.substr(nodes.c.text, 1, 80).label("text"), nodes.c.origin,
-                nodes.c.bookmarked, nodes.c.archived, nodes.c.meta["by"].as_string().label("by"),
+                nodes.c.bookmarked, nodes.c.archived, func.coalesce(nodes.c.meta["by"].as_string(), nodes.c.author).label("by"),
                 nodes.c.meta["chapter"].as_string().label("chapter"), generations.c.backend, generations.c.model]
         for chunk in _chunks(list(parent_ids)):
             q = (select(*cols).outerjoin(generations, generations.c.id == nodes.c.generation_id)
@@ -238,15 +257,16 @@ class Tx:
 
     def insert_node(self, node: Node) -> Node:
         self.insert_nodes([node])
-        return node
+        return replace(node, author=journal.current_actor())
 
     def insert_nodes(self, batch: Sequence[Node]) -> None:
         """Many new nodes in one statement per chunk (imports, benchmarks); parents must come before children."""
         self._touch(n.id for n in batch)
+        author = journal.current_actor()  # whoever's operation inserts the rows made them
         rows = [dict(id=n.id, tree_id=n.tree_id, parent_id=n.parent_id, text=n.text, origin=n.origin,
                      tokens=[t.to_json() for t in n.tokens] if n.tokens else None, generation_id=n.generation_id,
                      sample_index=n.sample_index, source_id=n.source_id, bookmarked=n.bookmarked,
-                     archived=n.archived, meta=n.meta, created_at=n.created_at) for n in batch]
+                     archived=n.archived, meta=n.meta, created_at=n.created_at, author=author) for n in batch]
         for i in range(0, len(rows), _CHUNK):
             self.conn.execute(insert(nodes), rows[i : i + _CHUNK])
         tags = [{"node_id": n.id, "tag": t} for n in batch for t in n.tags]
@@ -294,16 +314,22 @@ class Tx:
     def search_ids(self, prefix: str, limit: int = 5) -> tuple[list[str], list[str]]:
         """Node ids and tree ids starting with ``prefix``."""
         like = _escape_like(prefix) + "%"
-        n = [r[0] for r in self.conn.execute(select(nodes.c.id).where(nodes.c.id.like(like, escape="\\")).limit(limit))]
-        t = [r[0] for r in self.conn.execute(select(trees.c.id).where(trees.c.id.like(like, escape="\\")).limit(limit))]
+        qn = select(nodes.c.id).where(nodes.c.id.like(like, escape="\\"))
+        qt = select(trees.c.id).where(trees.c.id.like(like, escape="\\"))
+        if (seen := access.visible(self.conn)) is not None:  # another's tree is not even a candidate
+            qn, qt = qn.where(nodes.c.tree_id.in_(seen)), qt.where(trees.c.id.in_(seen))
+        n = [r[0] for r in self.conn.execute(qn.limit(limit))]
+        t = [r[0] for r in self.conn.execute(qt.limit(limit))]
         return n, t
 
     def resolve(self, ref: str) -> tuple[str, str]:
         """``("node" | "tree", id)`` for an exact id or a unique prefix of at least 4 characters."""
         ref = _looked_up(ref.strip(), "node or tree")
-        if self.conn.execute(select(nodes.c.id).where(nodes.c.id == ref)).first():
+        seen = access.visible(self.conn)
+        node = self.conn.execute(select(nodes.c.tree_id).where(nodes.c.id == ref)).first()
+        if node and (seen is None or node.tree_id in seen):
             return "node", ref
-        if self.conn.execute(select(trees.c.id).where(trees.c.id == ref)).first():
+        if self.conn.execute(select(trees.c.id).where(trees.c.id == ref)).first() and (seen is None or ref in seen):
             return "tree", ref
         if len(ref) >= 4:
             n, t = self.search_ids(ref)
@@ -320,12 +346,14 @@ class Tx:
     def insert_tree(self, tree: Tree) -> Tree:
         self.conn.execute(insert(trees).values(id=tree.id, root_id=tree.root_id, title=tree.title,
                                                created_at=tree.created_at, meta=tree.meta or None))
+        access.grant_owner(self.conn, tree.id)
         return tree
 
     def tree(self, tree_id: str) -> Tree:
         r = self.conn.execute(select(trees).where(trees.c.id == _looked_up(tree_id, "tree"))).first()
         if r is None:
             raise NotFound(f"no tree with id {tree_id!r}")
+        self._guard([r.id])
         return Tree(id=r.id, root_id=r.root_id, title=r.title, created_at=_aware(r.created_at), meta=r.meta or {})
 
     def trees(self) -> list[tuple[Tree, int]]:
@@ -333,13 +361,15 @@ class Tx:
         counts = (select(nodes.c.tree_id, func.count().label("n")).group_by(nodes.c.tree_id).subquery())
         q = (select(trees, func.coalesce(counts.c.n, 0).label("n"))
              .outerjoin(counts, counts.c.tree_id == trees.c.id).order_by(trees.c.created_at.desc(), trees.c.id))
+        if (seen := access.visible(self.conn)) is not None:  # an account lists the trees shared with it
+            q = q.where(trees.c.id.in_(seen))
         return [(Tree(id=r.id, root_id=r.root_id, title=r.title, created_at=_aware(r.created_at)), r.n)
                 for r in self.conn.execute(q)]
 
     def set_tree_meta(self, tree_id: str, meta: dict) -> None:
         """Replace a tree's meta (settings, what an import kept); watching tabs see a new version."""
         self.conn.execute(update(trees).where(trees.c.id == tree_id).values(meta=meta))
-        journal.bump(self.conn, tree_id)
+        journal.bump(self.conn, tree_id, "settings", {})
 
     def base_model(self, tree_id: str) -> str | None:
         """``backend:model`` of the tree's first generation, if it has one."""
@@ -366,7 +396,10 @@ class Tx:
                   if (q.filter or {}).get("tree") == tree_id]
         if doomed:
             self.conn.execute(delete(ratings).where(ratings.c.queue_id.in_(doomed)))
+            self.conn.execute(delete(queue_roles).where(queue_roles.c.queue_id.in_(doomed)))
             self.conn.execute(delete(queues).where(queues.c.id.in_(doomed)))
+        self.conn.execute(delete(tree_roles).where(tree_roles.c.tree_id == tree_id))
+        events.forget_tree(self.conn, tree_id)
         self.conn.execute(delete(trees).where(trees.c.id == tree_id))
 
     def insert_generation(self, g: Generation) -> Generation:
@@ -395,6 +428,9 @@ class Tx:
     def step(self, tree_id: str, redo: bool, expect: int | None = None, force: bool = False) -> dict:
         """Undo (or redo) one logged operation of a tree; see journal.step."""
         self.lock_tree(tree_id)
+        entry = journal.next_step(self.conn, tree_id, redo)
+        if force and entry is not None and entry.actor not in (None, journal.current_actor()):
+            access.require(self.conn, tree_id, "owner")  # taking back someone else's work is the owner's call
         return journal.step(self.conn, tree_id, redo, expect, force)
 
     def undo_preview(self, tree_id: str) -> dict:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 ID = String(40)
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -79,6 +79,7 @@ nodes = Table(
     Column("archived", Boolean, nullable=False),
     Column("meta", Json, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("author", String(64)),  # v9: the account or person whose operation made the row (NULL before v9)
     Index("ix_nodes_parent_seq", "parent_id", "seq"),
     sqlite_autoincrement=True,  # v5: a deleted node's seq is never reused, so undo can put the row back as it was
 )
@@ -121,6 +122,7 @@ choices = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("grader", String(200)),  # the grader that made this choice (best-of-n, autoloom); NULL: a person
     Column("pressure", Json),  # v8: a grader's choice: the KL of its selection and what it was computed from
+    Column("actor", String(64)),  # v9: who made the choice, or ran the grader that did
     Index("ix_choices_chosen", "chosen_id"),
     Index("ix_choices_tree", "tree_id"),
 )
@@ -180,6 +182,8 @@ queues = Table(
     Column("critic", Text),  # model ref of the critic
     Column("seed", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64)),  # v9
+    Column("overlap", Integer),  # v9: each step goes to this many of the queue's raters (NULL: to every rater)
 )
 
 critiques = Table(
@@ -191,6 +195,7 @@ critiques = Table(
     Column("template", Text, nullable=False),
     Column("text", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64)),  # v9: who asked for it
     Index("ix_critiques_node", "node_id"),
 )
 
@@ -206,6 +211,7 @@ steering_vectors = Table(
     Column("norm", Float, nullable=False),
     Column("vector", Json, nullable=False),  # the floats, one per hidden dimension
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64)),  # v9
 )
 
 graders = Table(
@@ -216,6 +222,7 @@ graders = Table(
     Column("kind", String(16), nullable=False),  # judge | callable | person
     Column("config", Json, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64)),  # v9
 )
 
 grader_scores = Table(
@@ -228,4 +235,55 @@ grader_scores = Table(
     Column("error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_grader_scores_node", "node_id"),
+)
+
+# v9: teams (docs/teams.md). A token is stored only as its SHA-256 (a random 256-bit token needs no slow hash).
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("admin", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+tree_roles = Table(
+    "tree_roles",
+    metadata,
+    Column("tree_id", ID, ForeignKey("trees.id"), primary_key=True),
+    Column("account", String(64), primary_key=True),  # an account's name, or "*" for every account
+    Column("role", String(16), nullable=False),  # owner | editor | rater | viewer
+)
+
+queue_roles = Table(
+    "queue_roles",
+    metadata,
+    Column("queue_id", ID, ForeignKey("queues.id"), primary_key=True),
+    Column("account", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),  # rater | reviewer
+)
+
+# what happened to a tree, in order: seq is the tree's version after the change (one per change, no gaps)
+events = Table(
+    "events",
+    metadata,
+    Column("tree_id", ID, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(64)),
+    Column("data", Json, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# who has a tree open, and where (the page says so every few seconds; older than presence.TTL_S is gone)
+presence = Table(
+    "presence",
+    metadata,
+    Column("tree_id", ID, primary_key=True),
+    Column("actor", String(64), primary_key=True),
+    Column("client", String(40), primary_key=True),  # one browser tab
+    Column("node_id", ID),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
 )

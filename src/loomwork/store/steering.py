@@ -7,13 +7,14 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, select
 
 from ..errors import InvalidInput, NotFound
+from . import access
 from .queries import Tx, insert_ignoring_duplicates
 from .schema import steering_vectors
 
 
 def add_vector(tx: Tx, **row) -> None:
     done = tx.conn.execute(insert_ignoring_duplicates(tx.conn, steering_vectors)
-                           .values(**row, created_at=datetime.now(timezone.utc)))
+                           .values(**row, created_at=datetime.now(timezone.utc), created_by=access.maker()))
     if done.rowcount == 0:
         raise InvalidInput(f"a steering vector named {row['name']!r} exists already (delete it first)")
 
@@ -31,5 +32,8 @@ def vectors(tx: Tx) -> list[dict]:
 
 
 def delete_vector(tx: Tx, name: str) -> None:
-    if tx.conn.execute(delete(steering_vectors).where(steering_vectors.c.name == name)).rowcount == 0:
+    made = tx.conn.execute(select(steering_vectors.c.created_by).where(steering_vectors.c.name == name)).first()
+    if made is None:
         raise NotFound(f"no steering vector {name!r} (see `loomwork steer list`)")
+    access.require_maker(made.created_by, f"steering vector {name!r}")
+    tx.conn.execute(delete(steering_vectors).where(steering_vectors.c.name == name))

@@ -124,6 +124,16 @@ class Store:
         # file lock with SQLite's growing sleeps (which gave p95 write latencies of a second under load).
         self._write_lock = threading.Lock() if self.sqlite else None
         self._local = threading.local()
+        # called with the ids of the trees a transaction changed, once it has committed (store/events.py)
+        self.on_commit: list[Callable[[set[str]], None]] = []
+        event.listen(engine, "commit", self._committed)
+        event.listen(engine, "rollback", lambda conn: conn.info.pop("loomwork_changed", None))
+
+    def _committed(self, conn) -> None:
+        changed = conn.info.pop("loomwork_changed", None)
+        if changed:
+            for listener in list(self.on_commit):
+                listener(changed)
 
     @classmethod
     def open(cls, db: str | None = None, *, migrate: bool = True) -> "Store":

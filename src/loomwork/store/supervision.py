@@ -8,8 +8,9 @@ from typing import Sequence
 from sqlalchemy import insert, select
 
 from ..errors import InvalidInput, NotFound
+from . import access
 from .queries import Tx, insert_ignoring_duplicates
-from .schema import critiques, outcomes, queues, ratings
+from .schema import critiques, outcomes, queue_roles, queues, ratings
 
 
 def _now() -> datetime:
@@ -49,9 +50,12 @@ def outcomes_for(tx: Tx, tree_id: str) -> list[dict]:
 def add_queue(tx: Tx, **row) -> None:
     # ON CONFLICT DO NOTHING, not check-then-insert: two people creating the same name at once get one queue
     # and one clear refusal, never a constraint error
-    done = tx.conn.execute(insert_ignoring_duplicates(tx.conn, queues).values(**row, created_at=_now()))
+    done = tx.conn.execute(insert_ignoring_duplicates(tx.conn, queues)
+                           .values(**row, created_at=_now(), created_by=access.maker()))
     if done.rowcount == 0:
         raise InvalidInput(f"a queue named {row['name']!r} exists already")
+    if access.current() is not None:  # whoever makes a queue reviews it
+        tx.conn.execute(insert(queue_roles).values(queue_id=row["id"], account=access.current().name, role="reviewer"))
 
 
 def queue(tx: Tx, ref: str) -> dict:

@@ -8,6 +8,7 @@ from ..backends.base import Backend, SamplingParams
 from .. import validate
 from ..errors import InvalidInput
 from ..store import Store, retrying
+from ..store import access, journal
 from ..store import supervision as sql
 from ..tree import new_id, path_text
 
@@ -30,19 +31,20 @@ def render(template: str, context: str, step: str) -> str:
 
 
 async def critique(store: Store, node_id: str, backend: Backend, template: str = DEFAULT_TEMPLATE,
-                   max_tokens: int = 96, seed: int | None = None) -> dict:
+                   max_tokens: int = 96, seed: int | None = None, queue_id: str | None = None) -> dict:
     """Ask a critic model for the problems of one step (it sees the step's context, never what follows)."""
     path = store.path(node_id)
     prompt = render(template, path_text(path[:-1]), path[-1].text)
     done = await backend.complete(prompt, SamplingParams(n=1, max_tokens=max_tokens, temperature=0.7, seed=seed))
     text = done.completions[0].text.strip() or "(the critic wrote nothing)"
     row = dict(id=new_id(), node_id=node_id, model=backend.ref, template=template, text=text)
-    await asyncio.to_thread(store_critique, store, row)  # a write may wait: not on the event loop
+    await asyncio.to_thread(store_critique, store, row, queue_id)  # a write may wait: not on the event loop
     return row
 
 
 @retrying
-def store_critique(store: Store, row: dict) -> None:
+def store_critique(store: Store, row: dict, queue_id: str | None = None) -> None:
     with store.tx() as tx:
-        tx.lock(row["node_id"])
-        sql.add_critique(tx, **row)
+        node = tx.lock(row["node_id"], need=None)
+        access.require_rating(tx.conn, node.tree_id, queue_id)  # a critique is shown to raters
+        sql.add_critique(tx, **row, actor=journal.current_actor())

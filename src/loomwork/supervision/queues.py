@@ -12,7 +12,7 @@ import random
 
 from .. import validate
 from ..errors import InvalidInput
-from ..store import Store, retrying
+from ..store import Store, access, retrying
 from ..store import supervision as sql
 from ..tree import ORIGINS, Node, new_id
 from .membership import get_queue, is_item, keeps as _keeps
@@ -59,13 +59,16 @@ def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: s
                        "max_depth": max_depth},
                questions=questions, seed=random.randrange(2**31) if seed is None else seed)
     with store.tx() as tx:
+        tx.lock_tree(tree, need="owner")  # a queue sends the tree's steps to raters: the owner's decision
         sql.add_queue(tx, **row)
     return get_queue(store, row["id"])
 
 
 def list_queues(store: Store) -> list[dict]:
+    """Every queue, or with accounts those on trees the account may read (shared with it, or its own queues)."""
     with store.read() as tx:
-        return sql.all_queues(tx)
+        seen = access.readable(tx.conn)
+        return [q for q in sql.all_queues(tx) if seen is None or q["filter"].get("tree") in seen]
 
 
 def items(store: Store, queue: dict) -> list[str]:

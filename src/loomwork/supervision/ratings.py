@@ -6,6 +6,7 @@ from __future__ import annotations
 from .. import validate
 from ..errors import InvalidInput
 from ..store import Store, retrying
+from ..store import access, journal
 from ..store import supervision as sql
 from ..tree import new_id
 from .membership import get_queue, is_item
@@ -19,7 +20,8 @@ DEFAULT_QUESTIONS = (
 
 
 def check_rater(rater: str) -> str:
-    return validate.name(rater or "", "a rater name")
+    """The rater a rating or view is for: with accounts always the account itself, whatever name is given."""
+    return validate.name(access.rater_name(rater) or "", "a rater name")
 
 
 @retrying
@@ -45,12 +47,14 @@ def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEF
     row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=rater, question=question, label=label,
                note=note or None, flagged=bool(flagged), critique_id=critique_id, queue_id=queue_id)
     with store.tx() as tx:
-        tx.lock(node_id)  # the node still exists when the rating commits (a delete waits, or went first)
+        tx.lock(node_id, need=None)  # the node still exists when the rating commits (a delete waits, or went first)
+        access.require_rating(tx.conn, node.tree_id, queue_id)
         if critique_id is not None:
             shown = sql.critique_of(tx, critique_id) if isinstance(critique_id, str) else None
             if shown is None or shown["node_id"] != node_id:
                 raise InvalidInput(f"no critique {str(critique_id)[:50]!r} of node {node_id} was shown")
         sql.add_rating(tx, **row)
+        journal.bump(tx.conn, node.tree_id, "rating", {"nodes": [node_id], "queue": queue_id})
     return row
 
 
@@ -74,8 +78,10 @@ def label_outcome(store: Store, node_id: str, rater: str, label: str, note: str 
     if note is not None:
         validate.text(note, "the note", empty_ok=True)
     node = store.node(node_id)
-    row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=check_rater(rater), label=label, note=note)
+    row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=check_rater(rater),
+               label=label, note=note)
     with store.tx() as tx:
-        tx.lock(node_id)
+        tx.lock(node_id, need="rater")
         sql.add_outcome(tx, **row)
+        journal.bump(tx.conn, node.tree_id, "outcome", {"nodes": [node_id]})
     return row

@@ -15,6 +15,7 @@ from ..backends.base import TokenEvent
 from ..lens.distributions import next_token_entropy
 from ..lens.masstree import mass_tree
 from ..steering import vectors
+from ..store import access
 from ..tree import path_text
 from .common import Body, allowed_model, load_backend, models_of, node_view, store_of, views, with_counts
 from .sse import model_stream, respond
@@ -100,6 +101,7 @@ def tree(tree_id: str, request: Request) -> dict:
         t = tx.tree(tree_id)
         selected = t.meta.get("selected")  # the node the imported file had open, while it exists
         return {"tree": t.to_json(), "version": tx.version(tree_id), "root": views(tx, [tx.node(t.root_id)])[0],
+                "role": access.my_role(tx.conn, tree_id),
                 "selected": selected if selected and tx.exists(selected) else None,
                 "chapters": [{"node_id": i, "title": title} for i, title in tx.chapters(tree_id)]}
 

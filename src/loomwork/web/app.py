@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from importlib.resources import files
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import config
-from ..errors import BackendError, Busy, Conflict, InvalidInput, LoomworkError, NotFound, Unsupported
+from ..errors import BackendError, Busy, Conflict, Forbidden, InvalidInput, LoomworkError, NotFound, Unsupported
 from ..store import Store
 from ..store.journal import acting_as, clean_actor
 from ..backends.pool import PROCESS
@@ -23,10 +24,14 @@ from .lens_api import router as lens_router
 from .grader_api import router as grader_router
 from .steer_api import router as steer_router
 from .tune_api import router as tune_router
-from .security import Guard, GuardMiddleware
+from .auth import Authenticator, RateLimit
+from .live import Hub
+from .team_api import router as team_router
+from .permissions import authorize
+from .security import SIGN_IN, Guard, GuardMiddleware
 
 STATIC = files("loomwork.web") / "static"
-_STATUS = {NotFound: 404, InvalidInput: 400, Unsupported: 400, Conflict: 409, Busy: 503, BackendError: 502}
+_STATUS = {Forbidden: 403, NotFound: 404, InvalidInput: 400, Unsupported: 400, Conflict: 409, Busy: 503, BackendError: 502}
 USER_HEADER = "x-loomwork-user"
 
 
@@ -38,7 +43,7 @@ class ActorMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or "loomwork.principal" in scope:  # an account acts as itself, whatever it says
             await self.app(scope, receive, send)
             return
         raw = dict(scope["headers"]).get(USER_HEADER.encode(), b"web")
@@ -54,18 +59,34 @@ class ActorMiddleware:
 
 def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
                default_model: str | None = None, allow_hosts: tuple[str, ...] = (),
-               allowed_models: set[str] | None = None) -> FastAPI:
+               allowed_models: set[str] | None = None, accounts: bool = False,
+               rate_limit: int | None = None) -> FastAPI:
     """The web loom over ``store``. ``allowed_models``: when given, the only model references requests may name
-    besides the packaged ones and the mock (see api.allowed_model); None allows any."""
+    besides the packaged ones and the mock (see api.allowed_model); None allows any. ``accounts``: every request
+    signs in with an account's token and acts as it (docs/teams.md); ``rate_limit``: calls of model work per
+    account and minute (accounts only)."""
     # no docs_url: FastAPI's docs page loads its script from a CDN; the schema is at /api/openapi.json
-    app = FastAPI(title="loomwork", docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
+    hub = Hub(store)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        hub.start()
+        yield
+        hub.stop()
+
+    app = FastAPI(title="loomwork", docs_url=None, openapi_url="/api/openapi.json", redoc_url=None,
+                  dependencies=[Depends(authorize)], lifespan=lifespan)
+    app.state.accounts = accounts
+    app.state.hub, app.state.streams = hub, {}
+    app.state.rate_limit = RateLimit(rate_limit) if accounts and rate_limit else None
     app.state.store = store
     app.state.default_model = default_model or config.default_model()
     app.state.allowed_models = None if allowed_models is None else {*allowed_models, app.state.default_model}
     # the app's models: the process's loaded ones, under this server's policy of what it offers
     app.state.models = PROCESS.with_policy(offered(app.state.allowed_models), default=app.state.default_model)
     app.add_middleware(ActorMiddleware)
-    app.add_middleware(GuardMiddleware, guard=Guard(host, port, token, tuple(allow_hosts)))
+    app.add_middleware(GuardMiddleware, guard=Guard(host, port, None if accounts else token, tuple(allow_hosts),
+                                                    Authenticator(store) if accounts else None))
 
     @app.exception_handler(LoomworkError)
     async def loomwork_error(_request: Request, exc: LoomworkError) -> JSONResponse:
@@ -90,6 +111,7 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     app.include_router(steer_router)
     app.include_router(grader_router)
     app.include_router(tune_router)
+    app.include_router(team_router)
 
     @app.get("/api/config")
     def app_config() -> dict:
@@ -98,8 +120,26 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
         from ..store.journal import default_actor
         from .security import is_loopback
 
-        return {"default_model": app.state.default_model, "db": store.label,
+        from ..store.access import current
+
+        me = current()
+        if me is not None:
+            return {"default_model": app.state.default_model, "db": store.label, "user": me.name, "accounts": True,
+                    "admin": me.admin}
+        return {"default_model": app.state.default_model, "db": store.label, "accounts": False,
                 "user": default_actor() if is_loopback(host) and not token else None}
+
+    @app.get("/login", include_in_schema=False)
+    def login():
+        # with accounts, reached without a token (with one, the guard signs in and redirects first); without
+        # accounts there is nobody to sign in as
+        if accounts:
+            return HTMLResponse(SIGN_IN, headers={"Cache-Control": "no-store"})
+        return RedirectResponse("/", status_code=303)
+
+    @app.get("/logout", include_in_schema=False)
+    def logout() -> RedirectResponse:  # the guard answers it on a server with accounts
+        return RedirectResponse("/", status_code=303)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

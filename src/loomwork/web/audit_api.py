@@ -86,7 +86,7 @@ async def make_critique(queue: str, node_id: str, request: Request) -> dict:
     if view["critique"] is None or "id" in view["critique"]:
         return {"critique": view["critique"]}
     backend = await load_backend(request, q["critic"])
-    row = await critiques.critique(store, node_id, backend)
+    row = await critiques.critique(store, node_id, backend, queue_id=q["id"])
     return {"critique": {"id": row["id"], "text": row["text"], "model": row["model"]}}
 
 

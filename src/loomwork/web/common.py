@@ -13,7 +13,7 @@ from ..backends.pool import ModelPool
 from ..backends.registry import split_ref
 from ..errors import InvalidInput
 from ..levers import adapter as adapters
-from ..store import Store, Tx
+from ..store import Store, Tx, access
 from ..tree import Node
 
 
@@ -72,8 +72,8 @@ def models_of(request: Request) -> ModelPool:
 
 
 def principal(_request: Request):
-    """Who asks (the pool's policy decides by it). Until accounts exist, anyone who reached the API."""
-    return None
+    """Who asks (the pool's policy decides by it): the request's account, or None without accounts."""
+    return access.current()
 
 
 def allowed_model(request: Request, ref: str | None) -> str:

@@ -19,11 +19,14 @@ import hmac
 import ipaddress
 import socket
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..store.access import Principal, as_principal
 
 MAX_BODY = 8 * 1024 * 1024  # bytes; a node's text is at most 1,000,000 characters (validate.MAX_TEXT)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -96,6 +99,8 @@ class Guard:
     port: int
     token: str | None = None
     extra_hosts: tuple[str, ...] = ()
+    # with accounts: the account a token belongs to, or None (web/auth.py); replaces the one shared token
+    authenticate: Callable[[str | None], Awaitable[Principal | None]] | None = None
     names: set[str] = field(init=False)  # answered on our port
     anywhere: set[str] = field(init=False)  # answered on any port (--allow-host: a proxy may use its own)
     any_host: bool = field(init=False)
@@ -159,6 +164,9 @@ class GuardMiddleware:
         refusal, receive = await self._check(scope, receive)
         if refusal is not None:
             await refusal(scope, receive, send_with_headers)
+        elif (principal := scope.get("loomwork.principal")) is not None:
+            with as_principal(principal):  # every write checked against its roles, recorded under its name
+                await self.app(scope, receive, send_with_headers)
         else:
             await self.app(scope, receive, send_with_headers)
 
@@ -176,6 +184,8 @@ class GuardMiddleware:
             return _error(403, f"cross-origin request from {origin[:100]} refused"), receive
         page = request.method == "GET" and not request.url.path.startswith(("/api/", "/static/"))
         given = self.guard.token_given(request, page)
+        if self.guard.authenticate is not None:
+            return await self._account(scope, request, page, given, receive)
         if not self.guard.token_ok(given):
             return _error(401, "this server needs its access token: open the address it printed, or send "
                                "'Authorization: Bearer TOKEN'"), receive
@@ -185,6 +195,37 @@ class GuardMiddleware:
             response.set_cookie(self.guard.cookie, self.guard.token, httponly=True, samesite="strict", path="/")
             return response, receive
         return await _bounded_body(scope, receive)
+
+
+    async def _account(self, scope: Scope, request: Request, page: bool, given: str | None, receive: Receive):
+        """A server with accounts: find the account of the token; run the request as it (scope["loomwork.principal"])."""
+        path = request.url.path
+        if path == "/logout":
+            response = RedirectResponse("/login", status_code=303)
+            response.delete_cookie(self.guard.cookie, path="/")
+            return response, receive
+        if path.startswith("/static/") or (path == "/login" and not request.query_params.get("token")):
+            return await _bounded_body(scope, receive)  # the page's files and the sign-in page hold nothing
+        principal = await self.guard.authenticate(given)
+        if principal is None:  # one answer for a missing, malformed, unknown, revoked or expired token
+            if page:
+                return HTMLResponse(SIGN_IN, status_code=401, headers={"cache-control": "no-store"}), receive
+            return _error(401, "sign in first: open the link with your token (/login?token=…), or send "
+                               "'Authorization: Bearer TOKEN' (an admin makes one: loomwork user add NAME)"), receive
+        if page and request.query_params.get("token"):
+            response = RedirectResponse("/" if path == "/login" else path, status_code=303)
+            response.set_cookie(self.guard.cookie, given, httponly=True, samesite="strict", path="/")
+            return response, receive
+        scope["loomwork.principal"] = principal
+        return await _bounded_body(scope, receive)
+
+
+SIGN_IN = """<!doctype html><meta charset="utf-8"><title>loomwork: sign in</title>
+<body style="font: 16px system-ui; max-width: 36em; margin: 4em auto">
+<h1>Sign in to loomwork</h1>
+<p>This server has accounts. Open the link your administrator gave you (it ends in <code>/login?token=…</code>),
+or ask them for one: <code>loomwork user add NAME</code> prints it once.</p>
+"""
 
 
 async def _bounded_body(scope: Scope, receive: Receive):

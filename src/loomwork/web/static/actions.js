@@ -8,7 +8,7 @@ import * as panels from "./panels.js";
 import { alternatives, caretOffset, ensureVisible, pathTokens, renderInspector, renderRead } from "./reader.js";
 import { renderOptions } from "./options.js";
 import { closeSearch, wireSearch } from "./search.js";
-import { current, lastNode, setDraft, state } from "./state.js";
+import { canEdit, current, lastNode, setDraft, state } from "./state.js";
 import { adoptDraft, closeEditor, discardDraft, goToDraft, openEditor, saveEditor } from "./writing.js";
 
 const $ = (id) => document.getElementById(id);
@@ -33,7 +33,7 @@ async function mutate(fn, target) {
 // Continuing from a model node that was one of several samples records that choice (selection bits), once. A
 // token taken from the alternatives is not a choice among siblings: its bits are its probability.
 async function recordChoice(node) {
-  if (node.origin !== "model" || (node.meta && node.meta.alternative_of) || state.chosen.has(node.id)) return;
+  if (node.origin !== "model" || (node.meta && node.meta.alternative_of) || state.chosen.has(node.id) || !canEdit()) return;
   if (state.path.length < 2) return;
   state.chosen.add(node.id);
   await api("POST", `/nodes/${node.id}/choose`, {});

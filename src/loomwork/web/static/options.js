@@ -4,7 +4,7 @@
 // folded into one line that says what ended them. A view: it renders from `state` and owns nothing.
 import { clear, el, pct, steerLabel } from "./dom.js";
 import { genParams } from "./panels.js";
-import { current, state } from "./state.js";
+import { canEdit, current, me, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -41,9 +41,9 @@ export function renderOptions(onGo) {
     return;
   }
   const kids = state.children;
-  box.append(el("div", { class: "next-gen", title: "what the next generation here will use (the Generate panel sets it)" }, nextGeneration()));
+  if (canEdit()) box.append(el("div", { class: "next-gen", title: "what the next generation here will use (the Generate panel sets it)" }, nextGeneration()));
   if (!kids.length) {
-    box.append(el("div", { class: "options-head muted" }, "No options here yet: g generates, w writes one."));
+    box.append(el("div", { class: "options-head muted" }, canEdit() ? "No options here yet: g generates, w writes one." : "No options here yet."));
     return;
   }
   const empty = kids.filter((c) => !c.text);
@@ -54,7 +54,7 @@ export function renderOptions(onGo) {
     const i = kids.indexOf(c);
     const meta = [c.origin, c.mean_logprob === null || c.mean_logprob === undefined ? null : `mean p ${pct(c.mean_logprob)}`,
       c.child_count ? `${c.child_count} below` : null, c.bookmarked ? "★" : null, steerLabel(c) || null,
-      ...(c.tags || []).map((t) => `#${t}`)].filter(Boolean).join(" · ");
+      ...(c.tags || []).map((t) => `#${t}`), c.author && c.author !== me.name ? `by ${c.author}` : null].filter(Boolean).join(" · ");
     box.append(el("div", { class: `option ${c.origin}`, dataset: { node: c.id }, tabindex: "-1", onclick: () => onGo(c.id) },
       el("span", { class: "key" }, i < 9 ? `${i + 1}` : "·"), el("span", { class: "meta" }, meta), el("div", { class: "text" }, c.text)));
   }

@@ -11,14 +11,14 @@ import { renderOptions } from "./options.js";
 import { Outline } from "./outline.js";
 import * as panels from "./panels.js";
 import { renderInspector, renderRead } from "./reader.js";
-import { current, draftHere, loadDraft, otherDrafts, rememberNode, setDraft, state } from "./state.js";
+import { canEdit, current, draftHere, loadDraft, otherDrafts, rememberNode, setDraft, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 let statusTimer = null;
 
-// What views call back, set by the entry module (main.js): the token inspector's branch, the node pane's tags and
-// chapter.
-export const handlers = { branch: null, setTags: null, chapter: null };
+// What views call back, set by the entry module (main.js): the token inspector's branch, the node pane's tags
+// and chapter; and who hears that a tree was opened or a node shown (live.js, through main.js).
+export const handlers = { branch: null, setTags: null, chapter: null, treeOpened: null, nodeShown: null };
 
 // A line in the header; transient ones clear themselves.
 export function status(text, transient = false) {
@@ -75,12 +75,22 @@ export async function go(nodeId, { push = true, select = null } = {}) {
   if (push && location.hash !== url) history.pushState({ node: nodeId }, "", url);
   else if (!push) history.replaceState({ node: nodeId }, "", url);
   await render(ticket);
+  if (handlers.nodeShown && ticket === state.ticket) handlers.nodeShown(nodeId);
+}
+
+// This person's role on the open tree: what the page offers (a viewer is offered no change) and says in the header.
+function showRole(role) {
+  state.role = role;
+  document.body.classList.toggle("readonly", !canEdit());
+  $("me-role").textContent = role ? `(${role})` : "";
 }
 
 async function loadTree(treeId) {
   const [info, settings] = await Promise.all([api("GET", `/trees/${treeId}`), api("GET", `/trees/${treeId}/settings`)]);
   state.tree = info.tree;
   state.version = info.version;
+  state.latest = info.version;
+  showRole(info.role);
   state.root = info.root;
   state.chapters = info.chapters;
   state.settings = settings;
@@ -95,6 +105,7 @@ async function loadTree(treeId) {
   document.title = `${info.tree.title} — loomwork`;
   panels.loadGenForm(settings.generation);
   panels.renderPresets();
+  if (handlers.treeOpened) handlers.treeOpened(info);
   return info;
 }
 
@@ -108,6 +119,8 @@ export async function reload(targetId) {
   const draftWasHere = Boolean(state.draft && state.draft.open && draftHere());
   const typing = document.activeElement === $("editor-text");
   state.version = info.version;
+  state.latest = Math.max(state.latest, info.version);
+  showRole(info.role);
   state.root = info.root;
   state.chapters = info.chapters;
   state.tree = info.tree;
@@ -151,6 +164,7 @@ export async function render(ticket = state.ticket) {
   renderRead({ follow: moved });
   const live = state.generating && state.generating.nodeId === current().id ? state.generating.live : null;
   panels.renderChildren((id) => guarded(() => go(id)), live);
+  panels.renderPresence((id) => guarded(() => go(id)));
   renderOptions((id) => guarded(() => go(id)));
   renderInspector(handlers.branch);
   panels.renderNodePane(handlers.setTags, handlers.chapter);

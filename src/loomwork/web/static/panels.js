@@ -2,7 +2,7 @@
 // chapter, the optimization ledger, the lens.
 import { api } from "./api.js";
 import { clear, el, pct, snippet, steerLabel } from "./dom.js";
-import { current, state } from "./state.js";
+import { current, me, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const FIELDS = ["n", "max_tokens", "temperature", "top_p", "top_k", "seed"];
@@ -20,10 +20,36 @@ export function renderChildren(onGo, live) {
   state.children.forEach((c, i) => {
     const meta = [i < 9 ? `${i + 1}` : null, c.origin, c.mean_logprob === null ? null : `mean p ${pct(c.mean_logprob)}`,
       c.child_count ? `${c.child_count} ${c.child_count === 1 ? "child" : "children"}` : null, c.bookmarked ? "★" : null,
-      c.meta && c.meta.chapter ? `§ ${c.meta.chapter}` : null, steerLabel(c) || null, ...c.tags.map((t) => `#${t}`)];
-    box.append(el("div", { class: `card ${c.origin}`, dataset: { node: c.id }, onclick: () => onGo(c.id) },
+      c.meta && c.meta.chapter ? `§ ${c.meta.chapter}` : null, steerLabel(c) || null, ...c.tags.map((t) => `#${t}`),
+      by(c) && by(c) !== me.name ? `by ${by(c)}` : null];
+    const others = state.here.filter((p) => p.node_id === c.id && p.actor !== me.name).map((p) => p.actor);
+    if (others.length) meta.push(`● ${others.join(", ")} here`);
+    const dim = state.byAuthor && by(c) !== state.byAuthor;
+    box.append(el("div", { class: `card ${c.origin}${dim ? " dim" : ""}`, dataset: { node: c.id }, onclick: () => onGo(c.id) },
       el("div", { class: "meta" }, meta.filter(Boolean).join(" · ")), c.text || "∅"));
   });
+}
+
+// Who made a node: the account (or person) whose operation made it, or the author an imported file named.
+const by = (n) => (n.meta && n.meta.by) || n.author || null;
+
+// Who else has the tree open, in the header: a name per person, at the node they are on (click: go there). And
+// the author filter's choices: everyone, or a person seen here (on the path, among the children, present).
+export function renderPresence(onGo) {
+  const box = clear($("presence"));
+  const others = state.here.filter((p) => p.actor !== me.name);
+  for (const p of others) {
+    box.append(el("button", { class: "person", title: `${p.actor} has this tree open: go to where they are`, onclick: () => p.node_id && onGo(p.node_id) }, p.actor));
+  }
+  const pick = $("author-filter");
+  const names = new Set([...state.path, ...state.children].map(by).filter(Boolean));
+  for (const p of state.here) names.add(p.actor);
+  if (state.byAuthor) names.add(state.byAuthor);
+  const have = [...pick.options].map((o) => o.value).slice(1);
+  const want = [...names].sort();
+  if (have.join("\n") !== want.join("\n")) {
+    pick.replaceChildren(el("option", { value: "" }, "everyone"), ...want.map((n) => el("option", { value: n, selected: n === state.byAuthor }, n === me.name ? `${n} (you)` : n)));
+  }
 }
 
 // -- generation settings: the form, saved per tree, and named presets -----------------------------------------
@@ -128,7 +154,7 @@ export function renderNodePane(onTags, onChapter) {
   const chapter = node.meta && node.meta.chapter;
   clear($("chapter-line")).append(
     chapter ? el("span", {}, `Chapter: § ${chapter} `) : el("span", { class: "muted" }, "Not a chapter start "),
-    el("button", { onclick: onChapter, title: "Shift+C" }, chapter ? "Rename / remove" : "Name a chapter here"),
+    el("button", { class: "write", onclick: onChapter, title: "Shift+C" }, chapter ? "Rename / remove" : "Name a chapter here"),
   );
 }
 

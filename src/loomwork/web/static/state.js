@@ -3,6 +3,10 @@
 
 export const state = {
   tree: null, root: null, version: null, settings: null, chapters: [], reference: null,
+  role: null, // this person's role on the tree (owner, editor, rater, viewer)
+  latest: 0, // the newest event of the tree this page has heard of (it reloads up to it when idle)
+  here: [], // who else has the tree open, and where: [{actor, node_id}]
+  byAuthor: "", // show only the nodes this person made ("" everyone's)
   path: [], children: [],
   selected: null, // {node, index}: the token shown in the inspector
   tokenMode: false, // keys move between tokens and pick alternatives
@@ -25,7 +29,12 @@ export const state = {
   rendered: null, // the node the read view last followed (it follows only when this changes)
 };
 
+// Who this page acts as (GET /api/me): an account's name on a server with accounts, else the name chosen here.
+export const me = { name: null, admin: false, accounts: false };
+
 export const current = () => state.path[state.path.length - 1];
+// Whether this person may change the open tree (its viewers and raters may not; without accounts everyone may).
+export const canEdit = () => !state.role || state.role === "editor" || state.role === "owner";
 export const onPath = (id) => state.path.some((n) => n.id === id);
 
 // -- drafts ----------------------------------------------------------------------------------------------------
