@@ -1,13 +1,19 @@
 """Simulated people using one `loomwork serve` at once: latency of what the page asks for, and errors.
 
     .venv/bin/python bench/load.py [--users 20] [--seconds 60] [--think 0.3] [--db sqlite|postgresql|both]
+                                   [--watchers 0,40]
 
+The server has accounts (docs/teams.md): each user signs in with their own token and is an editor of every tree.
 Each user works in one of four trees (five per tree) and repeats what a person at the page does: navigate (the
-page's path, outline and children requests, plus its version poll) most of the time, and now and then expand with
-the mock model (n=2 × 8 tokens, streamed), write a child, edit, tag, or undo their own last operation. Between
-steps a user pauses for an exponentially distributed think time (mean --think s; 0 for a stress test). The
-baseline, measured first in the same run, is one user alone with no think time. Prints p50/p95 per request kind
-and the ratio of each p95 to the single user's; errors are any status other than 2xx, 404 and 409 (a node
+page's path, outline and children requests) most of the time, and now and then expand with the mock model (n=2 ×
+8 tokens, streamed), write a child, edit, tag, or undo their own last operation. Between steps a user pauses for
+an exponentially distributed think time (mean --think s; 0 for a stress test). Like the page, each user follows
+its tree's live events (one stream each); --watchers adds that many more subscribers that only listen (spread
+over the trees), one run per number. The event delay is from the change's record (written in its transaction)
+to its arrival at a subscriber; every subscriber checks that its events come once each, in order, none missing.
+
+The baseline, measured first in the same run, is one user alone with no think time. Prints p50/p95 per request
+kind and the ratio of each p95 to the single user's; errors are any status other than 2xx, 404 and 409 (a node
 another user deleted, an undo another got to first), and any failed expansion.
 """
 
@@ -23,24 +29,25 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loomwork import ops  # noqa: E402
+from loomwork import accounts, ops  # noqa: E402
 from loomwork.store import Store  # noqa: E402
 from tests.servers import loomwork_server, postgres_server  # noqa: E402
 
-READS = ("path", "outline", "children", "version")
+READS = ("path", "outline", "children")
 WRITES = ("expand", "add", "edit", "tag", "undo")
 WORDS = "the loom thread weave river light stone night door voice dream".split()
 
 
 class User:
-    def __init__(self, base: str, name: str, tree: str, root: str, seed: int, think: float, log):
-        self.http = httpx.Client(base_url=base + "/api", headers={"X-Loomwork-User": name}, timeout=120)
+    def __init__(self, base: str, token: str, tree: str, root: str, seed: int, think: float, log):
+        self.http = httpx.Client(base_url=base + "/api", headers={"Authorization": f"Bearer {token}"}, timeout=120)
         self.tree, self.rng, self.think, self.log = tree, random.Random(seed), think, log
         self.here, self.known = root, [root]
 
@@ -63,7 +70,6 @@ class User:
         self.here = target
         self._timed("outline", "GET", f"/nodes/{target}/outline")
         kids = self._timed("children", "GET", f"/nodes/{target}/children")
-        self._timed("version", "GET", f"/trees/{self.tree}/version")
         if kids is not None:
             self.known += [k["id"] for k in kids.json()[:3]]
 
@@ -114,7 +120,47 @@ class User:
                 time.sleep(self.rng.expovariate(1 / self.think))
 
 
-def measure(base: str, roots: list[tuple[str, str]], users: int, seconds: float, think: float) -> dict:
+class Watcher:
+    """A subscriber to a tree's events: the delay of each, and whether they came once each and in order."""
+
+    def __init__(self, base: str, token: str, tree: str):
+        self.http = httpx.Client(base_url=base + "/api", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=httpx.Timeout(10, read=None))
+        self.tree, self.delays, self.broken, self.last = tree, [], 0, None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._follow()
+        except httpx.HTTPError:
+            if not self.stop.is_set():
+                self.broken += 1  # the stream broke while the run was on
+
+    def _follow(self) -> None:
+        now = self.http.get(f"/trees/{self.tree}/version").json()["version"]  # as a page: from the version it has
+        with self.http.stream("GET", f"/trees/{self.tree}/events?after={now}") as r:
+            event = None
+            for line in r.iter_lines():
+                if self.stop.is_set():
+                    return
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif event == "change" and line.startswith("data: "):
+                    e = json.loads(line[6:])
+                    self.delays.append((time.time() - datetime.fromisoformat(e["at"]).timestamp()) * 1000)
+                    if self.last is not None and e["seq"] != self.last + 1:
+                        self.broken += 1  # a gap, a repeat or a step back
+                    self.last = e["seq"]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.http.close()
+
+
+def measure(base: str, roots: list[tuple[str, str]], tokens: list[str], users: int, seconds: float, think: float,
+            watchers: int = 0, follow: bool = True) -> dict:
     times: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     what: list[str] = []
@@ -127,21 +173,29 @@ def measure(base: str, roots: list[tuple[str, str]], users: int, seconds: float,
             if not ok:
                 what.append(why)
 
+    listening = [Watcher(base, tokens[i % len(tokens)], roots[i % len(roots)][0])
+                 for i in range((users if follow else 0) + watchers)]
+    time.sleep(1.0)  # the streams are open before the first change
     until = time.perf_counter() + seconds
-    crowd = [User(base, f"user{i}", *roots[i % len(roots)], seed=i, think=think, log=log) for i in range(users)]
+    crowd = [User(base, tokens[i], *roots[i % len(roots)], seed=i, think=think, log=log) for i in range(users)]
     threads = [threading.Thread(target=u.run, args=(until,)) for u in crowd]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return {"times": times, "errors": errors, "what": what}
+    time.sleep(2.0)  # the last events arrive
+    for w in listening:
+        w.close()
+    return {"times": times, "errors": errors, "what": what, "delays": [d for w in listening for d in w.delays],
+            "broken": sum(w.broken for w in listening), "subscribers": len(listening)}
 
 
 def _p(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else (values[0] if values else float("nan"))
 
 
-def run(db: str, label: str, users: int, seconds: float, think: float) -> None:
+def run(db: str, label: str, users: int, seconds: float, think: float, watchers: list[int],
+        follow: bool = True, use_accounts: bool = True) -> None:
     store = Store.open(db)
     roots = []
     for t in range(4):
@@ -149,13 +203,23 @@ def run(db: str, label: str, users: int, seconds: float, think: float) -> None:
         for w in WORDS[:5]:
             ops.add_child(store, root.id, " " + w)
         roots.append((tree.id, root.id))
-    with loomwork_server(db) as base:
-        alone = measure(base, roots[:1], 1, min(10.0, seconds / 3), 0.0)
-        crowd = measure(base, roots, users, seconds, think)
+    tokens = [accounts.add(store, f"user{i}") for i in range(users)]
+    for i in range(users):
+        for tree_id, _root in roots:
+            accounts.grant(store, f"user{i}", tree_id, "editor")
+    extra = ("--accounts", "--rate-limit", "100000") if use_accounts else ()
+    with loomwork_server(db, extra=extra) as base:
+        alone = measure(base, roots[:1], tokens, 1, min(10.0, seconds / 3), 0.0)
+        for extra in watchers:
+            report(label, users, seconds, think, alone, measure(base, roots, tokens, users, seconds, think, extra, follow))
     store.close()
+
+
+def report(label: str, users: int, seconds: float, think: float, alone: dict, crowd: dict) -> None:
     total = sum(len(v) for v in crowd["times"].values())
     errors = sum(crowd["errors"].values())
-    print(f"\n{label}: {users} users for {seconds:.0f} s (think {think} s): {total:,} requests, {errors} errors")
+    print(f"\n{label}: {users} users and {crowd['subscribers']} live subscribers for {seconds:.0f} s (think {think} s): "
+          f"{total:,} requests, {errors} errors")
     print(f"  {'request':<10}{'count':>7}{'p50 ms':>9}{'p95 ms':>9}{'alone p95':>11}{'ratio':>7}{'errors':>8}")
     for kind in READS + WRITES:
         got, solo = crowd["times"].get(kind, []), alone["times"].get(kind, [])
@@ -170,6 +234,12 @@ def run(db: str, label: str, users: int, seconds: float, think: float) -> None:
         print(f"  error: {why}")
     print(f"  all reads p95 {_p(reads, 95):.1f} ms (goal < 50), writes p95 {_p(writes, 95):.1f} ms (goal < 150), "
           f"expand p95 {_p(crowd['times']['expand'], 95):.1f} ms")
+    delays = crowd["delays"]
+    if not crowd["subscribers"]:
+        return
+    print(f"  live events: {len(delays):,} deliveries, delay p50 {_p(delays, 50):.0f} ms, p95 {_p(delays, 95):.0f} ms, "
+          f"max {max(delays, default=float('nan')):.0f} ms (goal: p95 < 1000); out of order, repeated or missing: "
+          f"{crowd['broken']}")
 
 
 def main() -> None:
@@ -178,13 +248,19 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--think", type=float, default=0.3, help="mean pause between a user's steps, in seconds")
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--watchers", default="0,40", help="listening subscribers besides the users (one run each)")
+    ap.add_argument("--no-follow", dest="follow", action="store_false", help="users do not follow their tree's events")
+    ap.add_argument("--no-accounts", dest="accounts", action="store_false",
+                    help="a server without accounts (the tokens are then ignored)")
     args = ap.parse_args()
+    watchers = [int(w) for w in args.watchers.split(",")]
     with contextlib.ExitStack() as stack:
         if args.db in ("sqlite", "both"):
             path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "load.sqlite"
-            run(str(path), "SQLite", args.users, args.seconds, args.think)
+            run(str(path), "SQLite", args.users, args.seconds, args.think, watchers, args.follow, args.accounts)
         if args.db in ("postgresql", "both"):
-            run(stack.enter_context(postgres_server())(), "PostgreSQL", args.users, args.seconds, args.think)
+            run(stack.enter_context(postgres_server())(), "PostgreSQL", args.users, args.seconds, args.think, watchers,
+                args.follow, args.accounts)
 
 
 if __name__ == "__main__":

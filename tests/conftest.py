@@ -74,6 +74,25 @@ def tiny_lm():
 
 
 
+@pytest.fixture(scope="module")
+def gemma():
+    """A tiny random Gemma 3 (sliding-window layers with a window of 8) and its tokenizer (test_steering,
+    test_logit_lens)."""
+    pytest.importorskip("torch")
+    from tests.tiny_model import build_tiny_gemma
+
+    return build_tiny_gemma(window=8)
+
+
+@pytest.fixture
+def backend(gemma):
+    """The tiny Gemma 3 as an hf backend (``hf:tiny``)."""
+    from loomwork.backends.hf import HFBackend
+
+    lm, tok = gemma
+    return HFBackend("tiny", lm=lm, tokenizer=tok)
+
+
 @pytest.fixture
 def tiny_base(tmp_path):
     """The tiny random Llama saved as a Hugging Face directory: a base model loomwork loads (and tunes) by path."""

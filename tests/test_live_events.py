@@ -72,8 +72,10 @@ def _setup(db: str) -> dict:
         tokens = {n: accounts.add(store, n) for n in ("ann", "ben", "cy")}
         with as_principal(Principal("ann")):
             tree, root = ops.new_tree(store, "Shared")
-            accounts.grant(store, "ben", tree.id, "editor")
-    return {"tokens": tokens, "tree": tree.id, "root": root.id}
+            accounts.grant(store, "ben", tree.id, "editor")  # the tree's first event ("roles")
+        with store.read() as tx:
+            v0 = tx.version(tree.id)
+    return {"tokens": tokens, "tree": tree.id, "root": root.id, "v0": v0}
 
 
 def _client(base: str, token: str) -> httpx.Client:
@@ -85,12 +87,13 @@ def test_each_change_arrives_once_in_order_and_a_reconnect_misses_nothing(tmp_pa
     t = _setup(db)
     with loomwork_server(db, extra=("--accounts",)) as base:
         ann, ben = _client(base, t["tokens"]["ann"]), _client(base, t["tokens"]["ben"])
-        watcher = Subscriber(base, t["tokens"]["ann"], t["tree"])
+        watcher = Subscriber(base, t["tokens"]["ann"], t["tree"], last_id=t["v0"])
         made = [ben.post(f"/api/nodes/{t['root']}/children", json={"text": f" {i}"}).json()["id"] for i in range(5)]
         ben.post(f"/api/nodes/{made[0]}/edit", json={"text": " edited"})
         ben.post(f"/api/trees/{t['tree']}/undo", json={})
         seen = watcher.changes(7)
-        assert [e["seq"] for e in seen] == list(range(1, 8))
+        v0 = t["v0"]
+        assert [e["seq"] for e in seen] == list(range(v0 + 1, v0 + 8))
         assert [e["kind"] for e in seen] == ["add"] * 5 + ["edit", "undo"]
         assert {e["actor"] for e in seen} == {"ben"} and seen[0]["data"]["nodes"] == [made[0]]
         watcher.close()
@@ -98,7 +101,7 @@ def test_each_change_arrives_once_in_order_and_a_reconnect_misses_nothing(tmp_pa
         for i in range(3):
             ann.post(f"/api/nodes/{made[1]}/children", json={"text": f" later {i}"})
         back = Subscriber(base, t["tokens"]["ann"], t["tree"], last_id=seen[-1]["seq"])
-        assert [e["seq"] for e in back.changes(3)] == [8, 9, 10]
+        assert [e["seq"] for e in back.changes(3)] == [v0 + 8, v0 + 9, v0 + 10]
         ann.post(f"/api/nodes/{made[2]}/bookmark", json={"on": True})
         assert [e["kind"] for e in back.changes(1)] == ["bookmark"]
         with pytest.raises(queue.Empty):  # and nothing twice
@@ -111,7 +114,7 @@ def test_each_change_arrives_once_in_order_and_a_reconnect_misses_nothing(tmp_pa
         assert cy.get(f"/api/trees/{t['tree']}/events").status_code == 403
         assert httpx.get(f"{base}/api/trees/{t['tree']}/events").status_code == 401
         assert ann.get(f"/api/trees/{t['tree']}/events", headers={"Last-Event-ID": "x1"}).status_code == 400
-        many = [Subscriber(base, t["tokens"]["ben"], t["tree"], last_id=11) for _ in range(16)]
+        many = [Subscriber(base, t["tokens"]["ben"], t["tree"], last_id=v0 + 11) for _ in range(16)]
         assert ben.get(f"/api/trees/{t['tree']}/events").status_code == 429
         for s in many:
             s.close()
@@ -125,13 +128,14 @@ def test_a_restarted_server_and_a_cli_write_are_caught_up(tmp_path):
     with Store.open(db) as store:  # while no server runs
         ops.add_child(store, t["root"], " two")
     with loomwork_server(db, extra=("--accounts",)) as base:
-        watcher = Subscriber(base, t["tokens"]["ann"], t["tree"], last_id=1)
-        assert [e["seq"] for e in watcher.changes(1)] == [2]
+        v0 = t["v0"]
+        watcher = Subscriber(base, t["tokens"]["ann"], t["tree"], last_id=v0 + 1)
+        assert [e["seq"] for e in watcher.changes(1)] == [v0 + 2]
         env = {**os.environ, "LOOMWORK_DB": db, "LOOMWORK_USER": "at-the-terminal"}
         subprocess.run([sys.executable, "-m", "loomwork.cli", "add", t["root"], " three"], env=env, check=True,
                        capture_output=True)
         [e] = watcher.changes(1)
-        assert e["seq"] == 3 and e["actor"] == "at-the-terminal"
+        assert e["seq"] == v0 + 3 and e["actor"] == "at-the-terminal"
         watcher.close()
 
 
@@ -139,11 +143,11 @@ def test_changes_through_another_server_process_arrive_on_postgres(pg_server):
     url = pg_server()  # a fresh PostgreSQL database
     t = _setup(url)
     with loomwork_server(url, extra=("--accounts",)) as one, loomwork_server(url, extra=("--accounts",)) as two:
-        watcher = Subscriber(one, t["tokens"]["ann"], t["tree"])
+        watcher = Subscriber(one, t["tokens"]["ann"], t["tree"], last_id=t["v0"])
         ben = _client(two, t["tokens"]["ben"])
         for i in range(4):
             ben.post(f"/api/nodes/{t['root']}/children", json={"text": f" {i}"})
-        assert [e["seq"] for e in watcher.changes(4)] == [1, 2, 3, 4]
+        assert [e["seq"] for e in watcher.changes(4)] == [t["v0"] + i for i in (1, 2, 3, 4)]
         ben.post(f"/api/trees/{t['tree']}/presence", json={"client": "tab1", "node_id": t["root"]})
         while True:
             name, data, _ = watcher.events.get(timeout=WAIT_S)

@@ -18,21 +18,6 @@ torch = pytest.importorskip("torch")
 PROMPT = "Then there was"
 
 
-@pytest.fixture(scope="module")
-def gemma():
-    from tests.tiny_model import build_tiny_gemma
-
-    return build_tiny_gemma(window=8)
-
-
-@pytest.fixture
-def backend(gemma):
-    from loomwork.backends.hf import HFBackend
-
-    lm, tok = gemma
-    return HFBackend("tiny", lm=lm, tokenizer=tok)
-
-
 def _hidden(lm, tok, text, layer):
     """Mean over the text's tokens (start token left out) of block ``layer``'s output, from output_hidden_states."""
     with torch.no_grad():

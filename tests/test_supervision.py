@@ -202,7 +202,7 @@ def test_prm800k_round_trip(store, tmp_path):
     for rater, marks in {"ann": [1, 1, -1], "bob": [1, 0, -1]}.items():
         for node, label in zip([s1[0], s2[0], s2[1]], marks):
             ratings.rate(store, node.id, rater, label, flagged=(rater == "bob" and label == 0))
-    lines = prm800k.export(store, tree.id)
+    lines = prm800k.export(store, tree.id, names=True)
     assert {line["labeler"] for line in lines} == {"ann", "bob"}
     ann = next(line for line in lines if line["labeler"] == "ann" and line["label"]["steps"][1]["chosen_completion"] == 0)
     assert ann["question"]["problem"] == root.text

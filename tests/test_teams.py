@@ -135,6 +135,7 @@ def _requests(t: dict) -> dict[tuple[str, str], tuple[str, dict | None]]:
         ("GET", "/api/nodes/{node_id}/bits/stream"): (f"/api/nodes/{b}/bits/stream", None),
         ("GET", "/api/nodes/{node_id}/next"): (f"/api/nodes/{b}/next?model=mock:default", None),
         ("GET", "/api/nodes/{node_id}/mass-tree"): (f"/api/nodes/{b}/mass-tree?model=mock:default", None),
+        ("GET", "/api/nodes/{node_id}/logit-lens"): (f"/api/nodes/{b}/logit-lens", None),
         ("POST", "/api/nodes/{node_id}/children"): (f"/api/nodes/{a}/children", {"text": " more"}),
         ("POST", "/api/nodes/{node_id}/edit"): (f"/api/nodes/{a}/edit", {"text": " changed"}),
         ("POST", "/api/nodes/{node_id}/split"): (f"/api/nodes/{a}/split", {"offset": 2}),
@@ -159,6 +160,9 @@ def _requests(t: dict) -> dict[tuple[str, str], tuple[str, dict | None]]:
             "node_id": a, "rater": "x", "label": 1, "question": ratings.DEFAULT_QUESTIONS[0]}),
         ("GET", "/api/queues/{queue}/summary"): ("/api/queues/q/summary", None),
         ("PUT", "/api/queues/{queue}/roles"): ("/api/queues/q/roles", {"account": "viewer", "role": "reviewer"}),
+        ("GET", "/api/queues/{queue}/disagreements"): ("/api/queues/q/disagreements", None),
+        ("POST", "/api/queues/{queue}/adjudications"): ("/api/queues/q/adjudications", {
+            "node_id": a, "question": ratings.DEFAULT_QUESTIONS[0], "label": 1}),
     }
 
 
@@ -323,3 +327,20 @@ async def test_model_work_has_a_rate_limit_per_account(store):
                                  headers={"Authorization": f"Bearer {other}"}) as c:
         mine = (await c.post("/api/trees", json={"prompt": "Mine"})).json()["root"]["id"]
         assert (await c.post(f"/api/nodes/{mine}/expand", json={"params": {"n": 1}})).status_code == 200
+
+
+def test_only_its_maker_stops_or_deletes_an_adapter(store):
+    from loomwork.tuning import adapters, jobs
+
+    adapters.begin("shared-style", {"name": "shared-style", "base": "gemma-3-270m", "pid": 999_999_999,
+                                    "data": {"source": {"trees": [], "by": "ada"}}})
+    for name in ("bob", "eve"):
+        with as_principal(Principal(name)):
+            with pytest.raises(Forbidden, match="only they or an admin"):
+                adapters.delete("shared-style")
+            with pytest.raises(Forbidden):
+                jobs.request_stop("shared-style")
+    assert adapters.directory("shared-style").is_dir()
+    with as_principal(Principal("ada")):
+        adapters.delete("shared-style")
+    assert not adapters.directory("shared-style").is_dir()

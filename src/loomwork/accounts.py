@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from .errors import Forbidden, InvalidInput
 from .store import Store, retrying
-from .store import access
+from .store import access, journal
 from .store import accounts as sql
 from .store import supervision as queues_sql
 from .store.access import QUEUE_ROLES, ROLES, Principal
@@ -121,6 +121,7 @@ def grant(store: Store, name: str, tree_id: str, role: str | None) -> list[dict]
         if role != "owner" and sql.owners(tx, tree_id) == [name]:
             raise InvalidInput(f"{name} is the only owner of tree {tree_id}: make someone else owner first")
         sql.grant(tx, tree_id, name, role)
+        journal.bump(tx.conn, tree_id, "roles", {"account": name, "role": role})  # pages and caches hear of it
         return sql.roles_of_tree(tx, tree_id)
 
 

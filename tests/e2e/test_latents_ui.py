@@ -70,6 +70,15 @@ def test_make_steer_sweep_and_read_the_ledger(page):
     steered = page.evaluate(shades)
     page.locator("#shade-unsteered").check()
     page.wait_for_function(f"{shades} !== {steered!r}")
+    # the logit lens at a steered token: each of Gemma's 18 layers, unsteered beside steered
+    page.locator("#read").click()
+    page.keyboard.press(">")
+    page.locator("#inspector button", has_text="Layers").click()
+    page.locator("#inspector .lens-table").wait_for(timeout=60_000)
+    assert page.locator("#inspector .lens-table tr").count() == 19  # the header and 18 layers
+    assert "steered p" in page.inner_text("#inspector .lens-table")
+    page.screenshot(path=str(ARTIFACTS / "logit-lens.png"))
+    page.keyboard.press("Escape")
     # sweep the coefficient at the root: three columns, the same seed, stored as children
     page.goto(f"{base}/#node={root}")
     page.locator(f"#read .seg.current[data-node='{root}']").wait_for(state="attached")

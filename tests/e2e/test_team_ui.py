@@ -52,7 +52,6 @@ def test_three_people_see_each_others_work_live(browser, tmp_path):
         ben = _signed_in(browser, base, t["tokens"]["ben"], t["root"], errors)
         vic = _signed_in(browser, base, t["tokens"]["vic"], t["root"], errors)
         assert ann.inner_text("#me-name") == "ann" and "(owner)" in ann.inner_text("#me-role")
-        assert not ann.locator("label.user").is_visible()  # an account has no name to choose
 
         # presence: each sees the others, at the node they are on
         ben.locator("#presence .person", has_text="ann").wait_for(timeout=SEEN_MS)
@@ -106,6 +105,19 @@ def test_three_people_see_each_others_work_live(browser, tmp_path):
         ben.screenshot(path=str(ARTIFACTS / "team_editor_sees_owner.png"))
         vic.screenshot(path=str(ARTIFACTS / "team_viewer.png"))
 
+        # the owner shares: vic becomes an editor in the Trees dialog, and vic's page offers changes at once
+        ann.locator("#trees-btn").click()
+        ann.locator("#sharing summary").click()
+        row = ann.locator("#share-list li", has_text="vic")
+        row.wait_for()
+        assert [x.strip() for x in ann.locator("#share-list .who").all_inner_texts()] == ["ann", "ben", "vic"]
+        assert not ann.locator("label.user").is_visible()  # an account has no name to choose
+        ann.screenshot(path=str(ARTIFACTS / "team_sharing.png"))
+        row.locator("select").select_option("editor")
+        vic.wait_for_function("() => !document.body.classList.contains('readonly')", timeout=SEEN_MS)
+        assert vic.locator("#gen").is_visible() and "(editor)" in vic.inner_text("#me-role")
+        ann.keyboard.press("Escape")
+
     # the server goes away; a change is made meanwhile; the server comes back on the same address
     with Store.open(db) as store, as_principal(Principal("ann")):
         ops.add_child(store, t["root"], " Written while the server was down")
@@ -113,3 +125,37 @@ def test_three_people_see_each_others_work_live(browser, tmp_path):
         ben.locator("#children .card", has_text="Written while the server was down").wait_for(timeout=30_000)
     assert not errors, errors
     print(f"an expansion by one person reached two others' pages in {delay:.2f} s")
+
+
+def test_a_reviewer_rules_on_what_the_raters_disagree_on(browser, tmp_path):
+    db = str(tmp_path / "audit.sqlite")
+    t = _team(db)
+    with Store.open(db) as store:
+        with as_principal(Principal("ann")):
+            steps = [ops.add_child(store, t["root"], f" Step {i}: the river was {w}.") for i, w in enumerate(["wide", "cold"])]
+            accounts.grant(store, "vic", t["tree"], "rater")
+        for who, labels in (("ben", [1, 1]), ("vic", [1, -1])):
+            with as_principal(Principal(who)):
+                for node, label in zip(steps, labels):
+                    ratings.rate(store, node.id, who, label, queue="steps", note=f"{who} says so")
+    errors: list[str] = []
+    with loomwork_server(db, extra=("--accounts",)) as base:
+        ann = _signed_in(browser, base, t["tokens"]["ann"], t["root"], errors)
+        ann.goto(f"{base}/audit?queue=steps")
+        ann.locator("#disagreements-btn").click()
+        card = ann.locator(".disagreement")
+        card.first.wait_for()
+        assert card.count() == 1 and "the river was cold" in card.inner_text()
+        assert "ben: +1 good — “ben says so”" in card.inner_text() and "vic: −1 bad" in card.inner_text()
+        card.locator("input").fill("vic read it right")
+        card.locator("button", has_text="−1 bad").click()
+        card.locator(".ruling", has_text="ruled −1 bad by ann").wait_for()
+        ARTIFACTS.mkdir(exist_ok=True)
+        ann.screenshot(path=str(ARTIFACTS / "team_reviewer_rules.png"))
+        # a rater is offered no review, and rates as its account whatever the name box said
+        vic = _signed_in(browser, base, t["tokens"]["vic"], t["root"], errors)
+        vic.goto(f"{base}/audit?queue=steps")
+        vic.locator("#step").wait_for()
+        assert not vic.locator("#disagreements-btn").is_visible() and vic.locator("#rater").is_disabled()
+        assert vic.input_value("#rater") == "vic"
+    assert not errors, errors

@@ -196,6 +196,11 @@ class Backend(abc.ABC):
         """Each text's mean residual-stream activation at the output of decoder block ``layer`` (steering)."""
         raise Unsupported(f"{self.ref} cannot read activations (capability 'steering')")
 
+    async def logit_lens(self, prefix: str, token_ids: list[int], index: int, k: int = 5, steer=(),
+                         steer_prompt: bool = False) -> dict:
+        """What each decoder block's output predicts for token ``index`` of a continuation (docs/lens.md)."""
+        raise Unsupported(f"{self.ref} shows no hidden states: the logit lens needs a local hf: model")
+
     def check_steer(self, steer: Sequence[Steer]) -> None:
         """Refuse, before anything runs, steering this model cannot apply (a missing layer, another width)."""
         if steer and not self.capabilities.steering:

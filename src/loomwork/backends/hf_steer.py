@@ -7,6 +7,8 @@ each sampled token and KL(steered ‖ unsteered) come out exactly (docs/metrics.
 
 from __future__ import annotations
 
+from functools import partial
+
 from ..errors import InvalidInput
 from .base import check_vectors
 
@@ -38,3 +40,28 @@ class HFSteering:
         # difference (SmolLM2, "Love"/"Hate" at layer 12 with it: a vector of norm 11,037)
         first = [1 if len(ids) > 1 else 0 for ids in rows]
         return self.engine.activations(rows, layer, first)
+
+    def _logit_lens(self, prefix: str, token_ids: list[int], index: int, k: int, steer=(),
+                    steer_prompt: bool = False) -> dict:
+        """What each block predicted for token ``index`` of a continuation (ids ``token_ids``) of ``prefix``: the
+        block's top k (text, logprob), the token's logprob and rank there, and the first block from which it stays
+        the top prediction."""
+        from ..engine.logit_lens import logit_lens
+
+        head = self.encode(prefix)
+        ids = head + list(token_ids[: index + 1])
+        # as generation steered: from the prompt's last token on (every position with steer_prompt)
+        lens, final = logit_lens(self.engine, ids, len(ids) - 2, steer, 0 if steer_prompt else len(head) - 1)
+        target = token_ids[index]
+        top_lp, top_id = lens.topk(k, -1)
+        ranks = (lens > lens[:, target : target + 1]).sum(-1)
+        layers = [{"layer": i, "top": [(self.piece(int(t)), float(lp)) for t, lp in zip(top_id[i], top_lp[i])],
+                   "logprob": float(lens[i, target]), "rank": int(ranks[i]) + 1} for i in range(lens.shape[0])]
+        settled = next((i for i in range(len(layers)) if all(x["rank"] == 1 for x in layers[i:])), None)
+        return {"token": self.piece(target), "token_id": target, "layers": layers, "settled_at": settled,
+                "final_logprob": float(final[target])}
+
+    async def logit_lens(self, prefix: str, token_ids: list[int], index: int, k: int = 5, steer=(),
+                         steer_prompt: bool = False) -> dict:
+        return await self._model_thread.call(partial(self._logit_lens, prefix, token_ids, index, k, steer,
+                                                     steer_prompt))

@@ -1,20 +1,24 @@
-"""`loomwork compare`: the mode-collapse lens on the command line."""
+"""`loomwork compare` (the mode-collapse lens) and `loomwork logit-lens` (what each layer predicted) on the command
+line."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from pathlib import Path
 
 import click
 
 from ..backends import get_backend
+from ..errors import InvalidInput
 from ..backends.registry import close_all
 from ..lens import suite as suites
 from ..lens.report import run_suite
 from ..progress import interactive
-from . import cli, placement_options
+from . import Context, cli, emit_json, pass_ctx, placement_options
+from .nodes import node_id
 
 
 @cli.command()
@@ -101,3 +105,45 @@ def kl(model, reference, suite_ref, samples, max_tokens, seed, as_json) -> None:
         click.echo(f"KL({r['model']} || {r['reference']}) = {r['kl_per_token_bits']:.4f}"
                    + (f" ± {se:.4f}" if se is not None else " (one sample: no standard error)")
                    + f" bits per token ({r['samples']} samples, {r['tokens']} tokens)")
+
+
+@cli.command("logit-lens")
+@click.argument("node")
+@click.option("--token", "token", type=int, help="Which of the node's tokens (0-based; default: its least likely).")
+@click.option("-k", "k", type=int, default=5, show_default=True, help="Predictions shown per block.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/lens.md, 'Logit lens').")
+@pass_ctx
+@placement_options
+def logit_lens(ctx: Context, node: str, token: int | None, k: int, as_json: bool) -> None:
+    """What each layer of the model that wrote NODE predicted at one of its tokens (the logit lens), and from which
+    layer on the token it wrote was the top prediction; a steered node's beside the unsteered model's."""
+    from ..lens.logit_lens import node_lens
+
+    ident = node_id(ctx, node)
+    written = ctx.store.node(ident)
+    gen = ctx.store.generation(written.generation_id) if written.generation_id else None
+    if gen is None:
+        raise InvalidInput(f"node {ident} is {written.origin} text: the logit lens reads tokens a model generated")
+
+    async def run():
+        try:
+            return await node_lens(ctx.store, ident, get_backend(f"{gen.backend}:{gen.model}"), token, k)
+        finally:
+            await close_all()
+
+    out = asyncio.run(run())
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"node {out['node']} token {out['index']} {out['text']!r} ({out['model']})")
+    readings = [("", out["lens"])] + ([("steered", out["steered"])] if "steered" in out else [])
+    for label, lens in readings:
+        if label:
+            click.echo("steered with " + ", ".join(f"{s['name']}×{s['coef']:g} at layer {s['layer']}" for s in out["steer"]))
+        click.echo(f"{'layer':>5}  {'rank':>6}  {'p(token)':>8}  top predictions")
+        for row in lens["layers"]:
+            tops = "  ".join(f"{text!r} {math.exp(lp):.2f}" for text, lp in row["top"])
+            click.echo(f"{row['layer']:>5}  {row['rank']:>6}  {math.exp(row['logprob']):>8.3f}  {tops}")
+        settled = lens["settled_at"]
+        click.echo(f"the token is the top prediction from layer {settled} on" if settled is not None
+                   else "the token is not the top prediction at the last layer (it was sampled, not the argmax)")

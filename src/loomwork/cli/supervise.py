@@ -33,15 +33,17 @@ def queue() -> None:
               help="Show a model-written critique beside every step, none, or a random half (recorded).")
 @click.option("--critic", help="The critic model (default: the default model).")
 @click.option("--seed", type=int, help="Seed of the random item order (recorded).")
+@click.option("--overlap", type=int, metavar="K", help="Give each step to K of the queue's raters (placed with "
+              "`loomwork user grant NAME QUEUE rater --queue`), not to all of them.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def queue_create(ctx: Context, name, tree_ref, subtree, tag, origin, min_depth, max_depth, questions, unblinded,
-                 critiques, critic, seed, as_json) -> None:
+                 critiques, critic, seed, overlap, as_json) -> None:
     """Create a queue of steps to audit, drawn from a tree (or a subtree) through optional filters."""
     q = queues.create_queue(ctx.store, name, tree=tree_id(ctx, tree_ref) if tree_ref else None,
                             subtree=node_id(ctx, subtree) if subtree else None, tag=tag, origin=origin,
                             min_depth=min_depth, max_depth=max_depth, questions=list(questions) or None,
-                            blinded=not unblinded, critiques=critiques, critic=critic, seed=seed)
+                            blinded=not unblinded, critiques=critiques, critic=critic, seed=seed, overlap=overlap)
     n = len(queues.items(ctx.store, q))
     emit_json({**q, "items": n, "created_at": q["created_at"].isoformat()}) if as_json else \
         click.echo(f"queue {q['name']} ({q['id']}): {n} steps, {len(q['questions'])} questions")

@@ -98,21 +98,25 @@ def trees(ctx: Context, as_json: bool) -> None:
 @click.argument("ref")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS + SUPERVISION_FORMATS), default="json",
               show_default=True, help="json (loomwork's own), pyloom, loomsidian, jsonl (one node per line), "
-              "markdown, text; or training data: sft, preference, stepwise, prm800k (docs/supervision.md).")
+              "markdown, text; or training data: sft, preference, stepwise, prm800k, ratings (docs/supervision.md).")
 @click.option("--neutral", type=click.Choice(["bad", "good"]), default="bad", show_default=True,
               help="stepwise: how a neutral (0) step rating maps (TRL's converter maps it to bad).")
 @click.option("--question", default=STEP_QUESTION, show_default=True,
               help="sft, preference, stepwise, prm800k: the rating question that labels a step.")
+@click.option("--rater-names", is_flag=True, help="prm800k, ratings: name the raters (by default each is a "
+              "pseudonym, the same throughout this database).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
 @pass_ctx
-def export(ctx: Context, ref: str, fmt: str, neutral: str, question: str, output: Path | None) -> None:
+def export(ctx: Context, ref: str, fmt: str, neutral: str, question: str, rater_names: bool,
+           output: Path | None) -> None:
     """Export a tree (given a tree id, or any node in it).
 
     markdown and text show every root-to-leaf path of a tree, or just the path to a node when given one."""
     kind, ident = ctx.store.resolve(ref)
     tree_id = ident if kind == "tree" else ctx.store.node(ident).tree_id
     if fmt in SUPERVISION_FORMATS:
-        body = export_jsonl(ctx.store, tree_id, fmt, neutral_is_good=neutral == "good", question=question)
+        body = export_jsonl(ctx.store, tree_id, fmt, neutral_is_good=neutral == "good", question=question,
+                            rater_names=rater_names)
     else:
         body = formats_io.export(ctx.store, tree_id, fmt, node_id=ident if kind == "node" else None)
     if output:

@@ -132,6 +132,19 @@ def require_maker(created_by: str | None, what: str) -> None:
                         "may delete it")
 
 
+def unreadable(conn: Connection, tree_ids: set[str]) -> set[str]:
+    """Which of these trees the current principal may not read at all (see ``readable``), in one small query
+    (and a second only when some are not shared with it: they may be its queues' trees)."""
+    p = current()
+    if p is None or p.admin or not tree_ids:
+        return set()
+    shared = set(conn.execute(select(tree_roles.c.tree_id).where(tree_roles.c.tree_id.in_(tree_ids),
+                                                                 tree_roles.c.account.in_([p.name, EVERYONE])))
+                 .scalars())
+    rest = tree_ids - shared
+    return rest - (readable(conn) or set()) if rest else set()
+
+
 def readable(conn: Connection) -> set[str] | None:
     """The trees whose rows the current principal may read at all (None: every tree): those shared with it and
     those of the audit queues it has a place on. What it may do there is its role's business (``require``)."""

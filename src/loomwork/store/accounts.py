@@ -64,17 +64,26 @@ def revoke(tx: Tx, name: str) -> None:
     tx.conn.execute(update(accounts).where(accounts.c.name == name).values(revoked_at=_now()))
 
 
-def grant(tx: Tx, tree_id: str, name: str, role: str | None) -> None:
-    """Give ``name`` a role on a tree (replacing the one it had), or take its role away (``role`` None)."""
-    tx.conn.execute(delete(tree_roles).where(tree_roles.c.tree_id == tree_id, tree_roles.c.account == name))
+def _set(tx: Tx, table, key, name: str, role: str | None) -> None:
+    """Give ``name`` a role on a tree or queue (``key``: its id), replacing the one it had; None takes it away."""
+    column = table.c.tree_id if "tree_id" in table.c else table.c.queue_id
+    tx.conn.execute(delete(table).where(column == key, table.c.account == name))
     if role is not None:
-        tx.conn.execute(insert(tree_roles).values(tree_id=tree_id, account=name, role=role))
+        tx.conn.execute(insert(table).values({column.name: key, "account": name, "role": role}))
+
+
+def _roles(tx: Tx, table, key) -> list[dict]:
+    column = table.c.tree_id if "tree_id" in table.c else table.c.queue_id
+    rows = tx.conn.execute(select(table.c.account, table.c.role).where(column == key).order_by(table.c.account))
+    return [{"account": a, "role": r} for a, r in rows]
+
+
+def grant(tx: Tx, tree_id: str, name: str, role: str | None) -> None:
+    _set(tx, tree_roles, tree_id, name, role)
 
 
 def roles_of_tree(tx: Tx, tree_id: str) -> list[dict]:
-    rows = tx.conn.execute(select(tree_roles.c.account, tree_roles.c.role).where(tree_roles.c.tree_id == tree_id)
-                           .order_by(tree_roles.c.account))
-    return [{"account": a, "role": r} for a, r in rows]
+    return _roles(tx, tree_roles, tree_id)
 
 
 def owners(tx: Tx, tree_id: str) -> list[str]:
@@ -82,12 +91,8 @@ def owners(tx: Tx, tree_id: str) -> list[str]:
 
 
 def grant_queue(tx: Tx, queue_id: str, name: str, role: str | None) -> None:
-    tx.conn.execute(delete(queue_roles).where(queue_roles.c.queue_id == queue_id, queue_roles.c.account == name))
-    if role is not None:
-        tx.conn.execute(insert(queue_roles).values(queue_id=queue_id, account=name, role=role))
+    _set(tx, queue_roles, queue_id, name, role)
 
 
 def roles_of_queue(tx: Tx, queue_id: str) -> list[dict]:
-    rows = tx.conn.execute(select(queue_roles.c.account, queue_roles.c.role).where(queue_roles.c.queue_id == queue_id)
-                           .order_by(queue_roles.c.account))
-    return [{"account": a, "role": r} for a, r in rows]
+    return _roles(tx, queue_roles, queue_id)

@@ -29,7 +29,11 @@ from .store import Store
 # Parents before children for inserting (nodes' own parent links are set after all nodes are in).
 TABLES: list[Table] = [schema.trees, schema.generations, schema.nodes, schema.node_tags, schema.oplog,
                        schema.choices, schema.scores, schema.queues, schema.critiques, schema.ratings, schema.outcomes,
-                       schema.steering_vectors, schema.graders, schema.grader_scores]
+                       schema.steering_vectors, schema.graders, schema.grader_scores, schema.accounts,
+                       schema.tree_roles, schema.queue_roles, schema.events, schema.adjudications]
+# loomwork_meta rows a backup keeps (the others say what the file is, and each database writes its own); presence
+# (who had a tree open) is not kept at all
+SECRETS = ("rater_pseudonym_salt",)
 _BATCH = 2000
 
 
@@ -89,6 +93,7 @@ def _copy_tables(store: Store, tmp: Path) -> None:
         with store.engine.connect().execution_options(**options) as conn, conn.begin():
             for table in TABLES:
                 _copy(conn, out.conn, table)
+            _copy_secrets(conn, out.conn)
 
 
 def _copy(source, target, table: Table) -> None:
@@ -135,8 +140,19 @@ def restore(store: Store, source: str | Path, replace: bool = False) -> dict[str
                     tx.conn.execute(delete(table))
                 for table in TABLES:
                     _copy_restoring(src.conn, tx.conn, table)
+                tx.conn.execute(delete(schema.presence))
+                _copy_secrets(src.conn, tx.conn)
                 _reset_sequences(tx.conn)
             return counts(backup_store)
+
+
+def _copy_secrets(source, target) -> None:
+    """The rater pseudonyms' secret goes with the ratings: the same rater keeps the same id after a restore."""
+    meta = schema.meta
+    rows = source.execute(select(meta).where(meta.c.key.in_(SECRETS))).all()
+    target.execute(delete(meta).where(meta.c.key.in_(SECRETS)))
+    if rows:
+        target.execute(insert(meta), [dict(r._mapping) for r in rows])
 
 
 def _copy_restoring(source, target, table: Table) -> None:

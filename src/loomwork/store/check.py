@@ -22,14 +22,15 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..tree import ORIGINS
 from ..validate import BIDI, MAX_TAG
 from . import journal
 from .migrations import MIGRATIONS
-from .schema import (choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes, queues,
-                     ratings, scores, trees)
+from .access import ROLES
+from .schema import (accounts, choices, critiques, events, generations, grader_scores, node_tags, nodes, oplog,
+                     outcomes, queue_roles, queues, ratings, scores, tree_roles, trees)
 from .store import Store
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -209,6 +210,31 @@ def _records(report: CheckReport, conn, tree_rows: dict, known: set[str]) -> Non
         need("score", f"{s.node_id}:{s.model}", s.node_id, "node")
     for g in conn.execute(select(grader_scores.c.node_id, grader_scores.c.grader_id)):
         need("grader score", f"{g.node_id}:{g.grader_id}", g.node_id, "node")
+    _teams(report, conn, tree_rows, queue_ids)
+
+
+def _teams(report: CheckReport, conn, tree_rows: dict, queue_ids: set) -> None:
+    """Roles name trees, queues and accounts that exist; each tree's events are numbered 1 to its version."""
+    names = set(conn.execute(select(accounts.c.name)).scalars())
+    for r in conn.execute(select(tree_roles)):
+        if r.role not in ROLES:
+            report.add("role", f"{r.tree_id}:{r.account}", f"unknown role {r.role!r}")
+        if r.account != "*" and r.account not in names:
+            report.add("role", f"{r.tree_id}:{r.account}", f"a role for {r.account}, who has no account")
+    for r in conn.execute(select(queue_roles)):
+        if r.queue_id not in queue_ids:
+            report.add("role", f"{r.queue_id}:{r.account}", f"a role on queue {r.queue_id}, which does not exist")
+    numbered = conn.execute(select(events.c.tree_id, func.count(), func.max(events.c.seq)).group_by(events.c.tree_id))
+    versions = dict(conn.execute(select(trees.c.id, trees.c.version)).all())
+    for tree_id, count, top in numbered:
+        if tree_id not in tree_rows:
+            report.add("event", tree_id, f"events of tree {tree_id}, which does not exist")
+        elif top > versions[tree_id] or count != top - _first(conn, tree_id) + 1:
+            report.add("event", tree_id, f"its events are not numbered without gaps up to its version {versions[tree_id]}")
+
+
+def _first(conn, tree_id: str) -> int:
+    return conn.execute(select(func.min(events.c.seq)).where(events.c.tree_id == tree_id)).scalar_one()
 
 
 def _replay(report: CheckReport, conn, tree_id: str, entries: list) -> None:

@@ -80,3 +80,8 @@ def present(conn: Connection, tree_id: str, ttl_s: float) -> list[dict]:
 
 def tree_exists(conn: Connection, tree_id: str) -> bool:
     return conn.execute(select(trees.c.id).where(trees.c.id == tree_id)).first() is not None
+
+
+def versions(conn: Connection, tree_ids: list[str]) -> dict[str, int]:
+    """The current version of each of these trees (a deleted tree is missing)."""
+    return dict(conn.execute(select(trees.c.id, trees.c.version).where(trees.c.id.in_(tree_ids))).all())

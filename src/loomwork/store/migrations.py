@@ -187,8 +187,8 @@ def _v8_choice_pressure(conn: Connection) -> None:
 
 
 def _v9_teams(conn: Connection) -> None:
-    """Accounts with hashed tokens, roles per tree and per queue, each tree's events in order, presence, and who
-    made each node, choice, critique, queue, steering vector and grader."""
+    """Accounts with hashed tokens, roles per tree and per queue, each tree's events in order, presence, reviewers'
+    adjudications, and who made each node, choice, critique, queue, steering vector and grader; queues' overlap."""
     md = MetaData()
     json = JSON().with_variant(JSONB(), "postgresql")
     when = DateTime(timezone=True)
@@ -207,7 +207,12 @@ def _v9_teams(conn: Connection) -> None:
           Column("created_at", when, nullable=False))
     Table("presence", md, Column("tree_id", ident, primary_key=True), Column("actor", String(64), primary_key=True),
           Column("client", String(40), primary_key=True), Column("node_id", ident), Column("seen_at", when, nullable=False))
-    for name in ("accounts", "tree_roles", "queue_roles", "events", "presence"):
+    Table("adjudications", md, Column("id", ident, primary_key=True),
+          Column("queue_id", ident, ForeignKey("queues.id"), nullable=False), Column("tree_id", ident, nullable=False),
+          Column("node_id", ident, nullable=False), Column("question", Text, nullable=False),
+          Column("label", Integer, nullable=False), Column("reviewer", String(200), nullable=False),
+          Column("note", Text), Column("created_at", when, nullable=False), Index("ix_adjudications_tree", "tree_id"))
+    for name in ("accounts", "tree_roles", "queue_roles", "events", "presence", "adjudications"):
         md.tables[name].create(conn)
     for table, column in (("nodes", "author"), ("choices", "actor"), ("critiques", "actor"), ("queues", "created_by"),
                           ("steering_vectors", "created_by"), ("graders", "created_by")):
@@ -221,7 +226,8 @@ Migration = Callable[[Connection], None]
 # (another program's database claiming a version is refused before any step touches it).
 TABLES_BY_VERSION = {1: ("trees", "generations", "nodes", "node_tags"), 2: ("oplog",), 3: ("choices", "scores"),
                      4: ("ratings", "outcomes", "queues", "critiques"), 6: ("steering_vectors",),
-                     7: ("graders", "grader_scores"), 9: ("accounts", "tree_roles", "queue_roles", "events", "presence")}
+                     7: ("graders", "grader_scores"), 9: ("accounts", "tree_roles", "queue_roles", "events", "presence",
+                                                                         "adjudications")}
 
 # Position i holds the migration that brings a database from version i to version i + 1.
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors, _v6_steering,

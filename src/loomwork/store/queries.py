@@ -15,8 +15,8 @@ from ..errors import Corrupt, Forbidden, InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
 from . import access, events, journal
 from .journal import Journal
-from .schema import (choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes, queue_roles,
-                     queues, ratings, scores, tree_roles, trees)
+from .schema import (adjudications, choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes,
+                     queue_roles, queues, ratings, scores, tree_roles, trees)
 
 _CHUNK = 500  # stay far below SQLite's bound-parameter limit in IN (...) lists
 _NODE_FIELDS = {"text", "tokens", "parent_id", "bookmarked", "archived", "meta"}
@@ -54,16 +54,16 @@ class Tx:
         self.conn = conn
         self.readonly = readonly
         self.journal: Journal | None = None
-        self._readable: set[str] | None | bool = False  # the principal's readable trees, once looked up
+        self._readable: set[str] = set()  # trees this transaction found the principal may read
 
     def _guard(self, tree_ids: Iterable[str]) -> None:
         """No row of a tree the principal may not read leaves the store, whichever function asked for it."""
         if access.current() is None:
             return
-        if self._readable is False:
-            self._readable = access.readable(self.conn)
-        if self._readable is not None and (hidden := set(tree_ids) - self._readable):
+        ask = set(tree_ids) - self._readable
+        if hidden := access.unreadable(self.conn, ask):
             raise Forbidden(f"tree {min(hidden)} is not shared with {access.current().name}")
+        self._readable |= ask
 
     # -- locks ---------------------------------------------------------------------------------------------------
 
@@ -397,6 +397,7 @@ class Tx:
         if doomed:
             self.conn.execute(delete(ratings).where(ratings.c.queue_id.in_(doomed)))
             self.conn.execute(delete(queue_roles).where(queue_roles.c.queue_id.in_(doomed)))
+            self.conn.execute(delete(adjudications).where(adjudications.c.queue_id.in_(doomed)))
             self.conn.execute(delete(queues).where(queues.c.id.in_(doomed)))
         self.conn.execute(delete(tree_roles).where(tree_roles.c.tree_id == tree_id))
         events.forget_tree(self.conn, tree_id)

@@ -277,6 +277,22 @@ events = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# a reviewer's final label for a step the queue's raters disagreed on (exports use it over the raters' labels)
+adjudications = Table(
+    "adjudications",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("queue_id", ID, ForeignKey("queues.id"), nullable=False),
+    Column("tree_id", ID, nullable=False),
+    Column("node_id", ID, nullable=False),
+    Column("question", Text, nullable=False),
+    Column("label", Integer, nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("note", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_adjudications_tree", "tree_id"),
+)
+
 # who has a tree open, and where (the page says so every few seconds; older than presence.TTL_S is gone)
 presence = Table(
     "presence",

@@ -126,14 +126,9 @@ class Store:
         self._local = threading.local()
         # called with the ids of the trees a transaction changed, once it has committed (store/events.py)
         self.on_commit: list[Callable[[set[str]], None]] = []
-        event.listen(engine, "commit", self._committed)
+        # (not SQLAlchemy's "commit" event: it fires before the database has committed, and a subscriber woken
+        # then reads the tree without the change)
         event.listen(engine, "rollback", lambda conn: conn.info.pop("loomwork_changed", None))
-
-    def _committed(self, conn) -> None:
-        changed = conn.info.pop("loomwork_changed", None)
-        if changed:
-            for listener in list(self.on_commit):
-                listener(changed)
 
     @classmethod
     def open(cls, db: str | None = None, *, migrate: bool = True) -> "Store":
@@ -222,14 +217,19 @@ class Store:
                                "for itself (do the work in the outer transaction)")
         with self._errors(), self._writer():
             self._local.writing = True
+            changed = None
             try:
                 with self.engine.begin() as conn:
                     tx = Tx(conn)
                     yield tx
                     if tx.journal is not None:
                         tx.journal.write()
+                    changed = conn.info.pop("loomwork_changed", None)
             finally:
                 self._local.writing = False
+        if changed:  # committed: now whoever follows these trees may read the change
+            for listener in list(self.on_commit):
+                listener(changed)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -10,7 +11,7 @@ from sqlalchemy import insert, select
 from ..errors import InvalidInput, NotFound
 from . import access
 from .queries import Tx, insert_ignoring_duplicates
-from .schema import critiques, outcomes, queue_roles, queues, ratings
+from .schema import adjudications, critiques, meta, outcomes, queue_roles, queues, ratings
 
 
 def _now() -> datetime:
@@ -82,3 +83,27 @@ def latest_critique(tx: Tx, node_id: str) -> dict | None:
     rows = _dicts(tx.conn.execute(select(critiques).where(critiques.c.node_id == node_id)
                                   .order_by(critiques.c.created_at.desc(), critiques.c.id).limit(1)))
     return rows[0] if rows else None
+
+
+def add_adjudication(tx: Tx, **row) -> None:
+    tx.conn.execute(insert(adjudications).values(**row, created_at=_now()))
+
+
+def adjudications_for(tx: Tx, *, tree_id: str | None = None, queue_id: str | None = None) -> list[dict]:
+    """Adjudications, oldest first (the latest per node and question is the one in force)."""
+    q = select(adjudications).order_by(adjudications.c.created_at, adjudications.c.id)
+    if tree_id is not None:
+        q = q.where(adjudications.c.tree_id == tree_id)
+    if queue_id is not None:
+        q = q.where(adjudications.c.queue_id == queue_id)
+    return _dicts(tx.conn.execute(q))
+
+
+def salt(tx: Tx) -> str:
+    """This database's secret for rater pseudonyms (made on first use, kept in loomwork_meta)."""
+    key = "rater_pseudonym_salt"
+    found = tx.conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one_or_none()
+    if found is None:
+        tx.conn.execute(insert_ignoring_duplicates(tx.conn, meta).values(key=key, value=secrets.token_hex(16)))
+        found = tx.conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one()
+    return found

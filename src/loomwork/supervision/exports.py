@@ -15,8 +15,10 @@ from statistics import mean
 from ..curation import latest_choices
 from ..errors import InvalidInput
 from ..store import Store
+from ..store import supervision as sql
 from ..tree import Node, path_text
-from .ratings import DEFAULT_QUESTIONS, current_for_tree
+from .adjudication import latest, pseudonym
+from .ratings import DEFAULT_QUESTIONS, current, current_for_tree
 
 STEP_QUESTION = DEFAULT_QUESTIONS[0]
 
@@ -37,6 +39,11 @@ class _Tree:
         for (node, rater, question), r in self.ratings.items():
             if question == self.question:
                 self.step_labels[node][rater] = r["label"]
+        with store.read() as tx:  # a reviewer's final label, where the raters disagreed and one was given
+            ruled = latest(sql.adjudications_for(tx, tree_id=tree_id))
+        self.ruled = {n: r["label"] for (n, q), r in ruled.items() if q == self.question}
+        for node in self.ruled:
+            self.step_labels.setdefault(node, {})
 
     def path(self, node_id: str) -> list[Node]:
         out = [self.by_id[node_id]]
@@ -51,8 +58,18 @@ class _Tree:
         return [n for n in self.nodes if not self.kids.get(n.id) and self.visible(n)]
 
     def mean_label(self, node_id: str) -> float | None:
+        """The step's label: the reviewer's adjudication if there is one, else the mean of its raters' labels."""
+        if node_id in self.ruled:
+            return float(self.ruled[node_id])
         labels = self.step_labels.get(node_id)
         return mean(labels.values()) if labels else None
+
+    def worst_label(self, node_id: str) -> int | None:
+        """The adjudication if there is one, else the lowest of the raters' labels."""
+        if node_id in self.ruled:
+            return self.ruled[node_id]
+        labels = self.step_labels.get(node_id)
+        return min(labels.values()) if labels else None
 
 
 def _nonempty(rows: list[dict], fmt: str, why: str) -> list[dict]:
@@ -66,7 +83,7 @@ def sft(store: Store, tree_id: str, question: str = STEP_QUESTION) -> list[dict]
     ends = {n.id for n in t.nodes if n.bookmarked and n.parent_id and t.visible(n)}
     for leaf in t.leaves():
         steps = t.path(leaf.id)[1:]
-        if steps and all(t.step_labels.get(s.id) and min(t.step_labels[s.id].values()) == 1 for s in steps):
+        if steps and all(t.worst_label(s.id) == 1 for s in steps):
             ends.add(leaf.id)
     rows = []
     for end in sorted(ends, key=lambda i: [n.created_at for n in t.path(i)]):
@@ -118,3 +135,31 @@ def stepwise(store: Store, tree_id: str, neutral_is_good: bool = False, question
             labels.append(m > 0 or (m == 0 and neutral_is_good))
         rows.append({"prompt": t.path(end.id)[0].text, "completions": [s.text for s in steps], "labels": labels})
     return _nonempty(rows, "stepwise", f"no path has every step rated on {question!r}")
+
+
+def rater_ids(store: Store, names: bool = False):
+    """How exports name raters: a pseudonym stable within this database (the default), or the names."""
+    if names:
+        return lambda rater: rater
+    with store.tx() as tx:
+        secret = sql.salt(tx)
+    return lambda rater: pseudonym(secret, rater)
+
+
+def ratings_rows(store: Store, tree_id: str, names: bool = False) -> list[dict]:
+    """Every current rating of a tree's steps, one row each, with the rater as a pseudonym (or named), and each
+    reviewer's adjudication as a row of its own (``adjudication: true``): what agreement studies need."""
+    who = rater_ids(store, names)
+    with store.read() as tx:
+        tx.tree(tree_id)
+        records = sql.ratings_for(tx, tree_id=tree_id)
+        ruled = sql.adjudications_for(tx, tree_id=tree_id)
+    rows = [{"node_id": r["node_id"], "question": r["question"], "rater": who(r["rater"]), "label": r["label"],
+             "flagged": r["flagged"], "note": r["note"], "queue_id": r["queue_id"], "critique_shown": bool(r["critique_id"]),
+             "adjudication": False, "created_at": r["created_at"].isoformat()}
+            for r in current(records).values()]
+    rows += [{"node_id": a["node_id"], "question": a["question"], "rater": who(a["reviewer"]), "label": a["label"],
+              "flagged": False, "note": a["note"], "queue_id": a["queue_id"], "critique_shown": False,
+              "adjudication": True, "created_at": a["created_at"].isoformat()} for a in latest(ruled).values()]
+    return _nonempty(rows, "ratings", "no step of this tree is rated")
+

@@ -3,8 +3,11 @@ from queues.py so that ratings (which queues read) can check a rated node's memb
 
 from __future__ import annotations
 
+import hashlib
+
 from ..errors import NotFound
 from ..store import Store
+from ..store import accounts as account_sql
 from ..store import supervision as sql
 from ..tree import Node
 
@@ -38,3 +41,20 @@ def is_item(store: Store, queue: dict, node_id: str) -> bool:
     if f.get("subtree") and f["subtree"] not in {n.id for n in path[:-1]}:
         return False
     return keeps(f, node, len(path) - 1)
+
+
+def raters(store: Store, queue: dict) -> list[str]:
+    """The queue's raters: the accounts placed on it with the rater role."""
+    with store.read() as tx:
+        return sorted(r["account"] for r in account_sql.roles_of_queue(tx, queue["id"]) if r["role"] == "rater")
+
+
+def assigned(queue: dict, item: str, crew: list[str]) -> list[str]:
+    """The raters a step goes to: the ``overlap`` of ``crew`` that rank highest by a hash of (queue seed, step,
+    rater). Rendezvous hashing: each step gets exactly k raters, each rater about k/R of the steps, and a step
+    keeps its raters when steps are added (and most of them when raters are)."""
+    k = queue.get("overlap")
+    if not k or not crew:
+        return list(crew)
+    rank = sorted(crew, key=lambda r: hashlib.sha256(f"{queue['seed']}:{item}:{r}".encode()).digest())
+    return sorted(rank[:k])

@@ -16,7 +16,7 @@ from ..formats.forest import Item, Parsed, Report, loads, write
 from ..store import Store
 from ..store import supervision as sql
 from ..tree import new_id
-from .exports import STEP_QUESTION, _nonempty, _Tree
+from .exports import STEP_QUESTION, _nonempty, _Tree, rater_ids
 
 
 def _fail(line: int, msg: str):
@@ -102,8 +102,10 @@ def _step_text(text: str) -> str:
     return text[1:] if text.startswith("\n") else text
 
 
-def export(store: Store, tree_id: str, question: str = STEP_QUESTION) -> list[dict]:
+def export(store: Store, tree_id: str, question: str = STEP_QUESTION, names: bool = False) -> list[dict]:
+    """One line per (path, rater); the labeler is the rater's pseudonym unless ``names``."""
     t = _Tree(store, tree_id, question)
+    who = rater_ids(store, names)
     rows = []
     with store.read() as tx:
         outcome_nodes = {o["node_id"] for o in sql.outcomes_for(tx, tree_id)}
@@ -125,7 +127,7 @@ def export(store: Store, tree_id: str, question: str = STEP_QUESTION) -> list[di
             finish = ("solution" if end.id in outcome_nodes else "found_error" if last == -1
                       else "solution" if not t.kids.get(end.id) else "give_up")
             stamps = [r["created_at"] for (n, rr, q), r in t.ratings.items() if rr == rater and q == question]
-            rows.append({"labeler": rater, "timestamp": max(stamps).isoformat() if stamps else None, "generation": None,
+            rows.append({"labeler": who(rater), "timestamp": max(stamps).isoformat() if stamps else None, "generation": None,
                          "is_quality_control_question": False, "is_initial_screening_question": False,
                          "question": {"problem": path[0].text, "ground_truth_answer": None},
                          "label": {"steps": steps, "total_time": 0, "finish_reason": finish}})

@@ -15,10 +15,10 @@ from ..errors import InvalidInput
 from ..store import Store, access, retrying
 from ..store import supervision as sql
 from ..tree import ORIGINS, Node, new_id
-from .membership import get_queue, is_item, keeps as _keeps
+from .membership import assigned, get_queue, is_item, keeps as _keeps, raters
 from .ratings import DEFAULT_QUESTIONS, current
 
-__all__ = ["get_queue", "is_item"]  # the queue's membership rules live in membership.py (ratings check them too)
+__all__ = ["assigned", "get_queue", "is_item", "raters"]  # the queue's membership rules live in membership.py (ratings check them too)
 
 CRITIQUE_MODES = ("off", "on", "half")
 
@@ -30,7 +30,10 @@ MAX_DEPTH = 1_000_000
 def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: str | None = None,
                  tag: str | None = None, origin: str | None = None, min_depth: int | None = None,
                  max_depth: int | None = None, questions: list[str] | None = None, blinded: bool = True,
-                 critiques: str = "off", critic: str | None = None, seed: int | None = None) -> dict:
+                 critiques: str = "off", critic: str | None = None, seed: int | None = None,
+                 overlap: int | None = None) -> dict:
+    """``overlap``: give each step to this many of the queue's raters (its accounts with the rater role), so that
+    every step is rated by k people and each rater rates about k/R of the steps; None: every rater rates all."""
     name = validate.name(name or "", "a queue's name")
     if origin is not None and origin not in ORIGINS:
         raise InvalidInput(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
@@ -49,6 +52,8 @@ def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: s
         raise InvalidInput(f"min_depth {min_depth} is above max_depth {max_depth}: the queue would be empty")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise InvalidInput(f"the seed must be a whole number from 0 to 2**63 - 1, not {seed!r}")
+    if overlap is not None and (not isinstance(overlap, int) or isinstance(overlap, bool) or not 1 <= overlap <= 100):
+        raise InvalidInput(f"the overlap is how many raters see each step, 1 to 100, not {overlap!r}")
     if tree is None and subtree is None:
         raise InvalidInput("a queue needs a tree or a subtree to draw its steps from")
     if subtree is not None:
@@ -57,7 +62,7 @@ def create_queue(store: Store, name: str, *, tree: str | None = None, subtree: s
     row = dict(id=new_id(), name=name, blinded=blinded, critiques=critiques, critic=critic,
                filter={"tree": tree, "subtree": subtree, "tag": tag, "origin": origin, "min_depth": min_depth,
                        "max_depth": max_depth},
-               questions=questions, seed=random.randrange(2**31) if seed is None else seed)
+               questions=questions, seed=random.randrange(2**31) if seed is None else seed, overlap=overlap)
     with store.tx() as tx:
         tx.lock_tree(tree, need="owner")  # a queue sends the tree's steps to raters: the owner's decision
         sql.add_queue(tx, **row)
@@ -114,8 +119,17 @@ def shows_critique(queue: dict, node_id: str) -> bool:
     return queue["critiques"] == "on"
 
 
+def mine(store: Store, queue: dict, rater: str, ids: list[str]) -> list[str]:
+    """The steps of ``ids`` that this rater is to rate: all of them, unless the queue has an overlap and the
+    rater is one of its raters (someone else, a reviewer say, may rate any step)."""
+    crew = raters(store, queue) if queue.get("overlap") else []
+    if rater not in crew:
+        return ids
+    return [i for i in ids if rater in assigned(queue, i, crew)]
+
+
 def progress(store: Store, queue: dict, rater: str, ids: list[str] | None = None) -> dict:
-    ids = items(store, queue) if ids is None else ids
+    ids = mine(store, queue, rater, items(store, queue) if ids is None else ids)
     with store.read() as tx:
         done_keys = current(sql.ratings_for(tx, queue_id=queue["id"]))
     done = [i for i in ids if all((i, rater, q) in done_keys for q in queue["questions"])]

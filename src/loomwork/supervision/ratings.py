@@ -9,7 +9,7 @@ from ..store import Store, retrying
 from ..store import access, journal
 from ..store import supervision as sql
 from ..tree import new_id
-from .membership import get_queue, is_item
+from .membership import assigned, get_queue, is_item, raters
 
 LABELS = (-1, 0, 1)
 DEFAULT_QUESTIONS = (
@@ -43,6 +43,10 @@ def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEF
             raise InvalidInput(f"node {node_id} is not an item of queue {q['name']!r}")
         if question not in q["questions"]:
             raise InvalidInput(f"queue {q['name']!r} does not ask {question!r}")
+        crew = raters(store, q) if q.get("overlap") else []
+        if rater in crew and rater not in assigned(q, node_id, crew):
+            raise InvalidInput(f"in queue {q['name']!r} step {node_id} goes to {', '.join(assigned(q, node_id, crew))}, "
+                               f"not {rater} (each step to {q['overlap']} of its raters)")
         queue_id = q["id"]
     row = dict(id=new_id(), tree_id=node.tree_id, node_id=node_id, rater=rater, question=question, label=label,
                note=note or None, flagged=bool(flagged), critique_id=critique_id, queue_id=queue_id)

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import InvalidInput, NotFound
+from ..store import access
 from ..levers.adapter import (CLAIM, META, PROGRESS, alive, check_name, checkpoint, claimed, describe,  # noqa: F401
                               directory, list_adapters, meta, root, split_model, status)
 
@@ -101,11 +102,19 @@ def abandon(name: str) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def maker(record: dict) -> str | None:
+    """Who started the run that made an adapter (the account, on a server with accounts)."""
+    return ((record.get("data") or {}).get("source") or {}).get("by")
+
+
 def delete(name: str, own_run: bool = False) -> None:
-    """Delete an adapter; one being trained is refused, unless this is its own run giving up (``own_run``)."""
+    """Delete an adapter; one being trained is refused, unless this is its own run giving up (``own_run``). Run
+    as an account, only the adapter's maker (or an admin) may."""
     d = directory(name)
     if not d.is_dir():
         raise NotFound(f"no adapter {name!r} (see `loomwork adapters list`)")
+    if not own_run:
+        access.require_maker(maker(describe(name)), f"adapter {name!r}")
     if not own_run and status(describe(name)) in ("training", "starting"):
         raise InvalidInput(f"adapter {name!r} is being trained: stop it first (`loomwork adapters stop {name}`)")
     shutil.rmtree(d)

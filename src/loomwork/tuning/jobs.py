@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 from ..errors import InvalidInput
+from ..store import access, journal
 from . import adapters, provenance
 from .train import STOP, TuneConfig, claim, prepare, run_claimed
 
@@ -29,6 +30,7 @@ def start(name: str, base: str, rows: list[dict], cfg: TuneConfig, source: dict,
     from ..backends.hf_load import resolve_source
 
     resolve_source(base)  # an unknown base is refused before anything is claimed
+    source = {**source, "by": journal.current_actor()}
     train, held, dropped, how = prepare(rows, cfg, heldout_rows)
     claim(name, base, rows, train, held, dropped, how, cfg, source)
     d = adapters.directory(name)
@@ -44,6 +46,7 @@ def start(name: str, base: str, rows: list[dict], cfg: TuneConfig, source: dict,
 def request_stop(name: str) -> dict:
     """Ask a run in progress to stop after its current step."""
     m = adapters.describe(name)
+    access.require_maker(adapters.maker(m), f"adapter {name!r}")
     if m["status"] not in ("training", "starting"):
         raise InvalidInput(f"adapter {name!r} is not being trained ({m['status']}): nothing to stop")
     (adapters.directory(name) / STOP).write_text("stop", encoding="utf-8")

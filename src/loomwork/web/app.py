@@ -27,7 +27,7 @@ from .tune_api import router as tune_router
 from .auth import Authenticator, RateLimit
 from .live import Hub
 from .team_api import router as team_router
-from .permissions import authorize
+from .permissions import Roles, authorize
 from .security import SIGN_IN, Guard, GuardMiddleware
 
 STATIC = files("loomwork.web") / "static"
@@ -77,7 +77,7 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     app = FastAPI(title="loomwork", docs_url=None, openapi_url="/api/openapi.json", redoc_url=None,
                   dependencies=[Depends(authorize)], lifespan=lifespan)
     app.state.accounts = accounts
-    app.state.hub, app.state.streams = hub, {}
+    app.state.hub, app.state.streams, app.state.roles = hub, {}, Roles()
     app.state.rate_limit = RateLimit(rate_limit) if accounts and rate_limit else None
     app.state.store = store
     app.state.default_model = default_model or config.default_model()

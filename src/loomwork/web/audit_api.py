@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..supervision import critiques, queues, ratings, summary
+from ..supervision import adjudication, critiques, queues, ratings, summary
 from .common import Body, allowed_model, load_backend, store_of
 
 router = APIRouter(prefix="/api/queues")
@@ -28,6 +28,7 @@ class NewQueue(Body):
     critiques: str = "off"
     critic: str | None = None
     seed: int | None = None
+    overlap: int | None = None
 
 
 class Rating(Body):
@@ -42,7 +43,8 @@ class Rating(Body):
 
 def _public(q: dict, store) -> dict:
     return {"id": q["id"], "name": q["name"], "questions": q["questions"], "blinded": q["blinded"],
-            "critiques": q["critiques"], "items": len(queues.items(store, q))}
+            "critiques": q["critiques"], "items": len(queues.items(store, q)), "overlap": q.get("overlap"),
+            "raters": queues.raters(store, q), "reviewer": adjudication.can_review(store, q)}
 
 
 @router.get("")
@@ -101,3 +103,23 @@ def rate(queue: str, body: Rating, request: Request) -> dict:
 @router.get("/{queue}/summary")
 def queue_summary(queue: str, request: Request) -> dict:
     return summary.queue_summary(store_of(request), queue)
+
+
+class Adjudication(Body):
+    node_id: str
+    question: str
+    label: int
+    note: str | None = None
+
+
+@router.get("/{queue}/disagreements")
+def queue_disagreements(queue: str, request: Request) -> list[dict]:
+    """The steps the queue's raters disagree on, each rater's label, and the reviewer's ruling so far."""
+    return adjudication.disagreements(store_of(request), queue)
+
+
+@router.post("/{queue}/adjudications")
+def adjudicate(queue: str, body: Adjudication, request: Request) -> dict:
+    """The reviewer's final label for a step (exports use it over the raters' labels)."""
+    row = adjudication.adjudicate(store_of(request), queue, body.node_id, body.question, body.label, body.note)
+    return {"id": row["id"], "label": row["label"], "reviewer": row["reviewer"]}

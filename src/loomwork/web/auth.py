@@ -25,7 +25,7 @@ EXPENSIVE = {
     ("POST", "/api/nodes/{node_id}/goodhart"), ("POST", "/api/compare"), ("POST", "/api/adapters"),
     ("POST", "/api/steering"), ("POST", "/api/queues/{queue}/items/{node_id}/critique"),
     ("GET", "/api/nodes/{node_id}/next"), ("GET", "/api/nodes/{node_id}/mass-tree"),
-    ("GET", "/api/nodes/{node_id}/bits/stream"),
+    ("GET", "/api/nodes/{node_id}/bits/stream"), ("GET", "/api/nodes/{node_id}/logit-lens"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The lens API: run a probe suite on models (streamed progress, then the report)."""
+"""The lens API: run a probe suite on models (streamed progress, then the report); the logit lens at a token."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pydantic import Field
 
 from ..errors import InvalidInput
 from ..lens import suite as suites
+from ..lens.logit_lens import node_lens
 from ..lens.report import run_suite
-from .common import Body, allowed_model, load_backend
+from .common import Body, allowed_model, load_backend, store_of
 from .sse import alongside, respond
 
 router = APIRouter(prefix="/api")
@@ -52,3 +53,16 @@ async def compare(body: CompareRequest, request: Request) -> StreamingResponse:
             yield (name, {"report": data}) if name == "done" else (name, {"message": data})
 
     return respond(events())
+
+
+@router.get("/nodes/{node_id}/logit-lens")
+async def node_logit_lens(node_id: str, request: Request, token: int | None = None, k: int = 5) -> dict:
+    """What each layer of the model that wrote the node predicted at one of its tokens (docs/lens.md, "Logit
+    lens"); a steered node's beside the unsteered model's."""
+    store = store_of(request)
+    node = store.node(node_id)
+    if node.generation_id is None:
+        raise InvalidInput(f"node {node_id} is {node.origin} text: the logit lens reads tokens a model generated")
+    gen = store.generation(node.generation_id)
+    backend = await load_backend(request, allowed_model(request, f"{gen.backend}:{gen.model}"))
+    return await node_lens(store, node_id, backend, token, k)

@@ -2,7 +2,8 @@
 
 A change committed by this process wakes its subscribers at once (the store's ``on_commit``). On PostgreSQL a
 listener thread LISTENs for the NOTIFY every change sends, so changes made through any other server process (or
-the CLI) wake them too. On SQLite another process's change is found by looking again every ``SQLITE_LOOK_S``.
+the CLI) wake them too. On SQLite another process's change (the CLI's) is found by one look at the watched trees'
+versions every ``SQLITE_LOOK_S``, for all of this server's subscribers together.
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ import logging
 import threading
 
 from ..store import Store
+from ..store import events
 from ..store.events import CHANNEL
 
 log = logging.getLogger("loomwork.web")
 SQLITE_LOOK_S = 0.5  # another process's change on SQLite is seen within this long
-POSTGRES_LOOK_S = 5.0  # NOTIFY wakes subscribers; this is only a safety net (a listener reconnecting)
+WAIT_S = 5.0  # a subscriber looks again after this long whatever happened (a safety net, and its keepalive)
 
 
 class Hub:
     def __init__(self, store: Store):
         self.store = store
-        self.look_s = SQLITE_LOOK_S if store.sqlite else POSTGRES_LOOK_S
+        self.look_s = WAIT_S
+        self._versions: dict[str, int] = {}
+        self._poller: asyncio.Task | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -35,9 +39,13 @@ class Hub:
         if not self.store.sqlite and self._thread is None:
             self._thread = threading.Thread(target=self._listen, name="loomwork-listen", daemon=True)
             self._thread.start()
+        if self.store.sqlite and (self._poller is None or self._poller.done()):
+            self._poller = self._loop.create_task(self._look_around())
 
     def stop(self) -> None:
         self._stop.set()
+        if self._poller is not None:
+            self._poller.cancel()
         with contextlib.suppress(ValueError):
             self.store.on_commit.remove(self.changed)
 
@@ -75,6 +83,31 @@ class Hub:
     def subscribers(self) -> int:
         return sum(len(g) for g in self._waiters.values())
 
+    async def _look_around(self) -> None:
+        """SQLite: wake the subscribers of any watched tree whose version another process moved."""
+        while not self._stop.is_set():
+            await asyncio.sleep(SQLITE_LOOK_S)
+            watched = list(self._waiters)
+            if not watched:
+                continue
+            try:
+                now = await asyncio.to_thread(self._read_versions, watched)
+            except Exception as exc:  # noqa: BLE001 (a busy or vanished file: the next look tries again)
+                log.warning("looking for changes failed: %s", exc)
+                continue
+            moved = {t for t in watched if now.get(t, -1) > self._versions.get(t, -1) or t not in now}
+            self._versions.update(now)
+            if moved:
+                self._wake(moved)
+
+    def seen(self, tree_id: str, version: int) -> None:
+        """A subscriber has read the tree up to ``version``: a look finding it there wakes nobody."""
+        self._versions[tree_id] = max(version, self._versions.get(tree_id, 0))
+
+    def _read_versions(self, tree_ids: list[str]) -> dict[str, int]:
+        with self.store.read() as tx:
+            return events.versions(tx.conn, tree_ids)
+
     def _listen(self) -> None:
         """PostgreSQL: LISTEN on a connection of its own, and wake subscribers at each NOTIFY; reconnect after a
         failure (subscribers look again every POSTGRES_LOOK_S meanwhile)."""
@@ -85,6 +118,7 @@ class Hub:
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self.changed(set(self._waiters))  # what happened while not listening: look again
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
                             self.changed({note.payload})

@@ -14,6 +14,10 @@ A route missing from the table is refused (a test checks that every route has a 
 
 from __future__ import annotations
 
+import threading
+import time
+
+import anyio
 from fastapi import Request
 
 from ..errors import Forbidden
@@ -54,6 +58,7 @@ RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/nodes/{node_id}/bits/stream"): ("node", V),
     ("GET", "/api/nodes/{node_id}/next"): ("node", V),
     ("GET", "/api/nodes/{node_id}/mass-tree"): ("node", V),
+    ("GET", "/api/nodes/{node_id}/logit-lens"): ("node", V),
     ("POST", "/api/nodes/{node_id}/children"): ("node", E),
     ("POST", "/api/nodes/{node_id}/edit"): ("node", E),
     ("POST", "/api/nodes/{node_id}/split"): ("node", E),
@@ -81,6 +86,8 @@ RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/api/queues/{queue}/ratings"): ("queue", "member"),
     ("GET", "/api/queues/{queue}/summary"): ("queue", "reviewer"),
     ("PUT", "/api/queues/{queue}/roles"): ("queue", "reviewer"),
+    ("GET", "/api/queues/{queue}/disagreements"): ("queue", "reviewer"),
+    ("POST", "/api/queues/{queue}/adjudications"): ("queue", "reviewer"),
     ("GET", "/api/suites"): ("account",),
     ("POST", "/api/compare"): ("account",),
     ("GET", "/api/steering"): ("account",),
@@ -110,36 +117,85 @@ def route_of(request: Request) -> tuple[str, str]:
     return (request.method if request.method != "HEAD" else "GET", getattr(request.scope.get("route"), "path", ""))
 
 
-def authorize(request: Request) -> None:
+async def authorize(request: Request) -> None:
     """The app's dependency: refuse (403) what the caller's account may not do, then (429) model work over its
-    allowance. A server without accounts has no principal, and every rule passes."""
-    _check(request)
+    allowance. A server without accounts has no principal, and every rule passes. Roles are looked up in the
+    database once and then remembered (``Roles``), so most requests pass without a query."""
+    principal = access.current()
+    if principal is not None and not principal.admin:
+        rule = RULES.get(route_of(request))
+        if rule is None:
+            raise Forbidden(f"{request.method} {request.url.path} has no access rule: refused")
+        if rule[0] in ("tree", "node"):
+            roles: Roles = request.app.state.roles
+            key = request.path_params["tree_id" if rule[0] == "tree" else "node_id"]
+            role = roles.known(principal.name, key, rule[0])
+            if role is False:
+                role = await anyio.to_thread.run_sync(roles.look_up, store_of(request), principal.name, key, rule[0])
+            if access.rank(role) < access.rank(rule[1]):
+                await anyio.to_thread.run_sync(_refuse, store_of(request), request, rule)
+        elif rule[0] == "queue":
+            await anyio.to_thread.run_sync(_check_queue, store_of(request), request, principal, rule)
     limit(request, route_of(request))
 
 
-def _check(request: Request) -> None:
-    principal = access.current()
-    if principal is None or principal.admin:
-        return
-    rule = RULES.get(route_of(request))
-    if rule is None:
-        raise Forbidden(f"{request.method} {request.url.path} has no access rule: refused")
-    if rule[0] in ("account", "public"):
-        return
-    store, params = store_of(request), request.path_params
+def _refuse(store, request: Request, rule: tuple[str, ...]) -> None:
+    """Raise the refusal with its words (read afresh: the remembered role may be a moment old)."""
+    params = request.path_params
     with store.read() as tx:
-        if rule[0] == "tree":
-            tx.tree(params["tree_id"])
-            access.require(tx.conn, params["tree_id"], rule[1])
-        elif rule[0] == "node":
-            access.require(tx.conn, tx.tree_of(params["node_id"]), rule[1])
-        else:
-            q = queue_sql.queue(tx, params["queue"])
-            role = access.queue_role(tx.conn, q["id"], principal.name)
-            tree = q["filter"]["tree"]
-            if rule[1] == "member" and (role is not None or access.allowed(tx.conn, tree, R)):
-                return
-            if rule[1] == "reviewer" and (role == "reviewer" or access.allowed(tx.conn, tree, O)):
-                return
-            raise Forbidden(f"{principal.name} is {'a ' + role if role else 'not'} on queue {q['name']!r}: this "
-                            f"needs {'a place on the queue' if rule[1] == 'member' else 'its reviewer role'}")
+        tree_id = params["tree_id"] if rule[0] == "tree" else tx.tree_of(params["node_id"])
+        tx.tree(tree_id) if rule[0] == "tree" else None
+        access.require(tx.conn, tree_id, rule[1])
+
+
+class Roles:
+    """What an account's role on a tree was a moment ago (for ``TTL_S``, as a token is remembered), and which tree
+    each node is in (which never changes). A role remembered a moment too long can let a route start, never a
+    write or a read: the library checks again, in the database, where each write locks its tree and each
+    transaction reads rows (store/access.py)."""
+
+    TTL_S = 2.0
+    MAX = 100_000
+
+    def __init__(self):
+        self._roles: dict[tuple[str, str], tuple[str | None, float]] = {}
+        self._trees: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def known(self, name: str, key: str, kind: str):
+        """The remembered role (None: none), or False when it is not known."""
+        with self._lock:
+            tree_id = key if kind == "tree" else self._trees.get(key)
+            hit = self._roles.get((name, tree_id)) if tree_id else None
+        if hit is None or time.monotonic() - hit[1] > self.TTL_S:
+            return False
+        return hit[0]
+
+    def look_up(self, store, name: str, key: str, kind: str) -> str | None:
+        with store.read() as tx:
+            tree_id = key if kind == "tree" else tx.tree_of(key)
+            tx.tree(tree_id)  # 404 for a tree that does not exist
+            role = access.role_on(tx.conn, tree_id, name)
+        with self._lock:
+            if len(self._roles) > self.MAX:
+                self._roles.clear()
+            if len(self._trees) > self.MAX:
+                self._trees.clear()
+            if kind == "node":
+                self._trees[key] = tree_id
+            self._roles[(name, tree_id)] = (role, time.monotonic())
+        return role
+
+
+def _check_queue(store, request: Request, principal, rule: tuple[str, ...]) -> None:
+    params = request.path_params
+    with store.read() as tx:
+        q = queue_sql.queue(tx, params["queue"])
+        role = access.queue_role(tx.conn, q["id"], principal.name)
+        tree = q["filter"]["tree"]
+        if rule[1] == "member" and (role is not None or access.allowed(tx.conn, tree, R)):
+            return
+        if rule[1] == "reviewer" and (role == "reviewer" or access.allowed(tx.conn, tree, O)):
+            return
+        raise Forbidden(f"{principal.name} is {'a ' + role if role else 'not'} on queue {q['name']!r}: this "
+                        f"needs {'a place on the queue' if rule[1] == 'member' else 'its reviewer role'}")

@@ -75,6 +75,7 @@ async def tree_events(tree_id: str, request: Request) -> StreamingResponse:
                     for e in batch:
                         seen, quiet_since = e["seq"], time.monotonic()
                         yield "change", e, e["seq"]
+                    hub.seen(tree_id, seen)
                     if gone:
                         yield "deleted", {"tree_id": tree_id}
                         return

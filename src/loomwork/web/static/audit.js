@@ -1,4 +1,5 @@
 // The audit page: one step at a time, seen only with its context (the server sends nothing after it).
+import { showDisagreements } from "./adjudicate.js";
 import { api } from "./api.js";
 import { clear, el, toast } from "./dom.js";
 
@@ -159,9 +160,16 @@ function onKey(e) {
 }
 
 async function start() {
+  const config = await api("GET", "/config");
+  if (config.accounts) { // an account rates as itself
+    setRater(config.user);
+    $("rater").disabled = true;
+    $("rater").title = "signed in: your ratings are recorded under your account";
+  }
   $("rater").value = state.rater;
   $("rater").addEventListener("change", (e) => { setRater(e.target.value); guarded(load); });
   const list = await api("GET", "/queues");
+  const reviews = (id) => { const q = list.find((x) => x.id === id); $("disagreements-btn").hidden = !(q && q.reviewer); $("summary-btn").hidden = !(q && q.reviewer); };
   for (const q of list) $("queue").append(el("option", { value: q.id }, `${q.name} (${q.items} steps)`));
   const wanted = new URLSearchParams(location.search).get("queue");
   const pick = list.find((q) => q.id === wanted || q.name === wanted) || list[0];
@@ -173,7 +181,9 @@ async function start() {
   }
   $("queue").value = pick.id;
   state.queue = pick.id;
-  $("queue").addEventListener("change", () => { state.queue = $("queue").value; guarded(load); });
+  reviews(pick.id);
+  $("queue").addEventListener("change", () => { state.queue = $("queue").value; reviews(state.queue); guarded(load); });
+  $("disagreements-btn").addEventListener("click", () => guarded(() => showDisagreements(state.queue)));
   $("summary-close").addEventListener("click", () => { $("summary-view").hidden = true; });
   $("next-btn").addEventListener("click", () => guarded(next));
   $("summary-btn").addEventListener("click", () => guarded(showSummary));

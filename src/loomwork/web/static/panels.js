@@ -2,7 +2,7 @@
 // chapter, the optimization ledger, the lens.
 import { api } from "./api.js";
 import { clear, el, pct, snippet, steerLabel } from "./dom.js";
-import { current, me, state } from "./state.js";
+import { canEdit, current, me, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const FIELDS = ["n", "max_tokens", "temperature", "top_p", "top_k", "seed"];
@@ -109,6 +109,7 @@ let synced = null; // the generation settings (JSON) this page last loaded or sa
 // The generation form is saved with the tree as it changes (a moment after the last change), so a reload or
 // another browser opens with the same settings.
 export function saveGeneration() {
+  if (!canEdit()) return; // a viewer's settings stay in the page: the tree's are its editors'
   clearTimeout(genTimer);
   const treeId = state.tree && state.tree.id;
   genTimer = setTimeout(async () => {

@@ -1,6 +1,7 @@
 // The read view (the path as one text, the tree's memory apart above it), the editor placed where one writes, and
 // the token inspector. Views only: they render from `state` and never own what a person is typing.
 import { clear, el, pct, snippet, steerLabel } from "./dom.js";
+import { lensButton } from "./lensview.js";
 import { current, draftHere, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -137,5 +138,7 @@ export function renderInspector(onBranch) {
   }
   if (!list.children.length) box.append(el("p", { class: "muted" }, "No other token was recorded here."));
   box.append(list);
+  const lens = lensButton(node, state.selected.index);
+  if (lens) box.append(lens);
   box.scrollIntoView({ block: "nearest" });
 }
