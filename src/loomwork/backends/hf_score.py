@@ -138,7 +138,6 @@ class HFScoring:
                     # logits only where a term is read: the vocabulary projection is most of a chunk's cost
                     rows = [q for q in range(start, start + len(chunk)) if q in on_whole] or [start + len(chunk) - 1]
                     out = self.engine.forward([chunk], cache, logits_to_keep=self.engine.tensor([q - start for q in rows]))
-                    cache = out.past_key_values
                     for k, q in enumerate(rows):
                         if q in on_whole:
                             row = out.logits[0, k].float()

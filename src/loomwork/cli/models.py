@@ -72,7 +72,8 @@ def _value(text: str):
 @cli.command()
 @click.argument("node")
 @click.option("-n", "n", type=int, default=4, show_default=True, help="How many continuations (1-64).")
-@click.option("-m", "--model", help="backend:model (default: hf:gemma-3-270m; env LOOMWORK_MODEL).")
+@click.option("-m", "--model", "models", multiple=True, help="backend:model (default: hf:gemma-3-270m; env "
+              "LOOMWORK_MODEL). Repeat for several models at once: N samples from each, one seed for all.")
 @click.option("--max-tokens", type=int, default=48, show_default=True)
 @click.option("-t", "--temperature", type=float)
 @click.option("--seed", type=int, help="Fix the sampling seed (recorded either way).")
@@ -84,32 +85,38 @@ def _value(text: str):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
 @pass_ctx
 @placement_options
-def expand(ctx: Context, node: str, n: int, model: str | None, max_tokens: int, temperature: float | None,
+def expand(ctx: Context, node: str, n: int, models: tuple[str, ...], max_tokens: int, temperature: float | None,
            seed: int | None, options: tuple[tuple[str, str], ...], steer: tuple[str, ...], steer_prompt: bool,
            as_json: bool) -> None:
-    """Sample N continuations of NODE's path and add them as its children."""
+    """Sample N continuations of NODE's path (from each model given) and add them as its children."""
     given = {"n": n, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
              "steer": list(steer) or None, "steer_prompt": steer_prompt or None}
     given.update({k.replace("-", "_"): _value(v) for k, v in options})  # -o wins over the defaults above
     params = SamplingParams.make(**given)
     target = node_id(ctx, node)
-    if params.steer and split_ref(model or config.default_model())[0] not in ("hf", "llama"):
-        raise InvalidInput(f"{model} cannot steer: steering vectors need a local hf: or llama: model")
-    backend = get_backend(model)
+    refs = list(models) or [config.default_model()]
+    for ref in refs:
+        if params.steer and split_ref(ref)[0] not in ("hf", "llama"):
+            raise InvalidInput(f"{ref} cannot steer: steering vectors need a local hf: or llama: model")
+    backends = [get_backend(ref) for ref in refs]
 
     async def run():
-        progress = bar(params.n * params.max_tokens, f"{backend.ref}")
+        progress = bar(len(backends) * params.n * params.max_tokens, ", ".join(b.ref for b in backends))
         try:
-            return await expansion.expand(ctx.store, target, backend, params,
-                                          on_token=lambda _e: progress.update(1))
+            if len(backends) == 1:
+                return await expansion.expand(ctx.store, target, backends[0], params,
+                                              on_token=lambda _e: progress.update(1))
+            return await expansion.expand_with_models(ctx.store, target, backends, params,
+                                                      on_token=lambda _k, _e: progress.update(1))
         finally:
             progress.close()
             await close_all()
 
     children = asyncio.run(run())
     if as_json:
-        gen = ctx.store.generation(children[0].generation_id) if children else None
-        emit_json({"generation": gen.to_json() if gen else None, "children": [c.to_json() for c in children]})
+        gens = [ctx.store.generation(g).to_json() for g in dict.fromkeys(c.generation_id for c in children)]
+        one = {"generation": gens[0] if gens else None} if len(backends) == 1 else {"generations": gens}
+        emit_json({**one, "children": [c.to_json() for c in children]})
         return
     for c in children:
         click.echo(node_line(c, width=100))

@@ -15,6 +15,7 @@ tokens; this holds the model, its states and the ways to read text into them:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import threading
 from contextlib import contextmanager, nullcontext
 
@@ -70,6 +71,9 @@ class TorchEngine:
         self.device = next(lm.parameters()).device  # where the weights are, so every tensor made for them too
         self.dtype = str(next(lm.parameters()).dtype).removeprefix("torch.")  # the body's weights
         float32_head(lm)
+        # transformers 5.25 takes the cache as `cache` (and warns about `past_key_values` at every step); earlier 5.x
+        # releases as `past_key_values`
+        self._cache_arg = "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
         # products on weights packed once for oneDNN (packed_linear.py: 2-4x faster on this CPU)
         self.thread.run(lambda: packed_linear.install(lm, pack_now=True))
         self.window = getattr(lm.config, "max_position_embeddings", None)
@@ -133,7 +137,7 @@ class TorchEngine:
                 raise Cancelled("cancelled")
             chunk = ids[start : start + PREFILL_CHUNK]
             want = start + len(chunk) - max(len(ids) - keep, start)  # positions of this chunk whose logits are kept
-            out = self.lm(input_ids=self.tensor([chunk]), past_key_values=cache, use_cache=True,
+            out = self.lm(input_ids=self.tensor([chunk]), **self.with_cache(cache),
                           logits_to_keep=max(want, 1))  # (0 would mean all of them)
             if want > 0:
                 parts.append(out.logits[0, -want:].float())
@@ -173,16 +177,20 @@ class TorchEngine:
 
     def step(self, feed, cache):
         """One decoding step: ``feed`` (a token id per row) read into ``cache``; the next logits of every row."""
-        out = self.lm(input_ids=feed[:, None], past_key_values=cache, use_cache=True)
+        out = self.lm(input_ids=feed[:, None], **self.with_cache(cache))
         return out.logits[:, -1, :].float()
 
     def forward(self, rows, cache=None, logits_to_keep=None):
-        """Token id rows read after ``cache`` (None: from nothing); the model's output (``logits``, and the cache
-        as ``past_key_values``)."""
+        """Token id rows read after ``cache`` (None: from nothing); the model's output (``logits``; ``cache``, which
+        it extends in place)."""
         kwargs = {} if logits_to_keep is None else {"logits_to_keep": logits_to_keep}
         if cache is None:
             return self.lm(input_ids=self.tensor(rows), **kwargs)
-        return self.lm(input_ids=self.tensor(rows), past_key_values=cache, use_cache=True, **kwargs)
+        return self.lm(input_ids=self.tensor(rows), **self.with_cache(cache), **kwargs)
+
+    def with_cache(self, cache) -> dict:
+        """The keyword arguments that hand the model a cache to read and extend."""
+        return {self._cache_arg: cache, "use_cache": True}
 
     def full_logprobs(self, prefix_ids: list[int], ids: list[int]):
         """log-softmax over the vocabulary at each position of ``ids`` after ``prefix_ids`` (teacher-forced)."""

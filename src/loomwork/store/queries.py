@@ -419,6 +419,15 @@ class Tx:
                           params=r.params, seed=r.seed, duration_s=r.duration_s, prompt_tokens=r.prompt_tokens,
                           completion_tokens=r.completion_tokens, created_at=_aware(r.created_at))
 
+    def models_of(self, gen_ids: Sequence[str]) -> dict[str, str]:
+        """``backend:model`` of each of these generations."""
+        out = {}
+        for chunk in _chunks(list(dict.fromkeys(gen_ids))):
+            for r in self.conn.execute(select(generations.c.id, generations.c.backend, generations.c.model)
+                                       .where(generations.c.id.in_(chunk))):
+                out[r.id] = f"{r.backend}:{r.model}"
+        return out
+
     def generations_of(self, tree_id: str) -> list[Generation]:
         ids = [r[0] for r in self.conn.execute(select(generations.c.id).where(generations.c.tree_id == tree_id)
                                                 .order_by(generations.c.created_at))]

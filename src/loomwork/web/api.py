@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from .. import curation, expansion, ledger, navigate, ops, tree_settings, validate
+from ..errors import InvalidInput
 from ..backends import SamplingParams, list_models
 from ..backends.base import TokenEvent
 from ..lens.distributions import next_token_entropy
@@ -70,6 +71,7 @@ class Step(Body):
 
 class Expand(Body):
     model: str | None = Field(None, min_length=1)  # left out: the server's default; empty: an error, not the default
+    models: list[str] | None = Field(None, min_length=2, max_length=6)  # several at once, n samples from each
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -392,6 +394,11 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
     store.node(node_id)
     for s in params.steer:  # a missing steering vector: a 404 before the stream starts
         vectors.show(store, s.name)
+    if body.models is not None:
+        if body.model is not None:
+            raise InvalidInput("give model (one) or models (several), not both")
+        return respond(_expand_with_models(request, node_id, [allowed_model(request, m) for m in body.models],
+                                           params))
     model = allowed_model(request, body.model)
 
     async def work(backend):
@@ -403,3 +410,24 @@ async def expand(node_id: str, body: Expand, request: Request) -> StreamingRespo
                 yield "done", {"children": with_counts(store, ev)}
 
     return model_stream(lambda: load_backend(request, model), model, work)
+
+
+async def _expand_with_models(request: Request, node_id: str, refs: list[str], params: SamplingParams):
+    """Several models at once (expansion.expand_with_models), streamed: ``token`` events carry the sample's place
+    among all (model k's sample i is k × n + i) and its model; ``done`` has every model's children."""
+    store = store_of(request)
+    backends = []
+    for ref in refs:
+        yield "status", {"message": f"loading {ref}…"}
+        backends.append(await load_backend(request, ref))
+    children = []
+    plans = expansion.plan(store, backends, params)  # every model's steering checked before any model runs
+    for k, (backend, resolved) in enumerate(plans):
+        yield "status", {"message": f"generating with {backend.ref} ({k + 1} of {len(plans)})…"}
+        async for ev in ops.expand_stream(store, node_id, backend, resolved):
+            if isinstance(ev, TokenEvent):
+                yield "token", {"index": k * resolved.n + ev.index, "text": ev.token.text, "logprob": ev.token.logprob,
+                                "model": backend.ref}
+            else:
+                children += with_counts(store, ev)
+    yield "done", {"children": children}

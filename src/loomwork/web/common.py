@@ -39,9 +39,11 @@ def node_view(n: Node, child_count: int | None = None, tokens: bool = True) -> d
 
 
 def views(tx: Tx, nodes: list[Node], include_archived: bool = False) -> list[dict]:
-    """Node views with child counts, read in the caller's transaction (one snapshot, one round of BEGIN/COMMIT)."""
+    """Node views with child counts and the model that wrote each (``model``: None for written text), read in the
+    caller's transaction (one snapshot, one round of BEGIN/COMMIT)."""
     counts = tx.child_counts([n.id for n in nodes], include_archived=include_archived)
-    return [node_view(n, counts[n.id]) for n in nodes]
+    models = tx.models_of([n.generation_id for n in nodes if n.generation_id])
+    return [{**node_view(n, counts[n.id]), "model": models.get(n.generation_id)} for n in nodes]
 
 
 def with_counts(store: Store, nodes: list[Node]) -> list[dict]:

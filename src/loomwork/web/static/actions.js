@@ -75,11 +75,11 @@ function ask(title, initial = "", list = null) {
 async function generate(nodeId = current().id) {
   if (state.busy) return;
   if (nodeId === current().id) await recordChoice(current());
-  const { model, params } = panels.genParams();
-  const live = Array.from({ length: params.n || 4 }, () => "");
+  const { model, params, models } = panels.genParams();
+  const live = Array.from({ length: (params.n || 4) * (models ? models.length : 1) }, () => "");
   const ctl = new AbortController();
   state.busy = ctl;
-  const n = live.length, what = `${n} ${n === 1 ? "sample" : "samples"} from ${model || "the default model"}`;
+  const n = live.length, what = `${n} ${n === 1 ? "sample" : "samples"} from ${models ? models.join(", ") : model || "the default model"}`;
   state.generating = { nodeId, live, status: `${what}: starting… (Esc cancels)` };
   $("cancel-btn").hidden = false;
   let tokens = 0;
@@ -92,7 +92,7 @@ async function generate(nodeId = current().id) {
   };
   showLive(true);
   try {
-    await stream(`/nodes/${nodeId}/expand`, { model, params }, (name, data) => {
+    await stream(`/nodes/${nodeId}/expand`, models ? { models, params } : { model, params }, (name, data) => {
       if (name === "status") { state.generating.status = `${what}: ${data.message}`; status(data.message); showLive(false); }
       else if (name === "token") {
         live[data.index] += data.text;
@@ -328,7 +328,8 @@ export function wire() {
   on("gen-model", "change", (e) => e.target.blur());
   on("preset-save", "click", () => guarded(async () => {
     const name = await ask("Name of the preset");
-    if (name && name.trim()) await panels.saveSettings({ presets: { ...state.settings.presets, [name.trim()]: panels.genParams() } });
+    const { model, params } = panels.genParams();
+    if (name && name.trim()) await panels.saveSettings({ presets: { ...state.settings.presets, [name.trim()]: { model, params } } });
   }));
   on("preset-delete", "click", () => guarded(async () => {
     const name = $("gen-preset").value;

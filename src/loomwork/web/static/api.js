@@ -3,7 +3,7 @@
 // Who is acting: the server logs each operation under this name, and undo tells yours from other people's.
 let user = null;
 export function setUser(name) { user = name; }
-const who = () => (user ? { "X-Loomwork-User": user } : {});
+export const who = () => (user ? { "X-Loomwork-User": user } : {});
 
 export async function api(method, path, body) {
   const opts = { method, headers: who() };

@@ -1,6 +1,7 @@
 // Live trees: the open tree's events as they happen (server-sent events, resumed by the browser with
 // Last-Event-ID after a dropped connection or a server restart), and where this tab is, so others see it.
 // It renders nothing: the entry module (main.js) decides what a change or a presence means for the page.
+import { who } from "./api.js";
 
 const PRESENCE_EVERY_MS = 8000; // the server forgets a tab after 20 s without word
 let source = null, beat = null, where = null;
@@ -38,7 +39,7 @@ function say(nodeId = where && where.nodeId) {
   const body = { client, node_id: nodeId };
   // keepalive: the word that a tab left still goes out as the page unloads
   fetch(`/api/trees/${encodeURIComponent(where.treeId)}/presence`, {
-    method: "POST", keepalive: true, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    method: "POST", keepalive: true, headers: { "Content-Type": "application/json", ...who() }, body: JSON.stringify(body),
   }).catch(() => {});
 }
 

@@ -143,6 +143,7 @@ async function start() {
     if (m.ref.includes("URL")) continue;
     $("gen-model").append(el("option", { value: m.ref, selected: m.ref === config.default_model, disabled: !m.installed }, m.ref));
     $("reference-model").append(el("option", { value: m.ref, disabled: !m.installed }, m.ref));
+    if (m.installed) $("gen-models").append(el("label", { class: "toggle" }, el("input", { type: "checkbox", value: m.ref }), ` ${m.ref}`));
   }
   wireLatents();
   wireGrow();

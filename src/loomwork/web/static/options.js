@@ -3,7 +3,7 @@
 // loop a loom exists for (generate, read the options, choose one, write) happens in one place. Empty samples are
 // folded into one line that says what ended them. A view: it renders from `state` and owns nothing.
 import { clear, el, pct, steerLabel } from "./dom.js";
-import { genParams } from "./panels.js";
+import { genParams, modelMark } from "./panels.js";
 import { canEdit, current, me, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -18,8 +18,9 @@ function endedBy(c) {
 // Everything that will shape the next `g`, in one line where one presses it: no lever acts unseen (a stop
 // sequence imported from another loom, a steering vector, the tree's memory, a preset).
 export function nextGeneration() {
-  const { model, params } = genParams();
-  const parts = [`g: ${params.n || 4} × ${params.max_tokens || 32} tokens from ${model || "the default model"}`];
+  const { model, params, models } = genParams();
+  const from = models ? `each of ${models.join(", ")}` : model || "the default model";
+  const parts = [`g: ${params.n || 4} × ${params.max_tokens || 32} tokens from ${from}`];
   if (params.temperature !== undefined && params.temperature !== 1) parts.push(`temperature ${params.temperature}`);
   if (params.top_p !== undefined && params.top_p !== 1) parts.push(`top-p ${params.top_p}`);
   if (params.top_k) parts.push(`top-k ${params.top_k}`);
@@ -54,8 +55,9 @@ export function renderOptions(onGo) {
     const i = kids.indexOf(c);
     const meta = [c.origin, c.mean_logprob === null || c.mean_logprob === undefined ? null : `mean p ${pct(c.mean_logprob)}`,
       c.child_count ? `${c.child_count} below` : null, c.bookmarked ? "★" : null, steerLabel(c) || null,
-      ...(c.tags || []).map((t) => `#${t}`), c.author && c.author !== me.name ? `by ${c.author}` : null].filter(Boolean).join(" · ");
-    box.append(el("div", { class: `option ${c.origin}`, dataset: { node: c.id }, tabindex: "-1", onclick: () => onGo(c.id) },
+      ...(c.tags || []).map((t) => `#${t}`), c.author && c.author !== me.name ? `by ${c.author}` : null,
+      modelMark(c) ? c.model : null].filter(Boolean).join(" · ");
+    box.append(el("div", { class: `option ${c.origin}${modelMark(c)}`, dataset: { node: c.id }, tabindex: "-1", onclick: () => onGo(c.id) },
       el("span", { class: "key" }, i < 9 ? `${i + 1}` : "·"), el("span", { class: "meta" }, meta), el("div", { class: "text" }, c.text)));
   }
   if (empty.length) {

@@ -25,9 +25,17 @@ export function renderChildren(onGo, live) {
     const others = state.here.filter((p) => p.node_id === c.id && p.actor !== me.name).map((p) => p.actor);
     if (others.length) meta.push(`● ${others.join(", ")} here`);
     const dim = state.byAuthor && by(c) !== state.byAuthor;
-    box.append(el("div", { class: `card ${c.origin}${dim ? " dim" : ""}`, dataset: { node: c.id }, onclick: () => onGo(c.id) },
+    const mark = modelMark(c);
+    if (mark) meta.splice(2, 0, c.model);
+    box.append(el("div", { class: `card ${c.origin}${dim ? " dim" : ""}${mark}`, dataset: { node: c.id }, onclick: () => onGo(c.id) },
       el("div", { class: "meta" }, meta.filter(Boolean).join(" · ")), c.text || "∅"));
   });
+}
+
+// Siblings written by several models: each model a colour (in the order they first appear), and its name shown.
+export function modelMark(node) {
+  const models = [...new Set(state.children.map((c) => c.model).filter(Boolean))];
+  return models.length > 1 && node.model ? ` by-model m${models.indexOf(node.model) % 6}` : "";
 }
 
 // Who made a node: the account (or person) whose operation made it, or the author an imported file named.
@@ -71,7 +79,9 @@ export function genParams() {
   const steer = Object.entries(state.steer.picks).filter(([name]) => fits(name)).map(([name, coef]) => ({ name, coef }));
   if (steer.length) params.steer = steer;
   if (steer.length && state.steer.prompt) params.steer_prompt = true;
-  return { model, params };
+  // more models at once: n samples from each of the ones ticked besides the chosen one
+  const more = [...document.querySelectorAll("#gen-models input:checked")].map((b) => b.value).filter((m) => m !== model);
+  return { model, params, models: more.length ? [model, ...more] : null };
 }
 
 // Fill the form from saved settings; a tree without any gets the form's defaults (not the last tree's values).
@@ -118,7 +128,8 @@ export function saveGeneration() {
     saving += 1;
     saves += 1;
     try {
-      await saveSettings({ generation: genParams() });
+      const { model, params } = genParams(); // (the extra models of one press are not a tree setting)
+      await saveSettings({ generation: { model, params } });
       synced = JSON.stringify(state.settings.generation || null);
     } catch (e) { /* an invalid value: generating will say why */ } finally { saving -= 1; }
   }, 400);
