@@ -23,9 +23,11 @@ CORPUS = sorted((HERE / "corpus").iterdir())
 KEYS = ["root", "text", "children", "id", "parent_id", "parentId", "meta", "source", "tags", "generation",
         "logprobs", "tokens", "token_logprobs", "top_logprobs", "nodes", "current", "parentIds", "childrenIds",
         "content", "authorType", "tree", "lens", "bookmarks", "loomType", "format", "model_responses",
-        "completions", "index", "generatedToken", "token", "logprob", "counterfactuals", "bookmarked"]
+        "completions", "index", "generatedToken", "token", "logprob", "counterfactuals", "bookmarked",
+        "isLogitLoomTreeVersion", "roots", "modelSettings", "modelName", "branchFinished", "prob", "prefill"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, width=16),
-                    st.sampled_from(["", "a", "AI", "prompt", "mixed", "Exoloom", "loomwork", "x"]))
+                    st.sampled_from(["", "a", "AI", "prompt", "mixed", "Exoloom", "loomwork", "x",
+                                     "logit-loom-tree-v1", "(model stopped)", "chat"]))
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)), max_leaves=25)
 pyloom_nodes = st.recursive(
@@ -36,6 +38,15 @@ pyloom_nodes = st.recursive(
                                          "children": st.lists(inner, max_size=3)}),
     max_leaves=8)
 pyloom_files = st.fixed_dictionaries({"root": pyloom_nodes}, optional={"model_responses": values})
+logitloom_tokens = st.recursive(
+    st.fixed_dictionaries({"text": st.one_of(st.text(max_size=4), values), "logprob": st.one_of(
+        st.floats(max_value=0, allow_nan=False), values)}, optional={"id": values, "branchFinished": values}),
+    lambda inner: st.fixed_dictionaries({"text": st.text(max_size=4), "logprob": st.floats(-5, 0),
+                                         "children": st.one_of(st.lists(inner, max_size=3), values)}),
+    max_leaves=10)
+logitloom_files = st.fixed_dictionaries({"isLogitLoomTreeVersion": st.just("logit-loom-tree-v1"),
+                                         "roots": st.lists(logitloom_tokens, max_size=3)},
+                                        optional={"modelSettings": values, "modelName": values})
 FUZZ_DB = DirectoryBasedExampleDatabase(str(HERE / "hypothesis-db"))
 
 
@@ -63,6 +74,12 @@ def test_random_json(value, fmt):
 @given(pyloom_files)
 def test_pyloom_shaped(value):
     _check(json.dumps(value), "pyloom")
+
+
+@settings(max_examples=300, database=FUZZ_DB, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(logitloom_files)
+def test_logitloom_shaped(value):
+    _check(json.dumps(value), "auto")
 
 
 @settings(max_examples=100, database=FUZZ_DB, deadline=None)

@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import validate
 from ..errors import InvalidInput, NotFound
 from ..store import Store
-from . import native, native_import, others, pyloom
+from . import logitloom, native, native_import, others, pyloom
 from .forest import Parsed, Report, loads, refuse_unstorable_strings, write
 from .markdown import export_markdown
 
@@ -20,10 +20,11 @@ IMPORTERS = {
     "loomsidian": others.loomsidian,
     "exoloom": others.exoloom,
     "bonsai": others.bonsai,
+    "logitloom": logitloom.parse,
     "loomwork": native_import.parse,
 }
 IMPORT_FORMATS = ("auto", *IMPORTERS, "jsonl")
-EXPORT_FORMATS = ("json", "pyloom", "loomsidian", "markdown", "jsonl", "text")
+EXPORT_FORMATS = ("json", "pyloom", "loomsidian", "logitloom", "markdown", "jsonl", "text")
 
 
 MAX_DEPTH = 20_000  # nesting levels for nested formats (pyloom, loomwork JSON); real looms stay far below
@@ -53,6 +54,8 @@ def detect(data) -> str:
     if isinstance(data, dict):
         if data.get("format") == "loomwork":
             return "loomwork"
+        if "isLogitLoomTreeVersion" in data:
+            return "logitloom"
         if data.get("loomType") == "Exoloom" or (isinstance(data.get("tree"), dict) and "lens" in data):
             return "exoloom"
         if isinstance(data.get("root"), dict) or ("text" in data and "children" in data):
@@ -67,7 +70,7 @@ def detect(data) -> str:
     if isinstance(data, list) and data and all(isinstance(n, dict) and "text" in n for n in data):
         return "pyloom"
     raise InvalidInput("cannot tell the format: it is JSON but matches none of pyloom, loomsidian, exoloom, "
-                       "bonsai or loomwork; name one with --format")
+                       "bonsai, logitloom or loomwork; name one with --format")
 
 
 # JSON escapes that decode to what no database stores as text: a surrogate (valid only as a high-low pair) or NUL
@@ -113,6 +116,8 @@ def export(store: Store, tree_id: str, fmt: str, node_id: str | None = None) -> 
         return dumps(pyloom.export(store, tree_id))
     if fmt == "loomsidian":
         return dumps(others.export_loomsidian(store, tree_id))
+    if fmt == "logitloom":
+        return dumps(logitloom.export(store, tree_id))
     if fmt == "jsonl":
         return others.export_jsonl(store, tree_id)
     if fmt == "markdown":
