@@ -170,3 +170,21 @@ def test_show_tree_json_lists_what_the_outline_shows(run):
     assert listed(tree_id) == {root, kids[1]["id"]}
     assert listed(tree_id, "--archived") == {root, kids[0]["id"], kids[1]["id"], below["id"]}
     assert listed(kids[0]["id"]) == {kids[0]["id"], below["id"]}  # asked for by name: shown with its subtree
+
+
+def test_the_terminal_audit_shows_its_own_lines_plainly_and_model_text_escaped(run, tmp_path):
+    made = json.loads(run("new", "Problem\x1b[31m", "--json").output)
+    step = json.loads(run("add", made["root"]["id"], " step one", "--json").output)
+    run("queue", "create", "q", "--tree", made["tree"]["id"])
+    out = run("audit", "q", "--rater", "ann", input="1\n0\nq\n").output
+    assert "── context" in out and "── step" in out and " step one" in out
+    assert "\\u001b[2m" not in out and "\\u001b[1m" not in out  # loomwork's styling is not printed as escapes
+    assert "\\u001b[31m" in out and "\x1b" not in out  # the text's own escape is shown, not obeyed
+    assert step["id"]
+
+
+def test_a_prm800k_file_without_its_format_gets_a_hint(run, tmp_path):
+    path = tmp_path / "prm.jsonl"
+    path.write_text('{"labeler": "x", "question": {"problem": "p"}, "label": {"steps": []}}\n')
+    result = run("import", str(path), ok=False)
+    assert result.exit_code == 1 and "--format prm800k" in result.output

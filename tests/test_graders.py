@@ -436,3 +436,14 @@ def test_reward_model_training_prints_only_results_when_piped(tmp_path):
                           "--reward-base", str(tmp_path / "tiny")], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stderr == "" and run.stdout.startswith("rm: reward, trained on 5 rows")
+
+
+def test_a_callable_grader_is_found_in_the_current_directory(tmp_path, monkeypatch):
+    from loomwork.graders.registry import resolve_callable
+
+    (tmp_path / "my_rules_for_cwd.py").write_text("def f(text, context):\n    return len(text)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    assert resolve_callable("my_rules_for_cwd:f")("abc", "") == 3
+    with pytest.raises(InvalidInput, match="current directory or on PYTHONPATH"):
+        resolve_callable("no_such_module_here:f")

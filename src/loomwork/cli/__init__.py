@@ -72,6 +72,14 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def styled(text: str, **style) -> None:
+    """A line in loomwork's own styling (dim, bold, a colour): the text is made terminal-safe first, then styled
+    and written past the wrapper that escapes control characters, which would print the styling as escapes."""
+    out = getattr(sys.stdout, "_stream", sys.stdout)
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    click.echo(click.style(terminal_safe(text), **style) if tty else terminal_safe(text), file=out)
+
+
 def emit_json(data) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 

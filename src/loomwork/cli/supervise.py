@@ -10,7 +10,7 @@ import click
 from ..backends import get_backend
 from ..backends.registry import close_all
 from ..supervision import critiques, queues, ratings, summary
-from . import Context, cli, emit_json, pass_ctx
+from . import Context, cli, styled, emit_json, pass_ctx
 from .nodes import node_id, tree_id
 
 
@@ -59,12 +59,12 @@ def queue_list(ctx: Context) -> None:
 
 
 def _show(view: dict) -> None:
-    click.secho("── context " + "─" * 40, dim=True)
-    click.secho("".join(c["text"] for c in view["context"]), dim=True)
-    click.secho("── step " + "─" * 43, bold=True)
+    styled("── context " + "─" * 40, dim=True)
+    styled("".join(c["text"] for c in view["context"]), dim=True)
+    styled("── step " + "─" * 43, bold=True)
     click.echo(view["step"]["text"])
     if view.get("critique") and view["critique"].get("text"):
-        click.secho("── critique (" + view["critique"]["model"] + ")", fg="yellow")
+        styled("── critique (" + view["critique"]["model"] + ")", fg="yellow")
         click.echo(view["critique"]["text"])
 
 
@@ -73,8 +73,8 @@ def _show(view: dict) -> None:
 @click.option("--rater", required=True, help="Your name, recorded with every rating.")
 @pass_ctx
 def audit(ctx: Context, queue_ref: str, rater: str) -> None:
-    """Audit a queue in the terminal, one step at a time, seeing only its context (answer -1, 0, 1; f = flag
-    as unsure, s = skip, q = quit)."""
+    """Audit a queue in the terminal, one step at a time, seeing only its context (answer -1, 0 or 1; f-1, f0
+    or f1 to answer and flag it as unsure; s = skip, q = quit)."""
     q = queues.get_queue(ctx.store, queue_ref)
     skipped: set[str] = set()
     while True:

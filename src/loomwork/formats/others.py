@@ -113,7 +113,9 @@ def jsonl(text: str) -> Parsed:
             refuse_unstorable_strings(n, f"jsonl: {where}")
         n = _obj(n, "jsonl", where)
         if "id" not in n:
-            raise InvalidInput(f"jsonl: {where}: a node needs an 'id'")
+            hint = (" (this looks like PRM800K: import it with --format prm800k)"
+                    if {"labeler", "question", "label"} & set(n) else "")
+            raise InvalidInput(f"jsonl: {where}: a node needs an 'id'{hint}")
         try:
             tokens = tuple(Token.from_json(t) for t in n.get("tokens") or [])
         except (KeyError, TypeError, ValueError):

@@ -4,6 +4,8 @@ it gives (its configuration is part of what each score's cache key hashes)."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import re
 from datetime import datetime, timezone
 
@@ -25,10 +27,13 @@ def resolve_callable(target: str):
     module, sep, attr = (target or "").partition(":")
     if not sep or not module or not attr:
         raise InvalidInput(f"a callable grader is module:function, not {target!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:  # `rules:f` finds rules.py where the command runs
+        sys.path.insert(0, os.getcwd())
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
-        raise InvalidInput(f"cannot import {target!r}: {exc}") from None
+        raise InvalidInput(f"cannot import {target!r} (a module in the current directory or on PYTHONPATH): "
+                           f"{exc}") from None
     if not callable(fn):
         raise InvalidInput(f"{target!r} is not callable")
     return fn
