@@ -48,10 +48,16 @@ def test_each_step_goes_to_exactly_k_raters_spread_evenly(store):
         ranked = sorted(CREW, key=lambda r: hashlib.sha256(f"{q['seed']}:{n.id}:{r}".encode()).digest())
         assert {r for r in CREW if n.id in got[r]} == set(ranked[:2])
     assert all(15 <= len(v) <= 45 for v in got.values())  # about k/R = half of 60 each
-    # a rater cannot rate a step that went to others; a reviewer (not a rater) may rate any
+    # a rater cannot rate a step that went to others, and nobody off the queue rates its steps (not even the tree's
+    # owner or the reviewer): every step keeps exactly k labels
     other = next(n for n in nodes if n.id not in got["ann"])
     with as_principal(Principal("ann")), pytest.raises(InvalidInput, match="goes to"):
         ratings.rate(store, other.id, "ann", 1, Q, queue="shared")
+    for outsider in ("rev", "own"):
+        with as_principal(Principal(outsider)), pytest.raises(InvalidInput, match="not one of them"):
+            ratings.rate(store, other.id, outsider, 1, Q, queue="shared")
+        with as_principal(Principal(outsider)):
+            assert queues.progress(store, q, outsider)["total"] == 0
     # adding steps leaves every earlier step with its raters
     with as_principal(Principal("own")):
         ops.add_child(store, nodes[0].id, " later")
@@ -112,6 +118,7 @@ def test_exports_name_raters_by_a_stable_secret_pseudonym(store):
     assert sorted((r["rater"], r["adjudication"]) for r in rows) == sorted(
         [(expect["ann"], False), (expect["ben"], False), (expect["rev"], True)])
     assert "ann" not in json.dumps(rows)
+    assert all(r["created_at"].endswith("+00:00") for r in rows)  # ISO 8601 in UTC
     again = [json.loads(line) for line in formats.export_jsonl(store, tree.id, "ratings").splitlines()]
     assert {r["rater"] for r in again} == {r["rater"] for r in rows}  # stable within the database
     named = [json.loads(line) for line in formats.export_jsonl(store, tree.id, "ratings", rater_names=True).splitlines()]

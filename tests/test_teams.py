@@ -344,3 +344,41 @@ def test_only_its_maker_stops_or_deletes_an_adapter(store):
     with as_principal(Principal("ada")):
         adapters.delete("shared-style")
     assert not adapters.directory("shared-style").is_dir()
+
+
+def test_grants_that_change_nothing_record_nothing_and_none_takes_a_role_away(team):
+    store, tree = team["store"], team["tree"]
+    with store.read() as tx:
+        v = tx.version(tree)
+    with as_principal(Principal("owner")):
+        accounts.grant(store, "viewer", tree, "viewer")  # as it was
+        accounts.grant(store, "boss", tree, None)  # had none
+        with store.read() as tx:
+            assert tx.version(tree) == v
+        roles = accounts.grant(store, "viewer", tree, "none")
+    assert "viewer" not in [r["account"] for r in roles]
+    with store.read() as tx:
+        assert tx.version(tree) == v + 1
+
+
+def test_a_tree_made_at_the_terminal_is_owned_by_the_account_named_like_its_maker(store, monkeypatch):
+    accounts.add(store, "ada")
+    monkeypatch.setenv("LOOMWORK_USER", "ada")
+    tree, _root = ops.new_tree(store, "Made at the terminal")
+    assert accounts.sharing(store, tree.id) == [{"account": "ada", "role": "owner"}]
+    monkeypatch.setenv("LOOMWORK_USER", "nobody-here")
+    other, _root = ops.new_tree(store, "By someone without an account")
+    assert accounts.sharing(store, other.id) == []
+
+
+async def test_the_api_takes_none_or_null_to_take_a_role_away(team):
+    async with team["client"]("owner") as c:
+        for role in ("none", None):
+            await c.put(f"/api/trees/{team['tree']}/roles", json={"account": "rater", "role": "rater"})
+            r = await c.put(f"/api/trees/{team['tree']}/roles", json={"account": "rater", "role": role})
+            assert r.status_code == 200 and "rater" not in [x["account"] for x in r.json()]
+        r = await c.put(f"/api/trees/{team['tree']}/roles", json={"account": "*", "role": "owner"})
+        assert r.status_code == 400
+    async with team["client"]("editor") as c:
+        r = await c.delete(f"/api/trees/{team['tree']}")
+        assert r.status_code == 403 and "is an editor of" in r.json()["error"]

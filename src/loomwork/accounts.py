@@ -110,6 +110,7 @@ def grant(store: Store, name: str, tree_id: str, role: str | None) -> list[dict]
     tree's owner role when run as an account. A tree keeps at least one owner. Returns the tree's roles."""
     if name != access.EVERYONE:
         check_name(name)
+    role = None if role == "none" else role
     if role is not None:
         access.check_role(role)
     if name == access.EVERYONE and role == "owner":
@@ -117,9 +118,12 @@ def grant(store: Store, name: str, tree_id: str, role: str | None) -> list[dict]
     with store.tx() as tx:
         tx.lock_tree(tree_id, need="owner")
         if name != access.EVERYONE:
-            sql.get(tx, name)  # the CLI and owners may only grant to accounts that exist
+            sql.get(tx, name)  # only accounts that exist get roles
         if role != "owner" and sql.owners(tx, tree_id) == [name]:
             raise InvalidInput(f"{name} is the only owner of tree {tree_id}: make someone else owner first")
+        if {"account": name, "role": role} in sql.roles_of_tree(tx, tree_id) or \
+                (role is None and all(r["account"] != name for r in sql.roles_of_tree(tx, tree_id))):
+            return sql.roles_of_tree(tx, tree_id)  # nothing changes: nothing to record
         sql.grant(tx, tree_id, name, role)
         journal.bump(tx.conn, tree_id, "roles", {"account": name, "role": role})  # pages and caches hear of it
         return sql.roles_of_tree(tx, tree_id)
@@ -138,6 +142,7 @@ def grant_queue(store: Store, name: str, queue: str, role: str | None) -> list[d
     """Place an account on an audit queue as a rater or reviewer (``role`` None: take it off). Needs the owner
     role on the queue's tree, or reviewing the queue, when run as an account."""
     check_name(name)
+    role = None if role == "none" else role
     if role is not None:
         access.check_role(role, QUEUE_ROLES)
     with store.tx() as tx:

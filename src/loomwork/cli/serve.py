@@ -53,8 +53,9 @@ def serve(ctx: Context, host: str, port: int, model: str | None, open_browser: b
     _check_listen(host, port)
     use_accounts = not is_loopback(host) if use_accounts is None else use_accounts
     if use_accounts and not accounts.active_count(ctx.store):
+        other = "" if is_loopback(host) else " (or serve on loopback, or pass --no-accounts)"
         raise InvalidInput(f"this server would have accounts, but {ctx.store.label} has none: make one first with "
-                           "`loomwork user add NAME --admin` (or serve on loopback, or pass --no-accounts)")
+                           f"`loomwork user add NAME --admin`{other}")
     # a name other than loopback in Host means other machines: they must have the token
     shared = not use_accounts and (force_token or not is_loopback(host) or bool(allow_hosts))
     token = secrets.token_urlsafe(24) if shared else None

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 
 from ..errors import Forbidden, InvalidInput
 from .journal import acting_as, current_actor
-from .schema import queue_roles, queues, tree_roles
+from .schema import accounts, queue_roles, queues, tree_roles
 
 ROLES = ("viewer", "rater", "editor", "owner")  # each may do what the ones before it may
 QUEUE_ROLES = ("rater", "reviewer")
@@ -86,7 +86,8 @@ def require(conn: Connection, tree_id: str, need: str) -> None:
     have = role_on(conn, tree_id, p.name)
     if have is None:
         raise Forbidden(f"tree {tree_id} is not shared with {p.name} (its owner can: loomwork user grant)")
-    raise Forbidden(f"{p.name} is a {have} of tree {tree_id}: to {WHAT[need]} needs the {need} role")
+    article = "an" if have[0] in "aeiou" else "a"
+    raise Forbidden(f"{p.name} is {article} {have} of tree {tree_id}: to {WHAT[need]} needs the {need} role")
 
 
 def visible(conn: Connection) -> set[str] | None:
@@ -99,10 +100,12 @@ def visible(conn: Connection) -> set[str] | None:
 
 
 def grant_owner(conn: Connection, tree_id: str) -> None:
-    """A tree made by an account is owned by it (called where every tree is inserted)."""
+    """A tree made by an account is owned by it (called where every tree is inserted); one made at the terminal
+    or by the library, by the account named as its maker is (LOOMWORK_USER, else the login name), if there is one."""
     p = current()
-    if p is not None:
-        conn.execute(tree_roles.insert().values(tree_id=tree_id, account=p.name, role="owner"))
+    name = p.name if p is not None else current_actor()
+    if p is not None or conn.execute(select(accounts.c.name).where(accounts.c.name == name)).first():
+        conn.execute(tree_roles.insert().values(tree_id=tree_id, account=name, role="owner"))
 
 
 def require_rating(conn: Connection, tree_id: str, queue_id: str | None) -> None:

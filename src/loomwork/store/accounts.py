@@ -41,7 +41,7 @@ def _row(row) -> dict:
 def get(tx: Tx, name: str) -> dict:
     row = tx.conn.execute(select(accounts).where(accounts.c.name == name)).first()
     if row is None:
-        raise NotFound(f"no account {name!r} (see `loomwork user list`)")
+        raise NotFound(f"no account {name!r} (an admin lists them: loomwork user list)")
     return _row(row)
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timezone
 from statistics import mean
 
 from ..curation import latest_choices
@@ -156,10 +157,15 @@ def ratings_rows(store: Store, tree_id: str, names: bool = False) -> list[dict]:
         ruled = sql.adjudications_for(tx, tree_id=tree_id)
     rows = [{"node_id": r["node_id"], "question": r["question"], "rater": who(r["rater"]), "label": r["label"],
              "flagged": r["flagged"], "note": r["note"], "queue_id": r["queue_id"], "critique_shown": bool(r["critique_id"]),
-             "adjudication": False, "created_at": r["created_at"].isoformat()}
+             "adjudication": False, "created_at": _utc(r["created_at"])}
             for r in current(records).values()]
     rows += [{"node_id": a["node_id"], "question": a["question"], "rater": who(a["reviewer"]), "label": a["label"],
               "flagged": False, "note": a["note"], "queue_id": a["queue_id"], "critique_shown": False,
-              "adjudication": True, "created_at": a["created_at"].isoformat()} for a in latest(ruled).values()]
+              "adjudication": True, "created_at": _utc(a["created_at"])} for a in latest(ruled).values()]
     return _nonempty(rows, "ratings", "no step of this tree is rated")
 
+
+
+def _utc(ts) -> str:
+    """ISO 8601 in UTC (SQLite hands back naive timestamps, which are UTC)."""
+    return (ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)).isoformat()

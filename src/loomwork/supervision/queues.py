@@ -120,12 +120,12 @@ def shows_critique(queue: dict, node_id: str) -> bool:
 
 
 def mine(store: Store, queue: dict, rater: str, ids: list[str]) -> list[str]:
-    """The steps of ``ids`` that this rater is to rate: all of them, unless the queue has an overlap and the
-    rater is one of its raters (someone else, a reviewer say, may rate any step)."""
+    """The steps of ``ids`` that this rater is to rate: all of them, unless the queue has an overlap and raters
+    placed on it: then the ones given to this rater (none for anyone else, a reviewer say, who adjudicates)."""
     crew = raters(store, queue) if queue.get("overlap") else []
-    if rater not in crew:
+    if not crew:
         return ids
-    return [i for i in ids if rater in assigned(queue, i, crew)]
+    return [i for i in ids if rater in assigned(queue, i, crew)]  # (none for someone not on the queue)
 
 
 def progress(store: Store, queue: dict, rater: str, ids: list[str] | None = None) -> dict:

@@ -44,7 +44,10 @@ def rate(store: Store, node_id: str, rater: str, label: int, question: str = DEF
         if question not in q["questions"]:
             raise InvalidInput(f"queue {q['name']!r} does not ask {question!r}")
         crew = raters(store, q) if q.get("overlap") else []
-        if rater in crew and rater not in assigned(q, node_id, crew):
+        if crew and rater not in crew:  # the overlap is exact only if nobody else adds labels
+            raise InvalidInput(f"queue {q['name']!r} gives each step to {q['overlap']} of its raters "
+                               f"({', '.join(crew)}), and {rater} is not one of them: its reviewer can place you")
+        if crew and rater not in assigned(q, node_id, crew):
             raise InvalidInput(f"in queue {q['name']!r} step {node_id} goes to {', '.join(assigned(q, node_id, crew))}, "
                                f"not {rater} (each step to {q['overlap']} of its raters)")
         queue_id = q["id"]

@@ -54,7 +54,8 @@ def _after(request: Request) -> int:
 async def tree_events(tree_id: str, request: Request) -> StreamingResponse:
     """Server-sent events: ``change`` for each event of the tree after the one given (``id``: its number, so a
     reconnect resumes with Last-Event-ID and misses nothing), ``presence`` when who is here changes, and
-    ``deleted`` if the tree goes. Every event exactly once, in order."""
+    ``deleted`` if the tree goes; ``reset`` first when the number given is beyond the tree's (a restored
+    backup): the page reloads and the stream goes on from the tree's version. Every event exactly once, in order."""
     store, hub = store_of(request), _hub(request)
     after = _after(request)
     with store.read() as tx:
@@ -68,6 +69,10 @@ async def tree_events(tree_id: str, request: Request) -> StreamingResponse:
     async def stream():
         seen, here, quiet_since = after, None, time.monotonic()
         try:
+            now = await asyncio.to_thread(_version, store, tree_id)
+            if seen > now:  # numbers from another life of the tree (a restored backup): start again from now
+                seen = now
+                yield "reset", {"version": now}, now
             with hub.watching(tree_id) as waiter:
                 while not await request.is_disconnected():
                     waiter.clear()
@@ -91,6 +96,11 @@ async def tree_events(tree_id: str, request: Request) -> StreamingResponse:
             streams[name] -= 1
 
     return respond(stream())
+
+
+def _version(store, tree_id: str) -> int:
+    with store.read() as tx:
+        return tx.version(tree_id)
 
 
 def _look(store, tree_id: str, seen: int) -> tuple[bool, list[dict], list[dict]]:

@@ -9,6 +9,7 @@ const NAMES = { "-1": "−1 bad", 0: "0 neutral", 1: "+1 good" };
 export async function showDisagreements(queue) {
   const box = clear($("summary"));
   $("summary-view").hidden = false;
+  $("audit-view").hidden = true; // the reviewer's view in the rating form's place, at the top
   const rows = await api("GET", `/queues/${queue}/disagreements`);
   const head = el("h2", {});
   const count = () => { head.textContent = `Disagreements: ${rows.length} ${rows.length === 1 ? "step" : "steps"}, ${rows.filter((r) => r.adjudication).length} ruled`; };

@@ -126,6 +126,7 @@ function bars(dist) {
 async function showSummary() {
   const box = clear($("summary"));
   $("summary-view").hidden = false;
+  $("audit-view").hidden = true; // the summary in the rating form's place, at the top
   const s = await api("GET", `/queues/${state.queue}/summary`);
   const f = (x) => (x === null || x === undefined ? "—" : x.toFixed(3));
   box.append(el("h2", {}, `Summary of ${s.queue.name}`));
@@ -184,7 +185,7 @@ async function start() {
   reviews(pick.id);
   $("queue").addEventListener("change", () => { state.queue = $("queue").value; reviews(state.queue); guarded(load); });
   $("disagreements-btn").addEventListener("click", () => guarded(() => showDisagreements(state.queue)));
-  $("summary-close").addEventListener("click", () => { $("summary-view").hidden = true; });
+  $("summary-close").addEventListener("click", () => { $("summary-view").hidden = true; $("audit-view").hidden = false; });
   $("next-btn").addEventListener("click", () => guarded(next));
   $("summary-btn").addEventListener("click", () => guarded(showSummary));
   document.addEventListener("keydown", onKey);

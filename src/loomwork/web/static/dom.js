@@ -24,6 +24,7 @@ export function clear(node) {
 
 export function toast(message, kind = "error") {
   const box = document.getElementById("toasts");
+  if ([...box.children].some((t) => t.textContent === message)) return; // said already, and still on screen
   const item = el("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, message);
   box.append(item);
   setTimeout(() => item.remove(), kind === "error" ? 8000 : 3000);

@@ -8,14 +8,15 @@ let source = null, beat = null, where = null;
 const client = sessionStorage.getItem("loomwork.client") || Math.random().toString(36).slice(2, 12);
 sessionStorage.setItem("loomwork.client", client);
 
-// Follow a tree's events after `after` (the version the page has); calls on.change(event), on.presence(list)
-// and on.deleted(). One tree at a time: following another closes the first.
+// Follow a tree's events after `after` (the version the page has); calls on.change(event), on.presence(list),
+// on.deleted(), and on.reset(version) when the tree's numbers started again (a restored backup). One tree at a time: following another closes the first.
 export function follow(treeId, after, on) {
   stop();
   source = new EventSource(`/api/trees/${encodeURIComponent(treeId)}/events?after=${after}`);
   source.addEventListener("change", (e) => on.change(JSON.parse(e.data)));
   source.addEventListener("presence", (e) => on.presence(JSON.parse(e.data).here));
   source.addEventListener("deleted", () => { stop(); on.deleted(); });
+  source.addEventListener("reset", (e) => on.reset(JSON.parse(e.data).version));
   where = { treeId, nodeId: null };
   beat = setInterval(() => say(), PRESENCE_EVERY_MS);
 }

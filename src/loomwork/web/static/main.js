@@ -104,6 +104,7 @@ const following = {
   },
   presence(here) { state.here = here; if (state.path.length) renderPresence((id) => guarded(() => go(id))); },
   deleted() { toast("This tree was deleted (by someone else, or in another tab).", "info"); actions.trees(); },
+  reset(version) { state.latest = version; guarded(() => reload()); },
 };
 handlers.treeOpened = (info) => live.follow(info.tree.id, info.version, following);
 handlers.nodeShown = (id) => live.here(id);

@@ -3,7 +3,7 @@
 // loop a loom exists for (generate, read the options, choose one, write) happens in one place. Empty samples are
 // folded into one line that says what ended them. A view: it renders from `state` and owns nothing.
 import { clear, el, pct, steerLabel } from "./dom.js";
-import { genParams, modelMark } from "./panels.js";
+import { by, genParams, modelMark } from "./panels.js";
 import { canEdit, current, me, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -57,7 +57,8 @@ export function renderOptions(onGo) {
       c.child_count ? `${c.child_count} below` : null, c.bookmarked ? "★" : null, steerLabel(c) || null,
       ...(c.tags || []).map((t) => `#${t}`), c.author && c.author !== me.name ? `by ${c.author}` : null,
       modelMark(c) ? c.model : null].filter(Boolean).join(" · ");
-    box.append(el("div", { class: `option ${c.origin}${modelMark(c)}`, dataset: { node: c.id }, tabindex: "-1", onclick: () => onGo(c.id) },
+    const dim = state.byAuthor && by(c) !== state.byAuthor ? " dim" : ""; // the "by" filter: others' options fade
+    box.append(el("div", { class: `option ${c.origin}${modelMark(c)}${dim}`, dataset: { node: c.id }, tabindex: "-1", onclick: () => onGo(c.id) },
       el("span", { class: "key" }, i < 9 ? `${i + 1}` : "·"), el("span", { class: "meta" }, meta), el("div", { class: "text" }, c.text)));
   }
   if (empty.length) {

@@ -16,7 +16,7 @@ export function renderChildren(onGo, live) {
     live.forEach((text, i) => box.append(el("div", { class: "card live" }, el("div", { class: "meta" }, `sample ${i + 1}`), text)));
     return;
   }
-  if (!state.children.length) box.append(el("p", { class: "muted" }, "No children yet: press g to generate, w to write one."));
+  if (!state.children.length) box.append(el("p", { class: "muted" }, canEdit() ? "No children yet: press g to generate, w to write one." : "No children yet."));
   state.children.forEach((c, i) => {
     const meta = [i < 9 ? `${i + 1}` : null, c.origin, c.mean_logprob === null ? null : `mean p ${pct(c.mean_logprob)}`,
       c.child_count ? `${c.child_count} ${c.child_count === 1 ? "child" : "children"}` : null, c.bookmarked ? "★" : null,
@@ -39,7 +39,7 @@ export function modelMark(node) {
 }
 
 // Who made a node: the account (or person) whose operation made it, or the author an imported file named.
-const by = (n) => (n.meta && n.meta.by) || n.author || null;
+export const by = (n) => (n.meta && n.meta.by) || n.author || null;
 
 // Who else has the tree open, in the header: a name per person, at the node they are on (click: go there). And
 // the author filter's choices: everyone, or a person seen here (on the path, among the children, present).

@@ -12,10 +12,12 @@ export async function renderSharing(accounts) {
   box.hidden = !(accounts && state.tree && state.role === "owner");
   if (box.hidden) return;
   const roles = await api("GET", `/trees/${state.tree.id}/roles`);
+  $("sharing-title").textContent = `“${state.tree.title}”`;
   const list = clear($("share-list"));
   for (const r of roles) {
     const pick = el("select", { "aria-label": `role of ${r.account}` },
-      ...ROLES.map((role) => el("option", { value: role, selected: role === r.role }, role)),
+      ...ROLES.filter((role) => r.account !== "*" || role !== "owner") // every account cannot own a tree
+        .map((role) => el("option", { value: role, selected: role === r.role }, role)),
       el("option", { value: "" }, "no access"));
     pick.addEventListener("change", () => change(r.account, pick.value || null));
     list.append(el("li", {}, el("span", { class: "who" }, r.account === "*" ? "everyone" : r.account), " ", pick));
