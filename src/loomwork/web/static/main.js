@@ -38,6 +38,7 @@ async function drain() {
   running = true;
   while (queue.length) {
     const [name, arg] = queue.shift();
+    await state.navigation; // a click's navigation still under way: the key acts where it lands, as it looks
     await guarded(() => actions[name](arg));
     if (name === "write" || name === "edit") {
       const typed = typeahead ? typeahead.text : "";

@@ -50,7 +50,13 @@ export async function guarded(fn) {
 
 // Go to a node: one round of requests (its path and children together), then one render. An older navigation
 // stops before it renders, so the latest request always wins. `push`: a browser history entry (Back/Forward).
-export async function go(nodeId, { push = true, select = null } = {}) {
+export function go(nodeId, options = {}) {
+  const going = goNow(nodeId, options);
+  state.navigation = going.catch(() => {}); // keys pressed meanwhile wait for it (main.js), a click's included
+  return going;
+}
+
+async function goNow(nodeId, { push = true, select = null } = {}) {
   const ticket = ++state.ticket;
   const kids = (archived) => api("GET", `/nodes/${nodeId}/children?archived=${archived}`);
   let [path, children] = await Promise.all([api("GET", `/nodes/${nodeId}/path`), kids(state.showArchived)]);

@@ -16,6 +16,7 @@ export const state = {
   generating: null, // {nodeId, live: [text…]}: the samples streaming in, shown only at their node
   inflight: 0, // user actions under way: the poller keeps out of their way
   ticket: 0, // the latest navigation; older ones stop before they render
+  navigation: null, // the promise of the latest navigation (a key waits for it: it acts where the page will be)
   hoist: null, // node the outline and graph show as their root (null: the tree's root)
   view: "read", // "read" or "graph"
   draft: null, // {id, mode: "child"|"edit", nodeId, path, text, original, open}
