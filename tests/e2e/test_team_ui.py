@@ -1,5 +1,5 @@
 """A team on one server with accounts, in real Chromium: three people signed in as three accounts in three
-browser contexts. One's expansion, edit, rating and undo appear in the others' pages; a viewer is offered no
+browser contexts. One's expansion, writing, edit, rating and undos appear in the others' pages; a viewer is offered no
 change and the server refuses one from its page; who is here shows; a page catches up after a server restart."""
 
 from __future__ import annotations
@@ -85,7 +85,21 @@ def test_three_people_see_each_others_work_live(browser, tmp_path):
             assert r.status_code == 200, r.text
         ann.locator("#status", has_text="ben: rated a step").wait_for(timeout=SEEN_MS)
 
-        # ben undoes his line: it disappears from the others' pages
+        # ben edits his line (a copy-on-write sibling): the edit appears in ann's page
+        ben.locator("#read").click()
+        ben.keyboard.press("e")
+        ben.locator("#editor:not([hidden])").wait_for()
+        ben.locator("#editor-text").fill(" Ben's edited line")
+        ben.keyboard.press("Control+Enter")
+        ann.locator("#children .card", has_text="Ben's edited line").wait_for(timeout=SEEN_MS)
+        vic.locator("#children .card", has_text="Ben's edited line").wait_for(timeout=SEEN_MS)
+
+        # ben undoes the edit, then the line: each disappears from the others' pages
+        ben.locator("#read .seg", has_text="Ben's edited line").wait_for(timeout=SEEN_MS)
+        ben.locator("#read").click()
+        ben.keyboard.press("u")
+        ann.locator("#children .card", has_text="Ben's edited line").wait_for(state="detached", timeout=SEEN_MS)
+        vic.locator("#children .card", has_text="Ben's edited line").wait_for(state="detached", timeout=SEEN_MS)
         ben.keyboard.press("u")
         ann.locator("#children .card", has_text="Ben's line").wait_for(state="detached", timeout=SEEN_MS)
         vic.locator("#children .card", has_text="Ben's line").wait_for(state="detached", timeout=SEEN_MS)

@@ -131,7 +131,9 @@ function branch(node, index, text, thenGenerate) {
 // the server refuse (409) when another tab or person undid it meanwhile, instead of taking back the next one.
 // The entry is the one the button shows (state.next), so a press takes back exactly what it said it would.
 async function undoRedo(verb) {
-  const entry = (state.next || await api("GET", `/trees/${state.tree.id}/undo`))[verb];
+  // what the button shows, unless the tree changed since it was read (a second u right after the first)
+  const shown = state.next && state.next.version === state.version ? state.next : null;
+  const entry = (shown || await api("GET", `/trees/${state.tree.id}/undo`))[verb];
   if (!entry) return toast(`Nothing to ${verb}.`, "info");
   const force = !entry.mine;
   if (force && !confirm(`${verb === "undo" ? "Undo" : "Redo"} ${entry.actor}'s operation “${entry.label}”? It is not yours.`)) return;

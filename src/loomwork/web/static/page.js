@@ -249,8 +249,9 @@ export async function showBits(ticket) {
 
 // The undo and redo buttons say what they would do, and whose it is.
 export async function showUndo() {
+  const version = state.version;
   const next = await api("GET", `/trees/${state.tree.id}/undo`);
-  state.next = next;
+  state.next = { ...next, version }; // what the buttons show, as of this version of the tree
   for (const verb of ["undo", "redo"]) {
     const e = next[verb], btn = $(`${verb}-btn`);
     btn.disabled = !e;
