@@ -4,6 +4,7 @@
 // folded into one line that says what ended them. A view: it renders from `state` and owns nothing.
 import { clear, el, pct, steerLabel } from "./dom.js";
 import { by, genParams, modelMark } from "./panels.js";
+import { NEAR, duplicateOf, seriate } from "./similar.js";
 import { canEdit, current, me, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -49,17 +50,35 @@ export function renderOptions(onGo) {
   }
   const empty = kids.filter((c) => !c.text);
   const shown = kids.filter((c) => c.text);
+  const texts = shown.map((c) => c.text);
+  const dup = duplicateOf(texts);
+  const folded = state.showDuplicates ? [] : shown.filter((_c, k) => dup[k] !== -1);
+  const again = () => renderOptions(onGo);
+  const order = shown.length > 2 ? el("button", { class: "linkish", title: "order the options so that similar ones sit together (or as they came)",
+    onclick: () => { state.seriate = !state.seriate; again(); } }, state.seriate ? "order as they came" : "order by likeness") : null;
   box.append(el("div", { class: "options-head" },
-    `${kids.length} ${kids.length === 1 ? "option" : "options"} here · ${kids.length > 1 ? `1–${Math.min(kids.length, 9)} or a click chooses` : "1 or a click chooses"}`));
-  for (const c of shown) {
+    `${kids.length} ${kids.length === 1 ? "option" : "options"} here · ${kids.length > 1 ? `1–${Math.min(kids.length, 9)} or a click chooses` : "1 or a click chooses"}`,
+    ...(order ? [" · ", order] : [])));
+  for (const k of state.seriate ? seriate(texts) : texts.map((_t, k) => k)) {
+    const c = shown[k];
+    if (folded.includes(c)) continue;
     const i = kids.indexOf(c);
     const meta = [c.origin, c.mean_logprob === null || c.mean_logprob === undefined ? null : `mean p ${pct(c.mean_logprob)}`,
       c.child_count ? `${c.child_count} below` : null, c.bookmarked ? "★" : null, steerLabel(c) || null,
       ...(c.tags || []).map((t) => `#${t}`), c.author && c.author !== me.name ? `by ${c.author}` : null,
-      modelMark(c) ? c.model : null].filter(Boolean).join(" · ");
+      modelMark(c) ? c.model : null, dup[k] !== -1 ? `≈ ${kids.indexOf(shown[dup[k]]) + 1}` : null].filter(Boolean).join(" · ");
     const dim = state.byAuthor && by(c) !== state.byAuthor ? " dim" : ""; // the "by" filter: others' options fade
     box.append(el("div", { class: `option ${c.origin}${modelMark(c)}${dim}`, dataset: { node: c.id }, tabindex: "-1", onclick: () => onGo(c.id) },
       el("span", { class: "key" }, i < 9 ? `${i + 1}` : "·"), el("span", { class: "meta" }, meta), el("div", { class: "text" }, c.text)));
+  }
+  const twins = shown.filter((_c, k) => dup[k] !== -1);
+  if (twins.length) {
+    const keys = twins.map((c) => kids.indexOf(c)).filter((i) => i < 9).map((i) => i + 1);
+    box.append(el("div", { class: "option empty folded", role: "button", tabindex: "-1",
+      title: `options whose character trigrams overlap an earlier option's by at least ${NEAR} (Jaccard)`,
+      onclick: () => { state.showDuplicates = !state.showDuplicates; again(); } },
+    state.showDuplicates ? `${twins.length} near-${twins.length === 1 ? "duplicate" : "duplicates"} shown (≈ N: like option N) · fold them`
+      : `${twins.length} near-${twins.length === 1 ? "duplicate" : "duplicates"} folded${keys.length ? ` (${keys.join(", ")})` : ""}, similarity ≥ ${NEAR} · show`));
   }
   if (empty.length) {
     const why = [...new Set(empty.map(endedBy))].join("; ");

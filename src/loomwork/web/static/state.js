@@ -7,6 +7,8 @@ export const state = {
   latest: 0, // the newest event of the tree this page has heard of (it reloads up to it when idle)
   here: [], // who else has the tree open, and where: [{actor, node_id}]
   byAuthor: "", // show only the nodes this person made ("" everyone's)
+  showDuplicates: false, // the options view shows near-duplicate options instead of folding them
+  seriate: false, // the options view orders options by likeness instead of as they came
   path: [], children: [],
   selected: null, // {node, index}: the token shown in the inspector
   tokenMode: false, // keys move between tokens and pick alternatives
