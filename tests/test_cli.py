@@ -188,3 +188,14 @@ def test_a_prm800k_file_without_its_format_gets_a_hint(run, tmp_path):
     path.write_text('{"labeler": "x", "question": {"problem": "p"}, "label": {"steps": []}}\n')
     result = run("import", str(path), ok=False)
     assert result.exit_code == 1 and "--format prm800k" in result.output
+
+
+def test_serve_refuses_a_default_model_whose_weights_are_not_there(run):
+    for ref, words in (("hf:gemma-3-27m", "unknown hf model 'gemma-3-27m'"), ("llama:/no/such.gguf", "no GGUF file")):
+        result = run("serve", "-m", ref, "--port", "18899", ok=False)
+        assert result.exit_code == 1 and words in result.output, result.output
+
+
+def test_counts_are_said_in_words(run):
+    run("new", "One node")
+    assert " 1 node " in run("trees").output

@@ -225,7 +225,7 @@ def test_the_cli_makes_graders_runs_bon_and_goodhart(tmp_path):
     root = json.loads(runner.invoke(cli, ["new", "The river", "--json"]).stdout)["root"]["id"]
     out = runner.invoke(cli, ["bon", root, "-n", "3", "--grader", "len", "-m", "mock", "--seed", "1"])
     assert out.exit_code == 0 and "len chose" in out.stdout, out.output
-    g = runner.invoke(cli, ["goodhart", root, "--proxy", "len", "--gold", "vowels", "--n", "1,2,4,8,16",
+    g = runner.invoke(cli, ["goodhart", root, "--proxy", "len", "--gold", "vowels", "--sizes", "1,2,4,8,16",
                             "--pool", "80", "-m", "mock", "--max-tokens", "8", "--out", str(tmp_path / "g"),
                             "--json"])
     assert g.exit_code == 0, g.output

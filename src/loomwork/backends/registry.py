@@ -37,6 +37,25 @@ def split_ref(ref: str) -> tuple[str, str]:
     return backend, model
 
 
+def check_weights(ref: str) -> None:
+    """Refuse, in one line and before anything starts, a local model whose weights are not there (a typo in a
+    packaged name, a missing file). Served and mock models are checked when first used."""
+    backend, model = split_ref(ref)
+    if model in PACKAGED:
+        return  # known by name; whether it is installed, the first use says (with how to install it)
+    if backend == "hf":
+        from ..levers.adapter import split_model
+        from .hf_load import resolve_source
+
+        base = split_model(model)[0]
+        if base not in PACKAGED:
+            resolve_source(base)
+    elif backend == "llama":
+        from .llama import gguf_file
+
+        gguf_file(model)
+
+
 def same_weights(a: str, b: str) -> bool:
     """Whether two references run the same weights: equal, or one packaged model through hf: (converted from its
     GGUF) and llama: (the GGUF itself), whose residual streams a steering vector made with either fits."""

@@ -16,6 +16,7 @@ from ..graders import grow as grow_mod
 from ..graders import registry
 from ..progress import Phases, interactive
 from . import Context, cli, emit_json, emit_rows, pass_ctx, placement_options
+from .render import plural
 from .nodes import node_id, tree_id
 
 
@@ -158,7 +159,8 @@ def _ns(text: str) -> list[int]:
 @click.argument("node")
 @click.option("--proxy", required=True, help="The grader best-of-n optimizes.")
 @click.option("--gold", required=True, help="The held-out grader it is judged by.")
-@click.option("--n", "ns", default="1,2,4,8,16,32", show_default=True, help="Increasing values of n.")
+@click.option("--sizes", "--n", "ns", default="1,2,4,8,16,32", show_default=True,
+              help="Increasing values of n, the best-of-n sizes the curve is drawn at.")
 @click.option("--pool", type=int, default=64, show_default=True, help="Samples drawn once (at least the largest n).")
 @click.option("-m", "--model", help="The model that samples.")
 @click.option("--max-tokens", type=int, default=32, show_default=True)
@@ -244,7 +246,7 @@ def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, bra
         if not as_json:
             best = ", ".join(f"{c['id'][:6]} {c['score']:.2f}" if c["score"] is not None else f"{c['id'][:6]} failed"
                              for c in e["children"])
-            click.echo(f"round {e['round']}: {e['parent'][:6]} -> {best}  ({e['nodes']} nodes, {e['tokens']} tokens)")
+            click.echo(f"round {e['round']}: {e['parent'][:6]} -> {best}  ({plural(e['nodes'], 'node')}, {plural(e['tokens'], 'token')})")
 
     async def run():
         try:
@@ -260,6 +262,6 @@ def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, bra
     else:
         k = len(r["choices"])
         bound = sum(c["bound_bits"] for c in r["choices"])
-        click.echo(f"grew {r['nodes']} nodes ({r['tokens']} tokens) in {r['rounds']} rounds; {k} "
+        click.echo(f"grew {plural(r['nodes'], 'node')} ({plural(r['tokens'], 'token')}) in {plural(r['rounds'], 'round')}; {k} "
                    f"choice{'' if k == 1 else 's'} by {r['grader']}: {r['grader_bits']:.2f} bits on the grader's line "
                    f"(KL of its {r['strategy']} selections; at most {bound:.2f}); best frontier node {r['best']}")

@@ -11,6 +11,7 @@ from ..store import backup as backups
 from ..store.check import check as check_store
 from ..validate import terminal_safe
 from . import Context, cli, emit_json, pass_ctx
+from .render import plural
 
 
 @cli.command()
@@ -35,7 +36,7 @@ def check(ctx: Context, as_json: bool) -> None:
 
 
 def _summary(counts: dict[str, int]) -> str:
-    return f"{counts['trees']:,} trees, {counts['nodes']:,} nodes, {counts['ratings']:,} ratings"
+    return ", ".join(plural(counts[k], k[:-1]) for k in ("trees", "nodes", "ratings"))
 
 
 @cli.command()

@@ -12,6 +12,11 @@ from ..tree import Node
 ORIGIN_MARK = {"prompt": "P", "human": "H", "model": "M", "edit": "E"}
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 node``, ``2 nodes`` (``words``: an irregular plural)."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
 def snippet(text: str, width: int = 70) -> str:
     flat = text.replace("\n", "⏎")
     return flat if len(flat) <= width else flat[: width - 1] + "…"

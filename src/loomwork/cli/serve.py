@@ -9,7 +9,7 @@ import webbrowser
 import click
 
 from .. import accounts, config
-from ..backends.registry import split_ref
+from ..backends.registry import check_weights, split_ref
 from ..errors import BackendError, InvalidInput
 from . import Context, cli, pass_ctx, placement_options
 
@@ -50,6 +50,7 @@ def serve(ctx: Context, host: str, port: int, model: str | None, open_browser: b
     model = model or config.default_model()
     for ref in (model, *allow_models):
         split_ref(ref)  # a bad reference now, in one line, not at the first request
+    check_weights(model)  # and a default model whose weights are not there (`-m hf:gemma-3-27m`)
     _check_listen(host, port)
     use_accounts = not is_loopback(host) if use_accounts is None else use_accounts
     if use_accounts and not accounts.active_count(ctx.store):

@@ -15,7 +15,7 @@ from ..supervision.exports import STEP_QUESTION
 from ..supervision.formats import export_jsonl
 from ..tree import path_text
 from . import Context, cli, emit_json, pass_ctx, write_output
-from .render import node_line, outline, token_table
+from .render import node_line, outline, plural, token_table
 
 
 @cli.command()
@@ -91,7 +91,7 @@ def trees(ctx: Context, as_json: bool) -> None:
     if not rows:
         click.echo("no trees yet: start one with `loomwork new PROMPT`")
     for t, n in rows:
-        click.echo(f"{t.id}  {n:>6} nodes  {t.created_at:%Y-%m-%d %H:%M}  {t.title}")
+        click.echo(f"{t.id}  {plural(n, 'node'):>12}  {t.created_at:%Y-%m-%d %H:%M}  {t.title}")
 
 
 @cli.command()
@@ -153,9 +153,9 @@ def import_(ctx: Context, file: Path, fmt: str, under: str | None, as_json: bool
     if as_json:
         emit_json(report.to_json())
         return
-    click.echo(f"imported {report.nodes} nodes ({report.fmt}) into tree{'s' if len(report.trees) > 1 else ''} "
+    click.echo(f"imported {plural(report.nodes, 'node')} ({report.fmt}) into tree{'s' if len(report.trees) > 1 else ''} "
                + ", ".join(report.trees))
-    for root in report.roots[:10]:
-        click.echo(f"root {root}")
+    for root in report.roots[:10]:  # under a node, the file's roots hang there: they are not roots of a tree
+        click.echo(f"{'grafted' if anchor else 'root'} {root}")
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
