@@ -161,7 +161,7 @@ async def test_failures_are_per_node_and_scores_are_cached(store):
     assert again[a.id]["cached"] and again[b.id]["cached"] and again[b.id]["error"] == got[b.id]["error"]
 
 
-async def test_a_judge_scores_yes_over_no_as_teacher_forcing_says(store):
+async def test_a_judge_scores_yes_over_no_as_teacher_forcing_says(store, monkeypatch):
     from loomwork.backends.hf import HFBackend
     from loomwork.backends.registry import register
     from tests.test_joins import _reference
@@ -169,13 +169,26 @@ async def test_a_judge_scores_yes_over_no_as_teacher_forcing_says(store):
 
     lm, tok = build_tiny_gemma(window=8)
     register(HFBackend("tiny", lm=lm, tokenizer=tok))
+    # the tiny vocabulary has no ";" or ":": the word ends it can spell (a real model's has them all)
+    ends = [" ", ",", ".", "!", "?", "\n"]
+    monkeypatch.setattr("loomwork.graders.scoring.WORD_ENDS", tuple(ends))
     g = registry.create(store, "judge", "judge", model="hf:tiny", template="Text. {context}{text}\nIs it good? Answer")
     _t, root = ops.new_tree(store, "The end")
     kid = ops.add_child(store, root.id, " of the river.")
     got = (await score_nodes(store, g, [kid.id]))[kid.id]["score"]
     prompt = "Text. The end of the river.\nIs it good? Answer"
-    want = _reference(lm, tok, prompt, " yes") - _reference(lm, tok, prompt, " no")
+    # each answer as a whole word: followed by a space, punctuation or a new line, summed over those
+
+    def word(answer: str) -> float:
+        return math.log(sum(math.exp(_reference(lm, tok, prompt, answer + e)) for e in ends))
+
+    want = word(" yes") - word(" no")
     assert got == pytest.approx(want, abs=1e-4)
+    # and not "starts with": " yes" then a letter (" yesterday", " yesss") is not a yes
+    starts = _reference(lm, tok, prompt, " yes")
+    letters = math.log(sum(math.exp(_reference(lm, tok, prompt, " yes" + c)) for c in "abcdefghijklmnopqrstuvwxyz"))
+    assert math.exp(word(" yes")) < math.exp(starts) and math.exp(word(" yes")) + math.exp(letters) <= \
+        math.exp(starts) * (1 + 1e-6)
 
 
 async def test_a_persons_ratings_as_a_grader(store):

@@ -1,7 +1,8 @@
 """A grader's score of a text in its context, and of nodes (cached per grader and context).
 
 - judge: log P(yes) − log P(no) in nats, the judge model reading its template with the text (and context) in it;
-  each answer scored as text that starts with it (backends/joins.py), so " yes" and " yes," both count.
+  each answer as a whole word: the answer followed by a space, punctuation or a new line (WORD_ENDS), summed over
+  those, so " yes" and " yes," count and " yesterday" does not (nor " not", " now" or " none" for " no").
 - callable: ``function(text, context)`` must return a finite number.
 - person: the mean of the latest audit ratings of the node on the grader's question (−1, 0, +1); a node nobody
   rated has no score.
@@ -26,7 +27,8 @@ from .registry import resolve_callable
 
 
 def key(grader: dict, context: str, text: str) -> str:
-    return hashlib.sha256(json.dumps([grader["kind"], grader["config"], context, text]).encode()).hexdigest()
+    rule = [RULE] if grader["kind"] == "judge" else []  # a judge's scores under an earlier rule are not reused
+    return hashlib.sha256(json.dumps([grader["kind"], grader["config"], context, text, *rule]).encode()).hexdigest()
 
 
 def judge_prompt(grader: dict, context: str, text: str) -> str:
@@ -45,6 +47,23 @@ async def score_texts(grader: dict, context: str, texts: list[str], node_ids: li
     return out
 
 
+WORD_ENDS = (" ", ",", ".", "!", "?", ";", ":", "\n")  # what may follow an answer for it to be a whole word
+RULE = "whole-word-v2"  # the judge's rule, part of its scores' cache key (v1 counted any text starting with it)
+
+
+async def whole_words(backend, prompt: str, answers: list[str]) -> list[float]:
+    """log P(each answer as a whole word): log Σ over WORD_ENDS of P(answer, then text starting with it)."""
+    rows = await backend.score_answers(prompt, answers, list(WORD_ENDS))
+    return [_logsumexp(row) for row in rows]
+
+
+def _logsumexp(values: list[float]) -> float:
+    top = max(values)
+    if not math.isfinite(top):
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
 async def _score_texts(grader: dict, context: str, texts: list[str], node_ids: list[str] | None,
                        store: Store | None, progress: Callable[[int, int], None], models: ModelPool) -> list:
     kind, cfg = grader["kind"], grader["config"]
@@ -54,7 +73,7 @@ async def _score_texts(grader: dict, context: str, texts: list[str], node_ids: l
         for i, text in enumerate(texts):
             progress(i, len(texts))
             try:
-                yes, no = await backend.score_many(judge_prompt(grader, context, text), [cfg["yes"], cfg["no"]])
+                yes, no = await whole_words(backend, judge_prompt(grader, context, text), [cfg["yes"], cfg["no"]])
                 out.append((yes - no, None) if math.isfinite(yes - no) else (None, "the judge gave a non-finite score"))
             except Exception as exc:  # noqa: BLE001 (recorded for this text; the others go on)
                 out.append((None, f"{type(exc).__name__}: {exc}"))
