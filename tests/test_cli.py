@@ -199,3 +199,14 @@ def test_serve_refuses_a_default_model_whose_weights_are_not_there(run):
 def test_counts_are_said_in_words(run):
     run("new", "One node")
     assert " 1 node " in run("trees").output
+
+
+def test_show_tokens_on_a_written_node_gives_each_tokens_writing_cost(run, monkeypatch):
+    monkeypatch.setenv("LOOMWORK_MODEL", "mock:default")
+    root = json.loads(run("new", "Once upon a time", "--json").output)["root"]["id"]
+    node = json.loads(run("add", root, " there lived a fox", "--json").output)["id"]
+    assert "not scored yet" in run("show", node, "--tokens").output
+    writing = [n for n in json.loads(run("bits", node, "--json").output)["nodes"] if n["id"] == node][0]["ledger"]["writing"]
+    lines = run("show", node, "--tokens").output.strip().splitlines()
+    assert "mock:default" in lines[0] and lines[-1].split()[0] == f"{writing:.2f}"
+    assert sum(float(line.split()[0]) for line in lines[1:-1]) == pytest.approx(writing, abs=0.01 * len(lines))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import click
@@ -23,7 +25,8 @@ from .render import node_line, outline, plural, token_table
 @click.option("--tree", "mode", flag_value="tree", help="Outline of the subtree (the whole tree for a tree id).")
 @click.option("--path", "mode", flag_value="path", help="The nodes from the root to NODE, one per line.")
 @click.option("--text", "mode", flag_value="text", help="The full text of the path (default for a node).")
-@click.option("--tokens", "mode", flag_value="tokens", help="NODE's tokens with probabilities and alternatives.")
+@click.option("--tokens", "mode", flag_value="tokens", help="NODE's tokens with probabilities and alternatives; for "
+              "written text, each token's writing cost as the reference model reads it (once `bits` scored it).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
 @click.option("--archived", is_flag=True, help="Include archived nodes in outlines.")
 @pass_ctx
@@ -52,7 +55,7 @@ def show(ctx: Context, ref: str, mode: str | None, as_json: bool, archived: bool
     elif mode == "text":
         click.echo(path_text(path))
     elif mode == "tokens":
-        click.echo(token_table(node))
+        click.echo(token_table(node) if node.tokens else _writing_table(ctx, path))
     elif mode == "path":
         for n in path:
             click.echo(node_line(n))
@@ -60,6 +63,30 @@ def show(ctx: Context, ref: str, mode: str | None, as_json: bool, archived: bool
         click.echo(f"tree {tree.id}: {tree.title}")
         for line in outline(nodes, node.id, include_archived=archived):
             click.echo(line)
+
+
+def _writing_table(ctx: Context, path) -> str:
+    """A written node's tokens as the reference model reads them, each with its writing cost (the scores
+    `loomwork bits` keeps; none yet says how to get them)."""
+    import asyncio
+
+    from .. import config, ops, tree_settings
+    from ..ledger.writing import score_path
+
+    node = path[-1]
+    ref = tree_settings.reference_model(ctx.store, node.tree_id, config.default_model())
+    _path, memory = ops.read_context(ctx.store, node.id)
+    scored = asyncio.run(score_path(ctx.store, path, ref, memory)).get(node.id)
+    if scored is None:
+        return (f"node {node.id} is {node.origin} text: its tokens are not scored yet; `loomwork bits {node.id}` "
+                f"scores them with {ref}, then this shows each token's writing cost")
+    rows = [f"writing cost of {node.id} as {ref} reads it (bits = -log2 p):"]
+    for t in scored:
+        bits = "     ?" if t.logprob is None else f"{-t.logprob / math.log(2):6.2f}"
+        rows.append(f"{bits}  {t.text!r}")
+    total = sum(-t.logprob for t in scored if t.logprob is not None) / math.log(2)
+    rows.append(f"{total:6.2f}  in all, over {plural(len(scored), 'token')}")
+    return "\n".join(rows)
 
 
 def _subtree(nodes, top: str, archived: bool) -> list:
