@@ -210,3 +210,20 @@ def test_show_tokens_on_a_written_node_gives_each_tokens_writing_cost(run, monke
     lines = run("show", node, "--tokens").output.strip().splitlines()
     assert "mock:default" in lines[0] and lines[-1].split()[0] == f"{writing:.2f}"
     assert sum(float(line.split()[0]) for line in lines[1:-1]) == pytest.approx(writing, abs=0.01 * len(lines))
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import click as _click
+
+    missing = []
+
+    def walk(cmd, name):
+        if isinstance(cmd, _click.Group):
+            for sub, c in cmd.commands.items():
+                walk(c, f"{name} {sub}")
+        else:
+            missing.extend((name, p.opts[0]) for p in cmd.params
+                           if isinstance(p, _click.Option) and not p.help and not p.hidden)
+
+    walk(cli, "loomwork")
+    assert missing == []

@@ -42,7 +42,7 @@ def grader() -> None:
               help="Reward models: the share of prompts held out to measure accuracy on, or a JSONL file of held-out "
                    "preference rows.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Reward models: the seed of training and split.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @placement_options
 def grader_create(ctx: Context, name, judge_model, template, target, person, question, reward_tree, reward_data,
@@ -81,7 +81,7 @@ def grader_create(ctx: Context, name, judge_model, template, target, person, que
 
 
 @grader.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def grader_list(ctx: Context, as_json: bool) -> None:
     """The graders."""
@@ -109,12 +109,12 @@ def grader_delete(ctx: Context, name: str) -> None:
 
 @cli.command()
 @click.argument("node")
-@click.option("-n", "n", type=int, default=4, show_default=True)
-@click.option("--grader", "grader_name", required=True)
+@click.option("-n", "n", type=int, default=4, show_default=True, help="How many candidates to sample.")
+@click.option("--grader", "grader_name", required=True, help="The grader that picks the best (`grader list`).")
 @click.option("-m", "--model", help="The model that samples (default: the default model).")
-@click.option("--max-tokens", type=int, default=48, show_default=True)
-@click.option("--seed", type=int)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--max-tokens", type=int, default=48, show_default=True, help="Tokens per candidate.")
+@click.option("--seed", type=int, help="Sampling seed (recorded either way).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @placement_options
 def bon(ctx: Context, node, n, grader_name, model, max_tokens, seed, as_json) -> None:
@@ -163,11 +163,11 @@ def _ns(text: str) -> list[int]:
               help="Increasing values of n, the best-of-n sizes the curve is drawn at.")
 @click.option("--pool", type=int, default=64, show_default=True, help="Samples drawn once (at least the largest n).")
 @click.option("-m", "--model", help="The model that samples.")
-@click.option("--max-tokens", type=int, default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens per sample.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (0 unless given, so runs repeat).")
 @click.option("--out", type=click.Path(file_okay=False), default="goodhart", show_default=True,
               help="Directory for goodhart.json and goodhart.png.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @placement_options
 def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed, out, as_json) -> None:
@@ -218,7 +218,7 @@ def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed,
 
 @cli.command()
 @click.argument("node")
-@click.option("--grader", "grader_name", required=True)
+@click.option("--grader", "grader_name", required=True, help="The grader that chooses where to grow (`grader list`).")
 @click.option("--nodes", "budget_nodes", type=int, help="Budget: stop after this many new nodes.")
 @click.option("--tokens", "budget_tokens", type=int, help="Budget: stop after this many new tokens.")
 @click.option("--beam", type=int, default=2, show_default=True, help="Frontier nodes expanded each round.")
@@ -227,9 +227,9 @@ def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed,
               help="beam: the best-scored; tilted: drawn from softmax(score / temperature), as weave does.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="For --strategy tilted.")
 @click.option("-m", "--model", help="The model that samples.")
-@click.option("--max-tokens", type=int, default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens per sample.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (0 unless given, so runs repeat).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @placement_options
 def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, branching, strategy, temperature, model,

@@ -79,10 +79,11 @@ def compare(models, suite_ref, samples, max_tokens, seed, keep_regex, no_embeddi
 @click.option("-r", "--reference", required=True, help="The reference model (same tokenizer).")
 @click.option("--suite", "suite_ref", default="creative-writing", show_default=True,
               help="Prompts come from the suite's generations.")
-@click.option("--samples", type=int, default=8, show_default=True)
-@click.option("--max-tokens", type=int, default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--samples", type=int, default=8, show_default=True, help="Samples per prompt (the report counts "
+              "them over all the suite's prompts).")
+@click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens per sample.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (0 unless given, so runs repeat).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @placement_options
 def kl(model, reference, suite_ref, samples, max_tokens, seed, as_json) -> None:
     """Per-token KL(model || reference) on texts sampled from the model, with its standard error."""
@@ -104,7 +105,7 @@ def kl(model, reference, suite_ref, samples, max_tokens, seed, as_json) -> None:
         se = r["standard_error_bits"]
         click.echo(f"KL({r['model']} || {r['reference']}) = {r['kl_per_token_bits']:.4f}"
                    + (f" ± {se:.4f}" if se is not None else " (one sample: no standard error)")
-                   + f" bits per token ({r['samples']} samples, {r['tokens']} tokens)")
+                   + f" bits per token ({r['samples']} samples over {len(prompts)} prompts, {r['tokens']} tokens)")
 
 
 @cli.command("logit-lens")

@@ -17,7 +17,7 @@ from . import Context, cli, pass_ctx, placement_options
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback has accounts (see --accounts).")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("-m", "--model", help="Default model for generation (default: hf:gemma-3-270m; env LOOMWORK_MODEL).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
 @click.option("--token", "force_token", is_flag=True, help="Require an access token even on loopback.")

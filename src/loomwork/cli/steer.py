@@ -28,7 +28,7 @@ def steer() -> None:
 @click.option("--layer", type=int, required=True, help="The decoder block whose output it is added to (from 0).")
 @click.option("--method", type=click.Choice(vectors.METHODS), default=None,
               help="actadd (one pair), mean (the mean difference; the default for several pairs) or pca.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @placement_options
 def steer_create(ctx: Context, name, model, plus, minus, pairs_file, layer, method, as_json) -> None:
@@ -52,7 +52,7 @@ def steer_create(ctx: Context, name, model, plus, minus, pairs_file, layer, meth
 
 
 @steer.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def steer_list(ctx: Context, as_json: bool) -> None:
     """The saved steering vectors."""
@@ -64,7 +64,7 @@ def steer_list(ctx: Context, as_json: bool) -> None:
 @steer.command("show")
 @click.argument("name")
 @click.option("--vector", "with_vector", is_flag=True, help="Include the numbers.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def steer_show(ctx: Context, name: str, with_vector: bool, as_json: bool) -> None:
     """One steering vector: its model, layer, method, norm and pairs."""
@@ -83,7 +83,7 @@ def steer_show(ctx: Context, name: str, with_vector: bool, as_json: bool) -> Non
 @steer.command("export")
 @click.argument("name")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def steer_export(ctx: Context, name: str, file: str, as_json: bool) -> None:
     """Write a steering vector as a llama.cpp control-vector GGUF, for llama-server --control-vector-scaled

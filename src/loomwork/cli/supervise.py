@@ -25,8 +25,8 @@ def queue() -> None:
 @click.option("--subtree", help="Audit only the steps below this node.")
 @click.option("--tag", help="Only steps with this tag.")
 @click.option("--origin", type=click.Choice(["prompt", "human", "model", "edit"]), help="Only steps of this origin.")
-@click.option("--min-depth", type=int)
-@click.option("--max-depth", type=int)
+@click.option("--min-depth", type=int, help="Only steps at least this deep (the root's children are depth 1).")
+@click.option("--max-depth", type=int, help="Only steps at most this deep.")
 @click.option("-q", "--question", "questions", multiple=True, help="A question to ask (repeat; default: three).")
 @click.option("--unblinded", is_flag=True, help="Show raters what came after each step (blinded by default).")
 @click.option("--critiques", type=click.Choice(queues.CRITIQUE_MODES), default="off", show_default=True,
@@ -35,7 +35,7 @@ def queue() -> None:
 @click.option("--seed", type=int, help="Seed of the random item order (recorded).")
 @click.option("--overlap", type=int, metavar="K", help="Give each step to K of the queue's raters (placed with "
               "`loomwork user grant NAME QUEUE rater --queue`), not to all of them.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def queue_create(ctx: Context, name, tree_ref, subtree, tag, origin, min_depth, max_depth, questions, unblinded,
                  critiques, critic, seed, overlap, as_json) -> None:
@@ -116,10 +116,10 @@ async def _critique(ctx: Context, node: str, backend, template: str = critiques.
 @cli.command(context_settings={"ignore_unknown_options": True})  # so that `rate NODE -1` reads -1 as the label
 @click.argument("node")
 @click.argument("label", type=int)
-@click.option("--rater", required=True)
-@click.option("-q", "--question", default=ratings.DEFAULT_QUESTIONS[0], show_default=True)
+@click.option("--rater", required=True, help="Your name (with accounts, ratings are the account's own).")
+@click.option("-q", "--question", default=ratings.DEFAULT_QUESTIONS[0], show_default=True, help="What the label answers.")
 @click.option("--queue", "queue_ref", help="Rate as an item of this queue.")
-@click.option("--note")
+@click.option("--note", help="A note kept with the label.")
 @click.option("--flag", is_flag=True, help="Mark the rating as unsure.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rating record as JSON.")
 @pass_ctx
@@ -135,8 +135,8 @@ def rate(ctx: Context, node: str, label: int, rater: str, question: str, queue_r
 @cli.command()
 @click.argument("node")
 @click.argument("label")
-@click.option("--rater", required=True)
-@click.option("--note")
+@click.option("--rater", required=True, help="Your name.")
+@click.option("--note", help="A note kept with the label.")
 @pass_ctx
 def outcome(ctx: Context, node: str, label: str, rater: str, note: str | None) -> None:
     """Label an outcome (e.g. a final answer: correct / incorrect), apart from the step ratings."""
@@ -164,7 +164,7 @@ def ratings_group() -> None:
 
 @ratings_group.command("summary")
 @click.argument("queue_ref")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def ratings_summary(ctx: Context, queue_ref: str, as_json: bool) -> None:
     """Counts, label distribution, agreement (pairwise, Cohen's kappa, Krippendorff's alpha) per question."""

@@ -49,12 +49,13 @@ def _show(kl_budget: float):
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="An export: sft or preference JSONL.")
 @click.option("--tree", "tree_refs", multiple=True, help="Train on a tree's own export instead (sft: bookmarked and "
                                                           "+1-rated paths; dpo: choices and ratings); repeat for more.")
-@click.option("--method", type=click.Choice(["sft", "dpo"]), default="sft", show_default=True)
+@click.option("--method", type=click.Choice(["sft", "dpo"]), default="sft", show_default=True,
+              help="sft on the chosen paths, or dpo on the preference pairs (docs/tuning.md).")
 @click.option("--kl-budget", type=float, help="Largest KL(tuned || base) allowed, bits per token (required).")
-@click.option("--lora-r", type=int, default=8, show_default=True)
-@click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--lr", type=float, default=2e-4, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--lora-r", type=int, default=8, show_default=True, help="LoRA rank (alpha is twice it).")
+@click.option("--epochs", type=int, default=1, show_default=True, help="Passes over the training rows.")
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Learning rate.")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Rows per step.")
 @click.option("--eval-every", type=int, default=5, show_default=True, help="Steps between KL and held-out evaluations.")
 @click.option("--kl-prompts", type=int, default=4, show_default=True, help="Held-out prompts the KL is estimated on.")
 @click.option("--kl-samples", type=int, default=4, show_default=True, help="Samples per prompt at each evaluation.")
@@ -65,12 +66,12 @@ def _show(kl_budget: float):
                    "held-out rows (rows sharing a prompt or text with them are not trained on).")
 @click.option("--max-length", type=int, default=512, show_default=True, help="Tokens per row (the prompt is cut "
                                                                             "from the left beyond it).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the order and the KL samples.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted or stopped run NAME from its last checkpoint, "
                                             "with its own data and settings.")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="At the end, compare tuned with base on the lens suites.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @placement_options
 def tune(ctx: Context, name, base, data_file, tree_refs, method, kl_budget, lora_r, epochs, lr, batch_size, eval_every,
@@ -163,7 +164,7 @@ def adapters_group() -> None:
 
 
 @adapters_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def adapters_list(as_json: bool) -> None:
     """The adapters, runs in progress included, with the KL each spent of its budget."""
     emit_rows(adapters.list_adapters(), as_json, "no adapters (make one with `loomwork tune`)",
