@@ -26,7 +26,7 @@ class SamplingParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     n: int = Field(4, ge=1, le=MAX_N)
-    max_tokens: int = Field(48, ge=1, le=8192)
+    max_tokens: int = Field(32, ge=1, le=8192)  # as the page and the CLI
     temperature: float = Field(1.0, ge=0.0, le=10.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0)  # 0 = no top-k truncation

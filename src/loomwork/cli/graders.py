@@ -112,7 +112,7 @@ def grader_delete(ctx: Context, name: str) -> None:
 @click.option("-n", "n", type=int, default=4, show_default=True, help="How many candidates to sample.")
 @click.option("--grader", "grader_name", required=True, help="The grader that picks the best (`grader list`).")
 @click.option("-m", "--model", help="The model that samples (default: the default model).")
-@click.option("--max-tokens", type=int, default=48, show_default=True, help="Tokens per candidate.")
+@click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens per candidate.")
 @click.option("--seed", type=int, help="Sampling seed (recorded either way).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx

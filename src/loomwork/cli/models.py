@@ -74,7 +74,7 @@ def _value(text: str):
 @click.option("-n", "n", type=int, default=4, show_default=True, help="How many continuations (1-64).")
 @click.option("-m", "--model", "models", multiple=True, help="backend:model (default: hf:gemma-3-270m; env "
               "LOOMWORK_MODEL). Repeat for several models at once: N samples from each, one seed for all.")
-@click.option("--max-tokens", type=int, default=48, show_default=True, help="Tokens per continuation.")
+@click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens per continuation.")
 @click.option("-t", "--temperature", type=float, help="Sampling temperature (default 1: the model as it is).")
 @click.option("--seed", type=int, help="Fix the sampling seed (recorded either way).")
 @click.option("-o", "options", type=(str, str), multiple=True, metavar="KEY VALUE",
