@@ -51,7 +51,7 @@ export function renderOptions(onGo) {
   const empty = kids.filter((c) => !c.text);
   const shown = kids.filter((c) => c.text);
   const texts = shown.map((c) => c.text);
-  const dup = duplicateOf(texts);
+  const dup = duplicateOf(texts, shown.map((c) => c.model || null));
   const folded = state.showDuplicates ? [] : shown.filter((_c, k) => dup[k] !== -1);
   const again = () => renderOptions(onGo);
   const order = shown.length > 2 ? el("button", { class: "linkish", title: "order the options so that similar ones sit together (or as they came)",

@@ -21,14 +21,15 @@ function jaccard(x, y) {
 export const similarity = (a, b) => jaccard(grams(a), grams(b));
 
 // For each text, the index of the first earlier text it is a near-duplicate of (or -1): options are folded
-// under the first of their kind, in their own order.
-export function duplicateOf(texts, threshold = NEAR) {
+// under the first of their kind, in their own order. Only texts of the same `groups` value fold together (the
+// model that wrote them: two models saying the same thing is a finding, not clutter).
+export function duplicateOf(texts, groups = [], threshold = NEAR) {
   const sets = texts.map(grams);
   const sim = (i, j) => jaccard(sets[i], sets[j]);
   const out = texts.map(() => -1);
   texts.forEach((_t, i) => {
     for (let j = 0; j < i; j += 1) {
-      if (out[j] === -1 && sim(i, j) >= threshold) { out[i] = j; break; }
+      if (out[j] === -1 && groups[i] === groups[j] && sim(i, j) >= threshold) { out[i] = j; break; }
     }
   });
   return out;
