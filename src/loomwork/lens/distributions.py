@@ -41,8 +41,9 @@ def kl_bits(p: list[float], q: list[float]) -> float:
 
 
 def js_bits(p: list[float], q: list[float]) -> float:
+    """Jensen-Shannon divergence in bits, never below 0 (two nearly equal distributions can round to -1e-19)."""
     m = [(a + b) / 2 for a, b in zip(p, q)]
-    return (kl_bits(p, m) + kl_bits(q, m)) / 2
+    return max(0.0, (kl_bits(p, m) + kl_bits(q, m)) / 2)
 
 
 @dataclass
