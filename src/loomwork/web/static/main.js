@@ -11,6 +11,7 @@ import { wireGrow } from "./grow.js";
 import { wireLatents } from "./latents.js";
 import { nextGeneration } from "./options.js";
 import { go, guarded, handlers, reload, render, status } from "./page.js";
+import * as panels from "./panels.js";
 import { renderPresence } from "./panels.js";
 import { canEdit, current, me, setDraft, state } from "./state.js";
 
@@ -28,6 +29,8 @@ function refuse() {
   toast(`You are ${state.role === "rater" ? "a rater" : "a viewer"} of this tree: its owner can make you an editor.`, "info");
 }
 
+const AT_ONCE = new Set(["help", "escape", "search", "scrollDown", "scrollUp", "trees"]);
+
 // Keys run one after another, in the order pressed: a fast "j j l" lands where it would have slowly. Printable
 // keys typed after w or e, before the editor has opened, are text for the editor (typeahead), not commands.
 const queue = [];
@@ -38,7 +41,9 @@ async function drain() {
   running = true;
   while (queue.length) {
     const [name, arg] = queue.shift();
-    await state.navigation; // a click's navigation still under way: the key acts where it lands, as it looks
+    // a click's navigation still under way: the key acts where it lands, as it looks (keys that do not depend on
+    // where the page is act at once)
+    if (!AT_ONCE.has(name)) await state.navigation;
     await guarded(() => actions[name](arg));
     if (name === "write" || name === "edit") {
       const typed = typeahead ? typeahead.text : "";
@@ -96,6 +101,9 @@ async function catchUp() {
 const WHAT = { rating: "rated a step", outcome: "labelled an outcome", choice: "chose a node" };
 const following = {
   change(e) {
+    // this page's own settings save (after each g): the page shows it already, and a reload would only redraw
+    // the read view under the person's caret
+    if (e.kind === "settings" && e.actor === me.name && e.seq === state.version + 1 && panels.ownSave()) state.version = e.seq;
     state.latest = Math.max(state.latest, e.seq);
     if (e.actor && e.actor !== me.name && e.kind !== "settings") { // settings follow each g: not news
       const what = WHAT[e.kind] || (e.kind === "undo" ? `undid ${e.data.label}` : e.kind === "redo" ? `redid ${e.data.label}` : e.data.label || e.kind);

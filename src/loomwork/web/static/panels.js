@@ -108,12 +108,16 @@ export function renderPresets() {
 
 // Only the settings changed here are sent (PATCH): another tab's change to the others is kept.
 export async function saveSettings(changes) {
+  lastSave = performance.now();
   state.settings = await api("PATCH", `/trees/${state.tree.id}/settings`, changes);
   state.reference = state.settings.reference;
   renderPresets();
 }
 
-let genTimer = null, saving = 0, saves = 0;
+let genTimer = null, saving = 0, saves = 0, lastSave = 0;
+
+// Whether this page saved the tree's settings a moment ago (its own change coming back as an event).
+export const ownSave = () => performance.now() - lastSave < 5000;
 let synced = null; // the generation settings (JSON) this page last loaded or saved
 
 // The generation form is saved with the tree as it changes (a moment after the last change), so a reload or
