@@ -119,11 +119,11 @@ def grant(store: Store, name: str, tree_id: str, role: str | None) -> list[dict]
         tx.lock_tree(tree_id, need="owner")
         if name != access.EVERYONE:
             sql.get(tx, name)  # only accounts that exist get roles
-        if role != "owner" and sql.owners(tx, tree_id) == [name]:
+        roles = sql.roles_of_tree(tx, tree_id)
+        if role != "owner" and [r["account"] for r in roles if r["role"] == "owner"] == [name]:
             raise InvalidInput(f"{name} is the only owner of tree {tree_id}: make someone else owner first")
-        if {"account": name, "role": role} in sql.roles_of_tree(tx, tree_id) or \
-                (role is None and all(r["account"] != name for r in sql.roles_of_tree(tx, tree_id))):
-            return sql.roles_of_tree(tx, tree_id)  # nothing changes: nothing to record
+        if next((r["role"] for r in roles if r["account"] == name), None) == role:
+            return roles  # nothing changes: nothing to record
         sql.grant(tx, tree_id, name, role)
         journal.bump(tx.conn, tree_id, "roles", {"account": name, "role": role})  # pages and caches hear of it
         return sql.roles_of_tree(tx, tree_id)

@@ -122,11 +122,6 @@ def rater_name(given: str) -> str:
     return given if p is None else p.name
 
 
-def maker() -> str:
-    """The name a new shared record (steering vector, grader, queue) is made under."""
-    return current_actor()
-
-
 def require_maker(created_by: str | None, what: str) -> None:
     """Deleting a shared record is for whoever made it, or an admin."""
     p = current()

@@ -86,10 +86,6 @@ def roles_of_tree(tx: Tx, tree_id: str) -> list[dict]:
     return _roles(tx, tree_roles, tree_id)
 
 
-def owners(tx: Tx, tree_id: str) -> list[str]:
-    return [r["account"] for r in roles_of_tree(tx, tree_id) if r["role"] == "owner"]
-
-
 def grant_queue(tx: Tx, queue_id: str, name: str, role: str | None) -> None:
     _set(tx, queue_roles, queue_id, name, role)
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import delete, select
 
-from . import access
+from . import access, journal
 from .queries import Tx, insert_ignoring_duplicates
 from .schema import grader_scores, graders
 
@@ -15,7 +15,7 @@ from .schema import grader_scores, graders
 def add_grader(tx: Tx, row: dict) -> bool:
     """Insert a grader; False when the name is taken (nothing written)."""
     return tx.conn.execute(insert_ignoring_duplicates(tx.conn, graders)
-                           .values(**row, created_by=access.maker())).rowcount > 0
+                           .values(**row, created_by=journal.current_actor())).rowcount > 0
 
 
 def grader_named(tx: Tx, name: str) -> dict | None:

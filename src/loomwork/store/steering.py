@@ -7,14 +7,14 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, select
 
 from ..errors import InvalidInput, NotFound
-from . import access
+from . import access, journal
 from .queries import Tx, insert_ignoring_duplicates
 from .schema import steering_vectors
 
 
 def add_vector(tx: Tx, **row) -> None:
     done = tx.conn.execute(insert_ignoring_duplicates(tx.conn, steering_vectors)
-                           .values(**row, created_at=datetime.now(timezone.utc), created_by=access.maker()))
+                           .values(**row, created_at=datetime.now(timezone.utc), created_by=journal.current_actor()))
     if done.rowcount == 0:
         raise InvalidInput(f"a steering vector named {row['name']!r} exists already (delete it first)")
 

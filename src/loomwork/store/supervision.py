@@ -9,7 +9,7 @@ from typing import Sequence
 from sqlalchemy import insert, select
 
 from ..errors import InvalidInput, NotFound
-from . import access
+from . import access, journal
 from .queries import Tx, insert_ignoring_duplicates
 from .schema import adjudications, critiques, meta, outcomes, queue_roles, queues, ratings
 
@@ -52,7 +52,7 @@ def add_queue(tx: Tx, **row) -> None:
     # ON CONFLICT DO NOTHING, not check-then-insert: two people creating the same name at once get one queue
     # and one clear refusal, never a constraint error
     done = tx.conn.execute(insert_ignoring_duplicates(tx.conn, queues)
-                           .values(**row, created_at=_now(), created_by=access.maker()))
+                           .values(**row, created_at=_now(), created_by=journal.current_actor()))
     if done.rowcount == 0:
         raise InvalidInput(f"a queue named {row['name']!r} exists already")
     if access.current() is not None:  # whoever makes a queue reviews it

@@ -80,9 +80,6 @@ class Hub:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(waiter.wait(), self.look_s)
 
-    def subscribers(self) -> int:
-        return sum(len(g) for g in self._waiters.values())
-
     async def _look_around(self) -> None:
         """SQLite: wake the subscribers of any watched tree whose version another process moved."""
         while not self._stop.is_set():

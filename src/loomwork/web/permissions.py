@@ -144,7 +144,6 @@ def _refuse(store, request: Request, rule: tuple[str, ...]) -> None:
     params = request.path_params
     with store.read() as tx:
         tree_id = params["tree_id"] if rule[0] == "tree" else tx.tree_of(params["node_id"])
-        tx.tree(tree_id) if rule[0] == "tree" else None
         access.require(tx.conn, tree_id, rule[1])
 
 

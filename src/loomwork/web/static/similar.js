@@ -18,8 +18,6 @@ function jaccard(x, y) {
   return both / (x.size + y.size - both);
 }
 
-export const similarity = (a, b) => jaccard(grams(a), grams(b));
-
 // For each text, the index of the first earlier text it is a near-duplicate of (or -1): options are folded
 // under the first of their kind, in their own order. Only texts of the same `groups` value fold together (the
 // model that wrote them: two models saying the same thing is a finding, not clutter).
