@@ -27,11 +27,12 @@ ROLE_OF = {"outsider": None, "viewer": "viewer", "rater": "rater", "editor": "ed
 
 
 def digest(store) -> str:
-    """Every row of every table but presence (who has a tree open is not a change to anything)."""
+    """Every row of every table but presence and read marks (who has a tree open, or has read what, is not a change
+    to anything)."""
     h = hashlib.sha256()
     with store.read() as tx:
         for table in schema.metadata.sorted_tables:
-            if table.name in ("presence",):
+            if table.name in ("presence", "node_reads"):
                 continue
             rows = tx.conn.execute(select(table)).all()
             h.update(table.name.encode())
@@ -122,6 +123,8 @@ def _requests(t: dict) -> dict[tuple[str, str], tuple[str, dict | None]]:
         ("GET", "/api/trees/{tree_id}/bits"): (f"/api/trees/{tree}/bits", None),
         ("GET", "/api/trees/{tree_id}/events"): (f"/api/trees/{tree}/events", None),
         ("POST", "/api/trees/{tree_id}/presence"): (f"/api/trees/{tree}/presence", {"client": "c", "node_id": a}),
+        ("GET", "/api/trees/{tree_id}/reads"): (f"/api/trees/{tree}/reads", None),
+        ("POST", "/api/trees/{tree_id}/reads"): (f"/api/trees/{tree}/reads", {"nodes": [a]}),
         ("GET", "/api/trees/{tree_id}/roles"): (f"/api/trees/{tree}/roles", None),
         ("PUT", "/api/trees/{tree_id}/roles"): (f"/api/trees/{tree}/roles", {"account": "viewer", "role": "owner"}),
         ("DELETE", "/api/trees/{tree_id}"): (f"/api/trees/{tree}", None),

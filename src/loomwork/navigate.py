@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .errors import InvalidInput, NotFound
 from .store import Store, Tx
+from .store.journal import current_actor
 
 STEPS = ("next", "prev", "next-bookmark", "prev-bookmark")
 
@@ -88,3 +89,25 @@ def subtree(store: Store, node_id: str, limit: int = 2000, include_archived: boo
                                  "chapter": r.chapter, "model": f"{r.backend}:{r.model}" if r.backend else None})
                     level.append(r.id)
     return {"root": node_id, "nodes": rows, "truncated": truncated}
+
+
+MAX_MARKED = 500  # node ids one call marks read
+
+
+def mark_read(store: Store, tree_id: str, node_ids: list[str]) -> int:
+    """Mark nodes of a tree read by the person acting (unread markers; store/reads.py). Returns how many were new.
+    Ids of other trees or of no node are skipped: the page may send a node that was pruned meanwhile."""
+    if not isinstance(node_ids, list) or not all(isinstance(i, str) for i in node_ids):
+        raise InvalidInput("node ids must be a list of strings")
+    if len(node_ids) > MAX_MARKED:
+        raise InvalidInput(f"mark at most {MAX_MARKED} nodes at once, not {len(node_ids)}")
+    with store.tx() as tx:
+        tx.tree(tree_id)  # NotFound for no tree; Forbidden for a tree not shared with the account
+        return tx.mark_read(tree_id, node_ids, current_actor())
+
+
+def read_nodes(store: Store, tree_id: str) -> set[str]:
+    """The tree's nodes the person acting has read (nodes there before unread markers came count as read)."""
+    with store.read() as tx:
+        tx.tree(tree_id)
+        return tx.read_nodes(tree_id, current_actor())

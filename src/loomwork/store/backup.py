@@ -30,7 +30,7 @@ from .store import Store
 TABLES: list[Table] = [schema.trees, schema.generations, schema.nodes, schema.node_tags, schema.oplog,
                        schema.choices, schema.scores, schema.queues, schema.critiques, schema.ratings, schema.outcomes,
                        schema.steering_vectors, schema.graders, schema.grader_scores, schema.accounts,
-                       schema.tree_roles, schema.queue_roles, schema.events, schema.adjudications]
+                       schema.tree_roles, schema.queue_roles, schema.events, schema.adjudications, schema.node_reads]
 # loomwork_meta rows a backup keeps (the others say what the file is, and each database writes its own); presence
 # (who had a tree open) is not kept at all
 SECRETS = ("rater_pseudonym_salt",)

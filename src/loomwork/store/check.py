@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 
 from ..tree import ORIGINS
 from ..validate import BIDI, MAX_TAG
-from . import journal
+from . import journal, search
 from .migrations import MIGRATIONS
 from .access import ROLES
 from .schema import (accounts, choices, critiques, events, generations, grader_scores, node_tags, nodes, oplog,
@@ -82,6 +82,8 @@ def check(store: Store) -> CheckReport:
                     report.add("sqlite", "integrity", line)
             for table, rowid, parent, _fk in conn.exec_driver_sql("PRAGMA foreign_key_check"):
                 report.add("foreign-key", f"{table}:{rowid}", f"a row of {table} points at a missing row of {parent}")
+            for message in search.check(conn):
+                report.add("search-index", "nodes_search", message)
         tree_rows = {r.id: r for r in conn.execute(select(trees.c.id, trees.c.root_id))}
         node_rows = {r.id: r for r in conn.execute(select(nodes.c.id, nodes.c.tree_id, nodes.c.parent_id,
                                                          nodes.c.origin))}

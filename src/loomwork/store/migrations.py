@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DatabaseError
 
 
 def _v1_initial(conn: Connection) -> None:
@@ -220,6 +221,47 @@ def _v9_teams(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE queues ADD COLUMN overlap INTEGER")
 
 
+def _v10_reads_and_search(conn: Connection) -> None:
+    """Who has read which node (unread markers), and an index for searching node text: SQLite's FTS5 trigram index
+    over nodes.text (kept by triggers; its rowid is the node's seq, so hits come oldest first from the index),
+    PostgreSQL's pg_trgm index over lower(text) (where the extension can be created; otherwise search scans)."""
+    md = MetaData()
+    ident = String(40)
+    Table("trees", md, Column("id", ident, primary_key=True))
+    Table("node_reads", md, Column("tree_id", ident, ForeignKey("trees.id"), primary_key=True),
+          Column("reader", String(200), primary_key=True), Column("node_id", ident, primary_key=True),
+          Column("read_at", DateTime(timezone=True), nullable=False))
+    md.tables["node_reads"].create(conn)
+    # what was there before unread markers counts as read by everyone (reader "*"): they would flag a whole old
+    # loom as new; nodes made from now on are unread until someone opens them
+    conn.exec_driver_sql("INSERT INTO node_reads (tree_id, reader, node_id, read_at) "
+                         "SELECT tree_id, '*', id, created_at FROM nodes")
+    if conn.dialect.name == "postgresql":
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                conn.exec_driver_sql("CREATE INDEX ix_nodes_text_trgm ON nodes USING gin (lower(text) gin_trgm_ops)")
+        except DatabaseError:  # no right to create the extension: search still works, by a scan
+            pass
+        return
+    for statement in SQLITE_SEARCH:
+        conn.exec_driver_sql(statement)
+    conn.exec_driver_sql("INSERT INTO nodes_search(nodes_search) VALUES ('rebuild')")
+
+
+# The SQLite search index: external content (the text is stored once, in nodes), kept in step by triggers
+SQLITE_SEARCH = (
+    "CREATE VIRTUAL TABLE nodes_search USING fts5(text, content='nodes', content_rowid='seq', tokenize='trigram')",
+    "CREATE TRIGGER nodes_search_insert AFTER INSERT ON nodes BEGIN "
+    "INSERT INTO nodes_search(rowid, text) VALUES (new.seq, new.text); END",
+    "CREATE TRIGGER nodes_search_delete AFTER DELETE ON nodes BEGIN "
+    "INSERT INTO nodes_search(nodes_search, rowid, text) VALUES ('delete', old.seq, old.text); END",
+    "CREATE TRIGGER nodes_search_update AFTER UPDATE OF seq, text ON nodes BEGIN "
+    "INSERT INTO nodes_search(nodes_search, rowid, text) VALUES ('delete', old.seq, old.text); "
+    "INSERT INTO nodes_search(rowid, text) VALUES (new.seq, new.text); END",
+)
+
+
 Migration = Callable[[Connection], None]
 
 # The tables each version made: a database at version v must have all of those up to v before later steps run
@@ -227,8 +269,8 @@ Migration = Callable[[Connection], None]
 TABLES_BY_VERSION = {1: ("trees", "generations", "nodes", "node_tags"), 2: ("oplog",), 3: ("choices", "scores"),
                      4: ("ratings", "outcomes", "queues", "critiques"), 6: ("steering_vectors",),
                      7: ("graders", "grader_scores"), 9: ("accounts", "tree_roles", "queue_roles", "events", "presence",
-                                                                         "adjudications")}
+                                                                         "adjudications"), 10: ("node_reads",)}
 
 # Position i holds the migration that brings a database from version i to version i + 1.
 MIGRATIONS: list[Migration] = [_v1_initial, _v2_oplog, _v3_curation, _v4_supervision, _v5_actors, _v6_steering,
-                               _v7_graders, _v8_choice_pressure, _v9_teams]
+                               _v7_graders, _v8_choice_pressure, _v9_teams, _v10_reads_and_search]

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..errors import Corrupt, Forbidden, InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
-from . import access, events, journal
+from . import access, events, journal, reads, search
 from .journal import Journal
 from .schema import (adjudications, choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes,
                      queue_roles, queues, ratings, scores, tree_roles, trees)
@@ -175,14 +175,29 @@ class Tx:
         return out
 
     def search(self, text: str, tree_id: str | None = None, limit: int = 50) -> list[Node]:
-        """Nodes whose own text contains ``text`` (case-insensitive), oldest first."""
-        like = "%" + _escape_like(text.lower()) + "%"
-        q = select(nodes).where(func.lower(nodes.c.text).like(like, escape="\\"))
-        if tree_id:
-            q = q.where(nodes.c.tree_id == tree_id)
-        if (seen := access.visible(self.conn)) is not None:
-            q = q.where(nodes.c.tree_id.in_(seen))
-        return self._nodes(self.conn.execute(q.order_by(nodes.c.seq).limit(limit)))
+        """Nodes whose own text contains ``text`` (case-insensitive), oldest first (store/search.py)."""
+        return self._nodes(search.rows(self.conn, text, tree_id, limit, access.visible(self.conn)))
+
+    def trails(self, ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """Per node: (id, first 200 characters of text) of each node from the root down to it, in one query."""
+        rows = search.ancestry(self.conn, list(ids))
+        out = {}
+        for i in ids:
+            chain, cur = [], i
+            while cur is not None and cur in rows and len(chain) <= len(rows):
+                chain.append((cur, rows[cur][1]))
+                cur = rows[cur][0]
+            out[i] = chain[::-1]
+        return out
+
+    def mark_read(self, tree_id: str, node_ids: Sequence[str], reader: str) -> int:
+        """Mark nodes read by ``reader`` (store/reads.py): no change to the tree, no event, nothing to undo."""
+        self._guard([tree_id])
+        return reads.mark(self.conn, tree_id, node_ids, reader)
+
+    def read_nodes(self, tree_id: str, reader: str) -> set[str]:
+        self._guard([tree_id])
+        return reads.read_nodes(self.conn, tree_id, reader)
 
     def path(self, node_id: str) -> list[Node]:
         """Root-to-node path, by a recursive CTE walking parent links."""
@@ -401,6 +416,7 @@ class Tx:
             self.conn.execute(delete(queues).where(queues.c.id.in_(doomed)))
         self.conn.execute(delete(tree_roles).where(tree_roles.c.tree_id == tree_id))
         events.forget_tree(self.conn, tree_id)
+        reads.forget_tree(self.conn, tree_id)
         self.conn.execute(delete(trees).where(trees.c.id == tree_id))
 
     def insert_generation(self, g: Generation) -> Generation:

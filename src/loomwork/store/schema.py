@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 ID = String(40)
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -302,4 +302,14 @@ presence = Table(
     Column("client", String(40), primary_key=True),  # one browser tab
     Column("node_id", ID),
     Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
+# who has read which node (the page's unread markers; a file's read flags on import): one row per reader and node
+node_reads = Table(
+    "node_reads",
+    metadata,
+    Column("tree_id", ID, ForeignKey("trees.id"), primary_key=True),
+    Column("reader", String(200), primary_key=True),
+    Column("node_id", ID, primary_key=True),
+    Column("read_at", DateTime(timezone=True), nullable=False),
 )

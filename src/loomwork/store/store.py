@@ -87,6 +87,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(WAIT_S * 1000)}")  # other processes' writers: wait, do not fail
     cur.close()
+    # SQLite's lower() folds only A-Z; search's scan folds as its index and Python do (store/search.py)
+    dbapi_conn.create_function("loomwork_lower", 1, lambda t: t.lower() if isinstance(t, str) else t,
+                               deterministic=True)
 
 
 def _sqlite_begin(conn) -> None:

@@ -278,13 +278,15 @@ def search(request: Request, q: str = Query(min_length=1, max_length=validate.MA
     store = store_of(request)
     with store.read() as tx:
         hits = tx.search(q, tree, limit)
+        trails = tx.trails([h.id for h in hits])  # every hit's path in one query
         out = []
         for h in hits:
-            path = tx.path(h.id)
-            at = h.text.lower().find(q.lower())
-            out.append({"node": node_view(h, tokens=False), "path": [p.id for p in path], "match": [at, at + len(q)],
+            path = trails[h.id]
+            at = h.text.lower().find(q.lower())  # -1 only where the index folds case further than lower()
+            out.append({"node": node_view(h, tokens=False), "path": [i for i, _t in path],
+                        "match": [at, at + len(q)] if at >= 0 else [0, 0],
                         # what the person sees of where it is: a few words of each node above it
-                        "trail": [" ".join(p.text.split())[:40] or "∅" for p in path[:-1]]})
+                        "trail": [" ".join(t.split())[:40] or "∅" for _i, t in path[:-1]]})
         return out
 
 

@@ -45,6 +45,8 @@ RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/trees/{tree_id}/bits"): ("tree", V),
     ("GET", "/api/trees/{tree_id}/events"): ("tree", V),
     ("POST", "/api/trees/{tree_id}/presence"): ("tree", V),
+    ("GET", "/api/trees/{tree_id}/reads"): ("tree", V),
+    ("POST", "/api/trees/{tree_id}/reads"): ("tree", V),
     ("GET", "/api/trees/{tree_id}/roles"): ("tree", O),
     ("PUT", "/api/trees/{tree_id}/roles"): ("tree", O),
     ("DELETE", "/api/trees/{tree_id}"): ("tree", O),

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from .. import accounts
+from .. import accounts, navigate
 from ..errors import NotFound
 from ..store import access, retrying
 from ..store import events as sql
@@ -131,6 +131,22 @@ def _see(store, tree_id: str, client: str, node_id: str | None) -> None:
         if node_id is not None and (not tx.exists(node_id) or tx.tree_of(node_id) != tree_id):
             raise NotFound(f"no node {node_id!r} in tree {tree_id}")
         sql.see(tx.conn, tree_id, current_actor(), client, node_id)
+
+
+class Reads(Body):
+    nodes: list[str] = Field(max_length=navigate.MAX_MARKED)
+
+
+@router.get("/trees/{tree_id}/reads")
+def reads(tree_id: str, request: Request) -> dict:
+    """The tree's nodes you have opened (the page marks the others unread)."""
+    return {"read": sorted(navigate.read_nodes(store_of(request), tree_id))}
+
+
+@router.post("/trees/{tree_id}/reads")
+def mark_read(tree_id: str, body: Reads, request: Request) -> dict:
+    """Mark nodes read by you: no change to the tree (no event, nothing to undo)."""
+    return {"marked": retrying(navigate.mark_read)(store_of(request), tree_id, body.nodes)}
 
 
 @router.get("/trees/{tree_id}/roles")

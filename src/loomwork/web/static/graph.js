@@ -4,6 +4,7 @@
 // sends at most LIMIT nodes, breadth first, and says so).
 import { api } from "./api.js";
 import { clear, el, svg } from "./dom.js";
+import { isUnread } from "./unread.js";
 
 const LIMIT = 2000;
 const DX = 16, DY = 46; // px between leaves, between depths
@@ -102,7 +103,7 @@ export class Graph {
       }
       const dot = svg("circle", {
         cx: p.x, cy: p.y, r: size * (n.id === currentId ? 7 : onPath.has(n.id) ? 5.5 : 4.5), fill: this.colour(n, by),
-        class: `${n.id === currentId ? "current" : ""}${onPath.has(n.id) ? " on-path" : ""}${n.bookmarked ? " bookmarked" : ""}`,
+        class: `${n.id === currentId ? "current" : ""}${onPath.has(n.id) ? " on-path" : ""}${n.bookmarked ? " bookmarked" : ""}${isUnread(n) ? " unread" : ""}`,
         "data-node": n.id, tabindex: "0",
       }, svg("title", {}, `${n.chapter ? `§ ${n.chapter}: ` : ""}${n.text || "∅"}\n${n.origin}${n.model ? ` · ${n.model}` : ""}${n.by ? ` · by ${n.by}` : ""}`));
       dot.addEventListener("click", () => this.onSelect(n.id));

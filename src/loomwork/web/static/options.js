@@ -6,6 +6,7 @@ import { clear, el, pct, steerLabel } from "./dom.js";
 import { by, genParams, modelMark } from "./panels.js";
 import { NEAR, duplicateOf, seriate } from "./similar.js";
 import { canEdit, current, me, state } from "./state.js";
+import { isUnread } from "./unread.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -63,12 +64,13 @@ export function renderOptions(onGo) {
     const c = shown[k];
     if (folded.includes(c)) continue;
     const i = kids.indexOf(c);
-    const meta = [c.origin, c.mean_logprob === null || c.mean_logprob === undefined ? null : `mean p ${pct(c.mean_logprob)}`,
+    const meta = [isUnread(c) ? "new" : null, c.origin, c.mean_logprob === null || c.mean_logprob === undefined ? null : `mean p ${pct(c.mean_logprob)}`,
       c.child_count ? `${c.child_count} below` : null, c.bookmarked ? "★" : null, steerLabel(c) || null,
       ...(c.tags || []).map((t) => `#${t}`), c.author && c.author !== me.name ? `by ${c.author}` : null,
       modelMark(c) ? c.model : null, dup[k] !== -1 ? `≈ ${kids.indexOf(shown[dup[k]]) + 1}` : null].filter(Boolean).join(" · ");
     const dim = state.byAuthor && by(c) !== state.byAuthor ? " dim" : ""; // the "by" filter: others' options fade
-    box.append(el("div", { class: `option ${c.origin}${modelMark(c)}${dim}`, dataset: { node: c.id }, tabindex: "-1", onclick: () => onGo(c.id) },
+    const fresh = isUnread(c) ? " unread" : ""; // not opened yet by this person
+    box.append(el("div", { class: `option ${c.origin}${modelMark(c)}${dim}${fresh}`, dataset: { node: c.id }, tabindex: "-1", onclick: () => onGo(c.id) },
       el("span", { class: "key" }, i < 9 ? `${i + 1}` : "·"), el("span", { class: "meta" }, meta), el("div", { class: "text" }, c.text)));
   }
   const twins = shown.filter((_c, k) => dup[k] !== -1);

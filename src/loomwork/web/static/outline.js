@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { clear, el, snippet, steerLabel } from "./dom.js";
 import { state } from "./state.js";
+import { isUnread } from "./unread.js";
 
 const MAX_INDENT = 4; // levels of indentation before it stops growing
 const STEP = 14; // px per level
@@ -70,7 +71,7 @@ export class Outline {
     const more = [steerLabel(node), ...node.tags.map((t) => `#${t}`)].filter(Boolean).join(" ");
     const chapter = node.meta && node.meta.chapter;
     const row = el("div", {
-      class: `row ${node.origin}${onPath.has(node.id) ? " on-path" : ""}${node.id === currentId ? " current" : ""}${node.archived ? " archived" : ""}`,
+      class: `row ${node.origin}${onPath.has(node.id) ? " on-path" : ""}${node.id === currentId ? " current" : ""}${node.archived ? " archived" : ""}${isUnread(node) ? " unread" : ""}`,
       dataset: { node: node.id, depth }, style: `padding-left:${Math.min(depth, MAX_INDENT) * STEP}px`,
       title: `${snippet(node.text || "∅", 400)}\n${node.origin} · depth ${depth}${more ? ` · ${more}` : ""} · ${node.id}`,
     },
@@ -83,6 +84,7 @@ export class Outline {
         chapter ? el("strong", { class: "chapter" }, `§ ${chapter} `) : null, node.origin === "edit" ? "✎ " : null,
         snippet(node.text || "∅", 160)),
       marks ? el("span", { class: "marks" }, marks) : null,
+      isUnread(node) ? el("span", { class: "unread-dot", title: "not opened yet" }, "•") : null,
       node.child_count ? el("span", { class: "count", title: `${node.child_count} children` }, String(node.child_count)) : null,
     );
     const li = el("li", {}, row);

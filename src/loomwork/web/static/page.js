@@ -11,6 +11,7 @@ import { renderOptions } from "./options.js";
 import { Outline } from "./outline.js";
 import * as panels from "./panels.js";
 import { renderInspector, renderRead } from "./reader.js";
+import { loadReads, markShown } from "./unread.js";
 import { canEdit, current, draftHere, loadDraft, otherDrafts, rememberNode, setDraft, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -75,6 +76,7 @@ async function goNow(nodeId, { push = true, select = null } = {}) {
   // also when the page was opened at a node, or a click or the address bar brought it there
   for (let i = 1; i < path.length; i += 1) state.lastChild.set(path[i - 1].id, path[i].id);
   rememberNode(node.tree_id, nodeId);
+  markShown(node.tree_id, path);
   state.selected = select;
   if (!select) state.tokenMode = false;
   const url = `#node=${nodeId}`;
@@ -92,7 +94,9 @@ function showRole(role) {
 }
 
 async function loadTree(treeId) {
-  const [info, settings] = await Promise.all([api("GET", `/trees/${treeId}`), api("GET", `/trees/${treeId}/settings`)]);
+  state.read = null;
+  const [info, settings] = await Promise.all([api("GET", `/trees/${treeId}`), api("GET", `/trees/${treeId}/settings`),
+    loadReads(treeId).catch(() => {})]);
   state.tree = info.tree;
   state.version = info.version;
   state.latest = info.version;

@@ -30,6 +30,7 @@ export const state = {
   showArchived: false,
   shade: false, // shade model tokens by how unlikely they were
   rendered: null, // the node the read view last followed (it follows only when this changes)
+  read: null, // the ids of the open tree's nodes this person has opened (unread.js); null until known
 };
 
 // Who this page acts as (GET /api/me): an account's name on a server with accounts, else the name chosen here.
