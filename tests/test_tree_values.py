@@ -25,3 +25,18 @@ def test_straddling_token_is_cut_and_marked():
     assert head == (Token("ab", -1.0), Token("c", -2.0))
     assert tail == (Token("de", -2.0, cont=True),)
     assert Token.from_json(tail[0].to_json()) == tail[0]
+
+
+def test_short_titles():
+    from loomwork.tree import TITLE_CHARS, short_title
+
+    assert short_title("The old lighthouse keeper climbed the stairs and") == \
+        "The old lighthouse keeper climbed the stairs and"
+    assert short_title("# Chapter 1\n\nIt was a dark and stormy night") == "Chapter 1"
+    assert short_title("- item one\n- item two") == "item one"
+    assert short_title("It was a dark and stormy night. The rain fell in torrents, except at occasional "
+                       "intervals.") == "It was a dark and stormy night."
+    long = short_title("word " * 40)
+    assert len(long) <= TITLE_CHARS and long.endswith("word…")  # cut between words
+    assert short_title("x" * 100) == "x" * (TITLE_CHARS - 1) + "…"
+    assert short_title(" \n\t ") == ""

@@ -18,7 +18,8 @@ from .backends.base import Backend, Done, SamplingParams, TokenEvent
 from .errors import Conflict, InvalidInput, NotFound
 from .store import Store, Tx, retrying
 from .store.journal import current_actor
-from .tree import Generation, Node, Token, Tree, join_tokens, new_id, path_text, split_tokens, tokens_text, utcnow
+from .tree import (Generation, Node, Token, Tree, join_tokens, new_id, path_text, short_title, split_tokens,
+                   tokens_text, utcnow)
 
 MAX_TAG = validate.MAX_TAG
 _text = validate.text
@@ -39,7 +40,7 @@ def new_tree(store: Store, prompt: str, title: str | None = None) -> tuple[Tree,
     tree_id = new_id()
     root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=prompt, origin="prompt",
                 meta={"by": current_actor()})
-    tree = Tree(id=tree_id, root_id=root.id, title=title or _title(prompt))
+    tree = Tree(id=tree_id, root_id=root.id, title=title or short_title(prompt) or "untitled")
     with store.tx() as tx:
         tx.insert_tree(tree)
         tx.insert_node(root)
@@ -50,11 +51,6 @@ def _named(node: Node) -> str:
     """A node as the undo history names it: by its first words (a person reads words, not ids)."""
     flat = " ".join((node.text or "∅").split())
     return f"“{flat[:40]}{'…' if len(flat) > 40 else ''}”"
-
-
-def _title(text: str) -> str:
-    line = " ".join(text.split())
-    return line[:60] + ("…" if len(line) > 60 else "")
 
 
 @retrying
@@ -96,7 +92,7 @@ def edit_carrying(store: Store, node_id: str, text: str, carry: Sequence[str] = 
             tree_id = new_id()
             root = Node(id=new_id(), tree_id=tree_id, parent_id=None, text=text, origin="edit", source_id=old.id,
                         meta={"by": current_actor()})
-            tx.insert_tree(Tree(id=tree_id, root_id=root.id, title=_title(text)))
+            tx.insert_tree(Tree(id=tree_id, root_id=root.id, title=short_title(text) or "untitled"))
             return tx.insert_node(root), []
         below = []
         parent = old.id

@@ -7,6 +7,7 @@ equals ``node.text``.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -205,3 +206,25 @@ def join_tokens(head: Sequence[Token], tail: Sequence[Token]) -> tuple[Token, ..
         joined = replace(head[-1], text=head[-1].text + first.text)
         return (*head[:-1], joined, *tail[1:])
     return (*head, *tail)
+
+
+TITLE_CHARS = 48  # a tree's automatic title: what fits in the page's header and a `trees` line
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s")
+_DECORATION = re.compile(r"^(?:[\s#>*•]|-\s)+")  # markdown headings, quotes and bullets
+
+
+def short_title(text: str) -> str:
+    """A tree's automatic title from its prompt: the first line with words (without a markdown heading, quote or
+    bullet mark in front); if that is too long, its first sentence; cut at a word boundary to TITLE_CHARS with "…"
+    ("" for no words)."""
+    line = next((ln for ln in (_DECORATION.sub("", raw).strip() for raw in text.splitlines()) if ln), "")
+    line = " ".join(line.split())
+    end = _SENTENCE_END.search(line) if len(line) > TITLE_CHARS else None
+    if end and end.start() >= 12:  # "Dr. Who" ends no sentence
+        line = line[:end.start()].rstrip()
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[:TITLE_CHARS - 1]
+    if " " in cut[TITLE_CHARS // 2:]:
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:–—-") + "…"

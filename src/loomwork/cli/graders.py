@@ -224,20 +224,24 @@ def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed,
 @click.option("--beam", type=int, default=2, show_default=True, help="Frontier nodes expanded each round.")
 @click.option("--branching", type=int, default=3, show_default=True, help="Children of each expanded node.")
 @click.option("--strategy", type=click.Choice(grow_mod.STRATEGIES), default="beam", show_default=True,
-              help="beam: the best-scored; tilted: drawn from softmax(score / temperature), as weave does.")
-@click.option("--temperature", type=float, default=1.0, show_default=True, help="For --strategy tilted.")
+              help="beam: the best-scored; tilted: drawn from softmax(score / temperature); weave: MiniHF's tree "
+                   "search (lookahead with value back-up, a Gumbel beam of --beam nodes).")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="For --strategy tilted and weave: scores are divided by it.")
+@click.option("--lookahead", type=int, default=3, show_default=True,
+              help="For --strategy weave: levels searched below the beam each round (1: a plain Gumbel beam).")
 @click.option("-m", "--model", help="The model that samples.")
 @click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens per sample.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (0 unless given, so runs repeat).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 @placement_options
-def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, branching, strategy, temperature, model,
-         max_tokens, seed, as_json) -> None:
+def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, branching, strategy, temperature,
+         lookahead, model, max_tokens, seed, as_json) -> None:
     """Grow the tree from NODE automatically, guided by a grader, within a budget; every choice is recorded as
     the grader's (Ctrl+C stops it; what it grew stays)."""
     g = registry.get(ctx.store, grader_name)
-    grow_mod.check(budget_nodes, budget_tokens, beam, branching, strategy, temperature)
+    grow_mod.check(budget_nodes, budget_tokens, beam, branching, strategy, temperature, lookahead)
     params = SamplingParams.make(max_tokens=max_tokens, seed=seed)
     target = node_id(ctx, node)
     backend = get_backend(model)
@@ -252,7 +256,7 @@ def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, bra
         try:
             return await grow_mod.grow(ctx.store, target, backend, g, params, budget_nodes=budget_nodes,
                                        budget_tokens=budget_tokens, beam=beam, branching=branching, strategy=strategy,
-                                       temperature=temperature, seed=seed, on_event=show)
+                                       temperature=temperature, seed=seed, lookahead=lookahead, on_event=show)
         finally:
             await close_all()
 
@@ -264,4 +268,5 @@ def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, bra
         bound = sum(c["bound_bits"] for c in r["choices"])
         click.echo(f"grew {plural(r['nodes'], 'node')} ({plural(r['tokens'], 'token')}) in {plural(r['rounds'], 'round')}; {k} "
                    f"choice{'' if k == 1 else 's'} by {r['grader']}: {r['grader_bits']:.2f} bits on the grader's line "
-                   f"(KL of its {r['strategy']} selections; at most {bound:.2f}); best frontier node {r['best']}")
+                   f"(KL of its {r['strategy']} selections; at most {bound:.2f}); best "
+                   f"{'leaf under the beam' if r['strategy'] == 'weave' else 'frontier node'} {r['best']}")

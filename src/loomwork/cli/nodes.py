@@ -30,7 +30,8 @@ def _print_node(node, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("prompt")
-@click.option("--title", help="A title for the tree (default: the start of the prompt).")
+@click.option("--title", help="A title for the tree (default: the prompt's first line, or its first sentence if "
+              "long, up to 48 characters).")
 @json_flag
 @pass_ctx
 def new(ctx: Context, prompt: str, title: str | None, as_json: bool) -> None:

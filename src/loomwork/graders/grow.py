@@ -1,6 +1,7 @@
 """Judge-guided expansion ("autoloom", as MiniHF's weave): grow the tree automatically from a node, within a
 budget of nodes or tokens. Each round picks which frontier nodes to expand (``beam``: the best-scored; ``tilted``:
-sampled from the softmax of their scores at a temperature), expands each into ``branching`` children, scores them,
+sampled from the softmax of their scores at a temperature; ``weave``: MiniHF's tree search, graders/weave.py),
+expands each into ``branching`` children, scores them,
 and records every pick as the grader's choice among its siblings, on the ledger's grader line at what the selection
 did (levers/grader.py): beam, the KL of keeping the top k of the siblings (k: how many of them it has picked so
 far); tilted, the KL of the softmax at its temperature. The tree shows which choices were whose; a person can stop
@@ -20,13 +21,15 @@ from ..backends.pool import PROCESS, ModelPool
 from ..errors import InvalidInput
 from ..store import Store
 from .registry import check_usable
+from . import weave
 from .scoring import score_nodes
 
-STRATEGIES = ("beam", "tilted")
+STRATEGIES = ("beam", "tilted", "weave")
+MAX_LOOKAHEAD = 16
 
 
 def check(budget_nodes: int | None, budget_tokens: int | None, beam: int, branching: int, strategy: str,
-          temperature: float) -> None:
+          temperature: float, lookahead: int = 3) -> None:
     if (budget_nodes is None) == (budget_tokens is None):
         raise InvalidInput("give one budget: a number of nodes or of tokens")
     if (budget_nodes or budget_tokens or 0) <= 0:
@@ -37,6 +40,8 @@ def check(budget_nodes: int | None, budget_tokens: int | None, beam: int, branch
         raise InvalidInput(f"unknown strategy {strategy!r} ({', '.join(STRATEGIES)})")
     if not (temperature > 0 and math.isfinite(temperature)):
         raise InvalidInput("the temperature must be positive")
+    if not 1 <= lookahead <= MAX_LOOKAHEAD:
+        raise InvalidInput(f"the lookahead is 1 to {MAX_LOOKAHEAD} levels, not {lookahead}")
 
 
 def pick(frontier: list[tuple[str, float]], k: int, strategy: str, temperature: float, rng: random.Random) -> list[str]:
@@ -57,11 +62,15 @@ def pick(frontier: list[tuple[str, float]], k: int, strategy: str, temperature: 
 
 async def grow(store: Store, node_id: str, backend: Backend, grader: dict, params: SamplingParams, *,
                budget_nodes: int | None = None, budget_tokens: int | None = None, beam: int = 2, branching: int = 3,
-               strategy: str = "beam", temperature: float = 1.0, seed: int = 0,
+               strategy: str = "beam", temperature: float = 1.0, seed: int = 0, lookahead: int = 3,
                on_event: Callable[[dict], Awaitable[None] | None] = lambda _e: None,
                models: ModelPool = PROCESS) -> dict:
-    check(budget_nodes, budget_tokens, beam, branching, strategy, temperature)
+    check(budget_nodes, budget_tokens, beam, branching, strategy, temperature, lookahead)
     check_usable(grader, models)  # before anything is sampled and stored
+    if strategy == "weave":
+        return await weave.run(store, node_id, backend, grader, params, budget_nodes=budget_nodes,
+                               budget_tokens=budget_tokens, beam=beam, branching=branching, lookahead=lookahead,
+                               temperature=temperature, seed=seed, on_event=on_event, models=models)
     rng = random.Random(seed)
     frontier: list[tuple[str, float]] = [(node_id, 0.0)]
     siblings: dict[str, list[str]] = {}  # node -> the candidates it was generated among

@@ -45,6 +45,7 @@ class Grow(Body):
     branching: int = 3
     strategy: str = "beam"
     temperature: float = 1.0
+    lookahead: int = 3
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -86,7 +87,8 @@ async def grow(node_id: str, body: Grow, request: Request) -> StreamingResponse:
     what it grew stays."""
     store = store_of(request)
     g = registry.get(store, body.grader)
-    grow_mod.check(body.nodes, body.tokens, body.beam, body.branching, body.strategy, body.temperature)
+    grow_mod.check(body.nodes, body.tokens, body.beam, body.branching, body.strategy, body.temperature,
+                   body.lookahead)
     params = SamplingParams.make(**{**body.params, "n": None})
     store.node(node_id)
     model = allowed_model(request, body.model)
@@ -96,7 +98,7 @@ async def grow(node_id: str, body: Grow, request: Request) -> StreamingResponse:
         async for item in alongside(lambda emit: grow_mod.grow(
                 store, node_id, backend, g, resolved, budget_nodes=body.nodes, budget_tokens=body.tokens,
                 beam=body.beam, branching=body.branching, strategy=body.strategy, temperature=body.temperature,
-                seed=params.seed or 0, on_event=emit, models=models_of(request)), "expanded"):
+                lookahead=body.lookahead, seed=params.seed or 0, on_event=emit, models=models_of(request)), "expanded"):
             yield item  # closing the stream (the page went away) stops growing; an expansion in flight stores nothing
 
     return model_stream(lambda: load_backend(request, model), model, work)

@@ -38,7 +38,8 @@ async function start(e) {
   delete params.n;
   delete params.steer;
   const body = { grader: form.get("grader"), model, nodes: Number(form.get("nodes")), beam: Number(form.get("beam")),
-    branching: Number(form.get("branching")), strategy: form.get("strategy"), params };
+    branching: Number(form.get("branching")), strategy: form.get("strategy"),
+    temperature: Number(form.get("temperature")), lookahead: Number(form.get("lookahead")), params };
   const origin = current().id;
   running = new AbortController();
   $("grow-start").disabled = true;
