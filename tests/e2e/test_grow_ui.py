@@ -46,3 +46,31 @@ def test_grow_from_the_page(page):
     assert "n=1" in texts and sum(t.replace(".", "").replace("-", "").isdigit() for t in texts) >= 6  # values on both axes
     page.locator("#goodhart-out svg").screenshot(path="test-artifacts/goodhart_chart.png")
     assert not page.errors
+
+
+def test_weave_from_the_page(page):
+    """The weave strategy from the Grow panel: its commits are the grader's choices, charged by their draw's KL."""
+    base = page.base
+    httpx.post(f"{base}/api/graders", json={"name": "judge", "kind": "judge", "model": "mock:default",
+                                            "template": "{context}{text}\nGood? Answer"}).raise_for_status()
+    made = httpx.post(f"{base}/api/trees", json={"prompt": "The river ran"}).json()
+    page.goto(f"{base}/#node={made['root']['id']}")
+    page.wait_for_function("document.querySelectorAll('#grow-form select[name=grader] option').length === 1")
+    form = page.locator("#grow-form")
+    form.locator("[name=nodes]").fill("12")
+    form.locator("[name=beam]").fill("1")
+    form.locator("[name=branching]").fill("2")
+    form.locator("[name=strategy]").select_option("weave")
+    form.locator("[name=temperature]").fill("0.5")
+    form.locator("[name=lookahead]").fill("2")
+    form.locator("#grow-start").click()
+    page.wait_for_function("document.querySelectorAll('#grow-out ol.frontier li').length > 0")
+    page.wait_for_function("!document.getElementById('grow-start').disabled")
+    nodes = httpx.get(f"{base}/api/nodes/{made['root']['id']}/subtree").json()["nodes"]
+    parents = {n["parent_id"] for n in nodes}
+    rules = set()
+    for leaf in (n for n in nodes if n["id"] not in parents):
+        bits = httpx.get(f"{base}/api/nodes/{leaf['id']}/bits?score=false").json()
+        rules |= {n["choice"]["kl"] for n in bits["nodes"] if n.get("choice")}
+    assert rules and all(r.startswith("weave") for r in rules)  # every commit is weave's, none a person's
+    assert not page.errors
