@@ -227,3 +227,12 @@ def test_every_option_of_every_command_says_what_it_does():
 
     walk(cli, "loomwork")
     assert missing == []
+
+
+def test_a_default_model_that_is_not_there_names_the_variable(run, monkeypatch):
+    root = json.loads(run("new", "Once", "--json").output)["root"]["id"]
+    monkeypatch.setenv("LOOMWORK_MODEL", "hf:nope")
+    r = run("expand", root, ok=False)
+    assert r.stderr.startswith("error: LOOMWORK_MODEL=hf:nope: unknown hf model 'nope'"), r.stderr
+    r = run("expand", root, "-m", "hf:nope", ok=False)  # named on the command line: no variable to blame
+    assert "LOOMWORK_MODEL" not in r.stderr and "unknown hf model 'nope'" in r.stderr

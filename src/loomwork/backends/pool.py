@@ -102,7 +102,7 @@ class ModelPool:
         """The reference ``principal`` may use for ``ref`` (the default model when None), or one clear error."""
         from .registry import split_ref
 
-        from_env = not ref and not self._default and bool(os.environ.get("LOOMWORK_MODEL"))
+        from_env = self._from_env(ref)
         ref = ref or self.default
         try:
             split_ref(ref)  # a malformed or unknown reference is refused before any policy looks at it
@@ -112,10 +112,19 @@ class ModelPool:
             raise
         return self.policy(ref, principal) if self.policy is not None else ref
 
+    def _from_env(self, ref: str | None) -> bool:
+        return not ref and not self._default and bool(os.environ.get("LOOMWORK_MODEL"))
+
     def get(self, ref: str | None = None, principal: Any = None) -> Backend:
         from .registry import split_ref
 
-        return self._loaded.get(*split_ref(self.allowed(ref, principal)))
+        resolved = self.allowed(ref, principal)
+        try:
+            return self._loaded.get(*split_ref(resolved))
+        except (NotFound, InvalidInput) as exc:
+            if self._from_env(ref):  # a well-formed name of nothing there: say where it came from
+                raise type(exc)(f"LOOMWORK_MODEL={resolved}: {exc}") from None
+            raise
 
     async def aget(self, ref: str | None = None, principal: Any = None) -> Backend:
         """``get`` off the event loop (a first load takes seconds)."""

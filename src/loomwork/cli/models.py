@@ -98,7 +98,8 @@ def expand(ctx: Context, node: str, n: int, models: tuple[str, ...], max_tokens:
     for ref in refs:
         if params.steer and split_ref(ref)[0] not in ("hf", "llama"):
             raise InvalidInput(f"{ref} cannot steer: steering vectors need a local hf: or llama: model")
-    backends = [get_backend(ref) for ref in refs]
+    # no ref for the default: then an error about it names LOOMWORK_MODEL where that chose it
+    backends = [get_backend(ref) for ref in models] if models else [get_backend()]
 
     async def run():
         progress = bar(len(backends) * params.n * params.max_tokens, ", ".join(b.ref for b in backends))
