@@ -24,10 +24,14 @@ KEYS = ["root", "text", "children", "id", "parent_id", "parentId", "meta", "sour
         "logprobs", "tokens", "token_logprobs", "top_logprobs", "nodes", "current", "parentIds", "childrenIds",
         "content", "authorType", "tree", "lens", "bookmarks", "loomType", "format", "model_responses",
         "completions", "index", "generatedToken", "token", "logprob", "counterfactuals", "bookmarked",
-        "isLogitLoomTreeVersion", "roots", "modelSettings", "modelName", "branchFinished", "prob", "prefill"]
+        "isLogitLoomTreeVersion", "roots", "modelSettings", "modelName", "branchFinished", "prob", "prefill",
+        "rootId", "currentNodeId", "bookmarkedNodeIds", "childIds", "locked", "loomTree", "nodeStore", "focus",
+        "patch", "diffs", "start2", "length1", "length2", "type", "parent", "rating", "read", "timestamp",
+        "loomwork", "origin", "0", "1"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, width=16),
                     st.sampled_from(["", "a", "AI", "prompt", "mixed", "Exoloom", "loomwork", "x",
-                                     "logit-loom-tree-v1", "(model stopped)", "chat"]))
+                                     "logit-loom-tree-v1", "(model stopped)", "chat", "1", "2", "root", "gen",
+                                     "\ud83d"]))
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)), max_leaves=25)
 pyloom_nodes = st.recursive(
@@ -47,6 +51,29 @@ logitloom_tokens = st.recursive(
 logitloom_files = st.fixed_dictionaries({"isLogitLoomTreeVersion": st.just("logit-loom-tree-v1"),
                                          "roots": st.lists(logitloom_tokens, max_size=3)},
                                         optional={"modelSettings": values, "modelName": values})
+ids = st.sampled_from(["1", "2", "3", "4"])
+helm_nodes = st.fixed_dictionaries({"id": ids, "text": st.one_of(st.text(max_size=5), values)},
+                                   optional={"parentId": st.one_of(st.none(), ids, values),
+                                             "childIds": st.one_of(st.lists(ids, max_size=3), values),
+                                             "locked": values, "loomwork": values})
+helm_files = st.fixed_dictionaries({"nodes": st.lists(helm_nodes, max_size=5), "rootId": st.one_of(ids, values)},
+                                   optional={"currentNodeId": st.one_of(ids, values), "name": values,
+                                             "bookmarkedNodeIds": st.one_of(st.lists(ids, max_size=3), values)})
+diffs = st.lists(st.one_of(st.tuples(st.sampled_from([-1, 0, 1]), st.text(max_size=4)).map(list),
+                           st.fixed_dictionaries({"0": st.sampled_from([-1, 0, 1, 2]), "1": st.text(max_size=4)}),
+                           values), max_size=3)
+patches = st.one_of(st.just(""), st.text(max_size=20), values, st.lists(st.fixed_dictionaries(
+    {"diffs": diffs, "start2": st.integers(-1, 8)}, optional={"start1": st.integers(0, 8),
+                                                             "length1": st.integers(0, 8),
+                                                             "length2": st.integers(0, 8)}), max_size=2))
+miniloom_nodes = st.fixed_dictionaries(
+    {"type": st.sampled_from(["root", "user", "gen", "rewrite", "import", "other"]),
+     "parent": st.one_of(st.none(), ids), "patch": patches},
+    optional={"children": st.one_of(st.lists(ids, max_size=3), values), "rating": values, "read": values,
+              "timestamp": st.one_of(st.integers(-10**15, 10**16), values), "model": values, "loomwork": values})
+miniloom_files = st.fixed_dictionaries(
+    {"loomTree": st.fixed_dictionaries({"nodeStore": st.dictionaries(ids, miniloom_nodes, max_size=4)})},
+    optional={"focus": values, "samplerSettingsStore": values})
 FUZZ_DB = DirectoryBasedExampleDatabase(str(HERE / "hypothesis-db"))
 
 
@@ -80,6 +107,18 @@ def test_pyloom_shaped(value):
 @given(logitloom_files)
 def test_logitloom_shaped(value):
     _check(json.dumps(value), "auto")
+
+
+@settings(max_examples=300, database=FUZZ_DB, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(helm_files)
+def test_helm_shaped(value):
+    _check(json.dumps(value), "auto")
+
+
+@settings(max_examples=300, database=FUZZ_DB, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(miniloom_files, st.booleans())
+def test_miniloom_shaped(value, as_patch_objects):
+    _check(json.dumps(value, ensure_ascii=as_patch_objects), "auto")
 
 
 @settings(max_examples=100, database=FUZZ_DB, deadline=None)

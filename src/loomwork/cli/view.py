@@ -124,9 +124,9 @@ def trees(ctx: Context, as_json: bool) -> None:
 @cli.command()
 @click.argument("ref")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS + SUPERVISION_FORMATS), default="json",
-              show_default=True, help="json (loomwork's own), pyloom, loomsidian, logitloom, jsonl (one node per "
-              "line), markdown, text; or training data: sft, preference, stepwise, prm800k, ratings "
-              "(docs/supervision.md).")
+              show_default=True, help="json (loomwork's own), pyloom, loomsidian, logitloom, helm (tree.json), miniloom, "
+              "jsonl (one node per line), markdown, text; or training data: sft, preference, stepwise, prm800k, "
+              "ratings (docs/supervision.md).")
 @click.option("--neutral", type=click.Choice(["bad", "good"]), default="bad", show_default=True,
               help="stepwise: how a neutral (0) step rating maps (TRL's converter maps it to bad).")
 @click.option("--question", default=STEP_QUESTION, show_default=True,
@@ -162,7 +162,8 @@ def export(ctx: Context, ref: str, fmt: str, neutral: str, question: str, rater_
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
 @pass_ctx
 def import_(ctx: Context, file: Path, fmt: str, under: str | None, as_json: bool) -> None:
-    """Import a loom file: pyloom, loomsidian, exoloom, bonsai, logitloom, JSONL of nodes or loomwork's own JSON.
+    """Import a loom file: pyloom, loomsidian, exoloom, bonsai, logitloom, helm, miniloom, JSONL of nodes or
+    loomwork's own JSON.
 
     Each root becomes a new tree (or, with --under, a child of that node). The import is one transaction:
     on any error nothing is written."""

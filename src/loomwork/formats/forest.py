@@ -17,7 +17,9 @@ from typing import Callable
 from .. import validate
 from ..errors import InvalidInput
 from ..store import Store, Tx, retrying
-from ..tree import ORIGINS, Node, Token, Tree, new_id, tokens_text, utcnow
+from ..store import supervision as sql
+from ..store.journal import current_actor
+from ..tree import ORIGINS, Node, Token, Tree, new_id, short_title, tokens_text, utcnow
 
 MAX_TEXT = validate.MAX_TEXT  # the API's limit: the same text is refused the same way on every surface
 
@@ -35,6 +37,9 @@ class Item:
     tags: tuple[str, ...] = ()
     meta: dict = field(default_factory=dict)
     created_at: datetime | None = None
+    read: bool = False  # the file says its user has read the node: marked read for the person importing it
+    rating: int | None = None  # -1, 0 or +1 by the person importing it, on Parsed.rating_question
+    source: str | None = None  # the key of the item this one is an edit of (the node's source_id)
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Parsed:
     tree_meta: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     selected: str | None = None  # the key of the node the file had open (the page opens it)
+    rating_question: str | None = None  # the question the items' ratings answer (docs/supervision.md)
 
 
 @dataclass
@@ -104,6 +110,31 @@ def ident(value, fmt: str, where: str, field: str = "id") -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise InvalidInput(f"{fmt}: {where}: '{field}' must be a string, not {type(value).__name__}")
+
+
+def loomwork_extras(value, fmt: str, where: str) -> dict:
+    """The ``loomwork`` field that the helm and miniloom exports add to each node (origin, tags, bookmarked,
+    archived: what those formats have no field for; their apps keep or drop it), checked."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{fmt}: {where}: 'loomwork' must be an object, not {type(value).__name__}")
+    out = {}
+    if "origin" in value:
+        if value["origin"] not in ORIGINS:
+            raise InvalidInput(f"{fmt}: {where}: loomwork.origin must be one of {', '.join(ORIGINS)}, "
+                               f"not {value['origin']!r}")
+        out["origin"] = value["origin"]
+    tags = value.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise InvalidInput(f"{fmt}: {where}: loomwork.tags must be a list of strings")
+    out["tags"] = tuple(tags)
+    for flag in ("bookmarked", "archived"):
+        if flag in value:
+            if not isinstance(value[flag], bool):
+                raise InvalidInput(f"{fmt}: {where}: loomwork.{flag} must be true or false")
+            out[flag] = value[flag]
+    return out
 
 
 def _check_item(it: Item, fmt: str) -> None:
@@ -174,7 +205,7 @@ def write(store: Store, parsed: Parsed, under: str | None = None,
                 else:
                     tree_id, parent_id = new_id(), None
                     title = parsed.title if parsed.title and len([i for i in items if i.parent is None]) == 1 \
-                        else _title(it.text) or parsed.fmt + " import"
+                        else short_title(it.text) or parsed.fmt + " import"
                     trees.append(Tree(id=tree_id, root_id=ids[it.key], title=title, meta=parsed.tree_meta))
             else:
                 tree_id, parent_id = tree_of[it.parent], ids[it.parent]
@@ -182,6 +213,7 @@ def write(store: Store, parsed: Parsed, under: str | None = None,
             tokens = it.tokens if it.tokens and tokens_text(it.tokens) == it.text else ()
             nodes.append(Node(id=ids[it.key], tree_id=tree_id, parent_id=parent_id, text=it.text, origin=it.origin,
                               tokens=tokens, bookmarked=it.bookmarked, archived=it.archived,
+                              source_id=ids.get(it.source) if it.source is not None else None,
                               tags=tuple(dict.fromkeys(t for t in it.tags if t)),
                               meta={**it.meta, "import": {"format": parsed.fmt, "id": it.key}},
                               created_at=it.created_at or now))
@@ -193,12 +225,28 @@ def write(store: Store, parsed: Parsed, under: str | None = None,
         if anchor:
             tx.log(anchor.tree_id, "import", f"import {len(nodes)} {parsed.fmt} nodes under {anchor.id}")
         tx.insert_nodes(nodes)
+        _reads_and_ratings(tx, parsed, items, ids, tree_of)
         if then is not None:
             then(tx, ids, tree_of)
     roots = [ids[it.key] for it in items if it.parent is None]
     return Report(parsed.fmt, [t.id for t in trees] or [anchor.tree_id], roots, len(items), parsed.notes)
 
 
-def _title(text: str) -> str:
-    line = " ".join(text.split())
-    return line[:60] + ("…" if len(line) > 60 else "")
+def _reads_and_ratings(tx: Tx, parsed: Parsed, items: list[Item], ids: dict[str, str],
+                       tree_of: dict[str, str]) -> None:
+    """The file's read flags and ratings, as the person importing it (the file's user, as far as we can tell)."""
+    if not any(it.read or it.rating is not None for it in items):
+        return
+    who = current_actor()
+    read: dict[str, list[str]] = defaultdict(list)
+    for it in items:
+        if it.read:
+            read[tree_of[it.key]].append(ids[it.key])
+        if it.rating is not None:
+            if it.rating not in (-1, 0, 1) or isinstance(it.rating, bool):
+                raise InvalidInput(f"{parsed.fmt}: {it.where}: a rating is -1, 0 or +1, not {it.rating!r}")
+            sql.add_rating(tx, id=new_id(), tree_id=tree_of[it.key], node_id=ids[it.key], rater=who,
+                           question=parsed.rating_question or "Is this node good?", label=it.rating, note=None,
+                           flagged=False, critique_id=None, queue_id=None)
+    for tree_id, node_ids in read.items():
+        tx.mark_read(tree_id, node_ids, who)
