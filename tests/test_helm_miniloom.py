@@ -389,7 +389,8 @@ MINILOOM_BAD = [
     # a patch made against another text: its hunk does not match the parent's text where it says
     (lambda ns, d: _set(ns["4"], "patch", js_patch("Something else entirely. ", "Something else. A heron")),
      r"nodeStore\['4'\]: its patch does not apply to its parent's text: hunk 0 expects"),
-    (lambda ns, d: _set(ns["3"]["patch"][0], "start2", 3), r"nodeStore\['3'\]: its patch does not apply"),
+    (lambda ns, d: ns["3"]["patch"][0].update(start1=3, start2=3), r"nodeStore\['3'\]: its patch does not apply"),
+    (lambda ns, d: _set(ns["3"]["patch"][0], "start1", 50), r"nodeStore\['3'\]: patch\[0\]: 'start1'"),
     (lambda ns, d: _set(ns["3"], "patch", "@@ -1,3 +1,4 @@\n zzz\n+q\n"), r"nodeStore\['3'\]: 'patch' must be a list"),
     (lambda ns, d: _set(ns["3"], "loomwork", []), r"nodeStore\['3'\]: 'loomwork' must be an object"),
     (lambda ns, d: _set(ns["3"], "summary", "bad \udc00"), r"nodeStore\['3'\].*lone surrogate"),
@@ -468,6 +469,6 @@ def test_cli_imports_and_exports_both(tmp_path, loomwork_home):
         out = tmp_path / f"{fmt}-out.json"
         assert runner.invoke(cli, ["export", tree, "--format", fmt, "-o", str(out)]).exit_code == 0
         assert io.detect(json.loads(out.read_text())) == fmt
-    bad = write(tmp_path, "bad.json", miniloom_with(lambda ns, d: _set(ns["3"]["patch"][0], "start2", 3)))
+    bad = write(tmp_path, "bad.json", miniloom_with(lambda ns, d: ns["3"]["patch"][0].update(start1=3, start2=3)))
     result = runner.invoke(cli, ["import", str(bad)])
     assert result.exit_code == 1 and re.match(r"error: miniloom: loomTree.nodeStore\['3'\]: its patch", result.stderr)

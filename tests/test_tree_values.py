@@ -40,3 +40,14 @@ def test_short_titles():
     assert len(long) <= TITLE_CHARS and long.endswith("word…")  # cut between words
     assert short_title("x" * 100) == "x" * (TITLE_CHARS - 1) + "…"
     assert short_title(" \n\t ") == ""
+
+
+def test_short_titles_are_plain_text():
+    from loomwork.tree import short_title
+
+    assert short_title("## **Bold** heading with [a link](http://x.y) and `code`") == "Bold heading with a link and code"
+    assert short_title("#### Deep heading ####") == "Deep heading"
+    assert short_title("#hashtag is not a heading") == "#hashtag is not a heading"
+    assert short_title("```python\nprint(1)\n```") == "print(1)"
+    assert short_title("---\ntitle: x\n---\nBody text") == "Body text"
+    assert short_title("snake_case_name and 2 * 3") == "snake_case_name and 2 * 3"

@@ -29,14 +29,14 @@ def _lse(xs):
     return top + math.log(sum(math.exp(x - top) for x in xs))
 
 
-async def _run(store, grader_target, **kw):
+async def _run(store, grader_target, strategy_override="weave", **kw):
     name = grader_target.split(":")[1]
     g = registry.get(store, name) if name in {x["name"] for x in registry.list_graders(store)} else \
         registry.create(store, name, "callable", target=grader_target)
     _t, root = ops.new_tree(store, "The river")
     events = []
-    r = await grow(store, root.id, get_backend("mock"), g, SamplingParams(max_tokens=5, seed=1), strategy="weave",
-                   on_event=events.append, **kw)
+    r = await grow(store, root.id, get_backend("mock"), g, SamplingParams(max_tokens=5, seed=1),
+                   strategy=strategy_override, on_event=events.append, **kw)
     return root, r, events
 
 
@@ -133,3 +133,30 @@ def test_the_gumbel_beam_draws_from_the_softmax_of_values():
     for i in range(4):
         want = p[i] + sum(p[j] * p[i] / (1 - p[j]) for j in range(4) if j != i)
         assert twos[str(i)] / trials == pytest.approx(want, abs=0.015)
+
+
+@pytest.mark.parametrize("strategy", ["beam", "tilted", "weave"])
+async def test_no_strategy_grows_past_its_node_budget(store, strategy):
+    for budget in (1, 7):
+        _root, r, _e = await _run(store, "tests.test_weave:vowel_share", budget_nodes=budget, branching=3,
+                                  strategy_override=strategy)
+        assert r["nodes"] == budget
+
+
+async def test_the_bits_report_shows_what_a_commit_was_computed_from(store):
+    root, r, _e = await _run(store, "tests.test_weave:vowel_share", budget_nodes=16, branching=3, lookahead=2)
+    node = r["choices"][0]["node"]
+    row = [n for n in (await ledger.path_report(store, node, None))["nodes"] if n["id"] == node][0]
+    choice = row["choice"]
+    vals = list(choice["values"].values())
+    q = [math.exp(v - _lse(vals)) for v in vals]
+    assert choice["k"] == 1 and choice["kl_bits"] == pytest.approx(sum(x * math.log2(len(q) * x) for x in q if x > 0))
+
+
+def test_lookahead_is_only_for_weave(tmp_path):
+    from click.testing import CliRunner
+
+    from loomwork.cli import cli
+
+    r = CliRunner().invoke(cli, ["grow", "x", "--grader", "g", "--nodes", "3", "--lookahead", "2"])
+    assert r.exit_code != 0 and "--lookahead is for --strategy weave" in r.output

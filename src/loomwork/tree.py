@@ -210,14 +210,28 @@ def join_tokens(head: Sequence[Token], tail: Sequence[Token]) -> tuple[Token, ..
 
 TITLE_CHARS = 48  # a tree's automatic title: what fits in the page's header and a `trees` line
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s")
-_DECORATION = re.compile(r"^(?:[\s#>*•]|-\s)+")  # markdown headings, quotes and bullets
+_DECORATION = re.compile(r"^(?:\s|#{1,6}\s|>|[*•+-]\s|\d+[.)]\s)+")  # headings, quotes, bullets, numbers
+_CLOSING_HASHES = re.compile(r"\s#+$")
+_MARKUP = [(re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),  # [text](url) -> text
+           (re.compile(r"(\*\*|\*|`)(\S(?:.*?\S)?)\1"), r"\2")]  # **bold**, *em*, `code` (not _: snake_case)
+_NOT_TEXT = re.compile(r"^(?:```|~~~|---+$|\+\+\++$|<[^>]+>$)")  # code fences, front matter, a lone tag
+
+
+def _plain(line: str) -> str:
+    line = _CLOSING_HASHES.sub("", _DECORATION.sub("", line)).strip()
+    for pattern, keep in _MARKUP:
+        line = pattern.sub(keep, line)
+    return line
 
 
 def short_title(text: str) -> str:
-    """A tree's automatic title from its prompt: the first line with words (without a markdown heading, quote or
-    bullet mark in front); if that is too long, its first sentence; cut at a word boundary to TITLE_CHARS with "…"
+    """A tree's automatic title from its prompt: the first line with words, as plain text (no markdown heading,
+    quote, bullet, emphasis, code or link markup; code fences and front-matter rules skipped); if that is too
+    long, its first sentence; cut at a word boundary to TITLE_CHARS with "…"
     ("" for no words)."""
-    line = next((ln for ln in (_DECORATION.sub("", raw).strip() for raw in text.splitlines()) if ln), "")
+    front = re.match(r"---[ \t]*\n.*?\n---[ \t]*(\n|$)", text, re.S)  # YAML front matter is no title
+    text = text[front.end():] if front else text
+    line = next((ln for ln in (_plain(raw) for raw in text.splitlines() if not _NOT_TEXT.match(raw.strip())) if ln), "")
     line = " ".join(line.split())
     end = _SENTENCE_END.search(line) if len(line) > TITLE_CHARS else None
     if end and end.start() >= 12:  # "Dr. Who" ends no sentence

@@ -52,6 +52,10 @@ def test_three_people_see_each_others_work_live(browser, tmp_path):
         ben = _signed_in(browser, base, t["tokens"]["ben"], t["root"], errors)
         vic = _signed_in(browser, base, t["tokens"]["vic"], t["root"], errors)
         assert ann.inner_text("#me-name") == "ann" and "(owner)" in ann.inner_text("#me-role")
+        for width in (800, 560):  # a narrow window hides the other pages' links, never the way to sign out
+            ann.set_viewport_size({"width": width, "height": 800})
+            assert ann.locator("#me a.signout").is_visible(), width
+        ann.set_viewport_size({"width": 1280, "height": 800})
 
         # presence: each sees the others, at the node they are on
         ben.locator("#presence .person", has_text="ann").wait_for(timeout=SEEN_MS)

@@ -228,8 +228,8 @@ def goodhart(ctx: Context, node, proxy, gold, ns, pool, model, max_tokens, seed,
                    "search (lookahead with value back-up, a Gumbel beam of --beam nodes).")
 @click.option("--temperature", type=float, default=1.0, show_default=True,
               help="For --strategy tilted and weave: scores are divided by it.")
-@click.option("--lookahead", type=int, default=3, show_default=True,
-              help="For --strategy weave: levels searched below the beam each round (1: a plain Gumbel beam).")
+@click.option("--lookahead", type=int,
+              help="For --strategy weave: levels searched below the beam each round (default 3; 1: a plain Gumbel beam).")
 @click.option("-m", "--model", help="The model that samples.")
 @click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens per sample.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (0 unless given, so runs repeat).")
@@ -240,6 +240,9 @@ def grow(ctx: Context, node, grader_name, budget_nodes, budget_tokens, beam, bra
          lookahead, model, max_tokens, seed, as_json) -> None:
     """Grow the tree from NODE automatically, guided by a grader, within a budget; every choice is recorded as
     the grader's (Ctrl+C stops it; what it grew stays)."""
+    if lookahead is not None and strategy != "weave":
+        raise InvalidInput("--lookahead is for --strategy weave (the others look no further than the frontier)")
+    lookahead = 3 if lookahead is None else lookahead
     g = registry.get(ctx.store, grader_name)
     grow_mod.check(budget_nodes, budget_tokens, beam, branching, strategy, temperature, lookahead)
     params = SamplingParams.make(max_tokens=max_tokens, seed=seed)

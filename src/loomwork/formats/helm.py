@@ -80,8 +80,10 @@ def parse(data) -> Parsed:
         where = f"nodes[{i}] (id {key[:80]!r})"
         if key in by_id:
             _fail(where, f"duplicate node id {key!r} (also {where_of[key]})")
-        if not isinstance(n.get("text"), str):
-            _fail(where, f"'text' must be a string, not {type(n.get('text')).__name__}")
+        if "text" not in n:
+            _fail(where, "'text' is missing")
+        if not isinstance(n["text"], str):
+            _fail(where, f"'text' must be a string, not {type(n['text']).__name__}")
         if "parentId" not in n:
             _fail(where, "'parentId' is missing (null for the root)")
         parent_of[key] = None if n["parentId"] is None else ident(n["parentId"], FMT, where, "parentId")

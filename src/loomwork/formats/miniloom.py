@@ -82,7 +82,7 @@ def _hunks(patch, where: str) -> list[tuple[int, str, str]]:
         return []
     if not isinstance(patch, list):  # (no MiniLoom saves patch_toText's text: its patches are patch_make's objects)
         _fail(where, f"'patch' must be a list of patches or \"\", not {type(patch).__name__}")
-    out = []
+    out, shift = [], 0  # shift: how much the hunks before moved the text (start2 = start1 + shift)
     for i, p in enumerate(patch):
         here = f"{where}: patch[{i}]"
         if not isinstance(p, dict) or not isinstance(p.get("diffs"), list):
@@ -100,13 +100,16 @@ def _hunks(patch, where: str) -> list[tuple[int, str, str]]:
             if op != -1:
                 new.append(text)
         old_text, new_text = "".join(old), "".join(new)
-        for name, expect in (("start2", p.get("start2")), ("length1", len(old_text)), ("length2", len(new_text))):
+        start2 = p.get("start2")
+        start1 = start2 - shift if isinstance(start2, int) and not isinstance(start2, bool) else None
+        for name, expect, what in (("start2", start2, ""), ("start1", start1, f", start2 less {shift} (the hunks before)"),
+                                   ("length1", len(old_text), f", the length of its diffs ({len(old_text)})"),
+                                   ("length2", len(new_text), f", the length of its diffs ({len(new_text)})")):
             v = p.get(name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v != expect:
-                raise InvalidInput(f"{FMT}: {here}: '{name}' must be a whole number ≥ 0"
-                                   + (f", the length of its diffs ({expect})" if name != "start2" else "")
-                                   + f", not {v!r}")
-        out.append((p["start2"], old_text, new_text))
+                raise InvalidInput(f"{FMT}: {here}: '{name}' must be a whole number ≥ 0{what}, not {v!r}")
+        shift += len(new_text) - len(old_text)
+        out.append((start2, old_text, new_text))
     return out
 
 

@@ -101,8 +101,8 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
                                 "bound_bits": cost["bound_bits"]})
         frontier = [f for f in frontier if f[0] not in chosen]
         for parent in chosen:
-            kids = await ops.expand(store, parent, backend,
-                                    params.model_copy(update={"n": branching, "seed": seed + made}))
+            n = branching if budget_nodes is None else min(branching, budget_nodes - made)  # never past the budget
+            kids = await ops.expand(store, parent, backend, params.model_copy(update={"n": n, "seed": seed + made}))
             made += len(kids)
             tokens += sum(len(k.tokens) for k in kids)
             scores = await score_nodes(store, grader, [k.id for k in kids], models=models)

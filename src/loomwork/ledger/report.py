@@ -85,6 +85,9 @@ def node_bits(node: Node, chosen: dict[str, Choice], scored: dict[str, list[Toke
         out["choice"] = {"n": len(choice.candidates), "m": len(choice.acceptable or (1,)), "by": choice.grader,
                          "kl_bits": levers["grader"], "kl": p.get("rule"), "bound_bits": choice.bits,
                          "scored": p.get("n"), "scores": p.get("scores")}
+        for extra in ("k", "temperature", "values"):  # what the figure was computed from, beside the scores
+            if p.get(extra) is not None:
+                out["choice"][extra] = p[extra]
     elif choice:
         # a person's ranking of every possible outcome is not known: the best-of-n KL's bound ln n - (n-1)/n
         out["choice"] = {"n": len(choice.candidates), "m": len(choice.acceptable or (1,)),

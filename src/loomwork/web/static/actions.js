@@ -268,7 +268,11 @@ export const actions = {
   },
   next: () => panels.showNext(),
   massTree: () => panels.showMassTree(),
-  help: () => $("help-dialog").showModal(),
+  help: () => {
+    const dialog = $("help-dialog");
+    dialog.showModal();
+    dialog.scrollTop = 0; // the focused Close button is at the bottom: the first keys come first
+  },
   branch, closeEditor, saveEditor,
 };
 

@@ -17,6 +17,9 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// "1 node", "3 nodes": counts in words, as the CLI says them
+export const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
+
 export function clear(node) {
   node.replaceChildren();
   return node;

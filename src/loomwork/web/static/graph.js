@@ -136,8 +136,10 @@ export class Graph {
       const key = by === "origin" ? n.origin : n[by] || "—";
       if (!seen.has(key)) seen.set(key, this.colour(n, by));
     }
-    return [...seen].slice(0, 12).map(([key, colour]) => el("span", { class: "key" },
+    const keys = [...seen].slice(0, 12).map(([key, colour]) => el("span", { class: "key" },
       el("span", { class: "swatch", style: `background:${colour}` }), ` ${key}`));
+    if (this.data.nodes.some((n) => isUnread(n))) keys.push(el("span", { class: "key" }, el("span", { class: "swatch ring" }), " not opened yet"));
+    return keys;
   }
 
   // Fit the whole drawing when it is small; otherwise show the current node's neighbourhood.

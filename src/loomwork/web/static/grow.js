@@ -1,8 +1,8 @@
 // Judge-guided growth from the current node (the autoloom): pick a grader and a budget, start, watch the frontier
 // and its scores fill in, stop at any time (what was grown stays). Every pick is the grader's recorded choice.
 import { api, stream } from "./api.js";
-import { clear, el, snippet, svg, toast } from "./dom.js";
-import { guarded, reload } from "./page.js";
+import { clear, el, plural, snippet, svg, toast } from "./dom.js";
+import { go, guarded, reload } from "./page.js";
 import * as panels from "./panels.js";
 import { current } from "./state.js";
 
@@ -18,16 +18,29 @@ export async function loadGraders() {
   }
   $("goodhart-form").querySelector("button").disabled = !usable.length;
   $("grow-start").disabled = !graders.length;
-  $("grow-out").textContent = graders.length ? "" : "No graders yet: make one with `loomwork grader create`.";
+  $("grow-out").textContent = graders.length ? "" : "No graders yet: make one with loomwork grader create (in a terminal).";
 }
 
+const texts = new Map(); // node id -> its text, from every expansion of the run (the frontier spans them all)
+const goTo = (id) => el("button", { class: "linkish", title: id, onclick: () => guarded(() => go(id)) }, snippet(texts.get(id) || id, 60));
+
 function render(event) {
+  for (const c of event.children) texts.set(c.id, c.text);
   const box = clear($("grow-out"));
-  box.append(el("p", { class: "muted" }, `${event.nodes} nodes, ${event.tokens} tokens, round ${event.round}`));
-  box.append(el("ol", { class: "frontier" }, event.frontier.slice(0, 8).map((f) => {
-    const kid = event.children.find((c) => c.id === f.id);
-    return el("li", {}, el("code", {}, f.score.toFixed(2)), " ", kid ? snippet(kid.text, 60) : f.id);
-  })));
+  box.append(el("p", { class: "muted" }, `${plural(event.nodes, "node")}, ${plural(event.tokens, "token")}, round ${event.round}`));
+  box.append(el("ol", { class: "frontier" }, event.frontier.slice(0, 8).map((f) =>
+    el("li", {}, el("code", {}, f.score.toFixed(2)), " ", goTo(f.id)))));
+}
+
+// What the run did, kept in the panel (a toast goes away): its cost on the grader's line and where it ended.
+function summary(data) {
+  const box = $("grow-out");
+  const line = el("p", { class: "grow-summary" }, `Grew ${plural(data.nodes, "node")} (${plural(data.tokens, "token")}); ` +
+    `${plural(data.choices.length, "choice")} by ${data.grader}: ${data.grader_bits.toFixed(2)} bits on the grader's line ` +
+    `(KL of its ${data.strategy} selections).`);
+  if (data.best) line.append(" ", data.strategy === "weave" ? "Best leaf under the beam: " : "Best frontier node: ", goTo(data.best),
+    " (not a recorded choice: going there is yours)");
+  box.prepend(line);
 }
 
 async function start(e) {
@@ -41,14 +54,15 @@ async function start(e) {
     branching: Number(form.get("branching")), strategy: form.get("strategy"),
     temperature: Number(form.get("temperature")), lookahead: Number(form.get("lookahead")), params };
   const origin = current().id;
+  let done = null;
+  texts.clear();
   running = new AbortController();
   $("grow-start").disabled = true;
   $("grow-stop").disabled = false;
   try {
     await stream(`/nodes/${origin}/grow`, body, (name, data) => {
       if (name === "expanded") render(data);
-      else if (name === "done") toast(`grew ${data.nodes} nodes; ${data.choices.length} choices by ${data.grader}: ${data.grader_bits.toFixed(2)} bits ` +
-        `on the grader's line (KL of its ${data.strategy} selections)`, "info");
+      else if (name === "done") done = data;
       else if (name === "error") throw new Error(data.message);
     }, running.signal);
   } catch (err) {
@@ -58,6 +72,7 @@ async function start(e) {
     $("grow-start").disabled = false;
     $("grow-stop").disabled = true;
     await reload(origin);
+    if (done) summary(done);
   }
 }
 

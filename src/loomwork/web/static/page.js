@@ -112,6 +112,7 @@ async function loadTree(treeId) {
   outline.reset();
   outline.open.clear();
   $("tree-title").textContent = info.tree.title;
+  $("tree-title").title = info.tree.title; // the whole title where the header cuts it
   document.title = `${info.tree.title} — loomwork`;
   panels.loadGenForm(settings.generation);
   panels.renderPresets();

@@ -1,7 +1,8 @@
 // The side panels and dialogs, each rendered from `state`: children, generation settings, this node's tags and
 // chapter, the optimization ledger, the lens.
 import { api } from "./api.js";
-import { clear, el, pct, snippet, steerLabel } from "./dom.js";
+import { clear, el, pct, plural, snippet, steerLabel } from "./dom.js";
+import { isUnread } from "./unread.js";
 import { canEdit, current, me, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -18,7 +19,7 @@ export function renderChildren(onGo, live) {
   }
   if (!state.children.length) box.append(el("p", { class: "muted" }, canEdit() ? "No children yet: press g to generate, w to write one." : "No children yet."));
   state.children.forEach((c, i) => {
-    const meta = [i < 9 ? `${i + 1}` : null, c.origin, c.mean_logprob === null ? null : `mean p ${pct(c.mean_logprob)}`,
+    const meta = [i < 9 ? `${i + 1}` : null, isUnread(c) ? "• new" : null, c.origin, c.mean_logprob === null ? null : `mean p ${pct(c.mean_logprob)}`,
       c.child_count ? `${c.child_count} ${c.child_count === 1 ? "child" : "children"}` : null, c.bookmarked ? "★" : null,
       c.meta && c.meta.chapter ? `§ ${c.meta.chapter}` : null, steerLabel(c) || null, ...c.tags.map((t) => `#${t}`),
       by(c) && by(c) !== me.name ? `by ${by(c)}` : null];
@@ -207,7 +208,7 @@ export async function renderTreesDialog(onOpenTree, onGo) {
   const list = clear($("tree-list"));
   for (const t of await api("GET", "/trees")) {
     list.append(el("li", {}, el("button", { class: "link", onclick: () => { $("trees-dialog").close(); onOpenTree(t.id); } },
-      snippet(t.title, 70)), el("span", { class: "muted" }, ` ${t.nodes} nodes`)));
+      snippet(t.title, 70)), el("span", { class: "muted" }, ` ${plural(t.nodes, "node")}`)));
   }
   $("tree-settings").hidden = !state.tree;
   if (state.tree && state.settings) {
