@@ -70,7 +70,12 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=24)
     ap.add_argument("--out", default=str(ROOT / "docs" / "graders"))
     ap.add_argument("--docs", action="store_true", help="rewrite the table in docs/graders.md from this run")
+    ap.add_argument("--render", action="store_true", help="only rewrite docs/graders.md from --out's JSON (no run)")
     args = ap.parse_args()
+    if args.render:
+        report = json.loads((Path(args.out) / "grow-compare.json").read_text(encoding="utf-8"))
+        write_docs(report)
+        return
     os.environ["LOOMWORK_HOME"] = tempfile.mkdtemp(prefix="loomwork-grow-compare-")
     os.environ["PYTHONPATH"] = str(ROOT / "scripts")
     from loomwork import Store, ops
@@ -109,13 +114,36 @@ def main() -> None:
     (out / "grow-compare.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(table(report))
     if args.docs:
-        doc = ROOT / "docs" / "graders.md"
-        text = doc.read_text(encoding="utf-8")
-        a, b = text.index(MARK_BEGIN) + len(MARK_BEGIN), text.index(MARK_END)
-        doc.write_text(text[:a] + "\n" + table(report) + "\n" + text[b:], encoding="utf-8")
+        write_docs(report)
+
+
+def write_docs(report: dict) -> None:
+    doc = ROOT / "docs" / "graders.md"
+    text = doc.read_text(encoding="utf-8")
+    a, b = text.index(MARK_BEGIN) + len(MARK_BEGIN), text.index(MARK_END)
+    doc.write_text(text[:a] + "\n" + table(report) + "\n" + text[b:], encoding="utf-8")
 
 
 MARK_BEGIN, MARK_END = "<!-- grow_compare.py: begin -->", "<!-- grow_compare.py: end -->"
+
+
+def reading(report: dict) -> str:
+    """What the table says, computed from the runs (so it changes with them)."""
+    mean = {name: {k: statistics.mean(r[k] for r in report["runs"] if r["name"] == name and r[k] is not None)
+                   for k in ("kl_bits", "proxy", "gold")} for name in report["strategies"]}
+    by_kl = sorted((n for n in mean if n != "uniform"), key=lambda n: -mean[n]["kl_bits"])
+    up = [n for n in by_kl if mean[n]["proxy"] > mean["uniform"]["proxy"]]
+    gold_up = [n for n in by_kl if mean[n]["gold"] > mean["uniform"]["gold"]]
+    proxy_follows = [mean[n]["proxy"] for n in by_kl] == sorted((mean[n]["proxy"] for n in by_kl), reverse=True)
+    return (f"The grader's pressure on the answer's path, most first: {', '.join(by_kl)}. "
+            + (f"{', '.join(up).capitalize()} raised the proxy above the uniform descent's mean"
+               + (" in the order of their pressure" if proxy_follows and len(up) == len(by_kl) else "") + "; "
+               if up else "None raised the proxy above the uniform descent's mean; ")
+            + (f"the held-out gold score rose above it only for {', '.join(gold_up)}" if gold_up else
+               "none raised the held-out gold score above it: what the proxy rewards (the sea) is not what the gold "
+               "judge rewards (coherence)")
+            + f" (means of {report['seeds']} seeds; the ranges above overlap widely at this size, and the answers' "
+              "depths differ: the same budget buys a uniform descent more depth than a search).")
 
 
 def table(report: dict) -> str:
@@ -133,6 +161,7 @@ def table(report: dict) -> str:
         rs = [r for r in report["runs"] if r["name"] == name]
         lines.append(f"| {name} | {cell([r['kl_bits'] for r in rs])} | {cell([r['proxy'] for r in rs])} | "
                      f"{cell([r['gold'] for r in rs])} | {cell([r['depth'] for r in rs], 1)} |")
+    lines += ["", reading(report)]
     n = len(report["runs"]) // max(len(report["strategies"]), 1)
     lines += ["", f"{report['nodes']} new nodes of {report['max_tokens']} tokens per run (branching "
               f"{report['branching']}), {n} seeds per strategy; mean [min, max]; scores are log-odds (nats). "
