@@ -19,13 +19,21 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 def reference() -> str:
     parts = [MARK, "", "## Command reference", ""]
-    with click.Context(cli, info_name="loomwork") as ctx:
+    with click.Context(cli, info_name="loomwork", **cli.context_settings) as ctx:  # -h, --help as the program has
         parts += ["```", cli.get_help(ctx), "```", ""]
         for name in sorted(cli.list_commands(ctx)):
-            cmd = cli.get_command(ctx, name)
-            with click.Context(cmd, info_name=name, parent=ctx) as sub:
-                parts += [f"### loomwork {name}", "", "```", cmd.get_help(sub), "```", ""]
+            parts += _command(cli.get_command(ctx, name), name, ctx, "###")
     return "\n".join(parts)
+
+
+def _command(cmd: click.Command, name: str, parent: click.Context, level: str) -> list[str]:
+    """A command's help, then each subcommand's (steer create, grader create, …) one level down."""
+    with click.Context(cmd, info_name=name, parent=parent) as ctx:
+        out = [f"{level} {ctx.command_path}", "", "```", cmd.get_help(ctx), "```", ""]
+        if isinstance(cmd, click.Group):
+            for sub in sorted(cmd.list_commands(ctx)):
+                out += _command(cmd.get_command(ctx, sub), sub, ctx, level + "#")
+    return out
 
 
 def render() -> str:
