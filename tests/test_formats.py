@@ -153,7 +153,7 @@ def test_import_under_a_node_is_undoable(store):
 
 
 def test_markdown_marks_whose_words_are_whose(store):
-    tree, root = ops.new_tree(store, "The *start*")
+    tree, root = ops.new_tree(store, "The *start*", title="The *start*")  # a title with markup, escaped
     kid = ops.add_child(store, root.id, " my words")
     md = io.export(store, tree.id, "markdown", kid.id)
     assert md == "# The \\*start\\*\n\nThe \\*start\\* **my words**\n"
