@@ -22,24 +22,11 @@ from loomwork.formats import io, miniloom
 from loomwork.store import supervision as sql
 from loomwork.store.journal import current_actor
 
+from tests.test_formats import shape  # the tree as nested tuples: what a round trip must keep
+
 dmp_module = pytest.importorskip("diff_match_patch")
 DMP = dmp_module.diff_match_patch()
 FIX = Path(__file__).parent / "fixtures"
-
-
-def shape(store, tree_id):
-    """The tree as nested (text, origin, tags, bookmarked, archived, children) tuples."""
-    with store.read() as tx:
-        tree, nodes = tx.tree(tree_id), tx.tree_nodes(tree_id)
-    kids = {}
-    for n in nodes:
-        kids.setdefault(n.parent_id, []).append(n)
-
-    def walk(n):
-        return (n.text, n.origin, tuple(sorted(n.tags)), n.bookmarked, n.archived,
-                tuple(walk(c) for c in kids.get(n.id, [])))
-
-    return walk(next(n for n in nodes if n.id == tree.root_id))
 
 
 def nodes_of(store, tree_id):
