@@ -115,14 +115,20 @@ export class Graph {
     const labels = svg("g", { class: "labels" });
     const near = this.data.nodes.filter((n) => onPath.has(n.id) || onPath.has(n.parent_id))
       .sort((a, b) => Number(onPath.has(b.id)) - Number(onPath.has(a.id)));
-    const taken = new Map();  // row (y) -> [from, to] spans of the labels on it
+    const taken = new Map();  // row (y) -> [from, to] spans of the labels on it, and of the dots (a label covers none)
+    for (const n of this.data.nodes) {
+      if (!this.pos.has(n.id)) continue;
+      const q = this.at(n.id);
+      taken.set(q.y, [...(taken.get(q.y) || []), [q.x - 6, q.x + 6, n.id]]);
+    }
     for (const n of near) {
       const p = this.at(n.id), flat = (n.chapter ? `§ ${n.chapter}` : n.text || "∅").replace(/\s+/g, " ").trim();
       const text = flat.length > 18 ? `${flat.slice(0, 17)}…` : flat || "∅";
       const span = [p.x + 6, p.x + 8 + 5.6 * text.length], row = taken.get(p.y) || [];
-      if (!onPath.has(n.id) && row.some(([a, b]) => span[0] < b && a < span[1])) continue;
+      if (!onPath.has(n.id) && row.some(([a, b, id]) => id !== n.id && span[0] < b && a < span[1])) continue;
       taken.set(p.y, [...row, span]);
-      labels.append(svg("text", { x: p.x + 8, y: p.y + 3, class: `label${onPath.has(n.id) ? " on-path" : ""}` }, text));
+      const gap = n.id === currentId ? 7 * size + 4 : 8; // clear of the current node's larger dot and ring
+      labels.append(svg("text", { x: p.x + gap, y: p.y + 3, class: `label${onPath.has(n.id) ? " on-path" : ""}` }, text));
     }
     this.box.append(edges, dots, labels);
     if (!this.viewBox) this.centre(currentId);

@@ -2,7 +2,7 @@
 // counts as read once it is on the path the page shows; the page says so in a batch a moment later. Marking read
 // changes nothing in the tree (no event, nothing to undo). Nodes that were there before the markers came count as
 // read (docs/web.md).
-import { api } from "./api.js";
+import { api, who } from "./api.js";
 import { state } from "./state.js";
 
 const SEND_AFTER_MS = 400, MAX_BATCH = 500;
@@ -25,6 +25,17 @@ export function markShown(treeId, nodes) {
   for (const n of fresh) { state.read.add(n.id); pending.get(treeId).add(n.id); }
   if (!timer) timer = setTimeout(send, SEND_AFTER_MS);
 }
+
+// Leaving the page (a reload, another tab's link): what is still waiting goes in a request that outlives the page.
+addEventListener("pagehide", () => {
+  clearTimeout(timer);
+  timer = null;
+  for (const [treeId, ids] of pending) {
+    fetch(`/api/trees/${encodeURIComponent(treeId)}/reads`, { method: "POST", keepalive: true,
+      headers: { "Content-Type": "application/json", ...who() }, body: JSON.stringify({ nodes: [...ids].slice(0, MAX_BATCH) }) }).catch(() => {});
+  }
+  pending.clear();
+});
 
 async function send() {
   timer = null;
