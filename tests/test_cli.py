@@ -236,3 +236,26 @@ def test_a_default_model_that_is_not_there_names_the_variable(run, monkeypatch):
     assert r.stderr.startswith("error: LOOMWORK_MODEL=hf:nope: unknown hf model 'nope'"), r.stderr
     r = run("expand", root, "-m", "hf:nope", ok=False)  # named on the command line: no variable to blame
     assert "LOOMWORK_MODEL" not in r.stderr and "unknown hf model 'nope'" in r.stderr
+
+
+@pytest.mark.parametrize("model", ["hf:gemma-3-270m", "llama:gemma-3-270m"])
+def test_an_expand_on_the_real_model_writes_nothing_to_stderr(model, loomwork_home):
+    """No warning or log line from a dependency (transformers, torch, llama.cpp) reaches a user's terminal: a
+    piped expand on the packaged model prints its samples and nothing else (progress shows only on a terminal)."""
+    import os
+    import subprocess
+    import sys
+
+    from loomwork.backends import registry
+
+    if not [m for m in registry.list_models() if m.ref == model and m.installed]:
+        pytest.skip(f"{model} is not installed here")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONWARNINGS")}
+    cmd = [sys.executable, "-m", "loomwork.cli"]
+    root = subprocess.run([*cmd, "new", "The old lighthouse keeper", "--json"], env=env, capture_output=True,
+                          text=True, check=True)
+    node = json.loads(root.stdout)["root"]["id"]
+    r = subprocess.run([*cmd, "expand", node, "-m", model, "-n", "1", "--max-tokens", "4", "--seed", "1"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
+    assert r.stderr == "", r.stderr
