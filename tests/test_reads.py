@@ -85,3 +85,23 @@ async def test_reads_over_http_follow_roles(store):
     with as_principal(Principal("outsider")), pytest.raises(Forbidden):
         navigate.mark_read(store, tree.id, [kid.id])
     assert access.current() is None
+
+
+async def test_a_request_without_a_name_acts_as_the_local_servers_user(store, monkeypatch):
+    """curl, a script and the page agree on a local server: no X-Loomwork-User means the server's own user (the
+    page's default name); on a server with a token it is "web"."""
+    monkeypatch.setenv("LOOMWORK_USER", "ada")
+    tree, root = ops.new_tree(store, "A harbour")
+    kid = ops.add_child(store, root.id, " a")
+    local = create_app(store, default_model="mock:default")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=local), base_url=BASE) as c:
+        assert (await c.get("/api/config")).json()["user"] == "ada"
+        await c.post(f"/api/trees/{tree.id}/reads", json={"nodes": [kid.id]})
+    with acting_as("ada"):
+        assert navigate.read_nodes(store, tree.id) == {kid.id}
+    shared = create_app(store, default_model="mock:default", token="s3cret", host="0.0.0.0")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shared), base_url=BASE,
+                                 headers={"Authorization": "Bearer s3cret", "Host": "127.0.0.1:8765"}) as c:
+        r = await c.post(f"/api/nodes/{root.id}/children", json={"text": " b"})
+        assert r.status_code == 200, r.text
+        assert store.node(r.json()["id"]).author == "web"

@@ -37,16 +37,18 @@ USER_HEADER = "x-loomwork-user"
 
 class ActorMiddleware:
     """Operations a request logs are attributed to the name in its X-Loomwork-User header (the page sends the
-    name its person chose), else to "web"; undo uses it to tell your operations from other people's."""
+    name its person chose), else to ``default``: on a local server the server's own user (the person at its
+    terminal, as the page assumes), on a shared one "web"; undo uses it to tell your operations from others'."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, default: str = "web"):
         self.app = app
+        self.default = default.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or "loomwork.principal" in scope:  # an account acts as itself, whatever it says
             await self.app(scope, receive, send)
             return
-        raw = dict(scope["headers"]).get(USER_HEADER.encode(), b"web")
+        raw = dict(scope["headers"]).get(USER_HEADER.encode(), self.default)
         try:
             name = clean_actor(raw.decode("utf-8"))
         except (UnicodeDecodeError, InvalidInput) as exc:
@@ -55,6 +57,20 @@ class ActorMiddleware:
             return
         with acting_as(name):
             await self.app(scope, receive, send)
+
+
+def _local_user(host: str, token: str | None, accounts: bool) -> str:
+    """Who a request without a name acts as: on a loopback server without a token, the server's user (the CLI's
+    person: curl, a script and the page then agree); otherwise "web"."""
+    from ..store.journal import default_actor
+    from .security import is_loopback
+
+    if accounts or token or not is_loopback(host):
+        return "web"
+    try:
+        return default_actor()
+    except InvalidInput:  # a LOOMWORK_USER that is no name: the CLI says so; the server still serves
+        return "web"
 
 
 def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
@@ -84,7 +100,7 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     app.state.allowed_models = None if allowed_models is None else {*allowed_models, app.state.default_model}
     # the app's models: the process's loaded ones, under this server's policy of what it offers
     app.state.models = PROCESS.with_policy(offered(app.state.allowed_models), default=app.state.default_model)
-    app.add_middleware(ActorMiddleware)
+    app.add_middleware(ActorMiddleware, default=_local_user(host, token, accounts))
     app.add_middleware(GuardMiddleware, guard=Guard(host, port, None if accounts else token, tuple(allow_hosts),
                                                     Authenticator(store) if accounts else None))
 
