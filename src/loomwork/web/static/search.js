@@ -18,7 +18,8 @@ function drawHits() {
     const from = Math.max(0, a - 40), to = Math.min(text.length, b + 60);
     box.append(el("button", { class: `hit${i === active ? " active" : ""}`, role: "option", onclick: () => chooseHit(i) },
       el("span", { class: "muted trail" }, hit.trail.length ? `${hit.trail.length} deep · ${hit.trail.slice(-3).join(" › ")}` : "the root"), el("br"),
-      (from ? "…" : "") + text.slice(from, a), el("mark", {}, text.slice(a, b)), text.slice(b, to) + (to < text.length ? "…" : "")));
+      (text.slice(0, from).trim() ? "…" : "") + text.slice(from, a), el("mark", {}, text.slice(a, b)),
+      text.slice(b, to) + (text.slice(to).trim() ? "…" : ""))); // "…" only where words were left out
   });
   const cur = box.querySelector(".hit.active");
   if (cur) cur.scrollIntoView({ block: "nearest" });
