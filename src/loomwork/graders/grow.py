@@ -79,11 +79,6 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
     made = tokens = rounds = 0
     choices = []
 
-    async def emit(event: dict) -> None:
-        result = on_event(event)
-        if result is not None:
-            await result
-
     while frontier:
         if (budget_nodes is not None and made >= budget_nodes) or (budget_tokens is not None and tokens >= budget_tokens):
             break
@@ -111,9 +106,10 @@ async def grow(store: Store, node_id: str, backend: Backend, grader: dict, param
                 scored[k.id] = scores[k.id]["score"]
                 if scores[k.id]["score"] is not None:  # a node the grader failed on is not grown further
                     frontier.append((k.id, scores[k.id]["score"]))
-            await emit({"event": "expanded", "parent": parent, "round": rounds, "nodes": made, "tokens": tokens,
-                        "children": [{"id": k.id, "text": k.text, **scores[k.id]} for k in kids],
-                        "frontier": sorted(({"id": n, "score": s} for n, s in frontier), key=lambda x: -x["score"])})
+            await weave.tell(on_event, {
+                "event": "expanded", "parent": parent, "round": rounds, "nodes": made, "tokens": tokens,
+                "children": [{"id": k.id, "text": k.text, **scores[k.id]} for k in kids],
+                "frontier": sorted(({"id": n, "score": s} for n, s in frontier), key=lambda x: -x["score"])})
             if (budget_nodes is not None and made >= budget_nodes) or \
                     (budget_tokens is not None and tokens >= budget_tokens):
                 break

@@ -23,6 +23,7 @@ from ..store import graders as sql
 from ..store import supervision
 from ..supervision.ratings import current
 from ..tree import path_text
+from ..units import logsumexp
 from .registry import resolve_callable
 
 
@@ -54,14 +55,7 @@ RULE = "whole-word-v2"  # the judge's rule, part of its scores' cache key (v1 co
 async def whole_words(backend, prompt: str, answers: list[str]) -> list[float]:
     """log P(each answer as a whole word): log Σ over WORD_ENDS of P(answer, then text starting with it)."""
     rows = await backend.score_answers(prompt, answers, list(WORD_ENDS))
-    return [_logsumexp(row) for row in rows]
-
-
-def _logsumexp(values: list[float]) -> float:
-    top = max(values)
-    if not math.isfinite(top):
-        return top
-    return top + math.log(sum(math.exp(v - top) for v in values))
+    return [logsumexp(row) for row in rows]
 
 
 async def _score_texts(grader: dict, context: str, texts: list[str], node_ids: list[str] | None,

@@ -30,6 +30,7 @@ from ..backends.base import Backend, SamplingParams
 from ..backends.pool import PROCESS, ModelPool
 from ..levers import grader as grader_cost
 from ..store import Store
+from ..units import logsumexp
 from .scoring import score_nodes
 
 
@@ -51,15 +52,6 @@ class Node:
     def priority(self) -> tuple[bool, float]:
         # a committed node with no children yet goes first (it is the beam itself), then value + Gumbel
         return (self.committed and not self.children, self.value + self.gumbel)
-
-
-def logsumexp(xs: list[float]) -> float:
-    if not xs:
-        return float("-inf")
-    top = max(xs)
-    if top == float("-inf"):
-        return top
-    return top + math.log(sum(math.exp(x - top) for x in xs))
 
 
 def back_up(node: Node) -> None:
@@ -87,14 +79,11 @@ def top_down_gumbel(beam: list[Node], width: int) -> list[Node]:
     Gumbel top-k over path log-probabilities, each child's Gumbel truncated at its parent's (Kool et al.)."""
     out = []
     for node in beam:
-        scored = [c for c in node.children if c.score is not None]
+        scored = _child_phis(node)
         if not scored:
             out.append(node)
             continue
-        z_vals = [c.value for c in scored]
-        lse = logsumexp(z_vals)
         for c in scored:
-            c.phi = node.phi + c.value - lse
             c.g_phi = c.phi + c.gumbel
         z = max(c.g_phi for c in scored)
         for c in scored:  # condition the children's perturbed values on their maximum being the parent's
@@ -136,11 +125,6 @@ async def run(store: Store, node_id: str, backend: Backend, grader: dict, params
         return (budget_nodes is not None and made >= budget_nodes) or \
             (budget_tokens is not None and tokens >= budget_tokens)
 
-    async def emit(event: dict) -> None:
-        result = on_event(event)
-        if result is not None:
-            await result
-
     def leaves(top: Node, limit: int) -> list[Node]:
         out, stack = [], [top]
         while stack:
@@ -154,14 +138,17 @@ async def run(store: Store, node_id: str, backend: Backend, grader: dict, params
                 stack.extend(n.children)
         return out
 
+    def frontier() -> list[Node]:
+        return [n for b in live for n in leaves(b, rounds + lookahead)]
+
     while not spent():
         round_left = branching * lookahead * len(live)
         grew = 0
+        ahead = frontier()
         while round_left > 0 and not spent():
-            frontier = [n for b in live for n in leaves(b, rounds + lookahead)]
-            if not frontier:
+            if not ahead:
                 break
-            chosen = max(frontier, key=lambda n: n.priority)
+            chosen = max(ahead, key=lambda n: n.priority)
             n = branching if budget_nodes is None else min(branching, budget_nodes - made)
             n = min(n, round_left)
             kids = await ops.expand(store, chosen.id, backend, params.model_copy(update={"n": n, "seed": seed + made}))
@@ -177,10 +164,10 @@ async def run(store: Store, node_id: str, backend: Backend, grader: dict, params
                              value=s / temperature if s is not None else float("-inf"))
                 chosen.children.append(child)
             back_up(chosen)
-            await emit({"event": "expanded", "parent": chosen.id, "round": rounds + 1, "nodes": made, "tokens": tokens,
+            ahead = frontier()  # what the next pick chooses from, and what the page shows
+            await tell(on_event, {"event": "expanded", "parent": chosen.id, "round": rounds + 1, "nodes": made, "tokens": tokens,
                         "children": [{"id": k.id, "text": k.text, **scores[k.id]} for k in kids],
-                        "frontier": sorted(({"id": f.id, "score": f.score, "value": f.value}
-                                            for f in [x for b in live for x in leaves(b, rounds + lookahead)]
+                        "frontier": sorted(({"id": f.id, "score": f.score, "value": f.value} for f in ahead
                                             if f.score is not None), key=lambda x: -x["value"])})
         if not grew:
             break
@@ -205,13 +192,20 @@ async def run(store: Store, node_id: str, backend: Backend, grader: dict, params
                                 "bound_bits": cost["bound_bits"]})
         live = nxt
     # the answer: one leaf under the beam, drawn by path probability (bottom-up sampling, as weave ends)
-    ends = [n for b in live for n in leaves(b, 1 << 30) if n.score is not None or n is b]
+    ends = [n for b in live for n in leaves(b, 1 << 30)]
     for b in live:
         _phi(b)
     best = max(ends, key=lambda n: n.phi + n.gumbel).id if ends else None
     return {"node": node_id, "grader": grader["name"], "strategy": "weave", "lookahead": lookahead, "rounds": rounds,
             "expansions": expansions, "nodes": made, "tokens": tokens, "choices": choices,
             "grader_bits": sum(c["bits"] for c in choices), "beam": [n.id for n in live], "best": best}
+
+
+async def tell(on_event: Callable[[dict], Awaitable[None] | None], event: dict) -> None:
+    """Hand an event to a listener that may be a plain function or a coroutine function (the CLI's, the API's)."""
+    result = on_event(event)
+    if result is not None:
+        await result
 
 
 def _prune(node: Node) -> None:
@@ -221,12 +215,16 @@ def _prune(node: Node) -> None:
             _prune(c)
 
 
-def _phi(node: Node) -> None:
-    """Path log-probabilities below ``node`` under softmax of the siblings' values."""
+def _child_phis(node: Node) -> list[Node]:
+    """Set each scored child's path log-probability: its parent's plus log softmax of the siblings' values."""
     scored = [c for c in node.children if c.score is not None]
-    if not scored:
-        return
-    lse = logsumexp([c.value for c in scored])
+    lse = logsumexp(c.value for c in scored)
     for c in scored:
         c.phi = node.phi + c.value - lse
+    return scored
+
+
+def _phi(node: Node) -> None:
+    """Path log-probabilities of everything below ``node``."""
+    for c in _child_phis(node):
         _phi(c)

@@ -14,15 +14,9 @@ from dataclasses import dataclass
 
 from ..backends.base import Backend
 from ..errors import InvalidInput, Unsupported
+from ..units import logsumexp
 
 EOS = "<eos>"  # as a terminator: the end of text itself
-
-
-def logsumexp(xs: list[float]) -> float:
-    m = max(xs)
-    if m == -math.inf:
-        return m
-    return m + math.log(sum(math.exp(x - m) for x in xs))
 
 
 def entropy_bits(p: list[float]) -> float:

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, insert, select, update
 
 from ..errors import InvalidInput, NotFound
-from .queries import Tx, insert_ignoring_duplicates
+from .dialect import insert_ignoring_duplicates
+from .queries import Tx
 from .schema import accounts, queue_roles, tree_roles
 
 

@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, select
 
 from . import access, journal
-from .queries import Tx, insert_ignoring_duplicates
+from .dialect import insert_ignoring_duplicates
+from .queries import Tx
 from .schema import grader_scores, graders
 
 

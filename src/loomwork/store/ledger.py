@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from sqlalchemy import insert, select
 
 from . import journal
-from .queries import Tx, insert_ignoring_duplicates
+from .dialect import insert_ignoring_duplicates
+from .queries import Tx
 from .schema import choices, scores
 
 

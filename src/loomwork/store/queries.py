@@ -8,12 +8,11 @@ from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 from sqlalchemy import Connection, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..errors import Corrupt, Forbidden, InvalidInput, NotFound
 from ..tree import Generation, Node, Token, Tree
 from . import access, events, journal, reads, search
+from .dialect import escape_like
 from .journal import Journal
 from .schema import (adjudications, choices, critiques, generations, grader_scores, node_tags, nodes, oplog, outcomes,
                      queue_roles, queues, ratings, scores, tree_roles, trees)
@@ -26,10 +25,6 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)  # SQLite hands back naive timestamps
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _looked_up(ident, what: str = "node") -> str:
     """An id as typed, or NotFound at once when it cannot name anything (no id holds NUL or invalid UTF-8; the
     database would only fail to encode it)."""
@@ -37,11 +32,6 @@ def _looked_up(ident, what: str = "node") -> str:
         raise NotFound(f"no {what} with id {ident!r}")
     return ident
 
-
-def insert_ignoring_duplicates(conn: Connection, table):
-    """INSERT that skips a row whose primary key exists (ON CONFLICT DO NOTHING in both dialects)."""
-    dialect = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    return dialect(table).on_conflict_do_nothing()
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -328,7 +318,7 @@ class Tx:
 
     def search_ids(self, prefix: str, limit: int = 5) -> tuple[list[str], list[str]]:
         """Node ids and tree ids starting with ``prefix``."""
-        like = _escape_like(prefix) + "%"
+        like = escape_like(prefix) + "%"
         qn = select(nodes.c.id).where(nodes.c.id.like(like, escape="\\"))
         qt = select(trees.c.id).where(trees.c.id.like(like, escape="\\"))
         if (seen := access.visible(self.conn)) is not None:  # another's tree is not even a candidate

@@ -10,9 +10,8 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .dialect import insert_ignoring_duplicates
 from .schema import node_reads, nodes
 
 _CHUNK = 500
@@ -29,8 +28,7 @@ def mark(conn: Connection, tree_id: str, node_ids: Sequence[str], reader: str) -
     if not mine:
         return 0
     now = datetime.now(timezone.utc)
-    dialect = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    result = conn.execute(dialect(node_reads).on_conflict_do_nothing(),
+    result = conn.execute(insert_ignoring_duplicates(conn, node_reads),
                           [{"tree_id": tree_id, "reader": reader, "node_id": n, "read_at": now} for n in mine])
     return max(result.rowcount, 0)
 

@@ -15,14 +15,11 @@ from __future__ import annotations
 from sqlalchemy import Connection, column, func, select, table
 from sqlalchemy.exc import DatabaseError
 
+from .dialect import escape_like
 from .schema import nodes
 
 INDEX = table("nodes_search", column("rowid"), column("text"))  # FTS5; its rowid is the node's seq
 MIN_INDEXED = 3  # characters: a trigram index needs one trigram
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def phrase(text: str) -> str:
@@ -30,23 +27,13 @@ def phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def has_index(conn: Connection) -> bool:
-    if conn.dialect.name != "sqlite":
-        return True
-    cached = conn.info.get("loomwork_search_index")
-    if cached is None:
-        cached = conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'nodes_search'").first() is not None
-        conn.info["loomwork_search_index"] = cached
-    return cached
-
-
 def rows(conn: Connection, text: str, tree_id: str | None, limit: int, visible: set[str] | None):
     """The rows of the nodes matching ``text``, oldest first, at most ``limit``."""
-    if conn.dialect.name == "sqlite" and len(text) >= MIN_INDEXED and has_index(conn):
+    if conn.dialect.name == "sqlite" and len(text) >= MIN_INDEXED:  # the index: every SQLite store at schema 10
         q = (select(nodes).join(INDEX, INDEX.c.rowid == nodes.c.seq)
              .where(INDEX.c.text.op("MATCH")(phrase(text))).order_by(INDEX.c.rowid))
     else:
-        like = "%" + _escape_like(text.lower()) + "%"
+        like = "%" + escape_like(text.lower()) + "%"
         lower = func.loomwork_lower if conn.dialect.name == "sqlite" else func.lower
         q = select(nodes).where(lower(nodes.c.text).like(like, escape="\\")).order_by(nodes.c.seq)
     if tree_id:
@@ -58,7 +45,7 @@ def rows(conn: Connection, text: str, tree_id: str | None, limit: int, visible: 
 
 def check(conn: Connection) -> list[str]:
     """Problems with the search index (for ``loomwork check``): FTS5's own integrity check against nodes."""
-    if conn.dialect.name != "sqlite" or not has_index(conn):
+    if conn.dialect.name != "sqlite":
         return []
     try:
         conn.exec_driver_sql("INSERT INTO nodes_search(nodes_search, rank) VALUES ('integrity-check', 1)")
@@ -69,7 +56,7 @@ def check(conn: Connection) -> list[str]:
 
 
 def rebuild(conn: Connection) -> None:
-    if conn.dialect.name == "sqlite" and has_index(conn):
+    if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("INSERT INTO nodes_search(nodes_search) VALUES ('rebuild')")
 
 

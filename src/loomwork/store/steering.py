@@ -8,7 +8,8 @@ from sqlalchemy import delete, select
 
 from ..errors import InvalidInput, NotFound
 from . import access, journal
-from .queries import Tx, insert_ignoring_duplicates
+from .dialect import insert_ignoring_duplicates
+from .queries import Tx
 from .schema import steering_vectors
 
 

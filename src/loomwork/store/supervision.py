@@ -10,7 +10,8 @@ from sqlalchemy import insert, select
 
 from ..errors import InvalidInput, NotFound
 from . import access, journal
-from .queries import Tx, insert_ignoring_duplicates
+from .dialect import insert_ignoring_duplicates
+from .queries import Tx
 from .schema import adjudications, critiques, meta, outcomes, queue_roles, queues, ratings
 
 

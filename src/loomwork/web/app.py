@@ -59,18 +59,18 @@ class ActorMiddleware:
             await self.app(scope, receive, send)
 
 
-def _local_user(host: str, token: str | None, accounts: bool) -> str:
-    """Who a request without a name acts as: on a loopback server without a token, the server's user (the CLI's
-    person: curl, a script and the page then agree); otherwise "web"."""
+def _local_user(host: str, token: str | None, accounts: bool) -> str | None:
+    """On a loopback server without a token, the server's own user (the CLI's person): who a request that names
+    nobody acts as, and the name the page starts with (curl, a script and the page then agree). None elsewhere."""
     from ..store.journal import default_actor
     from .security import is_loopback
 
     if accounts or token or not is_loopback(host):
-        return "web"
+        return None
     try:
         return default_actor()
     except InvalidInput:  # a LOOMWORK_USER that is no name: the CLI says so; the server still serves
-        return "web"
+        return None
 
 
 def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
@@ -100,7 +100,8 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     app.state.allowed_models = None if allowed_models is None else {*allowed_models, app.state.default_model}
     # the app's models: the process's loaded ones, under this server's policy of what it offers
     app.state.models = PROCESS.with_policy(offered(app.state.allowed_models), default=app.state.default_model)
-    app.add_middleware(ActorMiddleware, default=_local_user(host, token, accounts))
+    local_user = _local_user(host, token, accounts)
+    app.add_middleware(ActorMiddleware, default=local_user or "web")
     app.add_middleware(GuardMiddleware, guard=Guard(host, port, None if accounts else token, tuple(allow_hosts),
                                                     Authenticator(store) if accounts else None))
 
@@ -133,17 +134,13 @@ def create_app(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token
     def app_config() -> dict:
         # the page acts as the server's own user on loopback (the same person as at its terminal); elsewhere
         # each browser picks a name
-        from ..store.journal import default_actor
-        from .security import is_loopback
-
         from ..store.access import current
 
         me = current()
         if me is not None:
             return {"default_model": app.state.default_model, "db": store.label, "user": me.name, "accounts": True,
                     "admin": me.admin}
-        return {"default_model": app.state.default_model, "db": store.label, "accounts": False,
-                "user": default_actor() if is_loopback(host) and not token else None}
+        return {"default_model": app.state.default_model, "db": store.label, "accounts": False, "user": local_user}
 
     @app.get("/login", include_in_schema=False)
     def login():

@@ -26,16 +26,12 @@ export function markShown(treeId, nodes) {
   if (!timer) timer = setTimeout(send, SEND_AFTER_MS);
 }
 
-// Leaving the page (a reload, another tab's link): what is still waiting goes in a request that outlives the page.
-addEventListener("pagehide", () => {
-  clearTimeout(timer);
-  timer = null;
-  for (const [treeId, ids] of pending) {
-    fetch(`/api/trees/${encodeURIComponent(treeId)}/reads`, { method: "POST", keepalive: true,
-      headers: { "Content-Type": "application/json", ...who() }, body: JSON.stringify({ nodes: [...ids].slice(0, MAX_BATCH) }) }).catch(() => {});
-  }
-  pending.clear();
-});
+// One batch to the server. A failure (the tree deleted meanwhile, the server gone) loses these marks: the nodes
+// show as unread again after a reload. `keepalive`: the request outlives the page that sends it.
+function post(treeId, ids, keepalive = false) {
+  return fetch(`/api/trees/${encodeURIComponent(treeId)}/reads`, { method: "POST", keepalive,
+    headers: { "Content-Type": "application/json", ...who() }, body: JSON.stringify({ nodes: ids }) }).catch(() => {});
+}
 
 async function send() {
   timer = null;
@@ -43,9 +39,14 @@ async function send() {
   pending.clear();
   for (const [treeId, ids] of batches) {
     const all = [...ids];
-    for (let i = 0; i < all.length; i += MAX_BATCH) {
-      // a failure (the tree deleted meanwhile, the server gone) only means the marks come again next time
-      await api("POST", `/trees/${encodeURIComponent(treeId)}/reads`, { nodes: all.slice(i, i + MAX_BATCH) }).catch(() => {});
-    }
+    for (let i = 0; i < all.length; i += MAX_BATCH) await post(treeId, all.slice(i, i + MAX_BATCH));
   }
 }
+
+// Leaving the page (a reload, a link): what is still waiting goes at once, in requests that outlive the page.
+addEventListener("pagehide", () => {
+  clearTimeout(timer);
+  timer = null;
+  for (const [treeId, ids] of pending) post(treeId, [...ids].slice(0, MAX_BATCH), true);
+  pending.clear();
+});
